@@ -1,0 +1,193 @@
+"""Plain, frozen, picklable records the rules work on.
+
+Wire and storage formats are decoded into these at the edges (gateway,
+dataflow decoding, replay readers); the rules never see bytes or rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = [
+    "CLOSE_REASONS",
+    "EVENT_TYPES",
+    "OUTCOMES",
+    "ArchiveRecord",
+    "ClosedOpportunity",
+    "DeadLetter",
+    "Event",
+    "LateEvent",
+    "Opportunity",
+    "OrphanEvents",
+    "Output",
+    "Policy",
+    "StoredEvent",
+    "WaterfallEntry",
+]
+
+EVENT_TYPES: tuple[str, ...] = (
+    "loaded",
+    "load_failed",
+    "impression",
+    "click",
+    "reward",
+    "closed",
+    "error",
+)
+# Ordered from lowest to highest: the archive keeps the highest one reached.
+OUTCOMES: tuple[str, ...] = ("no_fill", "load_failed", "loaded", "impressed", "clicked")
+CLOSE_REASONS: tuple[str, ...] = ("closed_event", "all_sources_failed", "window_expired")
+
+DeliveryStatus = Literal["fill", "no_fill"]
+
+
+@dataclass(frozen=True, slots=True)
+class WaterfallEntry:
+    source_id: str
+    floor_micros: int
+    timeout_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Opportunity:
+    """One sync request and the delivery the gateway answered with."""
+
+    opportunity_key: str
+    app_id: str
+    placement_id: str
+    device_hash: str
+    ts_ms: int  # gateway receive time; equals the key's ULID time
+    client_ts_ms: int
+    config_version: int
+    rollout_bucket: int
+    context: Mapping[str, str]
+    delivery_id: str
+    status: DeliveryStatus
+    waterfall: tuple[WaterfallEntry, ...]
+    expires_at_ms: int
+    closure_window_ms: int
+    grace_ms: int
+    skew_tolerance_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One normalised SDK event (app resolved, clock skew corrected)."""
+
+    event_id: str
+    app_id: str
+    opportunity_key: str
+    type: str
+    ts_ms: int  # client clock
+    server_ts_ms: int  # received_at - (sent_at - ts)
+    received_at_ms: int
+    source_id: str | None = None
+    revenue_micros: int | None = None
+    currency: str | None = None
+    attrs: Mapping[str, object] = field(default_factory=dict)
+
+    def client_fields(self) -> tuple[object, ...]:
+        """What the SDK sent, without server-side times.
+
+        Two copies of one ``event_id`` are the same event when these match;
+        a resend carries a new ``sent_at`` and so a new ``server_ts``, which
+        must not make it a conflict.
+        """
+        return (
+            self.opportunity_key,
+            self.type,
+            self.ts_ms,
+            self.source_id,
+            self.revenue_micros,
+            self.currency,
+            tuple(sorted((k, repr(v)) for k, v in self.attrs.items())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Worker-wide settings the rules need besides each opportunity's own.
+
+    ``default_*`` apply to events whose opportunity never arrives;
+    ``allowed_lateness_ms`` is how long after an opportunity's close time the
+    worker waits for stragglers before it writes the archive record;
+    ``tombstone_ttl_ms`` is how long a closed opportunity is remembered so
+    that later events are recognised as late.
+    """
+
+    default_closure_window_ms: int = 30 * 60 * 1000
+    default_grace_ms: int = 30 * 1000
+    default_skew_tolerance_ms: int = 5 * 60 * 1000
+    allowed_lateness_ms: int = 5 * 1000
+    tombstone_ttl_ms: int = 60 * 60 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as it is written to ``event_records``."""
+
+    event: Event
+    late: bool = False
+    excluded_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveRecord:
+    """The one closing record of an opportunity."""
+
+    opportunity_key: str
+    app_id: str
+    placement_id: str
+    opened_at_ms: int
+    closed_at_ms: int
+    close_reason: str
+    outcome: str
+    rewarded: bool
+    credited_source_id: str | None
+    revenue_micros: int
+    currency: str | None
+    counts: Mapping[str, int]
+    counted_events: int
+    excluded_events: int
+    config_version: int
+    rule_version: str
+    inputs_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedOpportunity:
+    """Everything written when an opportunity closes: one transaction's worth."""
+
+    opportunity: Opportunity
+    events: tuple[StoredEvent, ...]
+    archive: ArchiveRecord
+
+
+@dataclass(frozen=True, slots=True)
+class LateEvent:
+    """An event that arrived after its opportunity was archived."""
+
+    stored: StoredEvent
+
+
+@dataclass(frozen=True, slots=True)
+class OrphanEvents:
+    """Events whose opportunity never arrived within its window."""
+
+    opportunity_key: str
+    events: tuple[StoredEvent, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A record the rules refuse, with a stable reason code."""
+
+    reason: str
+    detail: str
+    opportunity_key: str | None
+    payload: Mapping[str, object]
+
+
+Output = ClosedOpportunity | LateEvent | OrphanEvents | DeadLetter

@@ -1,0 +1,248 @@
+"""The per-opportunity state machine the worker drives.
+
+Shape: ``(state | None, item, now_ms) -> (state | None, outputs)``, as in
+Bytewax's ``stateful_map``; ``None`` as the new state means "forget this
+key". Time is always an argument (``now_ms``), never read from a clock.
+
+Lifecycle of one ``opportunity_key``:
+
+1. ``Open``: the opportunity and/or events are buffered (events
+   deduplicated). It is due at its close time plus the allowed lateness; an
+   open key without its opportunity is due when a default window would have
+   closed, and then its events become orphans.
+2. ``Archived``: after the closing record was emitted, a tombstone remembers
+   which events were seen so that later copies are absorbed and new events
+   are emitted as ``late``. It is forgotten after ``tombstone_ttl_ms``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from .closure import EXCLUDED_UNKNOWN_OPPORTUNITY, close_at_ms, close_opportunity
+from .model import (
+    DeadLetter,
+    Event,
+    LateEvent,
+    Opportunity,
+    OrphanEvents,
+    Output,
+    Policy,
+    StoredEvent,
+)
+from .ulid import ulid_time_ms
+
+__all__ = [
+    "DUPLICATE_CONFLICT",
+    "OPPORTUNITY_APP_MISMATCH",
+    "Archived",
+    "Open",
+    "OpportunityState",
+    "drain",
+    "due_at_ms",
+    "on_event",
+    "on_opportunity",
+    "on_tick",
+]
+
+DUPLICATE_CONFLICT = "duplicate_conflict"
+OPPORTUNITY_APP_MISMATCH = "opportunity_app_mismatch"
+
+_EMPTY: tuple[Output, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    opportunity_key: str
+    opportunity: Opportunity | None
+    # event_id -> the surviving copy. Treated as immutable: every change makes
+    # a new dict (a plain dict, because Bytewax pickles state snapshots).
+    events: Mapping[str, Event]
+
+
+@dataclass(frozen=True, slots=True)
+class Archived:
+    opportunity_key: str
+    archived_at_ms: int
+    app_id: str
+    # event_id -> client fields of the copy that was kept.
+    seen: Mapping[str, tuple[object, ...]]
+
+
+OpportunityState = Open | Archived
+
+
+def _copy_rank(event: Event) -> tuple[int, int, str]:
+    # The earliest received copy survives; ties broken by content so that the
+    # choice never depends on the order copies arrive in.
+    return (event.received_at_ms, event.server_ts_ms, repr(event.client_fields()))
+
+
+def on_opportunity(
+    state: OpportunityState | None, opportunity: Opportunity, now_ms: int, policy: Policy
+) -> tuple[OpportunityState | None, tuple[Output, ...]]:
+    """An opportunity+delivery record arrived (possibly again)."""
+    if isinstance(state, Archived):
+        # Re-delivery after close: the archive record already stands.
+        return state, _EMPTY
+    if state is None:
+        state = Open(opportunity.opportunity_key, None, {})
+    if state.opportunity is not None:
+        return state, _EMPTY  # duplicate delivery of the same sync request
+    outputs: list[Output] = []
+    kept: dict[str, Event] = {}
+    for event_id, event in state.events.items():
+        if event.app_id == opportunity.app_id:
+            kept[event_id] = event
+        else:
+            outputs.append(_app_mismatch(event, opportunity))
+    state = replace(state, opportunity=opportunity, events=kept)
+    return state, tuple(outputs)
+
+
+def on_event(
+    state: OpportunityState | None, event: Event, now_ms: int, policy: Policy
+) -> tuple[OpportunityState | None, tuple[Output, ...]]:
+    """An SDK event arrived (possibly a resent copy)."""
+    if isinstance(state, Archived):
+        return _on_event_after_archive(state, event)
+    if state is None:
+        state = Open(event.opportunity_key, None, {})
+    if state.opportunity is not None and event.app_id != state.opportunity.app_id:
+        return state, (_app_mismatch(event, state.opportunity),)
+    existing = state.events.get(event.event_id)
+    if existing is None:
+        return _with_event(state, event), _EMPTY
+    if existing.client_fields() == event.client_fields():
+        if _copy_rank(event) < _copy_rank(existing):
+            return _with_event(state, event), _EMPTY
+        return state, _EMPTY
+    # Same id, different content: the earliest copy stays, the other is refused.
+    keep, refuse = (
+        (existing, event)
+        if _copy_rank(existing) <= _copy_rank(event)
+        else (
+            event,
+            existing,
+        )
+    )
+    return _with_event(state, keep), (_duplicate_conflict(refuse, keep),)
+
+
+def on_tick(
+    state: OpportunityState | None, now_ms: int, policy: Policy
+) -> tuple[OpportunityState | None, tuple[Output, ...]]:
+    """Time passed: close, orphan or forget whatever is due."""
+    due = due_at_ms(state, policy)
+    if state is None or due is None or now_ms < due:
+        return state, _EMPTY
+    if isinstance(state, Archived):
+        return None, _EMPTY
+    if state.opportunity is None:
+        orphans = tuple(
+            StoredEvent(event, excluded_reason=EXCLUDED_UNKNOWN_OPPORTUNITY)
+            for event in sorted(state.events.values(), key=lambda e: (e.server_ts_ms, e.event_id))
+        )
+        return None, (OrphanEvents(state.opportunity_key, orphans),)
+    closed = close_opportunity(state.opportunity, tuple(state.events.values()))
+    tombstone = Archived(
+        opportunity_key=state.opportunity_key,
+        archived_at_ms=now_ms,
+        app_id=state.opportunity.app_id,
+        seen={eid: e.client_fields() for eid, e in state.events.items()},
+    )
+    return tombstone, (closed,)
+
+
+def drain(
+    state: OpportunityState | None, policy: Policy
+) -> tuple[OpportunityState | None, tuple[Output, ...]]:
+    """Close whatever is open as if its time had come (finite inputs, tests)."""
+    due = due_at_ms(state, policy)
+    if due is None:
+        return state, _EMPTY
+    return on_tick(state, due, policy)
+
+
+def due_at_ms(state: OpportunityState | None, policy: Policy) -> int | None:
+    """The processing time at which ``on_tick`` has work for this state."""
+    if state is None:
+        return None
+    if isinstance(state, Archived):
+        return state.archived_at_ms + policy.tombstone_ttl_ms
+    if state.opportunity is None:
+        key_time = ulid_time_ms(state.opportunity_key)
+        return key_time + policy.default_closure_window_ms + policy.allowed_lateness_ms
+    closes_at, _reason = close_at_ms(state.opportunity, state.events.values())
+    return closes_at + policy.allowed_lateness_ms
+
+
+def _with_event(state: Open, event: Event) -> Open:
+    events = dict(state.events)
+    events[event.event_id] = event
+    return replace(state, events=events)
+
+
+def _on_event_after_archive(
+    state: Archived, event: Event
+) -> tuple[OpportunityState | None, tuple[Output, ...]]:
+    if event.app_id != state.app_id:
+        return state, (
+            DeadLetter(
+                reason=OPPORTUNITY_APP_MISMATCH,
+                detail=f"event app {event.app_id!r} does not own opportunity",
+                opportunity_key=event.opportunity_key,
+                payload=_event_payload(event),
+            ),
+        )
+    seen = state.seen.get(event.event_id)
+    if seen is not None:
+        if seen == event.client_fields():
+            return state, _EMPTY
+        return state, (
+            DeadLetter(
+                reason=DUPLICATE_CONFLICT,
+                detail=f"event_id {event.event_id!r} was already archived with other content",
+                opportunity_key=event.opportunity_key,
+                payload=_event_payload(event),
+            ),
+        )
+    seen_now = dict(state.seen)
+    seen_now[event.event_id] = event.client_fields()
+    return replace(state, seen=seen_now), (LateEvent(StoredEvent(event, late=True)),)
+
+
+def _app_mismatch(event: Event, opportunity: Opportunity) -> DeadLetter:
+    return DeadLetter(
+        reason=OPPORTUNITY_APP_MISMATCH,
+        detail=f"event app {event.app_id!r} does not own opportunity of app {opportunity.app_id!r}",
+        opportunity_key=event.opportunity_key,
+        payload=_event_payload(event),
+    )
+
+
+def _duplicate_conflict(refused: Event, kept: Event) -> DeadLetter:
+    return DeadLetter(
+        reason=DUPLICATE_CONFLICT,
+        detail=f"event_id {refused.event_id!r} seen before with other content "
+        f"(kept the copy received at {kept.received_at_ms})",
+        opportunity_key=refused.opportunity_key,
+        payload=_event_payload(refused),
+    )
+
+
+def _event_payload(event: Event) -> dict[str, object]:
+    return {
+        "event_id": event.event_id,
+        "app_id": event.app_id,
+        "opportunity_key": event.opportunity_key,
+        "type": event.type,
+        "ts_ms": event.ts_ms,
+        "server_ts_ms": event.server_ts_ms,
+        "received_at_ms": event.received_at_ms,
+        "source_id": event.source_id,
+        "revenue_micros": event.revenue_micros,
+        "currency": event.currency,
+        "attrs": dict(event.attrs),
+    }

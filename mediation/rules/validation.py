@@ -1,0 +1,245 @@
+"""Validation of what SDKs send: sync requests and event batches.
+
+Pure: the gateway passes the resolved app, the receive time and the accepted
+key-time range. Each problem has a stable ``code`` that SDKs can switch on.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TypeGuard
+
+from .model import EVENT_TYPES, Event
+from .ulid import is_ulid, ulid_time_ms
+
+__all__ = [
+    "MAX_ATTRS",
+    "MAX_EVENTS_PER_BATCH",
+    "BatchEnvelope",
+    "Rejection",
+    "RequestInvalidError",
+    "SyncRequest",
+    "validate_batch_envelope",
+    "validate_event",
+    "validate_sync_request",
+]
+
+MAX_EVENTS_PER_BATCH = 500
+MAX_ATTRS = 32
+MAX_CONTEXT_KEYS = 8
+_MAX_SAFE_INT = 2**53 - 1
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_SOURCE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+_CONTEXT_KEYS = frozenset({"country", "os", "app_version", "os_version", "device_type", "locale"})
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    code: str
+    message: str
+
+
+class RequestInvalidError(ValueError):
+    """A whole request is invalid (not one item of a batch)."""
+
+    def __init__(self, code: str, message: str, details: Mapping[str, object] | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = dict(details or {})
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRequest:
+    placement_id: str
+    device_id: str
+    ts_ms: int
+    context: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchEnvelope:
+    sent_at_ms: int
+    sdk: str
+    events: tuple[object, ...]
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _timestamp(value: object) -> TypeGuard[int]:
+    return _is_int(value) and 0 < value <= _MAX_SAFE_INT
+
+
+def validate_sync_request(body: object) -> SyncRequest:
+    """Check a ``POST /v1/requests`` body; raise ``RequestInvalidError``."""
+    if not isinstance(body, dict):
+        raise RequestInvalidError("invalid_body", "request body must be a JSON object")
+    placement_id = body.get("placement_id")
+    device_id = body.get("device_id")
+    ts_ms = body.get("ts_ms")
+    context = body.get("context", {})
+    if not isinstance(placement_id, str) or not _ID.match(placement_id):
+        raise RequestInvalidError(
+            "invalid_placement_id", "placement_id must be 1..64 chars of [A-Za-z0-9_-]"
+        )
+    if not isinstance(device_id, str) or not 1 <= len(device_id) <= 128:
+        raise RequestInvalidError("invalid_device_id", "device_id must be a string of 1..128 chars")
+    if not _timestamp(ts_ms):
+        raise RequestInvalidError("invalid_ts", "ts_ms must be a positive integer (epoch ms)")
+    if context is None:
+        context = {}
+    if not isinstance(context, dict) or len(context) > MAX_CONTEXT_KEYS:
+        raise RequestInvalidError(
+            "invalid_context", f"context must be a flat object of at most {MAX_CONTEXT_KEYS} keys"
+        )
+    for key, value in context.items():
+        if key not in _CONTEXT_KEYS:
+            raise RequestInvalidError(
+                "invalid_context",
+                f"context key {key[:40]!r} is not one of {sorted(_CONTEXT_KEYS)}",
+            )
+        if not isinstance(value, str) or len(value) > 64:
+            raise RequestInvalidError(
+                "invalid_context", f"context.{key} must be a string of at most 64 chars"
+            )
+    return SyncRequest(placement_id, device_id, ts_ms, dict(context))
+
+
+def validate_batch_envelope(body: object) -> BatchEnvelope:
+    """Check a ``POST /v1/events`` envelope; items are checked one by one later."""
+    if not isinstance(body, dict):
+        raise RequestInvalidError("invalid_body", "request body must be a JSON object")
+    sent_at = body.get("sent_at")
+    sdk = body.get("sdk")
+    events = body.get("events")
+    if not _timestamp(sent_at):
+        raise RequestInvalidError(
+            "invalid_sent_at", "sent_at must be a positive integer (epoch ms)"
+        )
+    if not isinstance(sdk, str) or not 1 <= len(sdk) <= 64:
+        raise RequestInvalidError("invalid_sdk", "sdk must be a string of 1..64 chars")
+    if not isinstance(events, list):
+        raise RequestInvalidError("invalid_events", "events must be a list")
+    if not events:
+        raise RequestInvalidError("invalid_events", "events must not be empty")
+    if len(events) > MAX_EVENTS_PER_BATCH:
+        raise RequestInvalidError(
+            "too_many_events",
+            f"a batch holds at most {MAX_EVENTS_PER_BATCH} events, got {len(events)}",
+            {"max_events": MAX_EVENTS_PER_BATCH},
+        )
+    return BatchEnvelope(sent_at, sdk, tuple(events))
+
+
+def _attrs_problem(attrs: object) -> str | None:
+    if not isinstance(attrs, dict):
+        return "attrs must be a flat object"
+    if len(attrs) > MAX_ATTRS:
+        return f"attrs holds at most {MAX_ATTRS} keys, got {len(attrs)}"
+    for key, value in attrs.items():
+        if len(key) > 64:
+            return "attrs keys are at most 64 chars"
+        if isinstance(value, str):
+            if len(value) > 256:
+                return f"attrs.{key[:40]} is longer than 256 chars"
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                return f"attrs.{key[:40]} is not a finite number"
+        elif _is_int(value):
+            if abs(value) > _MAX_SAFE_INT:
+                return f"attrs.{key[:40]} is outside the safe integer range"
+        elif value is not None and not isinstance(value, bool):
+            return f"attrs.{key[:40]} must be a string, number, boolean or null (flat)"
+    return None
+
+
+def validate_event(
+    raw: object,
+    *,
+    app_id: str,
+    sent_at_ms: int,
+    received_at_ms: int,
+    min_key_time_ms: int,
+    max_key_time_ms: int,
+) -> Event | Rejection:
+    """Check one event of a batch and normalise it, or say why not.
+
+    ``server_ts = received_at - (sent_at - ts)`` corrects the device clock:
+    ``sent_at`` and ``ts`` come from the same clock, so its skew cancels.
+    """
+    if not isinstance(raw, dict):
+        return Rejection("invalid_event", "each event must be a JSON object")
+    event_id = raw.get("event_id")
+    if not isinstance(event_id, str) or not _ID.match(event_id):
+        return Rejection("invalid_event_id", "event_id must be 1..64 chars of [A-Za-z0-9_-]")
+    key = raw.get("opportunity_key")
+    if not is_ulid(key):
+        return Rejection("invalid_opportunity_key", "opportunity_key must be a canonical ULID")
+    key_time = ulid_time_ms(key)
+    if not min_key_time_ms <= key_time <= max_key_time_ms:
+        return Rejection(
+            "opportunity_key_out_of_range",
+            "opportunity_key is older than the retention or in the future",
+        )
+    event_type = raw.get("type")
+    if event_type not in EVENT_TYPES:
+        return Rejection("unknown_type", f"type must be one of {', '.join(EVENT_TYPES)}")
+    ts = raw.get("ts")
+    if not _timestamp(ts):
+        return Rejection("invalid_ts", "ts must be a positive integer (epoch ms)")
+    source_id = raw.get("source_id")
+    if source_id is not None and (
+        not isinstance(source_id, str) or not _SOURCE_ID.match(source_id)
+    ):
+        return Rejection("invalid_source_id", "source_id must be 1..64 chars of [A-Za-z0-9_.:-]")
+    revenue = raw.get("revenue_micros")
+    if revenue is not None and (not _is_int(revenue) or not 0 <= revenue <= _MAX_SAFE_INT):
+        return Rejection("invalid_revenue", "revenue_micros must be an integer >= 0")
+    currency = raw.get("currency")
+    if currency is not None and (not isinstance(currency, str) or not _CURRENCY.match(currency)):
+        return Rejection("invalid_currency", "currency must be an ISO 4217 code like USD")
+    if revenue is not None and currency is None:
+        return Rejection("invalid_currency", "currency is required with revenue_micros")
+    attrs = raw.get("attrs", {})
+    if attrs is None:
+        attrs = {}
+    problem = _attrs_problem(attrs)
+    if problem is not None:
+        return Rejection("invalid_attrs", problem)
+    unknown = set(raw) - _EVENT_FIELDS
+    if unknown:
+        return Rejection("unknown_field", f"unknown field(s): {', '.join(sorted(unknown))[:200]}")
+    server_ts = received_at_ms - (sent_at_ms - ts)
+    return Event(
+        event_id=event_id,
+        app_id=app_id,
+        opportunity_key=key,
+        type=event_type,
+        ts_ms=ts,
+        server_ts_ms=server_ts,
+        received_at_ms=received_at_ms,
+        source_id=source_id,
+        revenue_micros=revenue,
+        currency=currency,
+        attrs=attrs,
+    )
+
+
+_EVENT_FIELDS = frozenset(
+    {
+        "event_id",
+        "opportunity_key",
+        "type",
+        "ts",
+        "source_id",
+        "revenue_micros",
+        "currency",
+        "attrs",
+    }
+)

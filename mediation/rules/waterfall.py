@@ -1,0 +1,144 @@
+"""Choosing the waterfall for one sync request from a published config.
+
+A config snapshot body (validated when stored) looks like::
+
+    {"closure_window_ms": 1800000, "grace_ms": 30000, "skew_tolerance_ms": 300000,
+     "max_waterfall_depth": 5,
+     "placements": {"home_banner": {"waterfall": [
+         {"source_id": "net_a", "floor_micros": 1500000, "timeout_ms": 1500,
+          "countries": ["US", "CA"], "os": ["ios"]}]}}}
+
+Targeting lists are optional; an entry without one matches everyone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .model import WaterfallEntry
+
+__all__ = ["ConfigError", "PlacementConfig", "RuntimeConfig", "choose_waterfall", "parse_config"]
+
+DEFAULT_CLOSURE_WINDOW_MS = 30 * 60 * 1000
+DEFAULT_GRACE_MS = 30 * 1000
+DEFAULT_SKEW_TOLERANCE_MS = 5 * 60 * 1000
+DEFAULT_MAX_DEPTH = 5
+
+
+class ConfigError(ValueError):
+    """A config snapshot body is invalid; the message lists every problem."""
+
+
+@dataclass(frozen=True, slots=True)
+class _TargetedEntry:
+    entry: WaterfallEntry
+    countries: frozenset[str] | None
+    os: frozenset[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementConfig:
+    entries: tuple[_TargetedEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeConfig:
+    """A parsed config snapshot, ready for the request path."""
+
+    version: int
+    closure_window_ms: int
+    grace_ms: int
+    skew_tolerance_ms: int
+    max_waterfall_depth: int
+    placements: Mapping[str, PlacementConfig]
+
+
+def _positive_int(body: Mapping[str, object], key: str, default: int, errors: list[str]) -> int:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        errors.append(f"{key}: must be a positive integer, got {value!r}")
+        return default
+    return value
+
+
+def _str_set(raw: object, where: str, errors: list[str]) -> frozenset[str] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        errors.append(f"{where}: must be a list of strings")
+        return None
+    return frozenset(raw)
+
+
+def parse_config(version: int, body: Mapping[str, object]) -> RuntimeConfig:
+    """Validate a snapshot body; raise ``ConfigError`` listing every problem."""
+    errors: list[str] = []
+    closure = _positive_int(body, "closure_window_ms", DEFAULT_CLOSURE_WINDOW_MS, errors)
+    grace = _positive_int(body, "grace_ms", DEFAULT_GRACE_MS, errors)
+    skew = _positive_int(body, "skew_tolerance_ms", DEFAULT_SKEW_TOLERANCE_MS, errors)
+    depth = _positive_int(body, "max_waterfall_depth", DEFAULT_MAX_DEPTH, errors)
+    raw_placements = body.get("placements")
+    placements: dict[str, PlacementConfig] = {}
+    if not isinstance(raw_placements, dict) or not raw_placements:
+        errors.append("placements: must be a non-empty object")
+        raw_placements = {}
+    for placement_id, raw in raw_placements.items():
+        where = f"placements.{placement_id}"
+        waterfall = raw.get("waterfall") if isinstance(raw, dict) else None
+        if not isinstance(waterfall, list):
+            errors.append(f"{where}.waterfall: must be a list")
+            continue
+        entries: list[_TargetedEntry] = []
+        for i, item in enumerate(waterfall):
+            at = f"{where}.waterfall[{i}]"
+            if not isinstance(item, dict):
+                errors.append(f"{at}: must be an object")
+                continue
+            source_id = item.get("source_id")
+            floor = item.get("floor_micros")
+            timeout = item.get("timeout_ms")
+            if not isinstance(source_id, str) or not source_id:
+                errors.append(f"{at}.source_id: must be a non-empty string")
+                continue
+            if isinstance(floor, bool) or not isinstance(floor, int) or floor < 0:
+                errors.append(f"{at}.floor_micros: must be an integer >= 0, got {floor!r}")
+                continue
+            if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
+                errors.append(f"{at}.timeout_ms: must be a positive integer, got {timeout!r}")
+                continue
+            entries.append(
+                _TargetedEntry(
+                    WaterfallEntry(source_id, floor, timeout),
+                    _str_set(item.get("countries"), f"{at}.countries", errors),
+                    _str_set(item.get("os"), f"{at}.os", errors),
+                )
+            )
+        placements[placement_id] = PlacementConfig(tuple(entries))
+    if errors:
+        raise ConfigError("; ".join(errors))
+    return RuntimeConfig(version, closure, grace, skew, depth, placements)
+
+
+def choose_waterfall(
+    config: RuntimeConfig, placement_id: str, context: Mapping[str, str]
+) -> tuple[WaterfallEntry, ...] | None:
+    """Eligible sources for one request, highest floor first, capped in depth.
+
+    ``None`` means the placement is unknown to this config; an empty tuple
+    means nothing is eligible (no fill).
+    """
+    placement = config.placements.get(placement_id)
+    if placement is None:
+        return None
+    country = context.get("country")
+    os_name = context.get("os")
+    eligible = [
+        targeted.entry
+        for targeted in placement.entries
+        if (targeted.countries is None or country in targeted.countries)
+        and (targeted.os is None or os_name in targeted.os)
+    ]
+    # sorted() is stable: equal floors keep their configured order.
+    eligible.sort(key=lambda entry: -entry.floor_micros)
+    return tuple(eligible[: config.max_waterfall_depth])
