@@ -1,0 +1,145 @@
+"""Process settings, read from the environment once, in the entry point.
+
+Every process reads only the variables of ``spec/contracts.md`` section 1
+(plus a few local-run knobs prefixed ``MEDIATION_``). A missing or malformed
+value raises ``SettingsError`` whose message is one line naming the
+variable; the CLI prints it and exits 2.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+__all__ = ["PROJECT_ROOT", "Settings", "SettingsError", "Topics"]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/mediation"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_KAFKA = "127.0.0.1:9092"
+DEFAULT_TOPIC_PREFIX = "mediation."
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    opportunities: str
+    events: str
+    deadletter: str
+
+    @classmethod
+    def with_prefix(cls, prefix: str) -> Topics:
+        return cls(f"{prefix}opportunities.v1", f"{prefix}events.v1", f"{prefix}deadletter.v1")
+
+    def all(self) -> tuple[str, str, str]:
+        return (self.opportunities, self.events, self.deadletter)
+
+
+def _redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return parts._replace(netloc=netloc).geturl()
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = field(repr=False)
+    redis_url: str = field(repr=False)
+    kafka_bootstrap_servers: str
+    topic_prefix: str
+    cold_storage_url: str
+    data_dir: Path
+    # None: admin routes answer 503 until MEDIATION_ADMIN_TOKEN is set.
+    admin_token: str | None = field(default=None, repr=False)
+    aws_endpoint_url: str | None = None
+    kafka_partitions: int = 4
+    # How long the gateway waits for the broker to confirm before it says 503.
+    produce_timeout_ms: int = 2000
+
+    @property
+    def topics(self) -> Topics:
+        return Topics.with_prefix(self.topic_prefix)
+
+    @property
+    def database_url_redacted(self) -> str:
+        return _redact(self.database_url)
+
+    def __repr__(self) -> str:  # secrets never appear in repr
+        return (
+            f"Settings(database={self.database_url_redacted!r}, "
+            f"kafka={self.kafka_bootstrap_servers!r}, topic_prefix={self.topic_prefix!r}, "
+            f"cold_storage={self.cold_storage_url!r})"
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        database_url = env.get("SUPABASE_DB_URL") or env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+        name = "SUPABASE_DB_URL" if env.get("SUPABASE_DB_URL") else "DATABASE_URL"
+        if urlsplit(database_url).scheme not in ("postgresql", "postgres"):
+            raise SettingsError(
+                f"{name}: expected a postgresql:// URL, got scheme "
+                f"{urlsplit(database_url).scheme!r}"
+            )
+        redis_url = env.get("REDIS_URL") or DEFAULT_REDIS_URL
+        if urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+            raise SettingsError("REDIS_URL: expected a redis:// or rediss:// URL")
+        kafka = env.get("KAFKA_BOOTSTRAP_SERVERS") or DEFAULT_KAFKA
+        for broker in kafka.split(","):
+            host, _, port = broker.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise SettingsError(
+                    f"KAFKA_BOOTSTRAP_SERVERS: expected host:port[,host:port], got {kafka!r}"
+                )
+        prefix = env.get("KAFKA_TOPIC_PREFIX", DEFAULT_TOPIC_PREFIX)
+        if any(ch not in _TOPIC_CHARS for ch in prefix):
+            raise SettingsError(f"KAFKA_TOPIC_PREFIX: only [A-Za-z0-9._-] allowed, got {prefix!r}")
+        data_dir = Path(env.get("MEDIATION_DATA_DIR") or PROJECT_ROOT / ".mediation").resolve()
+        cold = env.get("COLD_STORAGE_URL") or (data_dir / "cold").as_uri()
+        scheme = urlsplit(cold).scheme
+        if scheme not in ("s3", "file") or (scheme == "s3" and not urlsplit(cold).netloc):
+            raise SettingsError(
+                f"COLD_STORAGE_URL: expected s3://bucket/prefix or file:///abs/path, got {cold!r}"
+            )
+        token = env.get("MEDIATION_ADMIN_TOKEN") or ""
+        if token and len(token) < 16:
+            raise SettingsError("MEDIATION_ADMIN_TOKEN: must be at least 16 characters")
+        partitions = _int(env, "MEDIATION_KAFKA_PARTITIONS", 4, minimum=1)
+        produce_timeout = _int(env, "MEDIATION_PRODUCE_TIMEOUT_MS", 2000, minimum=50)
+        return cls(
+            database_url=database_url,
+            redis_url=redis_url,
+            kafka_bootstrap_servers=kafka,
+            topic_prefix=prefix,
+            cold_storage_url=cold,
+            data_dir=data_dir,
+            admin_token=token or None,
+            aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            kafka_partitions=partitions,
+            produce_timeout_ms=produce_timeout,
+        )
+
+
+_TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}: expected an integer, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name}: must be >= {minimum}, got {value}")
+    return value

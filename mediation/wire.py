@@ -1,0 +1,202 @@
+"""Kafka message values: JSON (orjson) with a ``schema`` version field.
+
+The gateway encodes, the dataflow decodes. Decoding checks every field it
+relies on, because a topic can carry anything (an old producer, a manual
+``kcat`` write): a bad message raises ``WireError`` with a stable reason
+code and goes to the dead-letter path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from .rules.model import EVENT_TYPES, Event, Opportunity, WaterfallEntry
+from .rules.ulid import is_ulid
+
+__all__ = [
+    "EVENT_SCHEMA",
+    "OPPORTUNITY_SCHEMA",
+    "WireError",
+    "decode_event",
+    "decode_opportunity",
+    "encode_event",
+    "encode_opportunity",
+    "event_to_dict",
+]
+
+OPPORTUNITY_SCHEMA = "opportunity.v1"
+EVENT_SCHEMA = "event.v1"
+
+
+class WireError(ValueError):
+    """A message value cannot be decoded; ``reason`` is a stable code."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def encode_opportunity(opportunity: Opportunity) -> bytes:
+    return orjson.dumps(
+        {
+            "schema": OPPORTUNITY_SCHEMA,
+            "opportunity_key": opportunity.opportunity_key,
+            "app_id": opportunity.app_id,
+            "placement_id": opportunity.placement_id,
+            "device_hash": opportunity.device_hash,
+            "ts_ms": opportunity.ts_ms,
+            "client_ts_ms": opportunity.client_ts_ms,
+            "config_version": opportunity.config_version,
+            "rollout_bucket": opportunity.rollout_bucket,
+            "context": dict(opportunity.context),
+            "closure_window_ms": opportunity.closure_window_ms,
+            "grace_ms": opportunity.grace_ms,
+            "skew_tolerance_ms": opportunity.skew_tolerance_ms,
+            "delivery": {
+                "delivery_id": opportunity.delivery_id,
+                "status": opportunity.status,
+                "expires_at_ms": opportunity.expires_at_ms,
+                "waterfall": [
+                    {
+                        "source_id": e.source_id,
+                        "floor_micros": e.floor_micros,
+                        "timeout_ms": e.timeout_ms,
+                    }
+                    for e in opportunity.waterfall
+                ],
+            },
+        }
+    )
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    return {
+        "schema": EVENT_SCHEMA,
+        "event_id": event.event_id,
+        "app_id": event.app_id,
+        "opportunity_key": event.opportunity_key,
+        "type": event.type,
+        "ts_ms": event.ts_ms,
+        "server_ts_ms": event.server_ts_ms,
+        "received_at_ms": event.received_at_ms,
+        "source_id": event.source_id,
+        "revenue_micros": event.revenue_micros,
+        "currency": event.currency,
+        "attrs": dict(event.attrs),
+    }
+
+
+def encode_event(event: Event) -> bytes:
+    return orjson.dumps(event_to_dict(event))
+
+
+def _load(value: bytes | None, schema: str) -> dict[str, Any]:
+    if value is None:
+        raise WireError("empty_message", "message has no value")
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise WireError("invalid_json", str(exc)) from None
+    if not isinstance(doc, dict):
+        raise WireError("invalid_message", "value is not a JSON object")
+    found = doc.get("schema")
+    if found != schema:
+        raise WireError("unknown_schema", f"expected schema {schema!r}, got {found!r}")
+    return doc
+
+
+def _int(doc: Mapping[str, Any], key: str) -> int:
+    value = doc.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise WireError("invalid_field", f"{key} must be an integer")
+    return value
+
+
+def _opt_str(doc: Mapping[str, Any], key: str) -> str | None:
+    return None if doc.get(key) is None else _str(doc, key)
+
+
+def _str(doc: Mapping[str, Any], key: str) -> str:
+    value = doc.get(key)
+    if not isinstance(value, str) or not value:
+        raise WireError("invalid_field", f"{key} must be a non-empty string")
+    return value
+
+
+def decode_opportunity(value: bytes | None) -> Opportunity:
+    doc = _load(value, OPPORTUNITY_SCHEMA)
+    key = _str(doc, "opportunity_key")
+    if not is_ulid(key):
+        raise WireError("invalid_field", "opportunity_key is not a ULID")
+    delivery = doc.get("delivery")
+    if not isinstance(delivery, dict):
+        raise WireError("invalid_field", "delivery must be an object")
+    status = delivery.get("status")
+    if status not in ("fill", "no_fill"):
+        raise WireError("invalid_field", "delivery.status must be fill or no_fill")
+    raw_waterfall = delivery.get("waterfall")
+    if not isinstance(raw_waterfall, list):
+        raise WireError("invalid_field", "delivery.waterfall must be a list")
+    waterfall = []
+    for entry in raw_waterfall:
+        if not isinstance(entry, dict):
+            raise WireError("invalid_field", "waterfall entries must be objects")
+        waterfall.append(
+            WaterfallEntry(
+                _str(entry, "source_id"), _int(entry, "floor_micros"), _int(entry, "timeout_ms")
+            )
+        )
+    context = doc.get("context") or {}
+    if not isinstance(context, dict):
+        raise WireError("invalid_field", "context must be an object")
+    return Opportunity(
+        opportunity_key=key,
+        app_id=_str(doc, "app_id"),
+        placement_id=_str(doc, "placement_id"),
+        device_hash=_str(doc, "device_hash"),
+        ts_ms=_int(doc, "ts_ms"),
+        client_ts_ms=_int(doc, "client_ts_ms"),
+        config_version=_int(doc, "config_version"),
+        rollout_bucket=_int(doc, "rollout_bucket"),
+        context=context,
+        delivery_id=_str(delivery, "delivery_id"),
+        status=status,
+        waterfall=tuple(waterfall),
+        expires_at_ms=_int(delivery, "expires_at_ms"),
+        closure_window_ms=_int(doc, "closure_window_ms"),
+        grace_ms=_int(doc, "grace_ms"),
+        skew_tolerance_ms=_int(doc, "skew_tolerance_ms"),
+    )
+
+
+def decode_event(value: bytes | None) -> Event:
+    doc = _load(value, EVENT_SCHEMA)
+    key = _str(doc, "opportunity_key")
+    if not is_ulid(key):
+        raise WireError("invalid_field", "opportunity_key is not a ULID")
+    event_type = doc.get("type")
+    if event_type not in EVENT_TYPES:
+        raise WireError("invalid_field", f"unknown event type {event_type!r}")
+    revenue = doc.get("revenue_micros")
+    if revenue is not None and (not isinstance(revenue, int) or revenue < 0):
+        raise WireError("invalid_field", "revenue_micros must be an integer >= 0")
+    attrs = doc.get("attrs") or {}
+    if not isinstance(attrs, dict):
+        raise WireError("invalid_field", "attrs must be an object")
+    return Event(
+        event_id=_str(doc, "event_id"),
+        app_id=_str(doc, "app_id"),
+        opportunity_key=key,
+        type=event_type,
+        ts_ms=_int(doc, "ts_ms"),
+        server_ts_ms=_int(doc, "server_ts_ms"),
+        received_at_ms=_int(doc, "received_at_ms"),
+        source_id=_opt_str(doc, "source_id"),
+        revenue_micros=revenue,
+        currency=_opt_str(doc, "currency"),
+        attrs=attrs,
+    )

@@ -1,0 +1,1 @@
+"""Postgres schema management (migrations, day partitions) and, later, cold storage."""

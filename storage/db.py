@@ -1,0 +1,47 @@
+"""Opening Postgres connections the way every process must.
+
+Supabase (and any pgbouncer) in transaction mode forbids server-side
+prepared statements and session state across transactions, so every
+connection here sets ``prepare_threshold=None`` and code keeps its state
+inside one transaction.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg.rows import tuple_row
+
+__all__ = ["DatabaseUnavailableError", "connect", "connect_async"]
+
+
+class DatabaseUnavailableError(RuntimeError):
+    """Postgres could not be reached; retryable."""
+
+
+def connect(
+    database_url: str, *, autocommit: bool = False, timeout_s: int = 5
+) -> psycopg.Connection:
+    try:
+        return psycopg.connect(
+            database_url,
+            autocommit=autocommit,
+            prepare_threshold=None,
+            connect_timeout=timeout_s,
+            row_factory=tuple_row,
+        )
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailableError(f"cannot connect to Postgres: {exc}".strip()) from exc
+
+
+async def connect_async(
+    database_url: str, *, autocommit: bool = True, timeout_s: int = 5
+) -> psycopg.AsyncConnection:
+    try:
+        return await psycopg.AsyncConnection.connect(
+            database_url,
+            autocommit=autocommit,
+            prepare_threshold=None,
+            connect_timeout=timeout_s,
+        )
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailableError(f"cannot connect to Postgres: {exc}".strip()) from exc
