@@ -88,7 +88,7 @@ def validate_sync_request(body: object) -> SyncRequest:
         raise RequestInvalidError(
             "invalid_placement_id", "placement_id must be 1..64 chars of [A-Za-z0-9_-]"
         )
-    if not isinstance(device_id, str) or not 1 <= len(device_id) <= 128:
+    if not isinstance(device_id, str) or not 1 <= len(device_id) <= 128 or "\x00" in device_id:
         raise RequestInvalidError("invalid_device_id", "device_id must be a string of 1..128 chars")
     if not _timestamp(ts_ms):
         raise RequestInvalidError("invalid_ts", "ts_ms must be a positive integer (epoch ms)")
@@ -104,7 +104,7 @@ def validate_sync_request(body: object) -> SyncRequest:
                 "invalid_context",
                 f"context key {key[:40]!r} is not one of {sorted(_CONTEXT_KEYS)}",
             )
-        if not isinstance(value, str) or len(value) > 64:
+        if not isinstance(value, str) or len(value) > 64 or "\x00" in value:
             raise RequestInvalidError(
                 "invalid_context", f"context.{key} must be a string of at most 64 chars"
             )
@@ -122,7 +122,7 @@ def validate_batch_envelope(body: object) -> BatchEnvelope:
         raise RequestInvalidError(
             "invalid_sent_at", "sent_at must be a positive integer (epoch ms)"
         )
-    if not isinstance(sdk, str) or not 1 <= len(sdk) <= 64:
+    if not isinstance(sdk, str) or not 1 <= len(sdk) <= 64 or "\x00" in sdk:
         raise RequestInvalidError("invalid_sdk", "sdk must be a string of 1..64 chars")
     if not isinstance(events, list):
         raise RequestInvalidError("invalid_events", "events must be a list")
@@ -145,9 +145,13 @@ def _attrs_problem(attrs: object) -> str | None:
     for key, value in attrs.items():
         if len(key) > 64:
             return "attrs keys are at most 64 chars"
+        if "\x00" in key:
+            return "attrs keys must not contain NUL characters"
         if isinstance(value, str):
             if len(value) > 256:
                 return f"attrs.{key[:40]} is longer than 256 chars"
+            if "\x00" in value:
+                return f"attrs.{key[:40]} must not contain NUL characters"
         elif isinstance(value, float):
             if not math.isfinite(value):
                 return f"attrs.{key[:40]} is not a finite number"

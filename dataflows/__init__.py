@@ -1,0 +1,1 @@
+"""Bytewax dataflows: dedup, attribution and windowed closure of opportunities."""

@@ -1,0 +1,82 @@
+"""The Bytewax stateful step around ``mediation.rules.state``.
+
+One ``ClosingLogic`` per ``opportunity_key``. It only translates: items in,
+Bytewax's notification timer to and from ``due_at_ms``, the state out for
+snapshots. Every decision is made by the pure rules, with ``now_ms`` taken
+from the injected clock at this edge.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+
+from bytewax.operators import StatefulLogic
+
+from mediation.rules import state as rules
+from mediation.rules.model import Event, Opportunity, Output, Policy
+
+__all__ = ["ClosingLogic", "closing_builder"]
+
+_RETAIN = StatefulLogic.RETAIN
+_DISCARD = StatefulLogic.DISCARD
+
+
+class ClosingLogic(StatefulLogic[Opportunity | Event, Output, rules.OpportunityState]):
+    def __init__(
+        self,
+        resume: rules.OpportunityState | None,
+        policy: Policy,
+        clock_ms: Callable[[], int],
+        drain_on_eof: bool,
+    ):
+        self._state = resume
+        self._policy = policy
+        self._clock_ms = clock_ms
+        self._drain_on_eof = drain_on_eof
+
+    def _result(
+        self, state: rules.OpportunityState | None, outputs: tuple[Output, ...]
+    ) -> tuple[Iterable[Output], bool]:
+        self._state = state
+        return outputs, _DISCARD if state is None else _RETAIN
+
+    def on_item(self, value: Opportunity | Event) -> tuple[Iterable[Output], bool]:
+        now = self._clock_ms()
+        if isinstance(value, Opportunity):
+            return self._result(*rules.on_opportunity(self._state, value, now, self._policy))
+        return self._result(*rules.on_event(self._state, value, now, self._policy))
+
+    def on_notify(self) -> tuple[Iterable[Output], bool]:
+        return self._result(*rules.on_tick(self._state, self._clock_ms(), self._policy))
+
+    def on_eof(self) -> tuple[Iterable[Output], bool]:
+        if not self._drain_on_eof:
+            return (), _RETAIN
+        outputs: list[Output] = []
+        state = self._state
+        # Open -> Archived -> forgotten: drain until nothing is left.
+        while state is not None:
+            state, produced = rules.drain(state, self._policy)
+            outputs.extend(produced)
+        return self._result(state, tuple(outputs))
+
+    def notify_at(self) -> dt.datetime | None:
+        due = rules.due_at_ms(self._state, self._policy)
+        if due is None:
+            return None
+        return dt.datetime.fromtimestamp(due / 1000, tz=dt.UTC)
+
+    def snapshot(self) -> rules.OpportunityState:
+        if self._state is None:  # Bytewax never snapshots discarded logic
+            raise RuntimeError("snapshot of a discarded opportunity state")
+        return self._state
+
+
+def closing_builder(
+    policy: Policy, clock_ms: Callable[[], int], drain_on_eof: bool
+) -> Callable[[rules.OpportunityState | None], ClosingLogic]:
+    def build(resume: rules.OpportunityState | None) -> ClosingLogic:
+        return ClosingLogic(resume, policy, clock_ms, drain_on_eof)
+
+    return build

@@ -1,0 +1,68 @@
+"""Kafka messages -> rules records, or dead letters that say why not."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
+
+from mediation.rules.model import Event, Opportunity
+from mediation.rules.ulid import day_of_ms, is_ulid, ulid_day
+from mediation.settings import Topics
+from mediation.wire import WireError, decode_event, decode_opportunity
+from sinks.records import DeadLetterRecord
+
+__all__ = ["Decoded", "decode_message", "kafka_error_letter"]
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    key: str  # opportunity_key: what the stateful step is keyed on
+    record: Opportunity | Event
+
+
+def _message_day_ms(message: KafkaSourceMessage[bytes | None, bytes | None]) -> int:
+    # The broker timestamp is part of the message, so the dead letter's day is
+    # the same every time this message is (re)processed.
+    if message.timestamp is not None and message.timestamp[1] > 0:
+        return message.timestamp[1]
+    return 0
+
+
+def _letter(
+    message: KafkaSourceMessage[bytes | None, bytes | None], reason: str, detail: str
+) -> DeadLetterRecord:
+    key_text = message.key.decode("utf-8", "replace") if message.key else None
+    key = key_text if is_ulid(key_text) else None
+    return DeadLetterRecord(
+        id=f"{message.topic}:{message.partition}:{message.offset}",
+        day=ulid_day(key) if key else day_of_ms(_message_day_ms(message)),
+        reason=reason,
+        detail=detail[:1000],
+        app_id=None,
+        opportunity_key=key,
+        source_topic=message.topic,
+        source_partition=message.partition,
+        source_offset=message.offset,
+        payload=message.value or b"",
+    )
+
+
+def decode_message(
+    topics: Topics, message: KafkaSourceMessage[bytes | None, bytes | None]
+) -> Decoded | DeadLetterRecord:
+    try:
+        record: Opportunity | Event
+        if message.topic == topics.opportunities:
+            record = decode_opportunity(message.value)
+        elif message.topic == topics.events:
+            record = decode_event(message.value)
+        else:
+            return _letter(message, "unknown_topic", f"no decoder for topic {message.topic!r}")
+    except WireError as exc:
+        return _letter(message, exc.reason, exc.detail)
+    return Decoded(record.opportunity_key, record)
+
+
+def kafka_error_letter(error: KafkaError[bytes | None, bytes | None]) -> DeadLetterRecord:
+    return _letter(error.msg, "kafka_error", str(error.err))

@@ -1,0 +1,91 @@
+"""The closing dataflow, wired from named steps; sources and sinks are arguments.
+
+::
+
+    messages ──decode──┬── ok ──key_on(opportunity_key)──closing──┬── records ──┐
+                       └── dead letters ───────────────────────────┴── refusals ─┴─> postgres
+                                                                 dead letters ───> deadletter topic
+
+Production passes the Kafka source and the Postgres / Kafka sinks
+(``dataflows.worker``); tests pass ``TestingSource``/``TestingSink``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.outputs import Sink
+
+from mediation.rules.model import DeadLetter, Output, Policy
+from mediation.settings import Topics
+from sinks.records import DeadLetterRecord, SinkItem, dead_letter_from_rules, encode_dead_letter
+
+from .closing import closing_builder
+from .decode import Decoded, decode_message
+
+__all__ = ["build_flow", "to_deadletter_message"]
+
+RawMessage = KafkaSourceMessage[bytes | None, bytes | None]
+
+
+def to_deadletter_message(record: DeadLetterRecord) -> KafkaSinkMessage[bytes, bytes]:
+    key = (record.opportunity_key or record.id).encode()
+    return KafkaSinkMessage(key, encode_dead_letter(record))
+
+
+def build_flow(
+    *,
+    messages: Callable[[Dataflow], tuple[Stream[RawMessage], Stream[DeadLetterRecord]]],
+    record_sink: Sink[SinkItem],
+    deadletter_sink: Sink[Any] | None,
+    topics: Topics,
+    policy: Policy,
+    clock_ms: Callable[[], int],
+    drain_on_eof: bool = False,
+    flow_id: str = "mediation-closing",
+) -> Dataflow:
+    """Build the dataflow.
+
+    ``messages`` adds the input step(s) to the flow and returns the stream of
+    raw messages plus a stream of input-level dead letters (e.g. Kafka
+    errors). ``drain_on_eof`` closes every open opportunity when a finite
+    input ends (tests, batch re-processing); production tails forever.
+    """
+    flow = Dataflow(flow_id)
+    raw, input_errors = messages(flow)
+
+    decoded = op.map("decode", raw, lambda message: decode_message(topics, message))
+    branch = op.branch("split_decoded", decoded, lambda item: isinstance(item, Decoded))
+    ok: Stream[Decoded] = branch.trues  # type: ignore[assignment]
+    keyed = op.map("key", ok, lambda item: (item.key, item.record))
+    outputs = op.stateful("closing", keyed, closing_builder(policy, clock_ms, drain_on_eof))
+    results = op.map("unkey", outputs, lambda key_output: key_output[1])
+
+    def to_sink_item(output: Output) -> SinkItem:
+        if isinstance(output, DeadLetter):
+            return dead_letter_from_rules(output, clock_ms())
+        return output
+
+    sink_items = op.map("refusals_to_dead_letters", results, to_sink_item)
+    decode_letters: Stream[DeadLetterRecord] = branch.falses  # type: ignore[assignment]
+    letters = op.merge("dead_letters", decode_letters, input_errors)
+    rule_letters = op.filter_map(
+        "rule_dead_letters",
+        sink_items,
+        lambda item: item if isinstance(item, DeadLetterRecord) else None,
+    )
+    all_letters = op.merge("all_dead_letters", letters, rule_letters)
+    records = op.filter("records", sink_items, lambda item: not isinstance(item, DeadLetterRecord))
+
+    op.output("postgres", op.merge("to_postgres", records, all_letters), record_sink)
+    if deadletter_sink is not None:
+        op.output(
+            "deadletter_topic",
+            op.map("encode_dead_letters", all_letters, to_deadletter_message),
+            deadletter_sink,
+        )
+    return flow

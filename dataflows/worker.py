@@ -1,0 +1,100 @@
+"""The production dataflow, as ``python -m bytewax.run "dataflows.worker:production_flow()"``.
+
+``mediation worker`` runs that with Bytewax's scaling and recovery flags
+passed through (``-w`` workers per process, ``-i``/``-a`` for several
+processes, ``-r`` recovery directory). Settings come from the environment
+(``spec/contracts.md`` section 1) plus the worker's own knobs:
+
+- ``MEDIATION_ALLOWED_LATENESS_MS`` (default 5000): wait after an
+  opportunity's close time before writing its archive record.
+- ``MEDIATION_DEFAULT_CLOSURE_WINDOW_MS`` (default 1800000) and
+  ``MEDIATION_DEFAULT_GRACE_MS`` (30000): for events whose opportunity never
+  arrives (each opportunity carries its own from its config).
+- ``MEDIATION_TOMBSTONE_TTL_MS`` (default 3600000): how long closed
+  opportunities are remembered to recognise late events.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import bytewax.operators as op
+from bytewax.connectors.kafka import KafkaSink
+from bytewax.connectors.kafka import operators as kop
+from bytewax.dataflow import Dataflow, Stream
+
+from mediation.rules.model import Policy
+from mediation.settings import Settings, SettingsError
+from sinks.postgres import PostgresSink
+from sinks.records import DeadLetterRecord
+
+from .decode import kafka_error_letter
+from .pipeline import RawMessage, build_flow
+
+__all__ = ["build_production_flow", "policy_from_env", "production_flow"]
+
+log = logging.getLogger(__name__)
+
+
+def _env_ms(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    if not raw:
+        return default
+    if not raw.isdigit():
+        raise SettingsError(f"{name}: expected a non-negative integer of milliseconds, got {raw!r}")
+    return int(raw)
+
+
+def policy_from_env() -> Policy:
+    defaults = Policy()
+    return Policy(
+        default_closure_window_ms=_env_ms(
+            "MEDIATION_DEFAULT_CLOSURE_WINDOW_MS", defaults.default_closure_window_ms
+        ),
+        default_grace_ms=_env_ms("MEDIATION_DEFAULT_GRACE_MS", defaults.default_grace_ms),
+        allowed_lateness_ms=_env_ms("MEDIATION_ALLOWED_LATENESS_MS", defaults.allowed_lateness_ms),
+        tombstone_ttl_ms=_env_ms("MEDIATION_TOMBSTONE_TTL_MS", defaults.tombstone_ttl_ms),
+    )
+
+
+def _wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def build_production_flow(settings: Settings, policy: Policy) -> Dataflow:
+    brokers = settings.kafka_bootstrap_servers.split(",")
+    topics = settings.topics
+
+    def kafka_input(flow: Dataflow) -> tuple[Stream[RawMessage], Stream[DeadLetterRecord]]:
+        source = kop.input(
+            "kafka_in",
+            flow,
+            brokers=brokers,
+            topics=[topics.opportunities, topics.events],
+            # Low fetch wait: the local broker otherwise holds fetches long.
+            add_config={"fetch.wait.max.ms": "10"},
+        )
+        return source.oks, op.map("kafka_errors", source.errs, kafka_error_letter)
+
+    return build_flow(
+        messages=kafka_input,
+        record_sink=PostgresSink(settings.database_url),
+        deadletter_sink=KafkaSink(
+            brokers, topics.deadletter, add_config={"enable.idempotence": "true", "acks": "all"}
+        ),
+        topics=topics,
+        policy=policy,
+        clock_ms=_wall_clock_ms,
+    )
+
+
+def production_flow() -> Dataflow:
+    """Entry point for ``bytewax.run``: settings from the environment."""
+    logging.basicConfig(
+        level=os.environ.get("MEDIATION_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    settings = Settings.from_env()
+    return build_production_flow(settings, policy_from_env())

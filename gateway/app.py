@@ -1,0 +1,133 @@
+"""The gateway application factory.
+
+``create_app(settings, roles)`` serves the sync API (``api``: requests and
+config reads), event ingest (``ingest``), or both; the seed's
+``mediation-api`` and ``mediation-event-ingest`` are the same code started
+with different roles. Clients are created in the lifespan and handed to
+handlers through ``app.state.ctx``; nothing is a module global.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import redis.asyncio as aioredis
+from psycopg_pool import AsyncConnectionPool
+from starlette.applications import Starlette
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mediation.settings import Settings
+
+from .catalog import Catalog
+from .context import GatewayContext
+from .health import healthz, metrics, readyz
+from .http import json_response
+from .ingest import post_events
+from .metrics import GatewayMetrics
+from .openapi import openapi_document
+from .producer import AsyncProducer
+from .sync import get_config, post_request
+
+__all__ = ["ROLES", "create_app"]
+
+log = logging.getLogger(__name__)
+
+ROLES = frozenset({"api", "ingest"})
+
+
+class _TimingMiddleware:
+    """Pure-ASGI latency and status accounting per route (no body buffering)."""
+
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            self.metrics.http_latency.labels(path).observe(time.perf_counter() - started)
+            self.metrics.http_requests.labels(path, str(status_holder["status"])).inc()
+
+
+def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> Starlette:
+    unknown = roles - ROLES
+    if unknown or not roles:
+        raise ValueError(
+            f"roles must be a non-empty subset of {sorted(ROLES)}, got {sorted(roles)}"
+        )
+    gateway_metrics = GatewayMetrics.create()
+    document = openapi_document(roles)
+
+    async def openapi(_request: Any) -> Any:
+        return json_response(document)
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
+    ]
+    if "api" in roles:
+        routes += [
+            Route("/v1/requests", post_request, methods=["POST"]),
+            Route("/v1/config", get_config, methods=["GET"]),
+        ]
+    if "ingest" in roles:
+        routes.append(Route("/v1/events", post_events, methods=["POST"]))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        pool = AsyncConnectionPool(
+            settings.database_url,
+            min_size=1,
+            max_size=4,
+            open=False,
+            kwargs={"prepare_threshold": None, "autocommit": True},
+        )
+        await pool.open(wait=True, timeout=10)
+        redis_client = aioredis.from_url(settings.redis_url)
+        producer = AsyncProducer(settings.kafka_bootstrap_servers)
+        catalog = Catalog(pool)
+        await catalog.start()
+        app.state.ctx = GatewayContext(
+            settings=settings,
+            pool=pool,
+            redis=redis_client,
+            producer=producer,
+            catalog=catalog,
+            metrics=gateway_metrics,
+        )
+        log.info("gateway ready (roles: %s)", ", ".join(sorted(roles)))
+        try:
+            yield
+        finally:
+            # Requests are drained by the server before this runs; flushing
+            # the producer last means nothing ACKed is left behind.
+            await catalog.stop()
+            left = producer.close()
+            await redis_client.aclose()
+            await pool.close()
+            log.info("gateway stopped (%d message(s) unflushed)", left)
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.add_middleware(_TimingMiddleware, metrics=gateway_metrics)
+    return app

@@ -1,0 +1,39 @@
+"""What handlers are handed: the clients created in the app's lifespan."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from psycopg_pool import AsyncConnectionPool
+from starlette.requests import Request
+
+from mediation.settings import Settings
+
+from .catalog import Catalog
+from .metrics import GatewayMetrics
+from .producer import AsyncProducer
+
+__all__ = ["GatewayContext", "context_of", "now_ms"]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class GatewayContext:
+    settings: Settings
+    pool: AsyncConnectionPool
+    redis: aioredis.Redis
+    producer: AsyncProducer
+    catalog: Catalog
+    metrics: GatewayMetrics
+    clock_ms: Callable[[], int] = field(default=now_ms)
+
+
+def context_of(request: Request) -> GatewayContext:
+    ctx: GatewayContext = request.app.state.ctx
+    return ctx

@@ -1,0 +1,91 @@
+"""``POST /v1/events`` (F): validate each event, produce, ACK what the broker confirmed."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mediation.rules.model import Event
+from mediation.rules.validation import (
+    Rejection,
+    RequestInvalidError,
+    validate_batch_envelope,
+    validate_event,
+)
+from mediation.wire import encode_event
+
+from .context import context_of
+from .http import error_response, json_response, read_json_body
+from .producer import OutgoingMessage, ProduceFailedError, ProduceTimeoutError
+from .sync import unauthorized
+
+__all__ = ["MAX_BATCH_BYTES", "post_events"]
+
+MAX_BATCH_BYTES = 1024 * 1024
+# Events may reference opportunities this far back (hot retention) or ahead
+# (device clocks cannot mint keys, but a bad SDK build could send garbage).
+KEY_MAX_AGE_MS = 35 * 24 * 3600 * 1000
+KEY_MAX_AHEAD_MS = 24 * 3600 * 1000
+
+
+async def post_events(request: Request) -> Response:
+    ctx = context_of(request)
+    app_id = await ctx.catalog.app_for_key(request.headers.get("x-app-key"))
+    if app_id is None:
+        return unauthorized()
+    received_ms = ctx.clock_ms()
+    body, problem = await read_json_body(request, MAX_BATCH_BYTES)
+    if problem is not None:
+        return problem
+    try:
+        envelope = validate_batch_envelope(body)
+    except RequestInvalidError as exc:
+        return error_response(422, exc.code, exc.message, exc.details)
+
+    accepted: list[Event] = []
+    rejected: list[dict[str, object]] = []
+    for index, raw in enumerate(envelope.events):
+        result = validate_event(
+            raw,
+            app_id=app_id,
+            sent_at_ms=envelope.sent_at_ms,
+            received_at_ms=received_ms,
+            min_key_time_ms=received_ms - KEY_MAX_AGE_MS,
+            max_key_time_ms=received_ms + KEY_MAX_AHEAD_MS,
+        )
+        if isinstance(result, Rejection):
+            event_id = raw.get("event_id") if isinstance(raw, dict) else None
+            rejected.append(
+                {
+                    "index": index,
+                    "event_id": event_id if isinstance(event_id, str) else None,
+                    "code": result.code,
+                    "message": result.message,
+                }
+            )
+            ctx.metrics.events_rejected.labels(result.code).inc()
+        else:
+            accepted.append(result)
+
+    topic = ctx.settings.topics.events
+    messages = [
+        OutgoingMessage(topic, event.opportunity_key.encode(), encode_event(event))
+        for event in accepted
+    ]
+    try:
+        await ctx.producer.send_all(messages, ctx.settings.produce_timeout_ms / 1000)
+    except (ProduceTimeoutError, ProduceFailedError) as exc:
+        ctx.metrics.event_batches_unconfirmed.inc()
+        return error_response(
+            503,
+            "broker_unavailable",
+            f"events not confirmed by the broker, resend the batch: {exc}",
+            {"accepted": 0},
+            headers={"Retry-After": "1"},
+        )
+    if messages:
+        ctx.metrics.kafka_confirm_latency.labels("events").observe(
+            (ctx.clock_ms() - received_ms) / 1000
+        )
+    ctx.metrics.events_accepted.inc(len(accepted))
+    return json_response({"accepted": len(accepted), "rejected": rejected})

@@ -1,0 +1,76 @@
+"""Prometheus metrics of one gateway process.
+
+Each app gets its own ``CollectorRegistry`` so tests can build several apps
+in one process without "duplicated timeseries" errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+__all__ = ["GatewayMetrics"]
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.3, 0.5, 1.0, 2.5, 5.0)
+
+
+@dataclass(frozen=True)
+class GatewayMetrics:
+    registry: CollectorRegistry
+    http_requests: Counter
+    http_latency: Histogram
+    events_accepted: Counter
+    events_rejected: Counter
+    event_batches_unconfirmed: Counter
+    opportunities: Counter
+    kafka_confirm_latency: Histogram
+
+    @classmethod
+    def create(cls) -> GatewayMetrics:
+        registry = CollectorRegistry()
+        return cls(
+            registry=registry,
+            http_requests=Counter(
+                "mediation_http_requests",
+                "HTTP requests by route and status",
+                ["route", "status"],
+                registry=registry,
+            ),
+            http_latency=Histogram(
+                "mediation_http_request_seconds",
+                "HTTP request latency by route",
+                ["route"],
+                buckets=_LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            events_accepted=Counter(
+                "mediation_events_accepted",
+                "Events confirmed by the broker and ACKed",
+                registry=registry,
+            ),
+            events_rejected=Counter(
+                "mediation_events_rejected",
+                "Events rejected per item, by code",
+                ["code"],
+                registry=registry,
+            ),
+            event_batches_unconfirmed=Counter(
+                "mediation_event_batches_unconfirmed",
+                "Event batches answered 503 because the broker did not confirm",
+                registry=registry,
+            ),
+            opportunities=Counter(
+                "mediation_opportunities",
+                "Sync requests answered, by delivery status",
+                ["status"],
+                registry=registry,
+            ),
+            kafka_confirm_latency=Histogram(
+                "mediation_kafka_confirm_seconds",
+                "Time from produce to broker confirmation",
+                ["topic_kind"],
+                buckets=_LATENCY_BUCKETS,
+                registry=registry,
+            ),
+        )

@@ -1,0 +1,223 @@
+"""The OpenAPI document served at ``/openapi.json`` (kept next to the handlers it describes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mediation.rules.model import EVENT_TYPES
+from mediation.rules.validation import MAX_ATTRS, MAX_EVENTS_PER_BATCH
+
+__all__ = ["openapi_document"]
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {"type": "object"},
+            },
+        }
+    },
+}
+_ULID = {"type": "string", "pattern": "^[0-7][0-9A-HJKMNP-TV-Z]{25}$"}
+_ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+_TS = {"type": "integer", "minimum": 1, "maximum": 2**53 - 1}
+
+
+def _err(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def openapi_document(roles: frozenset[str]) -> dict[str, Any]:
+    paths: dict[str, Any] = {
+        "/healthz": {
+            "get": {"summary": "Process alive", "responses": {"200": {"description": "ok"}}}
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Postgres, Redis and Kafka reachable",
+                "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {"200": {"description": "text exposition"}},
+            }
+        },
+    }
+    security: list[dict[str, list[str]]] = [{"AppKey": []}]
+    if "api" in roles:
+        paths["/v1/requests"] = {
+            "post": {
+                "summary": "Sync request: which ad sources to try for a slot",
+                "security": security,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/SyncRequest"}}
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "Delivery decided; the opportunity is on Kafka",
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/SyncResponse"}
+                            }
+                        },
+                    },
+                    "400": _err("Body is not JSON"),
+                    "401": _err("Unknown app key"),
+                    "409": _err("App has no published config"),
+                    "413": _err("Body too large"),
+                    "422": _err("Invalid field or unknown placement"),
+                    "503": _err("Broker did not confirm; retry after Retry-After"),
+                },
+            }
+        }
+        paths["/v1/config"] = {
+            "get": {
+                "summary": "The published config of the caller's app",
+                "security": security,
+                "responses": {
+                    "200": {"description": "config, with ETag"},
+                    "304": {"description": "not modified (If-None-Match)"},
+                    "401": _err("Unknown app key"),
+                    "404": _err("No published config"),
+                },
+            }
+        }
+    if "ingest" in roles:
+        paths["/v1/events"] = {
+            "post": {
+                "summary": "Batched SDK events; per-item errors; ACK = broker-confirmed",
+                "security": security,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/EventBatch"}}
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "accepted count and per-item rejections",
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/EventBatchResult"}
+                            }
+                        },
+                    },
+                    "400": _err("Body is not JSON"),
+                    "401": _err("Unknown app key"),
+                    "413": _err("Body over 1 MiB"),
+                    "422": _err("Invalid envelope"),
+                    "503": _err("Broker did not confirm; resend the batch after Retry-After"),
+                },
+            }
+        }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "mediation gateway", "version": "1"},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"AppKey": {"type": "apiKey", "in": "header", "name": "X-App-Key"}},
+            "schemas": {
+                "Error": _ERROR,
+                "SyncRequest": {
+                    "type": "object",
+                    "required": ["placement_id", "device_id", "ts_ms"],
+                    "properties": {
+                        "placement_id": _ID,
+                        "device_id": {"type": "string", "minLength": 1, "maxLength": 128},
+                        "ts_ms": _TS,
+                        "context": {
+                            "type": "object",
+                            "maxProperties": 8,
+                            "additionalProperties": {"type": "string", "maxLength": 64},
+                        },
+                    },
+                },
+                "SyncResponse": {
+                    "type": "object",
+                    "properties": {
+                        "opportunity_key": _ULID,
+                        "config_version": {"type": "integer"},
+                        "delivery": {
+                            "type": "object",
+                            "properties": {
+                                "delivery_id": _ULID,
+                                "status": {"type": "string", "enum": ["fill", "no_fill"]},
+                                "waterfall": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "properties": {
+                                            "source_id": {"type": "string"},
+                                            "floor_micros": {"type": "integer"},
+                                            "timeout_ms": {"type": "integer"},
+                                        },
+                                    },
+                                },
+                                "expires_at_ms": {"type": "integer"},
+                            },
+                        },
+                    },
+                },
+                "Event": {
+                    "type": "object",
+                    "required": ["event_id", "opportunity_key", "type", "ts"],
+                    "properties": {
+                        "event_id": _ID,
+                        "opportunity_key": _ULID,
+                        "type": {"type": "string", "enum": list(EVENT_TYPES)},
+                        "ts": _TS,
+                        "source_id": {"type": "string"},
+                        "revenue_micros": {"type": "integer", "minimum": 0},
+                        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                        "attrs": {"type": "object", "maxProperties": MAX_ATTRS},
+                    },
+                },
+                "EventBatch": {
+                    "type": "object",
+                    "required": ["sent_at", "sdk", "events"],
+                    "properties": {
+                        "sent_at": _TS,
+                        "sdk": {"type": "string", "minLength": 1, "maxLength": 64},
+                        "events": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": MAX_EVENTS_PER_BATCH,
+                            "items": {"$ref": "#/components/schemas/Event"},
+                        },
+                    },
+                },
+                "EventBatchResult": {
+                    "type": "object",
+                    "properties": {
+                        "accepted": {"type": "integer"},
+                        "rejected": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "index": {"type": "integer"},
+                                    "event_id": {"type": "string"},
+                                    "code": {"type": "string"},
+                                    "message": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    }

@@ -1,0 +1,127 @@
+"""An asyncio face on confluent-kafka's producer.
+
+``send_all`` resolves once the broker confirmed *every* message (with
+``acks=all`` and idempotence on, that is the durability an ACK promises) or
+raises ``ProduceTimeoutError``/``ProduceFailedError``. Delivery callbacks
+run on a dedicated poll thread and hand results to the event loop with
+``call_soon_threadsafe``; a batch shares one future and one counter, so a
+500-event batch costs one loop wake-up, not 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+__all__ = ["AsyncProducer", "OutgoingMessage", "ProduceFailedError", "ProduceTimeoutError"]
+
+log = logging.getLogger(__name__)
+
+
+class ProduceTimeoutError(TimeoutError):
+    """The broker did not confirm in time; the client should retry later."""
+
+
+class ProduceFailedError(RuntimeError):
+    """The broker refused a message, or the local queue is full; retryable."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    topic: str
+    key: bytes
+    value: bytes
+
+
+class _Batch:
+    __slots__ = ("error", "future", "loop", "remaining")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, count: int):
+        self.loop = loop
+        self.future: asyncio.Future[None] = loop.create_future()
+        self.remaining = count
+        self.error: KafkaError | None = None
+
+    def on_delivery(self, err: KafkaError | None, _msg: object) -> None:
+        # Runs on the poll thread; only this thread touches `remaining`.
+        if err is not None and self.error is None:
+            self.error = err
+        self.remaining -= 1
+        if self.remaining == 0 and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._finish)
+
+    def _finish(self) -> None:
+        if self.future.done():
+            return
+        if self.error is not None:
+            self.future.set_exception(ProduceFailedError(f"broker refused: {self.error}"))
+        else:
+            self.future.set_result(None)
+
+
+class AsyncProducer:
+    def __init__(self, bootstrap_servers: str, extra_config: dict[str, object] | None = None):
+        config: dict[str, object] = {
+            "bootstrap.servers": bootstrap_servers,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 2,
+            "batch.num.messages": 1000,
+            "queue.buffering.max.messages": 200_000,
+            # Keep retrying inside librdkafka for a while; the HTTP caller
+            # stops waiting after its own timeout and answers 503.
+            "message.timeout.ms": 30_000,
+        }
+        config.update(extra_config or {})
+        self._producer = Producer(config)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
+        self._thread.start()
+
+    def _poll_loop(self) -> None:
+        while not self._stopping.is_set():
+            self._producer.poll(0.05)
+
+    async def send_all(self, messages: Sequence[OutgoingMessage], timeout_s: float) -> None:
+        if not messages:
+            return
+        loop = asyncio.get_running_loop()
+        batch = _Batch(loop, len(messages))
+        produce = self._producer.produce
+        for index, message in enumerate(messages):
+            try:
+                produce(message.topic, message.value, message.key, on_delivery=batch.on_delivery)
+            except (BufferError, KafkaException) as exc:
+                # Messages already queued may still be delivered: the client's
+                # resend is deduplicated downstream.
+                raise ProduceFailedError(
+                    f"could not queue message {index} of {len(messages)}: {exc}"
+                ) from exc
+        try:
+            await asyncio.wait_for(asyncio.shield(batch.future), timeout_s)
+        except TimeoutError:
+            raise ProduceTimeoutError(
+                f"broker did not confirm {len(messages)} message(s) within {timeout_s:.1f}s"
+            ) from None
+
+    def ready(self, timeout_s: float = 2.0) -> bool:
+        try:
+            self._producer.list_topics(timeout=timeout_s)
+        except KafkaException:
+            return False
+        return True
+
+    def close(self, timeout_s: float = 10.0) -> int:
+        """Flush what is queued, stop polling; return messages left unflushed."""
+        # Stop the poll thread first so delivery callbacks run on one thread only.
+        self._stopping.set()
+        self._thread.join()
+        left = self._producer.flush(timeout_s)
+        if left:
+            log.warning("producer closed with %d message(s) unconfirmed", left)
+        return int(left)

@@ -1,0 +1,139 @@
+"""``POST /v1/requests`` (A/E: request -> delivery) and ``GET /v1/config`` (H read)."""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mediation.rules.identity import device_hash, rollout_bucket
+from mediation.rules.model import Opportunity
+from mediation.rules.ulid import encode_ulid
+from mediation.rules.validation import RequestInvalidError, validate_sync_request
+from mediation.rules.waterfall import choose_waterfall
+from mediation.wire import encode_opportunity
+
+from .context import context_of
+from .http import error_response, json_response, read_json_body
+from .producer import OutgoingMessage, ProduceFailedError, ProduceTimeoutError
+
+__all__ = ["get_config", "post_request"]
+
+MAX_REQUEST_BODY_BYTES = 16 * 1024
+# How long the SDK may use a delivery before asking again.
+DELIVERY_TTL_MS = 5 * 60 * 1000
+
+
+def unauthorized() -> Response:
+    return error_response(401, "unknown_app_key", "X-App-Key is missing or not a valid write key")
+
+
+async def post_request(request: Request) -> Response:
+    ctx = context_of(request)
+    app_id = await ctx.catalog.app_for_key(request.headers.get("x-app-key"))
+    if app_id is None:
+        return unauthorized()
+    body, problem = await read_json_body(request, MAX_REQUEST_BODY_BYTES)
+    if problem is not None:
+        return problem
+    try:
+        sync = validate_sync_request(body)
+    except RequestInvalidError as exc:
+        return error_response(422, exc.code, exc.message, exc.details)
+    published = ctx.catalog.config_for(app_id)
+    if published is None:
+        return error_response(
+            409, "no_published_config", f"app {app_id} has no published config yet"
+        )
+    config = published.runtime
+    waterfall = choose_waterfall(config, sync.placement_id, sync.context)
+    if waterfall is None:
+        return error_response(
+            422,
+            "unknown_placement",
+            f"placement {sync.placement_id!r} is not in config v{config.version}",
+        )
+    received_ms = ctx.clock_ms()
+    opportunity_key = encode_ulid(received_ms, os.urandom(10))
+    status: Literal["fill", "no_fill"] = "fill" if waterfall else "no_fill"
+    opportunity = Opportunity(
+        opportunity_key=opportunity_key,
+        app_id=app_id,
+        placement_id=sync.placement_id,
+        device_hash=device_hash(app_id, sync.device_id),
+        ts_ms=received_ms,
+        client_ts_ms=sync.ts_ms,
+        config_version=config.version,
+        rollout_bucket=rollout_bucket(sync.device_id),
+        context=sync.context,
+        delivery_id=encode_ulid(received_ms, os.urandom(10)),
+        status=status,
+        waterfall=waterfall,
+        expires_at_ms=received_ms + DELIVERY_TTL_MS,
+        closure_window_ms=config.closure_window_ms,
+        grace_ms=config.grace_ms,
+        skew_tolerance_ms=config.skew_tolerance_ms,
+    )
+    message = OutgoingMessage(
+        ctx.settings.topics.opportunities,
+        opportunity_key.encode(),
+        encode_opportunity(opportunity),
+    )
+    try:
+        await ctx.producer.send_all([message], ctx.settings.produce_timeout_ms / 1000)
+    except (ProduceTimeoutError, ProduceFailedError) as exc:
+        return error_response(
+            503,
+            "broker_unavailable",
+            f"request not recorded, retry: {exc}",
+            headers={"Retry-After": "1"},
+        )
+    ctx.metrics.kafka_confirm_latency.labels("opportunities").observe(
+        (ctx.clock_ms() - received_ms) / 1000
+    )
+    ctx.metrics.opportunities.labels(status).inc()
+    return json_response(
+        {
+            "opportunity_key": opportunity_key,
+            "config_version": config.version,
+            "delivery": {
+                "delivery_id": opportunity.delivery_id,
+                "status": status,
+                "waterfall": [
+                    {
+                        "source_id": e.source_id,
+                        "floor_micros": e.floor_micros,
+                        "timeout_ms": e.timeout_ms,
+                    }
+                    for e in waterfall
+                ],
+                "expires_at_ms": opportunity.expires_at_ms,
+            },
+        }
+    )
+
+
+async def get_config(request: Request) -> Response:
+    ctx = context_of(request)
+    app_id = await ctx.catalog.app_for_key(request.headers.get("x-app-key"))
+    if app_id is None:
+        return unauthorized()
+    published = ctx.catalog.config_for(app_id)
+    if published is None:
+        return error_response(
+            404, "no_published_config", f"app {app_id} has no published config yet"
+        )
+    etag = f'"{published.checksum}"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"ETag": etag})
+    return json_response(
+        {
+            "app_id": app_id,
+            "version": published.version,
+            "checksum": published.checksum,
+            "config": published.body,
+        },
+        headers={"ETag": etag, "Cache-Control": "private, max-age=0, must-revalidate"},
+    )

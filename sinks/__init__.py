@@ -1,0 +1,1 @@
+"""Bytewax sinks: Postgres record writer and the dead-letter topic."""

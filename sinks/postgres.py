@@ -1,0 +1,132 @@
+"""Bytewax sink writing the pipeline's records to Postgres.
+
+Delivery guarantee: at-least-once from Bytewax (a batch may be written again
+after a restart), exactly-once *effects* in Postgres: every insert is
+``ON CONFLICT DO NOTHING`` on the table's natural key (which includes
+``day``), and the rules emit the same records for the same inputs, so a
+replayed batch changes nothing. One transaction per batch.
+
+Postgres being away is not the records' fault: the partition retries with
+capped exponential backoff and jitter, holding the dataflow (backpressure)
+until the database is back. It never dead-letters for that reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import time
+from collections.abc import Callable
+
+import psycopg
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from psycopg import sql
+
+from storage.db import DatabaseUnavailableError, connect
+from storage.partitions import ensure_partitions
+
+from .records import SinkItem, unwritable
+from .rows import COLUMNS, TableRows, rows_for
+
+__all__ = ["PostgresSink"]
+
+log = logging.getLogger(__name__)
+
+_INSERTS = {
+    table: sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
+        sql.Identifier(table),
+        sql.SQL(", ").join(map(sql.Identifier, columns)),
+        sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+    )
+    for table, columns in COLUMNS.items()
+}
+# Parents before children is not needed (no foreign keys between record
+# tables), but a fixed order keeps lock order stable across workers.
+_TABLE_ORDER = tuple(COLUMNS)
+
+
+class _PostgresPartition(StatelessSinkPartition[SinkItem]):
+    def __init__(self, database_url: str, max_backoff_s: float, sleep: Callable[[float], None]):
+        self._database_url = database_url
+        self._max_backoff_s = max_backoff_s
+        self._sleep = sleep
+        self._conn: psycopg.Connection | None = None
+        self._known_days: set[dt.date] = set()
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = connect(self._database_url)
+        return self._conn
+
+    def _write(self, rows: TableRows) -> None:
+        conn = self._connection()
+        new_days = rows.days - self._known_days
+        if new_days:
+            ensure_partitions(conn, new_days)
+            self._known_days |= new_days
+        with conn.transaction(), conn.cursor() as cur:
+            for table in _TABLE_ORDER:
+                table_rows = rows.by_table[table]
+                if table_rows:
+                    cur.executemany(_INSERTS[table], table_rows)
+
+    def write_batch(self, items: list[SinkItem]) -> None:
+        try:
+            self._write_retrying(rows_for(items))
+        except psycopg.Error as exc:
+            # Bad in itself (e.g. a value Postgres refuses): find the item(s)
+            # by writing one at a time and dead-letter only those.
+            log.warning("batch of %d items refused (%s); isolating the bad ones", len(items), exc)
+            for item in items:
+                try:
+                    self._write_retrying(rows_for([item]))
+                except psycopg.Error as item_exc:
+                    self._write_retrying(rows_for([unwritable(item, item_exc)]))
+
+    def _write_retrying(self, rows: TableRows) -> None:
+        if not len(rows):
+            return
+        attempt = 0
+        while True:
+            try:
+                self._write(rows)
+                return
+            except (psycopg.OperationalError, DatabaseUnavailableError) as exc:
+                if isinstance(exc, psycopg.errors.QueryCanceled):
+                    raise
+                attempt += 1
+                delay = min(self._max_backoff_s, 0.2 * 2 ** min(attempt, 10))
+                delay *= random.uniform(0.5, 1.0)
+                log.warning(
+                    "Postgres write of %d rows failed (attempt %d), retrying in %.1fs: %s",
+                    len(rows),
+                    attempt,
+                    delay,
+                    exc,
+                )
+                if self._conn is not None:
+                    self._conn.close()
+                self._conn = None
+                self._sleep(delay)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+
+
+class PostgresSink(DynamicSink[SinkItem]):
+    """One connection per worker; see the module docstring for guarantees."""
+
+    def __init__(
+        self,
+        database_url: str,
+        max_backoff_s: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self._database_url = database_url
+        self._max_backoff_s = max_backoff_s
+        self._sleep = sleep
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _PostgresPartition:
+        return _PostgresPartition(self._database_url, self._max_backoff_s, self._sleep)

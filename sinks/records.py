@@ -1,0 +1,140 @@
+"""What the dataflow hands its sinks, besides the rules' own outputs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+
+import orjson
+
+from mediation.rules.model import ClosedOpportunity, DeadLetter, LateEvent, OrphanEvents
+from mediation.rules.ulid import day_of_ms, is_ulid, ulid_day
+
+__all__ = [
+    "DeadLetterRecord",
+    "SinkItem",
+    "dead_letter_from_rules",
+    "encode_dead_letter",
+    "unwritable",
+]
+
+DEADLETTER_SCHEMA = "deadletter.v1"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    """A record the pipeline could not process, with where it came from.
+
+    ``id`` is derived from the source position (or, for refusals by the
+    rules, from the refused content), so re-processing the same input lands
+    the same dead letter once.
+    """
+
+    id: str
+    day: dt.date
+    reason: str
+    detail: str
+    app_id: str | None
+    opportunity_key: str | None
+    source_topic: str | None
+    source_partition: int | None
+    source_offset: int | None
+    payload: bytes
+
+
+SinkItem = ClosedOpportunity | LateEvent | OrphanEvents | DeadLetterRecord
+
+
+def dead_letter_from_rules(letter: DeadLetter, fallback_day_ms: int) -> DeadLetterRecord:
+    payload = orjson.dumps(dict(letter.payload), option=orjson.OPT_SORT_KEYS)
+    digest = hashlib.sha256(letter.reason.encode() + b"\0" + payload).hexdigest()[:32]
+    key = letter.opportunity_key
+    day = ulid_day(key) if key is not None and is_ulid(key) else day_of_ms(fallback_day_ms)
+    app_id = letter.payload.get("app_id")
+    return DeadLetterRecord(
+        id=f"rule:{digest}",
+        day=day,
+        reason=letter.reason,
+        detail=letter.detail,
+        app_id=app_id if isinstance(app_id, str) else None,
+        opportunity_key=key,
+        source_topic=None,
+        source_partition=None,
+        source_offset=None,
+        payload=payload,
+    )
+
+
+def encode_dead_letter(record: DeadLetterRecord) -> bytes:
+    """The ``deadletter.v1`` topic value: reason, source position, original bytes."""
+    try:
+        original: object = orjson.loads(record.payload)
+        encoding = "json"
+    except orjson.JSONDecodeError:
+        original = record.payload.hex()
+        encoding = "hex"
+    return orjson.dumps(
+        {
+            "schema": DEADLETTER_SCHEMA,
+            "id": record.id,
+            "day": record.day.isoformat(),
+            "reason": record.reason,
+            "detail": record.detail,
+            "app_id": record.app_id,
+            "opportunity_key": record.opportunity_key,
+            "source": {
+                "topic": record.source_topic,
+                "partition": record.source_partition,
+                "offset": record.source_offset,
+            },
+            "payload_encoding": encoding,
+            "payload": original,
+        }
+    )
+
+
+def unwritable(item: SinkItem, error: Exception) -> DeadLetterRecord:
+    """A record Postgres refused (bad in itself), as a dead letter."""
+    if isinstance(item, DeadLetterRecord):
+        # A dead letter that cannot be stored: keep only what surely fits.
+        return DeadLetterRecord(
+            f"{item.id}:unwritable",
+            item.day,
+            "unwritable",
+            str(error)[:500],
+            None,
+            None,
+            item.source_topic,
+            item.source_partition,
+            item.source_offset,
+            item.payload,
+        )
+    payload: dict[str, object]
+    if isinstance(item, ClosedOpportunity):
+        key = item.opportunity.opportunity_key
+        payload = {
+            "kind": "closed_opportunity",
+            "opportunity_key": key,
+            "archive": repr(item.archive),
+        }
+    elif isinstance(item, LateEvent):
+        key = item.stored.event.opportunity_key
+        payload = {"kind": "late_event", "event": repr(item.stored.event)}
+    else:
+        key = item.opportunity_key
+        payload = {"kind": "orphan_events", "events": [repr(s.event) for s in item.events]}
+    body = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
+    digest = hashlib.sha256(body).hexdigest()[:32]
+    return DeadLetterRecord(
+        f"unwritable:{digest}",
+        ulid_day(key),
+        "unwritable",
+        str(error)[:500],
+        None,
+        key,
+        None,
+        None,
+        None,
+        body,
+    )

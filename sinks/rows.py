@@ -1,0 +1,223 @@
+"""Turning sink items into table rows (plain tuples in column order)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from psycopg.types.json import Jsonb
+
+from mediation.rules.model import (
+    ClosedOpportunity,
+    LateEvent,
+    Opportunity,
+    OrphanEvents,
+    StoredEvent,
+)
+from mediation.rules.ulid import ulid_day
+
+from .records import DeadLetterRecord, SinkItem
+
+__all__ = ["COLUMNS", "TableRows", "rows_for"]
+
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "opportunity_records": (
+        "day",
+        "opportunity_key",
+        "app_id",
+        "placement_id",
+        "device_hash",
+        "ts",
+        "client_ts",
+        "config_version",
+        "rollout_bucket",
+        "context",
+        "closure_window_ms",
+        "grace_ms",
+        "skew_tolerance_ms",
+    ),
+    "delivery_records": (
+        "day",
+        "opportunity_key",
+        "delivery_id",
+        "status",
+        "waterfall",
+        "expires_at",
+    ),
+    "event_records": (
+        "day",
+        "event_id",
+        "app_id",
+        "opportunity_key",
+        "type",
+        "ts",
+        "server_ts",
+        "received_at",
+        "source_id",
+        "revenue_micros",
+        "currency",
+        "attrs",
+        "late",
+        "excluded_reason",
+    ),
+    "archive_records": (
+        "day",
+        "opportunity_key",
+        "app_id",
+        "placement_id",
+        "opened_at",
+        "closed_at",
+        "close_reason",
+        "outcome",
+        "rewarded",
+        "credited_source_id",
+        "revenue_micros",
+        "currency",
+        "counts",
+        "counted_events",
+        "excluded_events",
+        "config_version",
+        "rule_version",
+        "inputs_hash",
+    ),
+    "dead_letters": (
+        "day",
+        "id",
+        "reason",
+        "detail",
+        "app_id",
+        "opportunity_key",
+        "source_topic",
+        "source_partition",
+        "source_offset",
+        "payload",
+    ),
+}
+
+
+def _ts(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+
+
+@dataclass
+class TableRows:
+    by_table: dict[str, list[tuple[object, ...]]] = field(
+        default_factory=lambda: {table: [] for table in COLUMNS}
+    )
+
+    @property
+    def days(self) -> set[dt.date]:
+        return {row[0] for rows in self.by_table.values() for row in rows}  # type: ignore[misc]
+
+    def __len__(self) -> int:
+        return sum(len(rows) for rows in self.by_table.values())
+
+
+def _opportunity_rows(opp: Opportunity, rows: TableRows) -> None:
+    day = ulid_day(opp.opportunity_key)
+    rows.by_table["opportunity_records"].append(
+        (
+            day,
+            opp.opportunity_key,
+            opp.app_id,
+            opp.placement_id,
+            opp.device_hash,
+            _ts(opp.ts_ms),
+            _ts(opp.client_ts_ms),
+            opp.config_version,
+            opp.rollout_bucket,
+            Jsonb(dict(opp.context)),
+            opp.closure_window_ms,
+            opp.grace_ms,
+            opp.skew_tolerance_ms,
+        )
+    )
+    waterfall = [
+        {"source_id": e.source_id, "floor_micros": e.floor_micros, "timeout_ms": e.timeout_ms}
+        for e in opp.waterfall
+    ]
+    rows.by_table["delivery_records"].append(
+        (
+            day,
+            opp.opportunity_key,
+            opp.delivery_id,
+            opp.status,
+            Jsonb(waterfall),
+            _ts(opp.expires_at_ms),
+        )
+    )
+
+
+def _event_row(stored: StoredEvent) -> tuple[object, ...]:
+    e = stored.event
+    return (
+        ulid_day(e.opportunity_key),
+        e.event_id,
+        e.app_id,
+        e.opportunity_key,
+        e.type,
+        _ts(e.ts_ms),
+        _ts(e.server_ts_ms),
+        _ts(e.received_at_ms),
+        e.source_id,
+        e.revenue_micros,
+        e.currency,
+        Jsonb(dict(e.attrs)),
+        stored.late,
+        stored.excluded_reason,
+    )
+
+
+def rows_for(items: Iterable[SinkItem]) -> TableRows:
+    rows = TableRows()
+    for item in items:
+        if isinstance(item, ClosedOpportunity):
+            _opportunity_rows(item.opportunity, rows)
+            rows.by_table["event_records"].extend(_event_row(s) for s in item.events)
+            a = item.archive
+            rows.by_table["archive_records"].append(
+                (
+                    ulid_day(a.opportunity_key),
+                    a.opportunity_key,
+                    a.app_id,
+                    a.placement_id,
+                    _ts(a.opened_at_ms),
+                    _ts(a.closed_at_ms),
+                    a.close_reason,
+                    a.outcome,
+                    a.rewarded,
+                    a.credited_source_id,
+                    a.revenue_micros,
+                    a.currency,
+                    Jsonb(dict(a.counts)),
+                    a.counted_events,
+                    a.excluded_events,
+                    a.config_version,
+                    a.rule_version,
+                    a.inputs_hash,
+                )
+            )
+        elif isinstance(item, LateEvent):
+            rows.by_table["event_records"].append(_event_row(item.stored))
+        elif isinstance(item, OrphanEvents):
+            rows.by_table["event_records"].extend(_event_row(s) for s in item.events)
+        elif isinstance(item, DeadLetterRecord):
+            rows.by_table["dead_letters"].append(
+                (
+                    # text columns cannot hold NUL; the original bytes stay in payload
+                    item.day,
+                    item.id,
+                    item.reason,
+                    item.detail.replace("\x00", ""),
+                    item.app_id,
+                    item.opportunity_key,
+                    item.source_topic,
+                    item.source_partition,
+                    item.source_offset,
+                    item.payload,
+                )
+            )
+        else:  # a programming error, not bad input: fail loudly
+            raise TypeError(f"unexpected sink item {type(item).__name__}")
+    return rows
