@@ -211,7 +211,7 @@ def _broker(settings: Settings, runtime: _Runtime) -> ServiceStatus:
             raise DevStackError(f"Kafka at {first} is not reachable (KAFKA_BOOTSTRAP_SERVERS)")
         listener = f"tcp://{host}:{port}"
         runtime.spawn(
-            "broker",
+            "kafka",
             [
                 broker_binary(),
                 "broker",
@@ -221,7 +221,7 @@ def _broker(settings: Settings, runtime: _Runtime) -> ServiceStatus:
                 listener,
             ],
         )
-        _wait_port("Kafka-wire broker", host, port, 20, runtime.log_file("broker"))
+        _wait_port("Kafka-wire broker", host, port, 20, runtime.log_file("kafka"))
         state = "started"
     created = ensure_topics(
         settings.kafka_bootstrap_servers, settings.topics.all(), settings.kafka_partitions
@@ -258,11 +258,13 @@ def up(settings: Settings, services: tuple[str, ...] = tuple(_SERVICES)) -> list
     return [_SERVICES[name](settings, runtime) for name in services]
 
 
-def down(settings: Settings) -> list[ServiceStatus]:
+def down(settings: Settings, only: tuple[str, ...] | None = None) -> list[ServiceStatus]:
     """Stop what ``up`` started (by recorded pid); leave everything else."""
     runtime = _Runtime(settings.data_dir)
     stopped = []
     for name, (pid, program) in runtime.recorded().items():
+        if only is not None and name not in only:
+            continue
         if name == "postgres":
             version = program.split()[-1]
             subprocess.run(

@@ -116,6 +116,17 @@ def _int(doc: Mapping[str, Any], key: str) -> int:
     return value
 
 
+# Any instant the storage types hold comfortably (years 1970..2500).
+_MAX_TIME_MS = 16_725_225_600_000
+
+
+def _time(doc: Mapping[str, Any], key: str) -> int:
+    value = _int(doc, key)
+    if not 0 <= value <= _MAX_TIME_MS:
+        raise WireError("invalid_field", f"{key} is outside the years 1970..2500")
+    return value
+
+
 def _opt_str(doc: Mapping[str, Any], key: str) -> str | None:
     return None if doc.get(key) is None else _str(doc, key)
 
@@ -158,15 +169,15 @@ def decode_opportunity(value: bytes | None) -> Opportunity:
         app_id=_str(doc, "app_id"),
         placement_id=_str(doc, "placement_id"),
         device_hash=_str(doc, "device_hash"),
-        ts_ms=_int(doc, "ts_ms"),
-        client_ts_ms=_int(doc, "client_ts_ms"),
+        ts_ms=_time(doc, "ts_ms"),
+        client_ts_ms=_time(doc, "client_ts_ms"),
         config_version=_int(doc, "config_version"),
         rollout_bucket=_int(doc, "rollout_bucket"),
         context=context,
         delivery_id=_str(delivery, "delivery_id"),
         status=status,
         waterfall=tuple(waterfall),
-        expires_at_ms=_int(delivery, "expires_at_ms"),
+        expires_at_ms=_time(delivery, "expires_at_ms"),
         closure_window_ms=_int(doc, "closure_window_ms"),
         grace_ms=_int(doc, "grace_ms"),
         skew_tolerance_ms=_int(doc, "skew_tolerance_ms"),
@@ -192,9 +203,9 @@ def decode_event(value: bytes | None) -> Event:
         app_id=_str(doc, "app_id"),
         opportunity_key=key,
         type=event_type,
-        ts_ms=_int(doc, "ts_ms"),
-        server_ts_ms=_int(doc, "server_ts_ms"),
-        received_at_ms=_int(doc, "received_at_ms"),
+        ts_ms=_time(doc, "ts_ms"),
+        server_ts_ms=_time(doc, "server_ts_ms"),
+        received_at_ms=_time(doc, "received_at_ms"),
         source_id=_opt_str(doc, "source_id"),
         revenue_micros=revenue,
         currency=_opt_str(doc, "currency"),

@@ -22,12 +22,13 @@ from collections.abc import Callable
 import psycopg
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from storage.db import DatabaseUnavailableError, connect
 from storage.partitions import ensure_partitions
 
 from .records import SinkItem, unwritable
-from .rows import COLUMNS, TableRows, rows_for
+from .rows import COLUMNS, TableRows, event_conflict_row, rows_for
 
 __all__ = ["PostgresSink"]
 
@@ -41,6 +42,14 @@ _INSERTS = {
     )
     for table, columns in COLUMNS.items()
 }
+_INSERT_EVENTS_RETURNING = sql.SQL("{} RETURNING day, event_id, app_id").format(
+    _INSERTS["event_records"]
+)
+_EXISTING_EVENTS = """
+SELECT day, event_id, app_id, opportunity_key, type, ts, source_id, revenue_micros,
+       currency, attrs
+FROM event_records WHERE day = ANY(%s) AND event_id = ANY(%s) AND app_id = ANY(%s)
+"""
 # Parents before children is not needed (no foreign keys between record
 # tables), but a fixed order keeps lock order stable across workers.
 _TABLE_ORDER = tuple(COLUMNS)
@@ -66,8 +75,14 @@ class _PostgresPartition(StatelessSinkPartition[SinkItem]):
             ensure_partitions(conn, new_days)
             self._known_days |= new_days
         with conn.transaction(), conn.cursor() as cur:
+            conflicts: list[tuple[object, ...]] = []
             for table in _TABLE_ORDER:
                 table_rows = rows.by_table[table]
+                if table == "event_records" and table_rows:
+                    conflicts = _insert_events(cur, table_rows)
+                    continue
+                if table == "dead_letters":
+                    table_rows = table_rows + conflicts
                 if table_rows:
                     cur.executemany(_INSERTS[table], table_rows)
 
@@ -113,6 +128,49 @@ class _PostgresPartition(StatelessSinkPartition[SinkItem]):
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
+
+
+def _insert_events(
+    cur: psycopg.Cursor[tuple[object, ...]], rows: list[tuple[object, ...]]
+) -> list[tuple[object, ...]]:
+    """Insert events; return dead-letter rows for ids already stored with other content.
+
+    ``event_id`` is unique per app, so a stored row with the same key and the
+    same content is this event again (a replayed batch: absorbed), while
+    other content means the id was reused: that copy must not vanish silently.
+    """
+    cur.executemany(_INSERT_EVENTS_RETURNING, rows, returning=True)
+    inserted: set[tuple[object, ...]] = set()
+    while True:
+        inserted.update(cur.fetchall())
+        if not cur.nextset():
+            break
+    missing = [row for row in rows if (row[0], row[1], row[2]) not in inserted]
+    if not missing:
+        return []
+    existing = {
+        (row[0], row[1], row[2]): row[3:]
+        for row in cur.execute(
+            _EXISTING_EVENTS,
+            ([r[0] for r in missing], [r[1] for r in missing], [r[2] for r in missing]),
+        ).fetchall()
+    }
+    letters = []
+    for row in missing:
+        stored = existing.get((row[0], row[1], row[2]))
+        attrs = row[11].obj if isinstance(row[11], Jsonb) else row[11]
+        ours = (row[3], row[4], row[5], row[8], row[9], row[10], attrs)
+        if stored is None or _same_event(stored, ours):
+            continue
+        letters.append(event_conflict_row(row, stored))
+    if letters:
+        log.warning("%d event id(s) reused with other content; dead-lettered", len(letters))
+    return letters
+
+
+def _same_event(stored: tuple[object, ...], ours: tuple[object, ...]) -> bool:
+    currency = stored[5].strip() if isinstance(stored[5], str) else stored[5]
+    return (*stored[:5], currency, stored[6]) == ours
 
 
 class PostgresSink(DynamicSink[SinkItem]):

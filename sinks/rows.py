@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import orjson
 from psycopg.types.json import Jsonb
 
 from mediation.rules.model import (
@@ -19,7 +21,7 @@ from mediation.rules.ulid import ulid_day
 
 from .records import DeadLetterRecord, SinkItem
 
-__all__ = ["COLUMNS", "TableRows", "rows_for"]
+__all__ = ["COLUMNS", "TableRows", "event_conflict_row", "rows_for"]
 
 COLUMNS: dict[str, tuple[str, ...]] = {
     "opportunity_records": (
@@ -96,8 +98,11 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def _ts(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
+    return _EPOCH + dt.timedelta(milliseconds=ms)
 
 
 @dataclass
@@ -221,3 +226,27 @@ def rows_for(items: Iterable[SinkItem]) -> TableRows:
         else:  # a programming error, not bad input: fail loudly
             raise TypeError(f"unexpected sink item {type(item).__name__}")
     return rows
+
+
+def event_conflict_row(row: tuple[object, ...], stored: tuple[object, ...]) -> tuple[object, ...]:
+    """A ``dead_letters`` row for an event whose id is stored with other content."""
+    names = COLUMNS["event_records"]
+    payload = {
+        name: (value.obj if isinstance(value, Jsonb) else value)
+        for name, value in zip(names, row, strict=True)
+    }
+    body = orjson.dumps(payload, default=str, option=orjson.OPT_SORT_KEYS)
+    digest = hashlib.sha256(body).hexdigest()[:32]
+    return (
+        row[0],
+        f"conflict:{digest}",
+        "duplicate_conflict",
+        f"event_id {row[1]!r} is already stored for opportunity {stored[0]!r} with other "
+        "content; event ids must be unique per app",
+        row[2],
+        row[3],
+        None,
+        None,
+        None,
+        body,
+    )

@@ -94,7 +94,7 @@ def migrate(database_url: str, sql_dir: Path = SQL_DIR) -> list[str]:
                             "editing an applied one"
                         )
                     continue
-                conn.execute(migration.sql)  # type: ignore[arg-type]
+                conn.execute(migration.sql.encode())
                 conn.execute(
                     "INSERT INTO schema_migrations (version, checksum) VALUES (%s, %s)",
                     (migration.version, migration.checksum),

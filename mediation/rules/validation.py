@@ -31,6 +31,10 @@ MAX_EVENTS_PER_BATCH = 500
 MAX_ATTRS = 32
 MAX_CONTEXT_KEYS = 8
 _MAX_SAFE_INT = 2**53 - 1
+# Client times must fall in 2000..2100: outside that a device clock is
+# broken, and server_ts derived from it would overflow storage types.
+MIN_TS_MS = 946_684_800_000
+MAX_TS_MS = 4_102_444_800_000
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SOURCE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -73,7 +77,7 @@ def _is_int(value: object) -> TypeGuard[int]:
 
 
 def _timestamp(value: object) -> TypeGuard[int]:
-    return _is_int(value) and 0 < value <= _MAX_SAFE_INT
+    return _is_int(value) and MIN_TS_MS <= value <= MAX_TS_MS
 
 
 def validate_sync_request(body: object) -> SyncRequest:
@@ -91,7 +95,9 @@ def validate_sync_request(body: object) -> SyncRequest:
     if not isinstance(device_id, str) or not 1 <= len(device_id) <= 128 or "\x00" in device_id:
         raise RequestInvalidError("invalid_device_id", "device_id must be a string of 1..128 chars")
     if not _timestamp(ts_ms):
-        raise RequestInvalidError("invalid_ts", "ts_ms must be a positive integer (epoch ms)")
+        raise RequestInvalidError(
+            "invalid_ts", "ts_ms must be an integer of epoch ms between 2000 and 2100"
+        )
     if context is None:
         context = {}
     if not isinstance(context, dict) or len(context) > MAX_CONTEXT_KEYS:
@@ -120,7 +126,7 @@ def validate_batch_envelope(body: object) -> BatchEnvelope:
     events = body.get("events")
     if not _timestamp(sent_at):
         raise RequestInvalidError(
-            "invalid_sent_at", "sent_at must be a positive integer (epoch ms)"
+            "invalid_sent_at", "sent_at must be an integer of epoch ms between 2000 and 2100"
         )
     if not isinstance(sdk, str) or not 1 <= len(sdk) <= 64 or "\x00" in sdk:
         raise RequestInvalidError("invalid_sdk", "sdk must be a string of 1..64 chars")
@@ -196,7 +202,7 @@ def validate_event(
         return Rejection("unknown_type", f"type must be one of {', '.join(EVENT_TYPES)}")
     ts = raw.get("ts")
     if not _timestamp(ts):
-        return Rejection("invalid_ts", "ts must be a positive integer (epoch ms)")
+        return Rejection("invalid_ts", "ts must be an integer of epoch ms between 2000 and 2100")
     source_id = raw.get("source_id")
     if source_id is not None and (
         not isinstance(source_id, str) or not _SOURCE_ID.match(source_id)

@@ -1,0 +1,322 @@
+"""``mediation``: the one entry point for operators, analysts and developers.
+
+Every command reads its settings from the environment once (see
+``mediation.settings``); a bad setting prints one line naming the variable
+and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from . import __version__
+
+if TYPE_CHECKING:
+    from .settings import Settings
+
+__all__ = ["main"]
+
+
+def _settings() -> Settings:
+    from .settings import Settings
+
+    return Settings.from_env()
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    # One line per HTTP call drowns the output of the simulator and the demo.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+# -- commands -------------------------------------------------------------------
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from . import devstack
+    from .tables import render_table
+
+    settings = _settings()
+    if args.action == "up":
+        services = tuple(args.services or ("postgres", "redis", "kafka", "s3"))
+        statuses = devstack.up(settings, services)
+    elif args.action == "down":
+        statuses = devstack.down(settings)
+    else:
+        statuses = devstack.status(settings)
+    print(
+        render_table(
+            f"dev stack ({args.action})",
+            ["service", "address", "state", "detail"],
+            [[s.name, s.address, s.state, s.detail] for s in statuses],
+        )
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from storage.db import connect
+    from storage.migrate import migrate, pending
+    from storage.partitions import days_around, ensure_partitions
+
+    settings = _settings()
+    if args.dry_run:
+        todo = pending(settings.database_url)
+        print("pending migrations: " + (", ".join(m.version for m in todo) or "none"))
+        return 0
+    applied = migrate(settings.database_url)
+    print("applied: " + (", ".join(applied) or "none (up to date)"))
+    with connect(settings.database_url) as conn:
+        created = ensure_partitions(conn, days_around(dt.datetime.now(dt.UTC).date(), 1, 7))
+    print(f"day partitions created: {created}")
+    return 0
+
+
+def cmd_partitions(args: argparse.Namespace) -> int:
+    from storage.db import connect
+    from storage.partitions import days_around, ensure_partitions
+
+    settings = _settings()
+    today = dt.datetime.now(dt.UTC).date()
+    with connect(settings.database_url) as conn:
+        created = ensure_partitions(conn, days_around(today, args.days_back, args.days_ahead))
+    print(
+        f"day partitions created: {created} "
+        f"({today - dt.timedelta(days=args.days_back)} .. "
+        f"{today + dt.timedelta(days=args.days_ahead)})"
+    )
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from .seed import demo_config, new_app_key, seed_app
+
+    settings = _settings()
+    key = args.app_key or new_app_key()
+    result = seed_app(
+        settings.database_url, args.app_id, demo_config(args.closure_window_ms, args.grace_ms), key
+    )
+    print(f"app: {result.app_id}")
+    print(
+        f"config version: {result.config_version} "
+        f"({'published now' if result.published_now else 'unchanged'})"
+    )
+    if result.app_key:
+        print(f"write key (shown once, stored hashed): {result.app_key}")
+    return 0
+
+
+def _serve(args: argparse.Namespace, roles: str) -> int:
+    import uvicorn
+
+    _settings()  # fail fast, with one clear line, before uvicorn starts workers
+    os.environ["MEDIATION_GATEWAY_ROLES"] = roles
+    uvicorn.run(
+        "gateway.asgi:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.processes,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=10,
+        lifespan="on",
+    )
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    return _serve(args, args.role)
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    return _serve(args, "ingest")
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    _settings()
+    argv = [
+        sys.executable,
+        "-m",
+        "bytewax.run",
+        "dataflows.worker:production_flow()",
+        "-w",
+        str(args.workers),
+    ]
+    if args.process_id is not None:
+        argv += ["-i", str(args.process_id)]
+    if args.addresses:
+        argv += ["-a", args.addresses]
+    if args.recovery_directory:
+        argv += ["-r", args.recovery_directory]
+    if args.snapshot_interval:
+        argv += ["-s", str(args.snapshot_interval)]
+    if args.backup_interval:
+        argv += ["-b", str(args.backup_interval)]
+    os.execv(sys.executable, argv)  # replaces this process: signals go straight to Bytewax
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .simulate import SimulationConfig, run_simulation
+    from .summary import percentile
+
+    report = asyncio.run(
+        run_simulation(
+            SimulationConfig(
+                base_url=args.url,
+                app_key=args.app_key,
+                rate_rps=args.rate,
+                duration_s=args.duration,
+                seed=args.seed,
+            )
+        )
+    )
+    print(
+        f"requests {report.requests_sent} (ok {report.requests_ok}), events accepted "
+        f"{report.events_accepted}, rejected {dict(report.events_rejected)}, "
+        f"request p95 {percentile(report.request_latency_ms, 95):.1f} ms, "
+        f"ACK ratio {report.ack_ratio:.4f}"
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import DemoOptions, run_demo
+
+    return run_demo(
+        _settings(),
+        DemoOptions(
+            duration_s=args.duration,
+            rate_rps=args.rate,
+            closure_window_ms=args.closure_window_ms,
+            keep_services=args.keep_services,
+        ),
+    )
+
+
+# -- parser ---------------------------------------------------------------------
+
+
+def _add(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    handler: Callable[[argparse.Namespace], int],
+    help_text: str,
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
+    parser.set_defaults(handler=handler)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mediation",
+        description="Ad-mediation event pipeline: gateway, dataflow worker, storage and tools. "
+        "Settings come from the environment (DATABASE_URL, REDIS_URL, "
+        "KAFKA_BOOTSTRAP_SERVERS, KAFKA_TOPIC_PREFIX, COLD_STORAGE_URL, ...).",
+    )
+    parser.add_argument("--version", action="version", version=f"mediation {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dev = _add(sub, "dev", cmd_dev, "Start, stop or show the local services (reuses running ones)")
+    dev.add_argument("action", choices=["up", "down", "status"])
+    dev.add_argument(
+        "--services",
+        nargs="+",
+        choices=["postgres", "redis", "kafka", "s3"],
+        help="subset to start (default: all)",
+    )
+
+    migrate = _add(
+        sub,
+        "migrate",
+        cmd_migrate,
+        "Apply pending sql/ migrations (safe to race) and create day partitions",
+    )
+    migrate.add_argument("--dry-run", action="store_true", help="list pending migrations only")
+
+    parts = _add(sub, "partitions", cmd_partitions, "Create day partitions ahead (run daily)")
+    parts.add_argument("--days-ahead", type=int, default=7)
+    parts.add_argument("--days-back", type=int, default=1)
+
+    seed = _add(sub, "seed", cmd_seed, "Create the demo app, a write key and a published config")
+    seed.add_argument("--app-id", default="demo")
+    seed.add_argument("--app-key", help="use this write key instead of a new random one")
+    seed.add_argument("--closure-window-ms", type=int, default=30 * 60 * 1000)
+    seed.add_argument("--grace-ms", type=int, default=30_000)
+
+    for name, handler, text in (
+        ("api", cmd_api, "Serve the sync API (mediation-api); --role all adds event ingest"),
+        ("ingest", cmd_ingest, "Serve event ingest only (mediation-event-ingest)"),
+    ):
+        serve = _add(sub, name, handler, text)
+        serve.add_argument("--host", default="127.0.0.1")
+        serve.add_argument("--port", type=int, default=8080 if name == "api" else 8081)
+        serve.add_argument(
+            "--processes", type=int, default=1, help="uvicorn worker processes (about one per core)"
+        )
+        if name == "api":
+            serve.add_argument(
+                "--role",
+                choices=["api", "all"],
+                default="all",
+                help="api: requests + config only; all: also /v1/events",
+            )
+
+    worker = _add(
+        sub, "worker", cmd_worker, "Run the closing dataflow (python -m bytewax.run underneath)"
+    )
+    worker.add_argument("-w", "--workers", type=int, default=1, help="workers per process")
+    worker.add_argument("-i", "--process-id", type=int, help="this process's index (with -a)")
+    worker.add_argument("-a", "--addresses", help="host:port of every process, ';'-separated")
+    worker.add_argument("-r", "--recovery-directory", help="Bytewax recovery directory")
+    worker.add_argument("-s", "--snapshot-interval", type=float, help="seconds between snapshots")
+    worker.add_argument("-b", "--backup-interval", type=float, help="seconds to keep old snapshots")
+
+    simulate = _add(sub, "simulate", cmd_simulate, "Send simulated SDK traffic to a gateway")
+    simulate.add_argument("--url", default="http://127.0.0.1:8080")
+    simulate.add_argument("--app-key", required=True)
+    simulate.add_argument("--rate", type=float, default=50.0, help="sync requests per second")
+    simulate.add_argument("--duration", type=float, default=20.0, help="seconds")
+    simulate.add_argument("--seed", type=int, default=7)
+
+    demo = _add(
+        sub,
+        "demo",
+        cmd_demo,
+        "The main job: whole pipeline on local defaults with a simulated SDK and a summary",
+    )
+    demo.add_argument("--duration", type=float, default=20.0, help="seconds of traffic")
+    demo.add_argument("--rate", type=float, default=50.0, help="sync requests per second")
+    demo.add_argument("--closure-window-ms", type=int, default=10_000)
+    demo.add_argument(
+        "--keep-services", action="store_true", help="leave services the demo started running"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from .settings import SettingsError
+
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    try:
+        return int(args.handler(args))
+    except SettingsError as exc:
+        print(f"mediation: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,98 @@
+"""End-to-end reconciliation of a simulated run against Postgres.
+
+Checks, for every opportunity the simulator got an answer for:
+
+1. exactly one archive record exists;
+2. it equals what the pure rules recompute from the stored inputs
+   (``replay.hot.recompute``): the dataflow and replay agree;
+3. it says what the simulator expected (outcome, credited source,
+   revenue, rewarded flag);
+4. every event id the simulator got ACKed is stored exactly once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import psycopg
+
+from replay.hot import load_archives, load_inputs, recompute
+
+from .simulate import SimulationReport
+
+__all__ = ["Reconciliation", "reconcile"]
+
+
+@dataclass
+class Reconciliation:
+    opportunities: int = 0
+    archived: int = 0
+    recompute_mismatches: list[str] = field(default_factory=list)
+    expectation_mismatches: list[str] = field(default_factory=list)
+    events_expected: int = 0
+    events_stored: int = 0
+    missing_event_ids: list[str] = field(default_factory=list)
+    orphans_expected: int = 0
+    orphans_stored: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.archived == self.opportunities
+            and not self.recompute_mismatches
+            and not self.expectation_mismatches
+            and not self.missing_event_ids
+            and self.orphans_stored == self.orphans_expected
+        )
+
+
+def count_archived(conn: psycopg.Connection, report: SimulationReport) -> int:
+    return len(load_archives(conn, report.expectations))
+
+
+def reconcile(conn: psycopg.Connection, report: SimulationReport) -> Reconciliation:
+    result = Reconciliation(opportunities=len(report.expectations))
+    keys = list(report.expectations)
+    archives = load_archives(conn, keys)
+    inputs = load_inputs(conn, keys)
+    result.archived = len(archives)
+    stored_ids: set[str] = set()
+    for key, expected in report.expectations.items():
+        archive = archives.get(key)
+        stored = inputs.get(key)
+        if stored is not None:
+            stored_ids.update(e.event_id for e in stored.events + stored.late_events)
+        if archive is None or stored is None:
+            continue
+        if recompute(stored) != archive:
+            result.recompute_mismatches.append(key)
+        got = (
+            archive.outcome,
+            archive.credited_source_id,
+            archive.revenue_micros,
+            archive.rewarded,
+        )
+        want = (
+            expected.outcome,
+            expected.credited_source_id,
+            expected.revenue_micros,
+            expected.rewarded,
+        )
+        if got != want:
+            result.expectation_mismatches.append(f"{key}: expected {want}, archived {got}")
+    for expected in report.expectations.values():
+        result.events_expected += len(expected.event_ids)
+        for event_id in expected.event_ids:
+            if event_id in stored_ids:
+                result.events_stored += 1
+            else:
+                result.missing_event_ids.append(event_id)
+    result.orphans_expected = len(report.orphan_event_ids)
+    if report.orphan_event_ids:
+        row = conn.execute(
+            "SELECT count(*) FROM event_records WHERE event_id = ANY(%s) "
+            "AND excluded_reason = 'unknown_opportunity'",
+            (sorted(report.orphan_event_ids),),
+        ).fetchone()
+        result.orphans_stored = int(row[0]) if row else 0
+    return result

@@ -1,0 +1,1 @@
+"""Replay: re-reading stored inputs and recomputing closing records."""
