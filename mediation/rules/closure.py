@@ -78,11 +78,14 @@ def close_at_ms(opportunity: Opportunity, events: Iterable[Event]) -> tuple[int,
             previous = first_failure.get(event.source_id)
             if previous is None or event.server_ts_ms < previous:
                 first_failure[event.source_id] = event.server_ts_ms
+    # A terminal event stamped before the opportunity (device clock within
+    # the skew tolerance) counts as happening at the opportunity's time.
     candidates: list[tuple[int, str]] = []
     if first_closed is not None:
-        candidates.append((first_closed + opportunity.grace_ms, "closed_event"))
+        closed_at = max(first_closed, opportunity.ts_ms)
+        candidates.append((closed_at + opportunity.grace_ms, "closed_event"))
     if len(first_failure) == len(waterfall_sources):
-        all_failed_at = max(first_failure.values())
+        all_failed_at = max(opportunity.ts_ms, *first_failure.values())
         candidates.append((all_failed_at + opportunity.grace_ms, "all_sources_failed"))
     if not candidates:
         return window_end, "window_expired"

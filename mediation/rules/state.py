@@ -52,13 +52,22 @@ OPPORTUNITY_APP_MISMATCH = "opportunity_app_mismatch"
 _EMPTY: tuple[Output, ...] = ()
 
 
+EventKey = tuple[str, str]  # (app_id, event_id): event ids are unique per app
+
+
 @dataclass(frozen=True, slots=True)
 class Open:
     opportunity_key: str
     opportunity: Opportunity | None
-    # event_id -> the surviving copy. Treated as immutable: every change makes
-    # a new dict (a plain dict, because Bytewax pickles state snapshots).
-    events: Mapping[str, Event]
+    # (app_id, event_id) -> one copy per distinct content, each the earliest
+    # received copy of that content. Conflicts are settled at close, so which
+    # copy wins never depends on the order copies arrive in. Treated as
+    # immutable: every change makes a new dict (a plain dict, because Bytewax
+    # pickles state snapshots).
+    copies: Mapping[EventKey, tuple[Event, ...]]
+
+    def winners(self) -> tuple[Event, ...]:
+        return tuple(min(copies, key=_copy_rank) for copies in self.copies.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,17 +75,21 @@ class Archived:
     opportunity_key: str
     archived_at_ms: int
     app_id: str
-    # event_id -> client fields of the copy that was kept.
-    seen: Mapping[str, tuple[object, ...]]
+    # (app_id, event_id) -> client fields of the copy that was kept.
+    seen: Mapping[EventKey, tuple[object, ...]]
 
 
 OpportunityState = Open | Archived
 
 
 def _copy_rank(event: Event) -> tuple[int, int, str]:
-    # The earliest received copy survives; ties broken by content so that the
+    # The earliest received copy wins; ties broken by content so that the
     # choice never depends on the order copies arrive in.
     return (event.received_at_ms, event.server_ts_ms, repr(event.client_fields()))
+
+
+def _event_key(event: Event) -> EventKey:
+    return (event.app_id, event.event_id)
 
 
 def on_opportunity(
@@ -91,13 +104,13 @@ def on_opportunity(
     if state.opportunity is not None:
         return state, _EMPTY  # duplicate delivery of the same sync request
     outputs: list[Output] = []
-    kept: dict[str, Event] = {}
-    for event_id, event in state.events.items():
-        if event.app_id == opportunity.app_id:
-            kept[event_id] = event
+    kept: dict[EventKey, tuple[Event, ...]] = {}
+    for key, copies in state.copies.items():
+        if key[0] == opportunity.app_id:
+            kept[key] = copies
         else:
-            outputs.append(_app_mismatch(event, opportunity))
-    state = replace(state, opportunity=opportunity, events=kept)
+            outputs.append(_app_mismatch(min(copies, key=_copy_rank), opportunity))
+    state = replace(state, opportunity=opportunity, copies=kept)
     return state, tuple(outputs)
 
 
@@ -111,23 +124,31 @@ def on_event(
         state = Open(event.opportunity_key, None, {})
     if state.opportunity is not None and event.app_id != state.opportunity.app_id:
         return state, (_app_mismatch(event, state.opportunity),)
-    existing = state.events.get(event.event_id)
-    if existing is None:
-        return _with_event(state, event), _EMPTY
-    if existing.client_fields() == event.client_fields():
-        if _copy_rank(event) < _copy_rank(existing):
-            return _with_event(state, event), _EMPTY
-        return state, _EMPTY
-    # Same id, different content: the earliest copy stays, the other is refused.
-    keep, refuse = (
-        (existing, event)
-        if _copy_rank(existing) <= _copy_rank(event)
-        else (
-            event,
-            existing,
-        )
-    )
-    return _with_event(state, keep), (_duplicate_conflict(refuse, keep),)
+    key = _event_key(event)
+    fields = event.client_fields()
+    copies = list(state.copies.get(key, ()))
+    for index, copy in enumerate(copies):
+        if copy.client_fields() == fields:
+            if _copy_rank(event) >= _copy_rank(copy):
+                return state, _EMPTY  # a resend: absorbed
+            copies[index] = event
+            break
+    else:
+        copies.append(event)
+    updated = dict(state.copies)
+    updated[key] = tuple(copies)
+    return replace(state, copies=updated), _EMPTY
+
+
+def _settle_conflicts(state: Open) -> tuple[tuple[Event, ...], tuple[Output, ...]]:
+    """The winning copy of every event, and a dead letter per losing content."""
+    winners: list[Event] = []
+    letters: list[Output] = []
+    for copies in state.copies.values():
+        ranked = sorted(copies, key=_copy_rank)
+        winners.append(ranked[0])
+        letters.extend(_duplicate_conflict(loser, ranked[0]) for loser in ranked[1:])
+    return tuple(winners), tuple(letters)
 
 
 def on_tick(
@@ -139,20 +160,21 @@ def on_tick(
         return state, _EMPTY
     if isinstance(state, Archived):
         return None, _EMPTY
+    winners, letters = _settle_conflicts(state)
     if state.opportunity is None:
         orphans = tuple(
             StoredEvent(event, excluded_reason=EXCLUDED_UNKNOWN_OPPORTUNITY)
-            for event in sorted(state.events.values(), key=lambda e: (e.server_ts_ms, e.event_id))
+            for event in sorted(winners, key=lambda e: (e.server_ts_ms, e.event_id, e.app_id))
         )
-        return None, (OrphanEvents(state.opportunity_key, orphans),)
-    closed = close_opportunity(state.opportunity, tuple(state.events.values()))
+        return None, (*letters, OrphanEvents(state.opportunity_key, orphans))
+    closed = close_opportunity(state.opportunity, winners)
     tombstone = Archived(
         opportunity_key=state.opportunity_key,
         archived_at_ms=now_ms,
         app_id=state.opportunity.app_id,
-        seen={eid: e.client_fields() for eid, e in state.events.items()},
+        seen={_event_key(e): e.client_fields() for e in winners},
     )
-    return tombstone, (closed,)
+    return tombstone, (*letters, closed)
 
 
 def drain(
@@ -174,14 +196,8 @@ def due_at_ms(state: OpportunityState | None, policy: Policy) -> int | None:
     if state.opportunity is None:
         key_time = ulid_time_ms(state.opportunity_key)
         return key_time + policy.default_closure_window_ms + policy.allowed_lateness_ms
-    closes_at, _reason = close_at_ms(state.opportunity, state.events.values())
+    closes_at, _reason = close_at_ms(state.opportunity, state.winners())
     return closes_at + policy.allowed_lateness_ms
-
-
-def _with_event(state: Open, event: Event) -> Open:
-    events = dict(state.events)
-    events[event.event_id] = event
-    return replace(state, events=events)
 
 
 def _on_event_after_archive(
@@ -196,7 +212,7 @@ def _on_event_after_archive(
                 payload=_event_payload(event),
             ),
         )
-    seen = state.seen.get(event.event_id)
+    seen = state.seen.get(_event_key(event))
     if seen is not None:
         if seen == event.client_fields():
             return state, _EMPTY
@@ -209,7 +225,7 @@ def _on_event_after_archive(
             ),
         )
     seen_now = dict(state.seen)
-    seen_now[event.event_id] = event.client_fields()
+    seen_now[_event_key(event)] = event.client_fields()
     return replace(state, seen=seen_now), (LateEvent(StoredEvent(event, late=True)),)
 
 
@@ -225,8 +241,8 @@ def _app_mismatch(event: Event, opportunity: Opportunity) -> DeadLetter:
 def _duplicate_conflict(refused: Event, kept: Event) -> DeadLetter:
     return DeadLetter(
         reason=DUPLICATE_CONFLICT,
-        detail=f"event_id {refused.event_id!r} seen before with other content "
-        f"(kept the copy received at {kept.received_at_ms})",
+        detail=f"event_id {refused.event_id!r} has a copy with other content that was "
+        f"received earlier (at {kept.received_at_ms}); that copy is kept",
         opportunity_key=refused.opportunity_key,
         payload=_event_payload(refused),
     )

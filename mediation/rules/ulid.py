@@ -23,7 +23,8 @@ __all__ = [
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _DECODE = {ch: i for i, ch in enumerate(_ALPHABET)}
-ULID_PATTERN = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
+# \Z, not $: "$" also matches before a trailing newline.
+ULID_PATTERN = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}\Z")
 _MAX_TIME_MS = (1 << 48) - 1
 _MS_PER_DAY = 86_400_000
 _EPOCH_DAY = _dt.date(1970, 1, 1)

@@ -35,9 +35,10 @@ _MAX_SAFE_INT = 2**53 - 1
 # broken, and server_ts derived from it would overflow storage types.
 MIN_TS_MS = 946_684_800_000
 MAX_TS_MS = 4_102_444_800_000
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_SOURCE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
+# \Z, not $: "$" also matches before a trailing newline.
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
+_SOURCE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")
+_CURRENCY = re.compile(r"^[A-Z]{3}\Z")
 _CONTEXT_KEYS = frozenset({"country", "os", "app_version", "os_version", "device_type", "locale"})
 
 

@@ -1,0 +1,161 @@
+"""The closing dataflow with Bytewax's testing source and sink (no services)."""
+
+from __future__ import annotations
+
+import os
+
+import bytewax.operators as op
+import orjson
+from bytewax.connectors.kafka import KafkaSourceMessage
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSink, TestingSource, run_main
+
+from dataflows.pipeline import build_flow
+from mediation.rules.model import (
+    ClosedOpportunity,
+    Event,
+    Opportunity,
+    OrphanEvents,
+    Policy,
+    WaterfallEntry,
+)
+from mediation.rules.ulid import encode_ulid
+from mediation.settings import Topics
+from mediation.wire import encode_event, encode_opportunity
+from sinks.records import DeadLetterRecord
+
+TOPICS = Topics.with_prefix("test.")
+T0 = 1_760_000_000_000
+
+
+def _opportunity(key: str) -> Opportunity:
+    return Opportunity(
+        opportunity_key=key,
+        app_id="app",
+        placement_id="p",
+        device_hash="d",
+        ts_ms=T0,
+        client_ts_ms=T0,
+        config_version=1,
+        rollout_bucket=3,
+        context={},
+        delivery_id="del",
+        status="fill",
+        waterfall=(WaterfallEntry("net_a", 100, 1000),),
+        expires_at_ms=T0 + 1,
+        closure_window_ms=10_000,
+        grace_ms=1_000,
+        skew_tolerance_ms=1_000,
+    )
+
+
+def _event(key: str, event_id: str, type_: str, at: int, received_at: int = 0) -> Event:
+    return Event(
+        event_id=event_id,
+        app_id="app",
+        opportunity_key=key,
+        type=type_,
+        ts_ms=T0 + at,
+        server_ts_ms=T0 + at,
+        received_at_ms=T0 + at + received_at,
+        source_id="net_a",
+        revenue_micros=500 if type_ == "impression" else None,
+        currency="USD" if type_ == "impression" else None,
+    )
+
+
+def _message(topic: str, value: bytes, offset: int, key: bytes = b"k") -> KafkaSourceMessage:
+    return KafkaSourceMessage(
+        key, value, topic=topic, partition=0, offset=offset, timestamp=(1, T0)
+    )
+
+
+def _run(messages: list[KafkaSourceMessage]) -> list[object]:
+    out: list[object] = []
+
+    def source(flow: Dataflow):  # type: ignore[no-untyped-def]
+        raw = op.input("in", flow, TestingSource(messages))
+        return raw, op.filter_map("no_input_errors", raw, lambda _m: None)
+
+    flow = build_flow(
+        messages=source,
+        record_sink=TestingSink(out),
+        deadletter_sink=None,
+        topics=TOPICS,
+        policy=Policy(),
+        clock_ms=lambda: T0,
+        drain_on_eof=True,
+    )
+    run_main(flow)
+    return out
+
+
+def test_duplicated_and_reordered_events_close_into_one_archive_record() -> None:
+    key = encode_ulid(T0, os.urandom(10))
+    events = [
+        _event(key, "e1", "loaded", 100),
+        _event(key, "e2", "impression", 200),
+        _event(key, "e3", "click", 300),
+    ]
+    messages = [
+        _message(TOPICS.events, encode_event(events[2]), 0),
+        _message(TOPICS.events, encode_event(events[1]), 1),
+        _message(TOPICS.opportunities, encode_opportunity(_opportunity(key)), 2),
+        _message(TOPICS.events, encode_event(events[1]), 3),  # duplicate
+        _message(TOPICS.events, encode_event(events[0]), 4),
+    ]
+    out = _run(messages)
+    closed = [item for item in out if isinstance(item, ClosedOpportunity)]
+    assert len(closed) == 1
+    archive = closed[0].archive
+    assert (archive.outcome, archive.credited_source_id, archive.revenue_micros) == (
+        "clicked",
+        "net_a",
+        500,
+    )
+    assert archive.counted_events == 3
+    assert not [item for item in out if isinstance(item, DeadLetterRecord)]
+
+
+def test_malformed_message_becomes_a_dead_letter_with_its_source_position() -> None:
+    out = _run(
+        [
+            _message(TOPICS.events, b"{oops", 41),
+            _message(TOPICS.events, orjson.dumps({"schema": "event.v9"}), 42),
+        ]
+    )
+    letters = sorted(
+        (item for item in out if isinstance(item, DeadLetterRecord)),
+        key=lambda letter: letter.source_offset or 0,
+    )
+    assert [(letter.reason, letter.source_offset) for letter in letters] == [
+        ("invalid_json", 41),
+        ("unknown_schema", 42),
+    ]
+    assert letters[0].payload == b"{oops"
+    assert letters[0].id == f"{TOPICS.events}:0:41"
+
+
+def test_event_without_opportunity_is_stored_as_orphan_when_drained() -> None:
+    key = encode_ulid(T0, os.urandom(10))
+    out = _run([_message(TOPICS.events, encode_event(_event(key, "e1", "loaded", 0)), 0)])
+    orphans = [item for item in out if isinstance(item, OrphanEvents)]
+    assert len(orphans) == 1
+    assert orphans[0].events[0].excluded_reason == "unknown_opportunity"
+
+
+def test_conflicting_copy_of_an_event_is_dead_lettered_and_the_first_copy_counts() -> None:
+    key = encode_ulid(T0, os.urandom(10))
+    original = _event(key, "e1", "impression", 100)
+    conflicting = _event(key, "e1", "impression", 150, received_at=5_000)
+    out = _run(
+        [
+            _message(TOPICS.opportunities, encode_opportunity(_opportunity(key)), 0),
+            _message(TOPICS.events, encode_event(original), 1),
+            _message(TOPICS.events, encode_event(conflicting), 2),
+        ]
+    )
+    letters = [item for item in out if isinstance(item, DeadLetterRecord)]
+    assert [letter.reason for letter in letters] == ["duplicate_conflict"]
+    closed = next(item for item in out if isinstance(item, ClosedOpportunity))
+    assert [stored.event.ts_ms for stored in closed.events] == [original.ts_ms]

@@ -1,0 +1,168 @@
+"""The whole path on real services: SDK -> gateway -> Kafka -> Bytewax -> Postgres.
+
+The gateway and the dataflow worker run as child processes exactly as
+operators start them (``mediation api``, ``mediation worker``). Traffic
+comes from the simulated SDK (duplicates, reordering, clock skew, malformed
+events, orphans, conflicting copies) plus one malformed message written
+straight to the events topic. Afterwards every opportunity must have
+exactly one archive record that equals what the pure rules compute from
+the stored inputs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+import orjson
+import psycopg
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from mediation.processes import free_port, mediation_command, running
+from mediation.seed import demo_config, new_app_key, seed_app
+from mediation.settings import Settings
+from mediation.simulate import SimulationConfig, run_simulation
+from mediation.verify import count_archived, reconcile
+
+pytestmark = pytest.mark.integration
+
+CLOSURE_WINDOW_MS = 5_000
+GRACE_MS = 2_000
+LATENESS_MS = 2_000
+
+
+def _wait(condition, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.5)
+    return condition()
+
+
+def _produce_raw(settings: Settings, value: bytes) -> tuple[int, int]:
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "acks": "all"})
+    positions: list[tuple[int, int]] = []
+    producer.produce(
+        settings.topics.events,
+        value,
+        b"not-a-ulid",
+        on_delivery=lambda err, msg: positions.append((msg.partition(), msg.offset())),
+    )
+    producer.flush(10)
+    return positions[0]
+
+
+def _read_topic(settings: Settings, topic: str) -> list[dict[str, object]]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "group.id": "e2e-reader",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 10,
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(settings.kafka_partitions)])
+    values = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        for message in consumer.consume(500, 0.3):
+            if message.error() is None:
+                values.append(orjson.loads(message.value()))
+    consumer.close()
+    return values
+
+
+def test_every_opportunity_closes_into_one_archive_record_equal_to_the_rules(
+    settings: Settings, child_env: dict[str, str]
+) -> None:
+    app_key = new_app_key()
+    seed_app(settings.database_url, "demo", demo_config(CLOSURE_WINDOW_MS, GRACE_MS), app_key)
+    env = dict(child_env)
+    env.update(
+        {
+            "MEDIATION_ALLOWED_LATENESS_MS": str(LATENESS_MS),
+            "MEDIATION_DEFAULT_CLOSURE_WINDOW_MS": str(CLOSURE_WINDOW_MS),
+            "MEDIATION_DEFAULT_GRACE_MS": str(GRACE_MS),
+        }
+    )
+    port = free_port()
+    logs = settings.data_dir / "logs"
+    with (
+        running(
+            "worker",
+            mediation_command("worker", "-w", "1"),
+            env,
+            logs / "worker.log",
+            first_signal=signal.SIGINT,
+        ) as worker,
+        running(
+            "gateway", mediation_command("api", "--port", str(port)), env, logs / "gateway.log"
+        ) as gateway,
+    ):
+        gateway.wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=60)
+        report = asyncio.run(
+            run_simulation(
+                SimulationConfig(
+                    base_url=f"http://127.0.0.1:{port}",
+                    app_key=app_key,
+                    rate_rps=20,
+                    duration_s=4,
+                    seed=11,
+                    resend_share=0.3,
+                    split_share=0.5,
+                    malformed_share=0.2,
+                    conflict_share=0.1,
+                    orphan_share=0.1,
+                    invalid_body_count=1,
+                )
+            )
+        )
+        raw_partition, raw_offset = _produce_raw(settings, b"{this is not json")
+
+        assert report.requests_ok == report.requests_sent > 0
+        assert report.events_accepted > 0 and sum(report.events_rejected.values()) > 0
+        assert report.resent_batches > 0
+
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            closed = _wait(
+                lambda: count_archived(conn, report) == len(report.expectations), timeout_s=90
+            )
+            assert worker.alive(), worker.tail()
+            assert closed, f"not every opportunity closed; worker log:\n{worker.tail()}"
+            _wait(lambda: reconcile(conn, report).ok, timeout_s=30)
+            result = reconcile(conn, report)
+            assert result.archived == result.opportunities
+            assert result.recompute_mismatches == []
+            assert result.expectation_mismatches == []
+            assert result.missing_event_ids == []
+            assert result.orphans_stored == result.orphans_expected
+
+            one_archive_each = conn.execute(
+                "SELECT count(*), count(DISTINCT opportunity_key) FROM archive_records"
+            ).fetchone()
+            assert one_archive_each is not None
+            assert one_archive_each[0] == one_archive_each[1] == len(report.expectations)
+
+            letter = conn.execute(
+                "SELECT reason, source_topic, source_partition, source_offset, payload "
+                "FROM dead_letters WHERE source_offset IS NOT NULL"
+            ).fetchone()
+            assert letter == (
+                "invalid_json",
+                settings.topics.events,
+                raw_partition,
+                raw_offset,
+                b"{this is not json",
+            )
+            conflicts = conn.execute(
+                "SELECT count(*) FROM dead_letters WHERE reason = 'duplicate_conflict'"
+            ).fetchone()
+            assert conflicts is not None and conflicts[0] == report.conflicts_sent
+
+    letters = _read_topic(settings, settings.topics.deadletter)
+    reasons = sorted(str(letter["reason"]) for letter in letters)
+    assert "invalid_json" in reasons
+    assert reasons.count("duplicate_conflict") == report.conflicts_sent

@@ -1,0 +1,119 @@
+"""The Postgres sink against the real database: idempotent, poison-isolating."""
+
+from __future__ import annotations
+
+import os
+
+import psycopg
+import pytest
+
+from mediation.rules.closure import close_opportunity
+from mediation.rules.model import Event, LateEvent, Opportunity, StoredEvent, WaterfallEntry
+from mediation.rules.ulid import encode_ulid
+from sinks.postgres import PostgresSink
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_760_000_000_000
+
+
+def _opportunity(key: str) -> Opportunity:
+    return Opportunity(
+        opportunity_key=key,
+        app_id="app",
+        placement_id="p",
+        device_hash="d",
+        ts_ms=T0,
+        client_ts_ms=T0,
+        config_version=1,
+        rollout_bucket=3,
+        context={"country": "US"},
+        delivery_id="del",
+        status="fill",
+        waterfall=(WaterfallEntry("net_a", 100, 1000),),
+        expires_at_ms=T0 + 1,
+        closure_window_ms=10_000,
+        grace_ms=1_000,
+        skew_tolerance_ms=1_000,
+    )
+
+
+def _event(key: str, event_id: str, type_: str = "loaded", **extra: object) -> Event:
+    return Event(
+        event_id=event_id,
+        app_id="app",
+        opportunity_key=key,
+        type=type_,
+        ts_ms=T0 + 10,
+        server_ts_ms=T0 + 10,
+        received_at_ms=T0 + 20,
+        source_id="net_a",
+        **extra,
+    )  # type: ignore[arg-type]
+
+
+def _counts(database_url: str) -> dict[str, int]:
+    with psycopg.connect(database_url) as conn:
+        return {
+            table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # type: ignore[index]
+            for table in (
+                "opportunity_records",
+                "delivery_records",
+                "event_records",
+                "archive_records",
+                "dead_letters",
+            )
+        }
+
+
+def test_writing_the_same_batch_twice_changes_nothing(database_url: str) -> None:
+    key = encode_ulid(T0, os.urandom(10))
+    closed = close_opportunity(_opportunity(key), [_event(key, "e1"), _event(key, "e2", "click")])
+    partition = PostgresSink(database_url).build("pg", 0, 1)
+    partition.write_batch([closed])
+    first = _counts(database_url)
+    partition.write_batch([closed])
+    partition.close()
+    assert (
+        first
+        == _counts(database_url)
+        == {
+            "opportunity_records": 1,
+            "delivery_records": 1,
+            "event_records": 2,
+            "archive_records": 1,
+            "dead_letters": 0,
+        }
+    )
+
+
+def test_reused_event_id_with_other_content_is_dead_lettered_not_dropped(
+    database_url: str,
+) -> None:
+    first_key = encode_ulid(T0, os.urandom(10))
+    second_key = encode_ulid(T0 + 1, os.urandom(10))
+    partition = PostgresSink(database_url).build("pg", 0, 1)
+    partition.write_batch([LateEvent(StoredEvent(_event(first_key, "same-id"), late=True))])
+    partition.write_batch([LateEvent(StoredEvent(_event(second_key, "same-id"), late=True))])
+    partition.close()
+    with psycopg.connect(database_url) as conn:
+        letters = conn.execute("SELECT reason, opportunity_key FROM dead_letters").fetchall()
+    assert letters == [("duplicate_conflict", second_key)]
+
+
+def test_poison_record_is_isolated_and_the_rest_of_the_batch_is_written(
+    database_url: str,
+) -> None:
+    good_key = encode_ulid(T0, os.urandom(10))
+    bad_key = encode_ulid(T0, os.urandom(10))
+    good = close_opportunity(_opportunity(good_key), [_event(good_key, "ok")])
+    # Postgres refuses NUL in jsonb text: a record bad in itself.
+    poison = LateEvent(StoredEvent(_event(bad_key, "bad", attrs={"k": "a\x00b"}), late=True))
+    partition = PostgresSink(database_url).build("pg", 0, 1)
+    partition.write_batch([good, poison])
+    partition.close()
+    with psycopg.connect(database_url) as conn:
+        archived = conn.execute("SELECT opportunity_key FROM archive_records").fetchall()
+        letters = conn.execute("SELECT reason, opportunity_key FROM dead_letters").fetchall()
+    assert archived == [(good_key,)]
+    assert letters == [("unwritable", bad_key)]
