@@ -146,6 +146,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dataflows.recovery import ensure_recovery_partitions
+
     _settings()
     argv = [
         sys.executable,
@@ -160,11 +164,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.addresses:
         argv += ["-a", args.addresses]
     if args.recovery_directory:
-        argv += ["-r", args.recovery_directory]
-    if args.snapshot_interval:
-        argv += ["-s", str(args.snapshot_interval)]
-    if args.backup_interval:
-        argv += ["-b", str(args.backup_interval)]
+        process_count = len(args.addresses.split(";")) if args.addresses else 1
+        created = ensure_recovery_partitions(
+            Path(args.recovery_directory),
+            args.process_id or 0,
+            process_count,
+            args.recovery_partitions,
+        )
+        if created:
+            print(
+                f"created {len(created)} recovery partition(s) in {args.recovery_directory}",
+                file=sys.stderr,
+            )
+        # Bytewax requires both intervals with -r.
+        argv += [
+            "-r",
+            args.recovery_directory,
+            "-s",
+            str(args.snapshot_interval),
+            "-b",
+            str(args.backup_interval),
+        ]
     os.execv(sys.executable, argv)  # replaces this process: signals go straight to Bytewax
 
 
@@ -283,8 +303,26 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("-i", "--process-id", type=int, help="this process's index (with -a)")
     worker.add_argument("-a", "--addresses", help="host:port of every process, ';'-separated")
     worker.add_argument("-r", "--recovery-directory", help="Bytewax recovery directory")
-    worker.add_argument("-s", "--snapshot-interval", type=float, help="seconds between snapshots")
-    worker.add_argument("-b", "--backup-interval", type=float, help="seconds to keep old snapshots")
+    worker.add_argument(
+        "-s",
+        "--snapshot-interval",
+        type=int,
+        default=10,
+        help="seconds between recovery snapshots (with -r; default 10)",
+    )
+    worker.add_argument(
+        "-b",
+        "--backup-interval",
+        type=int,
+        default=0,
+        help="seconds to keep superseded snapshots (with -r; default 0)",
+    )
+    worker.add_argument(
+        "--recovery-partitions",
+        type=int,
+        default=16,
+        help="recovery partitions of the whole cluster, created on first start",
+    )
 
     simulate = _add(sub, "simulate", cmd_simulate, "Send simulated SDK traffic to a gateway")
     simulate.add_argument("--url", default="http://127.0.0.1:8080")
