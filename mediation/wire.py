@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from .rules.model import EVENT_TYPES, Event, Opportunity, WaterfallEntry
+from .rules.model import EVENT_TYPES, Event, Opportunity, WaterfallEntry, event_as_dict
 from .rules.ulid import is_ulid
 
 __all__ = [
@@ -74,20 +74,7 @@ def encode_opportunity(opportunity: Opportunity) -> bytes:
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:
-    return {
-        "schema": EVENT_SCHEMA,
-        "event_id": event.event_id,
-        "app_id": event.app_id,
-        "opportunity_key": event.opportunity_key,
-        "type": event.type,
-        "ts_ms": event.ts_ms,
-        "server_ts_ms": event.server_ts_ms,
-        "received_at_ms": event.received_at_ms,
-        "source_id": event.source_id,
-        "revenue_micros": event.revenue_micros,
-        "currency": event.currency,
-        "attrs": dict(event.attrs),
-    }
+    return {"schema": EVENT_SCHEMA, **event_as_dict(event)}
 
 
 def encode_event(event: Event) -> bytes:

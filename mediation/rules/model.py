@@ -25,6 +25,7 @@ __all__ = [
     "Policy",
     "StoredEvent",
     "WaterfallEntry",
+    "event_as_dict",
 ]
 
 EVENT_TYPES: tuple[str, ...] = (
@@ -104,6 +105,23 @@ class Event:
             self.currency,
             tuple(sorted((k, repr(v)) for k, v in self.attrs.items())),
         )
+
+
+def event_as_dict(event: Event) -> dict[str, object]:
+    """Every field of an event, as plain JSON-ready values (wire and dead letters)."""
+    return {
+        "event_id": event.event_id,
+        "app_id": event.app_id,
+        "opportunity_key": event.opportunity_key,
+        "type": event.type,
+        "ts_ms": event.ts_ms,
+        "server_ts_ms": event.server_ts_ms,
+        "received_at_ms": event.received_at_ms,
+        "source_id": event.source_id,
+        "revenue_micros": event.revenue_micros,
+        "currency": event.currency,
+        "attrs": dict(event.attrs),
+    }
 
 
 @dataclass(frozen=True, slots=True)

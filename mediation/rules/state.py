@@ -30,6 +30,7 @@ from .model import (
     Output,
     Policy,
     StoredEvent,
+    event_as_dict,
 )
 from .ulid import ulid_time_ms
 
@@ -209,7 +210,7 @@ def _on_event_after_archive(
                 reason=OPPORTUNITY_APP_MISMATCH,
                 detail=f"event app {event.app_id!r} does not own opportunity",
                 opportunity_key=event.opportunity_key,
-                payload=_event_payload(event),
+                payload=event_as_dict(event),
             ),
         )
     seen = state.seen.get(_event_key(event))
@@ -221,7 +222,7 @@ def _on_event_after_archive(
                 reason=DUPLICATE_CONFLICT,
                 detail=f"event_id {event.event_id!r} was already archived with other content",
                 opportunity_key=event.opportunity_key,
-                payload=_event_payload(event),
+                payload=event_as_dict(event),
             ),
         )
     seen_now = dict(state.seen)
@@ -234,7 +235,7 @@ def _app_mismatch(event: Event, opportunity: Opportunity) -> DeadLetter:
         reason=OPPORTUNITY_APP_MISMATCH,
         detail=f"event app {event.app_id!r} does not own opportunity of app {opportunity.app_id!r}",
         opportunity_key=event.opportunity_key,
-        payload=_event_payload(event),
+        payload=event_as_dict(event),
     )
 
 
@@ -244,21 +245,5 @@ def _duplicate_conflict(refused: Event, kept: Event) -> DeadLetter:
         detail=f"event_id {refused.event_id!r} has a copy with other content that was "
         f"received earlier (at {kept.received_at_ms}); that copy is kept",
         opportunity_key=refused.opportunity_key,
-        payload=_event_payload(refused),
+        payload=event_as_dict(refused),
     )
-
-
-def _event_payload(event: Event) -> dict[str, object]:
-    return {
-        "event_id": event.event_id,
-        "app_id": event.app_id,
-        "opportunity_key": event.opportunity_key,
-        "type": event.type,
-        "ts_ms": event.ts_ms,
-        "server_ts_ms": event.server_ts_ms,
-        "received_at_ms": event.received_at_ms,
-        "source_id": event.source_id,
-        "revenue_micros": event.revenue_micros,
-        "currency": event.currency,
-        "attrs": dict(event.attrs),
-    }
