@@ -27,6 +27,7 @@ from .catalog import Catalog
 from .context import GatewayContext
 from .health import healthz, metrics, readyz
 from .http import json_response
+from .idempotency import IdempotencyStore
 from .ingest import post_events
 from .metrics import GatewayMetrics
 from .openapi import openapi_document
@@ -104,7 +105,11 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> Starlette:
             kwargs={"prepare_threshold": None, "autocommit": True},
         )
         await pool.open(wait=True, timeout=10)
-        redis_client = aioredis.from_url(settings.redis_url)
+        # Short timeouts: Redis is an optimisation on the request path (the
+        # request is served without it), so it must never stall a request.
+        redis_client = aioredis.from_url(
+            settings.redis_url, socket_timeout=0.25, socket_connect_timeout=0.25
+        )
         producer = AsyncProducer(settings.kafka_bootstrap_servers)
         catalog = Catalog(pool)
         await catalog.start()
@@ -115,6 +120,7 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> Starlette:
             producer=producer,
             catalog=catalog,
             metrics=gateway_metrics,
+            idempotency=IdempotencyStore(redis_client, settings.topic_prefix),
         )
         log.info("gateway ready (roles: %s)", ", ".join(sorted(roles)))
         try:

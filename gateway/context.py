@@ -13,6 +13,7 @@ from starlette.requests import Request
 from mediation.settings import Settings
 
 from .catalog import Catalog
+from .idempotency import IdempotencyStore
 from .metrics import GatewayMetrics
 from .producer import AsyncProducer
 
@@ -30,6 +31,7 @@ class GatewayContext:
     redis: aioredis.Redis
     producer: AsyncProducer
     catalog: Catalog
+    idempotency: IdempotencyStore
     metrics: GatewayMetrics
     clock_ms: Callable[[], int] = field(default=now_ms)
 

@@ -63,15 +63,17 @@ async def read_body(request: Request, limit_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_json_body(request: Request, limit_bytes: int) -> tuple[Any, Response | None]:
-    """Return ``(document, None)`` or ``(None, error response)``."""
+async def read_json_body(request: Request, limit_bytes: int) -> tuple[Any, bytes, Response | None]:
+    """Return ``(document, raw bytes, None)`` or ``(None, b"", error response)``."""
     try:
         raw = await read_body(request, limit_bytes)
     except BodyTooLargeError as exc:
-        return None, error_response(
-            413, "body_too_large", str(exc), {"limit_bytes": exc.limit_bytes}
+        return (
+            None,
+            b"",
+            error_response(413, "body_too_large", str(exc), {"limit_bytes": exc.limit_bytes}),
         )
     try:
-        return orjson.loads(raw), None
+        return orjson.loads(raw), raw, None
     except orjson.JSONDecodeError as exc:
-        return None, error_response(400, "invalid_json", f"body is not valid JSON: {exc}")
+        return None, b"", error_response(400, "invalid_json", f"body is not valid JSON: {exc}")

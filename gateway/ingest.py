@@ -34,7 +34,7 @@ async def post_events(request: Request) -> Response:
     if app_id is None:
         return unauthorized()
     received_ms = ctx.clock_ms()
-    body, problem = await read_json_body(request, MAX_BATCH_BYTES)
+    body, _raw, problem = await read_json_body(request, MAX_BATCH_BYTES)
     if problem is not None:
         return problem
     try:

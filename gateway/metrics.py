@@ -25,6 +25,8 @@ class GatewayMetrics:
     event_batches_unconfirmed: Counter
     opportunities: Counter
     kafka_confirm_latency: Histogram
+    idempotent_replays: Counter
+    idempotency_unavailable: Counter
 
     @classmethod
     def create(cls) -> GatewayMetrics:
@@ -71,6 +73,16 @@ class GatewayMetrics:
                 "Time from produce to broker confirmation",
                 ["topic_kind"],
                 buckets=_LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            idempotent_replays=Counter(
+                "mediation_idempotent_replays",
+                "Sync requests answered from the Idempotency-Key store",
+                registry=registry,
+            ),
+            idempotency_unavailable=Counter(
+                "mediation_idempotency_unavailable",
+                "Sync requests with an Idempotency-Key served without the store (Redis down)",
                 registry=registry,
             ),
         )

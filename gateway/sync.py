@@ -9,14 +9,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from mediation.rules.identity import device_hash, rollout_bucket
-from mediation.rules.model import Opportunity
+from mediation.rules.model import Opportunity, WaterfallEntry
 from mediation.rules.ulid import encode_ulid
-from mediation.rules.validation import RequestInvalidError, validate_sync_request
-from mediation.rules.waterfall import choose_waterfall
+from mediation.rules.validation import RequestInvalidError, SyncRequest, validate_sync_request
+from mediation.rules.waterfall import RuntimeConfig, choose_waterfall
 from mediation.wire import encode_opportunity
 
-from .context import context_of
+from .context import GatewayContext, context_of
 from .http import error_response, json_response, read_json_body
+from .idempotency import InvalidIdempotencyKeyError, check_idempotency_key
 from .producer import OutgoingMessage, ProduceFailedError, ProduceTimeoutError
 
 __all__ = ["get_config", "post_request"]
@@ -35,7 +36,13 @@ async def post_request(request: Request) -> Response:
     app_id = await ctx.catalog.app_for_key(request.headers.get("x-app-key"))
     if app_id is None:
         return unauthorized()
-    body, problem = await read_json_body(request, MAX_REQUEST_BODY_BYTES)
+    idempotency_key = request.headers.get("idempotency-key")
+    if idempotency_key is not None:
+        try:
+            check_idempotency_key(idempotency_key)
+        except InvalidIdempotencyKeyError as exc:
+            return error_response(400, "invalid_idempotency_key", str(exc))
+    body, raw, problem = await read_json_body(request, MAX_REQUEST_BODY_BYTES)
     if problem is not None:
         return problem
     try:
@@ -55,6 +62,49 @@ async def post_request(request: Request) -> Response:
             "unknown_placement",
             f"placement {sync.placement_id!r} is not in config v{config.version}",
         )
+    if idempotency_key is None:
+        return await _decide(ctx, app_id, sync, config, waterfall)
+
+    claim = await ctx.idempotency.claim(app_id, idempotency_key, raw)
+    if claim.kind == "replay":
+        ctx.metrics.idempotent_replays.inc()
+        return Response(
+            claim.response, media_type="application/json", headers={"Idempotent-Replayed": "true"}
+        )
+    if claim.kind == "conflict":
+        return error_response(
+            422, "idempotency_key_reused", "this Idempotency-Key was used with a different body"
+        )
+    if claim.kind == "in_flight":
+        return error_response(
+            409,
+            "request_in_flight",
+            "a request with this Idempotency-Key is still being processed",
+            headers={"Retry-After": "1"},
+        )
+    if claim.kind == "unavailable":
+        ctx.metrics.idempotency_unavailable.inc()
+        return await _decide(ctx, app_id, sync, config, waterfall)
+    try:
+        response = await _decide(ctx, app_id, sync, config, waterfall)
+    except BaseException:
+        await ctx.idempotency.release(app_id, idempotency_key)
+        raise
+    if response.status_code == 200:
+        await ctx.idempotency.finish(app_id, idempotency_key, raw, bytes(response.body))
+    else:
+        await ctx.idempotency.release(app_id, idempotency_key)
+    return response
+
+
+async def _decide(
+    ctx: GatewayContext,
+    app_id: str,
+    sync: SyncRequest,
+    config: RuntimeConfig,
+    waterfall: tuple[WaterfallEntry, ...],
+) -> Response:
+    """Mint the opportunity, put it on Kafka, answer with the delivery."""
     received_ms = ctx.clock_ms()
     opportunity_key = encode_ulid(received_ms, os.urandom(10))
     status: Literal["fill", "no_fill"] = "fill" if waterfall else "no_fill"
