@@ -32,6 +32,7 @@ from .ingest import post_events
 from .metrics import GatewayMetrics
 from .openapi import openapi_document
 from .producer import AsyncProducer
+from .ratelimit import RateLimiter
 from .sync import get_config, post_request
 
 __all__ = ["ROLES", "create_app"]
@@ -113,6 +114,10 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> Starlette:
         producer = AsyncProducer(settings.kafka_bootstrap_servers)
         catalog = Catalog(pool)
         await catalog.start()
+        rate_limiter = RateLimiter(
+            redis_client, settings.topic_prefix, gateway_metrics.ratelimit_degraded
+        )
+        await rate_limiter.start()
         app.state.ctx = GatewayContext(
             settings=settings,
             pool=pool,
@@ -121,6 +126,7 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> Starlette:
             catalog=catalog,
             metrics=gateway_metrics,
             idempotency=IdempotencyStore(redis_client, settings.topic_prefix),
+            rate_limiter=rate_limiter,
         )
         log.info("gateway ready (roles: %s)", ", ".join(sorted(roles)))
         try:
@@ -128,6 +134,7 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> Starlette:
         finally:
             # Requests are drained by the server before this runs; flushing
             # the producer last means nothing ACKed is left behind.
+            await rate_limiter.stop()
             await catalog.stop()
             left = producer.close()
             await redis_client.aclose()

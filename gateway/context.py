@@ -16,6 +16,7 @@ from .catalog import Catalog
 from .idempotency import IdempotencyStore
 from .metrics import GatewayMetrics
 from .producer import AsyncProducer
+from .ratelimit import RateLimiter
 
 __all__ = ["GatewayContext", "context_of", "now_ms"]
 
@@ -32,6 +33,7 @@ class GatewayContext:
     producer: AsyncProducer
     catalog: Catalog
     idempotency: IdempotencyStore
+    rate_limiter: RateLimiter
     metrics: GatewayMetrics
     clock_ms: Callable[[], int] = field(default=now_ms)
 

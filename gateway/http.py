@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,23 +45,51 @@ def error_response(
     return json_response(body, status_code, headers)
 
 
+class UnsupportedEncodingError(ValueError):
+    pass
+
+
 async def read_body(request: Request, limit_bytes: int) -> bytes:
     """Read the body, refusing as soon as it passes ``limit_bytes``.
 
     Checked while reading, so a client cannot make us buffer more than the
-    limit by lying in (or omitting) ``Content-Length``.
+    limit by lying in (or omitting) ``Content-Length``. ``Content-Encoding:
+    gzip`` bodies are inflated as they arrive with the same cap on the
+    inflated size, so a gzip bomb costs at most ``limit_bytes`` of memory.
     """
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("identity", "gzip"):
+        raise UnsupportedEncodingError(f"Content-Encoding {encoding!r} is not supported; use gzip")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit_bytes:
         raise BodyTooLargeError(limit_bytes)
+    inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS) if encoding == "gzip" else None
     chunks = []
-    size = 0
-    async for chunk in request.stream():
+    received = size = 0
+    async for received_chunk in request.stream():
+        received += len(received_chunk)
+        if received > limit_bytes:
+            raise BodyTooLargeError(limit_bytes)
+        chunk = received_chunk
+        if inflate is not None:
+            try:
+                # max_length: never inflate more than one byte past the cap.
+                chunk = inflate.decompress(received_chunk, limit_bytes - size + 1)
+            except zlib.error as exc:
+                raise InvalidGzipError(f"body is not valid gzip: {exc}") from None
+            if inflate.unconsumed_tail:
+                raise BodyTooLargeError(limit_bytes)
         size += len(chunk)
         if size > limit_bytes:
             raise BodyTooLargeError(limit_bytes)
         chunks.append(chunk)
+    if inflate is not None and not inflate.eof:
+        raise InvalidGzipError("body is truncated gzip")
     return b"".join(chunks)
+
+
+class InvalidGzipError(ValueError):
+    pass
 
 
 async def read_json_body(request: Request, limit_bytes: int) -> tuple[Any, bytes, Response | None]:
@@ -73,6 +102,10 @@ async def read_json_body(request: Request, limit_bytes: int) -> tuple[Any, bytes
             b"",
             error_response(413, "body_too_large", str(exc), {"limit_bytes": exc.limit_bytes}),
         )
+    except UnsupportedEncodingError as exc:
+        return None, b"", error_response(415, "unsupported_encoding", str(exc))
+    except InvalidGzipError as exc:
+        return None, b"", error_response(400, "invalid_gzip", str(exc))
     try:
         return orjson.loads(raw), raw, None
     except orjson.JSONDecodeError as exc:

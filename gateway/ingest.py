@@ -15,9 +15,9 @@ from mediation.rules.validation import (
 from mediation.wire import encode_event
 
 from .context import context_of
+from .guards import authenticate, rate_limited
 from .http import error_response, json_response, read_json_body
 from .producer import OutgoingMessage, ProduceFailedError, ProduceTimeoutError
-from .sync import unauthorized
 
 __all__ = ["MAX_BATCH_BYTES", "post_events"]
 
@@ -30,9 +30,12 @@ KEY_MAX_AHEAD_MS = 24 * 3600 * 1000
 
 async def post_events(request: Request) -> Response:
     ctx = context_of(request)
-    app_id = await ctx.catalog.app_for_key(request.headers.get("x-app-key"))
-    if app_id is None:
-        return unauthorized()
+    app_id = await authenticate(ctx, request)
+    if isinstance(app_id, Response):
+        return app_id
+    limited = rate_limited(ctx, app_id, "event_batches")
+    if limited is not None:
+        return limited
     received_ms = ctx.clock_ms()
     body, _raw, problem = await read_json_body(request, MAX_BATCH_BYTES)
     if problem is not None:

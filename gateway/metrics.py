@@ -27,6 +27,8 @@ class GatewayMetrics:
     kafka_confirm_latency: Histogram
     idempotent_replays: Counter
     idempotency_unavailable: Counter
+    rate_limited: Counter
+    ratelimit_degraded: Counter
 
     @classmethod
     def create(cls) -> GatewayMetrics:
@@ -83,6 +85,17 @@ class GatewayMetrics:
             idempotency_unavailable=Counter(
                 "mediation_idempotency_unavailable",
                 "Sync requests with an Idempotency-Key served without the store (Redis down)",
+                registry=registry,
+            ),
+            rate_limited=Counter(
+                "mediation_rate_limited",
+                "Calls refused with 429, by kind",
+                ["kind"],
+                registry=registry,
+            ),
+            ratelimit_degraded=Counter(
+                "mediation_ratelimit_degraded",
+                "Rate-limit flushes that failed (Redis down: limits enforced per process)",
                 registry=registry,
             ),
         )

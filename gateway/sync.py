@@ -16,6 +16,7 @@ from mediation.rules.waterfall import RuntimeConfig, choose_waterfall
 from mediation.wire import encode_opportunity
 
 from .context import GatewayContext, context_of
+from .guards import authenticate, rate_limited
 from .http import error_response, json_response, read_json_body
 from .idempotency import InvalidIdempotencyKeyError, check_idempotency_key
 from .producer import OutgoingMessage, ProduceFailedError, ProduceTimeoutError
@@ -27,15 +28,14 @@ MAX_REQUEST_BODY_BYTES = 16 * 1024
 DELIVERY_TTL_MS = 5 * 60 * 1000
 
 
-def unauthorized() -> Response:
-    return error_response(401, "unknown_app_key", "X-App-Key is missing or not a valid write key")
-
-
 async def post_request(request: Request) -> Response:
     ctx = context_of(request)
-    app_id = await ctx.catalog.app_for_key(request.headers.get("x-app-key"))
-    if app_id is None:
-        return unauthorized()
+    app_id = await authenticate(ctx, request)
+    if isinstance(app_id, Response):
+        return app_id
+    limited = rate_limited(ctx, app_id, "requests")
+    if limited is not None:
+        return limited
     idempotency_key = request.headers.get("idempotency-key")
     if idempotency_key is not None:
         try:
@@ -167,9 +167,9 @@ async def _decide(
 
 async def get_config(request: Request) -> Response:
     ctx = context_of(request)
-    app_id = await ctx.catalog.app_for_key(request.headers.get("x-app-key"))
-    if app_id is None:
-        return unauthorized()
+    app_id = await authenticate(ctx, request)
+    if isinstance(app_id, Response):
+        return app_id
     published = ctx.catalog.config_for(app_id)
     if published is None:
         return error_response(

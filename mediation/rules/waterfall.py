@@ -4,6 +4,7 @@ A config snapshot body (validated when stored) looks like::
 
     {"closure_window_ms": 1800000, "grace_ms": 30000, "skew_tolerance_ms": 300000,
      "max_waterfall_depth": 5,
+     "rate_limits": {"requests_per_s": 5000, "event_batches_per_s": 2000},
      "placements": {"home_banner": {"waterfall": [
          {"source_id": "net_a", "floor_micros": 1500000, "timeout_ms": 1500,
           "countries": ["US", "CA"], "os": ["ios"]}]}}}
@@ -24,6 +25,10 @@ DEFAULT_CLOSURE_WINDOW_MS = 30 * 60 * 1000
 DEFAULT_GRACE_MS = 30 * 1000
 DEFAULT_SKEW_TOLERANCE_MS = 5 * 60 * 1000
 DEFAULT_MAX_DEPTH = 5
+# Per app, across all gateway processes; generous defaults (the seed's peak
+# is 200 requests/s for the whole fleet).
+DEFAULT_REQUESTS_PER_S = 5000
+DEFAULT_EVENT_BATCHES_PER_S = 2000
 
 
 class ConfigError(ValueError):
@@ -51,13 +56,17 @@ class RuntimeConfig:
     grace_ms: int
     skew_tolerance_ms: int
     max_waterfall_depth: int
+    requests_per_s: int
+    event_batches_per_s: int
     placements: Mapping[str, PlacementConfig]
 
 
-def _positive_int(body: Mapping[str, object], key: str, default: int, errors: list[str]) -> int:
+def _positive_int(
+    body: Mapping[str, object], key: str, default: int, errors: list[str], where: str = ""
+) -> int:
     value = body.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        errors.append(f"{key}: must be a positive integer, got {value!r}")
+        errors.append(f"{where}{key}: must be a positive integer, got {value!r}")
         return default
     return value
 
@@ -78,6 +87,16 @@ def parse_config(version: int, body: Mapping[str, object]) -> RuntimeConfig:
     grace = _positive_int(body, "grace_ms", DEFAULT_GRACE_MS, errors)
     skew = _positive_int(body, "skew_tolerance_ms", DEFAULT_SKEW_TOLERANCE_MS, errors)
     depth = _positive_int(body, "max_waterfall_depth", DEFAULT_MAX_DEPTH, errors)
+    limits = body.get("rate_limits", {})
+    if not isinstance(limits, dict):
+        errors.append("rate_limits: must be an object")
+        limits = {}
+    requests_per_s = _positive_int(
+        limits, "requests_per_s", DEFAULT_REQUESTS_PER_S, errors, "rate_limits."
+    )
+    batches_per_s = _positive_int(
+        limits, "event_batches_per_s", DEFAULT_EVENT_BATCHES_PER_S, errors, "rate_limits."
+    )
     raw_placements = body.get("placements")
     placements: dict[str, PlacementConfig] = {}
     if not isinstance(raw_placements, dict) or not raw_placements:
@@ -117,7 +136,9 @@ def parse_config(version: int, body: Mapping[str, object]) -> RuntimeConfig:
         placements[placement_id] = PlacementConfig(tuple(entries))
     if errors:
         raise ConfigError("; ".join(errors))
-    return RuntimeConfig(version, closure, grace, skew, depth, placements)
+    return RuntimeConfig(
+        version, closure, grace, skew, depth, requests_per_s, batches_per_s, placements
+    )
 
 
 def choose_waterfall(

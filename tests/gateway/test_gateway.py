@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import time
 from collections.abc import Iterator
 
@@ -201,3 +202,47 @@ def test_unknown_placement_is_a_clear_error(client: TestClient, app_key: str) ->
     )
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "unknown_placement"
+
+
+def _gzip_batch(key: str, count: int) -> bytes:
+    now = int(time.time() * 1000)
+    events = [
+        {"event_id": f"g{i}", "opportunity_key": key, "type": "loaded", "ts": now}
+        for i in range(count)
+    ]
+    return gzip.compress(orjson.dumps({"sent_at": now, "sdk": "gz/1", "events": events}))
+
+
+def test_gzip_batch_is_accepted(client: TestClient, app_key: str) -> None:
+    key = encode_ulid(int(time.time() * 1000), bytes(10))
+    response = client.post(
+        "/v1/events",
+        content=_gzip_batch(key, 3),
+        headers={"X-App-Key": app_key, "Content-Encoding": "gzip"},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"accepted": 3, "rejected": []}
+
+
+def test_gzip_bomb_is_refused_at_the_inflated_cap(client: TestClient, app_key: str) -> None:
+    bomb = gzip.compress(b"[" + b" " * (64 * 1024 * 1024) + b"]")  # 64 MiB inflated, ~64 KiB sent
+    assert len(bomb) < 1024 * 1024
+    response = client.post(
+        "/v1/events", content=bomb, headers={"X-App-Key": app_key, "Content-Encoding": "gzip"}
+    )
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "body_too_large"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body", "status", "code"),
+    [("br", b"{}", 415, "unsupported_encoding"), ("gzip", b"not gzip", 400, "invalid_gzip")],
+)
+def test_bad_content_encoding_gets_a_specific_error(
+    client: TestClient, app_key: str, encoding: str, body: bytes, status: int, code: str
+) -> None:
+    response = client.post(
+        "/v1/events", content=body, headers={"X-App-Key": app_key, "Content-Encoding": encoding}
+    )
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
