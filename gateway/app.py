@@ -66,8 +66,7 @@ class _TimingMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
-            self.metrics.http_latency.labels(path).observe(time.perf_counter() - started)
-            self.metrics.http_requests.labels(path, str(status_holder["status"])).inc()
+            self.metrics.observe_http(path, status_holder["status"], time.perf_counter() - started)
 
 
 def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> Starlette:

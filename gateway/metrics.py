@@ -6,7 +6,8 @@ in one process without "duplicated timeseries" errors.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -17,6 +18,8 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.3, 0.5
 
 @dataclass(frozen=True)
 class GatewayMetrics:
+    """The gateway's metrics; label children are cached (``labels()`` takes a lock)."""
+
     registry: CollectorRegistry
     http_requests: Counter
     http_latency: Histogram
@@ -29,6 +32,7 @@ class GatewayMetrics:
     idempotency_unavailable: Counter
     rate_limited: Counter
     ratelimit_degraded: Counter
+    _children: dict[tuple[str, int], tuple[Any, Any]] = field(default_factory=dict)
 
     @classmethod
     def create(cls) -> GatewayMetrics:
@@ -99,3 +103,13 @@ class GatewayMetrics:
                 registry=registry,
             ),
         )
+
+    def observe_http(self, route: str, status: int, seconds: float) -> None:
+        children = self._children
+        key = (route, status)
+        pair = children.get(key)
+        if pair is None:
+            pair = (self.http_latency.labels(route), self.http_requests.labels(route, str(status)))
+            children[key] = pair
+        pair[0].observe(seconds)
+        pair[1].inc()

@@ -103,7 +103,11 @@ class AsyncProducer:
                     f"could not queue message {index} of {len(messages)}: {exc}"
                 ) from exc
         try:
-            await asyncio.wait_for(asyncio.shield(batch.future), timeout_s)
+            # On timeout the batch future is cancelled; late delivery reports
+            # then find it done and are ignored (the messages may still land:
+            # the client's resend is deduplicated downstream).
+            async with asyncio.timeout(timeout_s):
+                await batch.future
         except TimeoutError:
             raise ProduceTimeoutError(
                 f"broker did not confirm {len(messages)} message(s) within {timeout_s:.1f}s"

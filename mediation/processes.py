@@ -54,7 +54,8 @@ class ChildProcess:
         while time.monotonic() < deadline:
             if not self.alive():
                 raise RuntimeError(
-                    f"{self.name} exited with {self.proc.returncode}; see {self.log_path}"
+                    f"{self.name} exited with {self.proc.returncode}; see {self.log_path}:\n"
+                    f"{self.tail()}"
                 )
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(url, timeout=1.0).status_code == 200:

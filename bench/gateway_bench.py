@@ -1,0 +1,316 @@
+"""Gateway throughput and latency against same-run baselines.
+
+Measures, with ``wrk`` on the same machine (interleaved runs, medians):
+
+- ``bare``: a bare Starlette POST endpoint (uvicorn, uvloop, httptools, one process);
+- ``produce1``: the same endpoint producing one message and awaiting confirmation;
+- ``requests``: the gateway's ``POST /v1/requests`` (auth, rate limit, validation,
+  waterfall choice, ULID, produce + confirm);
+- ``produce50``: a bare endpoint producing 50 messages, awaiting all confirmations;
+- ``events50``: the gateway's ``POST /v1/events`` with 50-event batches (full validation,
+  broker-confirmed);
+
+then latency at a fixed offered rate with ``hey`` (``--rate`` requests/s to
+``/v1/requests``), and each server's peak RSS. Prints one JSON line with every
+figure and the machine, then a table. Needs the local services (``mediation dev up``).
+
+    python bench/gateway_bench.py --runs 3 --duration 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import machine, median, peak_rss_mib
+from mediation.processes import free_port, mediation_command, running
+from mediation.rules.ulid import encode_ulid
+from mediation.seed import demo_config, new_app_key, seed_app
+from mediation.settings import Settings
+from mediation.tables import render_table
+from mediation.topics import ensure_topics
+from storage.migrate import migrate
+
+LUA = Path(__file__).resolve().parent / "post.lua"
+
+
+def _wrk(
+    url: str, body_file: Path, headers: dict[str, str], duration_s: int, connections: int
+) -> dict[str, float]:
+    env = dict(
+        os.environ,
+        BENCH_BODY_FILE=str(body_file),
+        BENCH_HEADERS="|".join(f"{k}: {v}" for k, v in headers.items()),
+    )
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "-s", str(LUA), url],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    figures = json.loads(out.strip().splitlines()[-1])
+    seconds = figures["duration_us"] / 1e6
+    return {
+        "rps": figures["requests"] / seconds,
+        "p50_ms": figures["p50_us"] / 1000,
+        "p95_ms": figures["p95_us"] / 1000,
+        "p99_ms": figures["p99_us"] / 1000,
+        "non_2xx": figures["non_2xx"],
+        "errors": figures["connect_errors"] + figures["timeouts"],
+    }
+
+
+def _hey(
+    url: str, body_file: Path, headers: dict[str, str], rate: int, duration_s: int
+) -> dict[str, float]:
+    workers = 50
+    argv = [
+        "hey",
+        "-z",
+        f"{duration_s}s",
+        "-c",
+        str(workers),
+        "-q",
+        str(rate / workers),
+        "-m",
+        "POST",
+        "-T",
+        "application/json",
+        "-D",
+        str(body_file),
+        "-o",
+        "csv",
+    ]
+    for name, value in headers.items():
+        argv += ["-H", f"{name}: {value}"]
+    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True).stdout
+    rows = list(csv.DictReader(io.StringIO(out)))
+    latencies = sorted(float(r["response-time"]) * 1000 for r in rows)
+    ok = sum(1 for r in rows if r["status-code"] == "200")
+
+    def pct(q: float) -> float:
+        return (
+            latencies[min(len(latencies) - 1, int(q / 100 * len(latencies)))] if latencies else 0.0
+        )
+
+    return {
+        "offered_rps": rate,
+        "achieved_rps": len(rows) / duration_s,
+        "ok_ratio": ok / max(1, len(rows)),
+        "p50_ms": pct(50),
+        "p95_ms": pct(95),
+        "p99_ms": pct(99),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--rate", type=int, default=5000, help="offered rate for the latency run")
+    parser.add_argument("--rate-duration", type=int, default=10)
+    args = parser.parse_args()
+
+    base = Settings.from_env()
+    prefix = f"bench{uuid.uuid4().hex[:8]}."
+    migrate(base.database_url)
+    app_key = new_app_key()
+    config = demo_config()
+    config["rate_limits"] = {"requests_per_s": 10_000_000, "event_batches_per_s": 10_000_000}
+    seed_app(base.database_url, "bench", config, app_key)
+    bench_topic = f"{prefix}baseline"
+    topics = [
+        f"{prefix}opportunities.v1",
+        f"{prefix}events.v1",
+        f"{prefix}deadletter.v1",
+        bench_topic,
+    ]
+    ensure_topics(base.kafka_bootstrap_servers, topics, partitions=4)
+
+    env = dict(
+        os.environ,
+        KAFKA_TOPIC_PREFIX=prefix,
+        BENCH_TOPIC=bench_topic,
+        KAFKA_BOOTSTRAP_SERVERS=base.kafka_bootstrap_servers,
+        MEDIATION_LOG_LEVEL="WARNING",
+        PYTHONPATH=str(Path(__file__).resolve().parent.parent),
+    )
+    now = int(time.time() * 1000)
+    key = encode_ulid(now, os.urandom(10))
+    request_body = orjson.dumps(
+        {
+            "placement_id": "interstitial_main",
+            "device_id": "bench-device",
+            "ts_ms": now,
+            "context": {"country": "US", "os": "ios"},
+        }
+    )
+    events_body = orjson.dumps(
+        {
+            "sent_at": now,
+            "sdk": "bench/1",
+            "events": [
+                {
+                    "event_id": f"bench-{i}",
+                    "opportunity_key": key,
+                    "type": "impression" if i % 2 else "loaded",
+                    "ts": now,
+                    "source_id": "net_alpha",
+                    **({"revenue_micros": 1200, "currency": "USD"} if i % 2 else {}),
+                    "attrs": {"format": "video", "i": i},
+                }
+                for i in range(50)
+            ],
+        }
+    )
+
+    with tempfile.TemporaryDirectory() as scratch:
+        files = {}
+        for name, body in (
+            ("small", b'{"hello":"world"}'),
+            ("request", request_body),
+            ("events", events_body),
+        ):
+            files[name] = Path(scratch) / f"{name}.json"
+            files[name].write_bytes(body)
+        base_port, gw_port = free_port(), free_port()
+        logs = Path(scratch)
+        with (
+            running(
+                "baseline",
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    "bench.baseline_app:create",
+                    "--port",
+                    str(base_port),
+                    "--loop",
+                    "uvloop",
+                    "--http",
+                    "httptools",
+                    "--log-level",
+                    "warning",
+                    "--no-access-log",
+                ],
+                env,
+                logs / "baseline.log",
+            ) as baseline,
+            running(
+                "gateway",
+                mediation_command("api", "--port", str(gw_port)),
+                env,
+                logs / "gateway.log",
+            ) as gateway,
+        ):
+            gateway.wait_http(f"http://127.0.0.1:{gw_port}/readyz")
+            baseline.wait_http(f"http://127.0.0.1:{base_port}/healthz")
+            baseline_url = f"http://127.0.0.1:{base_port}"
+            gateway_url = f"http://127.0.0.1:{gw_port}"
+            auth = {"X-App-Key": app_key}
+            targets = {
+                "bare": (f"{baseline_url}/bare", files["small"], {}, 1),
+                "produce1": (f"{baseline_url}/produce1", files["small"], {}, 1),
+                "requests": (f"{gateway_url}/v1/requests", files["request"], auth, 1),
+                "produce50": (f"{baseline_url}/produce50", files["events"], {}, 50),
+                "events50": (f"{gateway_url}/v1/events", files["events"], auth, 50),
+            }
+            for url, body_file, headers, _n in targets.values():  # warm up
+                _wrk(url, body_file, headers, 2, args.connections)
+            samples: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+            for _run in range(args.runs):
+                for name, (url, body_file, headers, _n) in targets.items():
+                    samples[name].append(
+                        _wrk(url, body_file, headers, args.duration, args.connections)
+                    )
+            fixed = _hey(
+                f"{gateway_url}/v1/requests", files["request"], auth, args.rate, args.rate_duration
+            )
+            rss = {
+                "gateway_mib": peak_rss_mib(gateway.pid),
+                "baseline_mib": peak_rss_mib(baseline.pid),
+            }
+
+    figures: dict[str, dict[str, float]] = {}
+    for name, runs in samples.items():
+        per_item = targets[name][3]
+        figures[name] = {
+            metric: median([r[metric] for r in runs])
+            for metric in ("rps", "p50_ms", "p95_ms", "p99_ms", "non_2xx", "errors")
+        }
+        figures[name]["items_per_s"] = figures[name]["rps"] * per_item
+    ratios = {
+        "requests_vs_bare": figures["requests"]["rps"] / figures["bare"]["rps"],
+        "requests_vs_produce1": figures["requests"]["rps"] / figures["produce1"]["rps"],
+        "events50_vs_produce50": figures["events50"]["rps"] / figures["produce50"]["rps"],
+    }
+    result = {
+        "bench": "gateway",
+        "machine": machine(),
+        "runs": args.runs,
+        "duration_s": args.duration,
+        "connections": args.connections,
+        "median": figures,
+        "ratios": ratios,
+        "fixed_rate_requests": fixed,
+        "peak_rss": rss,
+    }
+    print(json.dumps(result))
+    rows = [
+        [name, f["rps"], f["items_per_s"], f["p50_ms"], f["p95_ms"], f["p99_ms"], int(f["non_2xx"])]
+        for name, f in figures.items()
+    ]
+    print(
+        render_table(
+            f"gateway, medians of {args.runs} runs x {args.duration}s, "
+            f"{args.connections} connections",
+            ["target", "req/s", "items/s", "p50 ms", "p95 ms", "p99 ms", "non-2xx"],
+            rows,
+        ),
+        file=sys.stderr,
+    )
+    print(
+        render_table("ratios", ["ratio", "value"], [[k, f"{v:.2f}"] for k, v in ratios.items()]),
+        file=sys.stderr,
+    )
+    print(
+        render_table(
+            f"POST /v1/requests at {args.rate} req/s offered (hey)",
+            ["achieved req/s", "ok ratio", "p50 ms", "p95 ms", "p99 ms"],
+            [
+                [
+                    fixed["achieved_rps"],
+                    f"{fixed['ok_ratio']:.4f}",
+                    fixed["p50_ms"],
+                    fixed["p95_ms"],
+                    fixed["p99_ms"],
+                ]
+            ],
+        ),
+        file=sys.stderr,
+    )
+    print(
+        f"peak RSS: gateway {rss['gateway_mib']:.0f} MiB, baseline {rss['baseline_mib']:.0f} MiB",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
