@@ -18,6 +18,8 @@ from mediation.rules.model import Event, Opportunity, Output, Policy
 
 __all__ = ["ClosingLogic", "closing_builder"]
 
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MAX_DUE_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
 _RETAIN = StatefulLogic.RETAIN
 _DISCARD = StatefulLogic.DISCARD
 
@@ -65,7 +67,9 @@ class ClosingLogic(StatefulLogic[Opportunity | Event, Output, rules.OpportunityS
         due = rules.due_at_ms(self._state, self._policy)
         if due is None:
             return None
-        return dt.datetime.fromtimestamp(due / 1000, tz=dt.UTC)
+        # Decoding bounds every time to year 2500; the clamp keeps a bug there
+        # from ever crashing the timer.
+        return _EPOCH + dt.timedelta(milliseconds=min(max(due, 0), _MAX_DUE_MS))
 
     def snapshot(self) -> rules.OpportunityState:
         if self._state is None:  # Bytewax never snapshots discarded logic

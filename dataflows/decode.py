@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 
 from mediation.rules.model import Event, Opportunity
-from mediation.rules.ulid import day_of_ms, is_ulid, ulid_day
+from mediation.rules.ulid import day_of_ms, is_ulid, ulid_day, ulid_time_ms
 from mediation.settings import Topics
-from mediation.wire import WireError, decode_event, decode_opportunity
+from mediation.wire import MAX_TIME_MS, WireError, decode_event, decode_opportunity
 from sinks.records import DeadLetterRecord
 
 __all__ = ["Decoded", "decode_message", "kafka_error_letter"]
@@ -24,7 +24,7 @@ class Decoded:
 def _message_day_ms(message: KafkaSourceMessage[bytes | None, bytes | None]) -> int:
     # The broker timestamp is part of the message, so the dead letter's day is
     # the same every time this message is (re)processed.
-    if message.timestamp is not None and message.timestamp[1] > 0:
+    if message.timestamp is not None and 0 < message.timestamp[1] <= MAX_TIME_MS:
         return message.timestamp[1]
     return 0
 
@@ -33,7 +33,7 @@ def _letter(
     message: KafkaSourceMessage[bytes | None, bytes | None], reason: str, detail: str
 ) -> DeadLetterRecord:
     key_text = message.key.decode("utf-8", "replace") if message.key else None
-    key = key_text if is_ulid(key_text) else None
+    key = key_text if is_ulid(key_text) and ulid_time_ms(key_text) <= MAX_TIME_MS else None
     return DeadLetterRecord(
         id=f"{message.topic}:{message.partition}:{message.offset}",
         day=ulid_day(key) if key else day_of_ms(_message_day_ms(message)),

@@ -22,16 +22,24 @@ from psycopg_pool import AsyncConnectionPool
 from mediation.rules.identity import hash_app_key
 from mediation.rules.waterfall import ConfigError, RuntimeConfig, parse_config
 
-__all__ = ["Catalog", "PublishedConfig"]
+from .periodic import PeriodicTask
+
+__all__ = ["Catalog", "PublishedConfig", "Rollout"]
 
 log = logging.getLogger(__name__)
 
 _KEYS_SQL = "SELECT key_hash, app_id FROM app_keys WHERE revoked_at IS NULL"
-_CONFIGS_SQL = """
-SELECT DISTINCT ON (o.app_id) o.app_id, o.version, s.body, s.checksum
+# The latest operation per app that decides what is served: published
+# (everyone gets it), rolling out (a share of rollout buckets gets it, the
+# rest the previous version), or rolled back / failed (the previous version).
+# Pending and validating operations serve nothing yet.
+_ROLLOUTS_SQL = """
+SELECT DISTINCT ON (o.app_id) o.app_id, o.state, o.rollout_percent,
+       o.version, n.body, n.checksum, o.previous_version, p.body, p.checksum
 FROM publish_operations o
-JOIN config_snapshots s ON s.app_id = o.app_id AND s.version = o.version
-WHERE o.state = 'published'
+JOIN config_snapshots n ON n.app_id = o.app_id AND n.version = o.version
+LEFT JOIN config_snapshots p ON p.app_id = o.app_id AND p.version = o.previous_version
+WHERE o.state IN ('published', 'rolling_out', 'rolled_back', 'failed')
 ORDER BY o.app_id, o.id DESC
 """
 
@@ -45,6 +53,24 @@ class PublishedConfig:
     runtime: RuntimeConfig
 
 
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    """What one app serves: ``new`` to buckets below ``percent``, else ``previous``."""
+
+    new: PublishedConfig
+    previous: PublishedConfig | None
+    percent: int
+
+    def config_for_bucket(self, bucket: int | None) -> PublishedConfig | None:
+        """``bucket=None`` asks for the config every device is sure to have."""
+        if self.percent >= 100 or (bucket is not None and bucket < self.percent):
+            return self.new
+        if self.previous is not None:
+            return self.previous
+        # Nothing to fall back on (a first version): serve it unless rolled back.
+        return self.new if self.percent > 0 else None
+
+
 class Catalog:
     def __init__(
         self, pool: AsyncConnectionPool, refresh_s: float = 2.0, miss_refresh_s: float = 1.0
@@ -53,56 +79,61 @@ class Catalog:
         self._refresh_s = refresh_s
         self._miss_refresh_s = miss_refresh_s
         self._apps_by_key_hash: dict[str, str] = {}
-        self._configs: dict[str, PublishedConfig] = {}
+        self._rollouts: dict[str, Rollout] = {}
+        self._parsed: dict[tuple[str, int], PublishedConfig] = {}
         self._last_refresh = 0.0
-        self._task: asyncio.Task[None] | None = None
+        self._refresher = PeriodicTask("catalog-refresh", refresh_s, self.refresh)
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
         await self.refresh()
-        self._task = asyncio.create_task(self._refresh_forever(), name="catalog-refresh")
+        self._refresher.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._refresher.stop()
 
-    async def refresh(self) -> None:
+    async def refresh(self, only_if_older_s: float | None = None) -> None:
+        """Reload keys and configs; with ``only_if_older_s``, skip a fresh catalog."""
         async with self._lock:
+            if (
+                only_if_older_s is not None
+                and time.monotonic() - self._last_refresh <= only_if_older_s
+            ):
+                return  # another caller refreshed while this one waited
+            # Counted from the attempt, so a failing database is not retried
+            # by every request that carries an unknown key.
+            self._last_refresh = time.monotonic()
             async with self._pool.connection() as conn:
                 keys = await (await conn.execute(_KEYS_SQL)).fetchall()
-                configs = await (await conn.execute(_CONFIGS_SQL)).fetchall()
+                rows = await (await conn.execute(_ROLLOUTS_SQL)).fetchall()
             self._apps_by_key_hash = {key_hash: app_id for key_hash, app_id in keys}
-            fresh: dict[str, PublishedConfig] = {}
-            for app_id, version, body, checksum in configs:
-                current = self._configs.get(app_id)
-                if current is not None and current.version == version:
-                    fresh[app_id] = current
+            rollouts: dict[str, Rollout] = {}
+            for app_id, state, percent, version, body, checksum, prev, prev_body, prev_sum in rows:
+                new = self._parse(app_id, version, body, checksum)
+                if new is None:  # invalid: keep serving what was served before
+                    if app_id in self._rollouts:
+                        rollouts[app_id] = self._rollouts[app_id]
                     continue
-                try:
-                    fresh[app_id] = PublishedConfig(
-                        app_id, version, checksum, body, parse_config(version, body)
-                    )
-                except ConfigError as exc:
-                    log.error(
-                        "published config %s v%s is invalid, keeping the previous one: %s",
-                        app_id,
-                        version,
-                        exc,
-                    )
-                    if current is not None:
-                        fresh[app_id] = current
-            self._configs = fresh
-            self._last_refresh = time.monotonic()
+                previous = (
+                    self._parse(app_id, prev, prev_body, prev_sum) if prev is not None else None
+                )
+                served = {"published": 100, "rolling_out": percent}.get(state, 0)
+                rollouts[app_id] = Rollout(new, previous, served)
+            self._rollouts = rollouts
 
-    async def _refresh_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._refresh_s)
-            try:
-                await self.refresh()
-            except Exception as exc:  # keep serving from the last good catalog
-                log.warning("catalog refresh failed, serving the cached copy: %s", exc)
+    def _parse(
+        self, app_id: str, version: int, body: Mapping[str, Any], checksum: str
+    ) -> PublishedConfig | None:
+        cached = self._parsed.get((app_id, version))
+        if cached is not None:
+            return cached
+        try:
+            parsed = PublishedConfig(app_id, version, checksum, body, parse_config(version, body))
+        except ConfigError as exc:
+            log.error("config %s v%s is invalid and is not served: %s", app_id, version, exc)
+            return None
+        self._parsed[(app_id, version)] = parsed
+        return parsed
 
     async def app_for_key(self, app_key: str | None) -> str | None:
         if not app_key or len(app_key) > 256:
@@ -111,9 +142,11 @@ class Catalog:
         app_id = self._apps_by_key_hash.get(key_hash)
         if app_id is None and time.monotonic() - self._last_refresh > self._miss_refresh_s:
             with contextlib.suppress(Exception):
-                await self.refresh()
+                await self.refresh(only_if_older_s=self._miss_refresh_s)
             app_id = self._apps_by_key_hash.get(key_hash)
         return app_id
 
-    def config_for(self, app_id: str) -> PublishedConfig | None:
-        return self._configs.get(app_id)
+    def config_for(self, app_id: str, bucket: int | None = None) -> PublishedConfig | None:
+        """The config a device in rollout ``bucket`` gets (``None``: the stable one)."""
+        rollout = self._rollouts.get(app_id)
+        return None if rollout is None else rollout.config_for_bucket(bucket)

@@ -85,6 +85,8 @@ async def read_body(request: Request, limit_bytes: int) -> bytes:
         chunks.append(chunk)
     if inflate is not None and not inflate.eof:
         raise InvalidGzipError("body is truncated gzip")
+    if inflate is not None and inflate.unused_data:
+        raise InvalidGzipError("body has data after the gzip stream (one member only)")
     return b"".join(chunks)
 
 

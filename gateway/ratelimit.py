@@ -15,8 +15,6 @@ counts (so N processes admit up to N times the limit) and
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -25,6 +23,8 @@ from collections.abc import Callable
 import redis.asyncio as aioredis
 from prometheus_client import Counter
 from redis.exceptions import RedisError
+
+from .periodic import PeriodicTask
 
 __all__ = ["RateLimiter"]
 
@@ -45,11 +45,10 @@ class RateLimiter:
         self._redis = client
         self._namespace = namespace
         self._degraded = degraded
-        self._flush_interval_s = flush_interval_s
         self._clock_s = clock_s
         self._pending: dict[_Key, int] = defaultdict(int)
         self._known_total: dict[_Key, int] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._flusher = PeriodicTask("ratelimit-flush", flush_interval_s, self.flush)
 
     def allow(self, app_id: str, kind: str, limit_per_s: int) -> bool:
         key = (app_id, kind, int(self._clock_s()))
@@ -59,13 +58,10 @@ class RateLimiter:
         return True
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._flush_forever(), name="ratelimit-flush")
+        self._flusher.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._flusher.stop()
 
     async def flush(self) -> None:
         now = int(self._clock_s())
@@ -91,11 +87,3 @@ class RateLimiter:
             return
         for key, total in zip(pending, results[::2], strict=True):
             self._known_total[key] = int(total)
-
-    async def _flush_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self._flush_interval_s)
-            try:
-                await self.flush()
-            except Exception:  # never let accounting kill the request path
-                log.exception("rate-limit flush crashed")

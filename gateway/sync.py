@@ -49,7 +49,8 @@ async def post_request(request: Request) -> Response:
         sync = validate_sync_request(body)
     except RequestInvalidError as exc:
         return error_response(422, exc.code, exc.message, exc.details)
-    published = ctx.catalog.config_for(app_id)
+    bucket = rollout_bucket(sync.device_id)
+    published = ctx.catalog.config_for(app_id, bucket)
     if published is None:
         return error_response(
             409, "no_published_config", f"app {app_id} has no published config yet"
@@ -63,7 +64,7 @@ async def post_request(request: Request) -> Response:
             f"placement {sync.placement_id!r} is not in config v{config.version}",
         )
     if idempotency_key is None:
-        return await _decide(ctx, app_id, sync, config, waterfall)
+        return await _decide(ctx, app_id, sync, bucket, config, waterfall)
 
     claim = await ctx.idempotency.claim(app_id, idempotency_key, raw)
     if claim.kind == "replay":
@@ -84,9 +85,9 @@ async def post_request(request: Request) -> Response:
         )
     if claim.kind == "unavailable":
         ctx.metrics.idempotency_unavailable.inc()
-        return await _decide(ctx, app_id, sync, config, waterfall)
+        return await _decide(ctx, app_id, sync, bucket, config, waterfall)
     try:
-        response = await _decide(ctx, app_id, sync, config, waterfall)
+        response = await _decide(ctx, app_id, sync, bucket, config, waterfall)
     except BaseException:
         await ctx.idempotency.release(app_id, idempotency_key)
         raise
@@ -101,6 +102,7 @@ async def _decide(
     ctx: GatewayContext,
     app_id: str,
     sync: SyncRequest,
+    bucket: int,
     config: RuntimeConfig,
     waterfall: tuple[WaterfallEntry, ...],
 ) -> Response:
@@ -116,7 +118,7 @@ async def _decide(
         ts_ms=received_ms,
         client_ts_ms=sync.ts_ms,
         config_version=config.version,
-        rollout_bucket=rollout_bucket(sync.device_id),
+        rollout_bucket=bucket,
         context=sync.context,
         delivery_id=encode_ulid(received_ms, os.urandom(10)),
         status=status,
@@ -170,7 +172,13 @@ async def get_config(request: Request) -> Response:
     app_id = await authenticate(ctx, request)
     if isinstance(app_id, Response):
         return app_id
-    published = ctx.catalog.config_for(app_id)
+    device_id = request.query_params.get("device_id")
+    if device_id is not None and not 1 <= len(device_id) <= 128:
+        return error_response(422, "invalid_device_id", "device_id must be 1..128 chars")
+    # The device's rollout bucket decides between the new and the previous
+    # version while a rollout is under way; without a device id: the stable one.
+    bucket = rollout_bucket(device_id) if device_id is not None else None
+    published = ctx.catalog.config_for(app_id, bucket)
     if published is None:
         return error_response(
             404, "no_published_config", f"app {app_id} has no published config yet"
@@ -181,6 +189,7 @@ async def get_config(request: Request) -> Response:
     return json_response(
         {
             "app_id": app_id,
+            "rollout_bucket": bucket,
             "version": published.version,
             "checksum": published.checksum,
             "config": published.body,

@@ -14,10 +14,11 @@ from typing import Any
 import orjson
 
 from .rules.model import EVENT_TYPES, Event, Opportunity, WaterfallEntry, event_as_dict
-from .rules.ulid import is_ulid
+from .rules.ulid import is_ulid, ulid_time_ms
 
 __all__ = [
     "EVENT_SCHEMA",
+    "MAX_TIME_MS",
     "OPPORTUNITY_SCHEMA",
     "WireError",
     "decode_event",
@@ -26,6 +27,11 @@ __all__ = [
     "encode_opportunity",
     "event_to_dict",
 ]
+
+# Any instant the storage types hold comfortably (years 1970..2500).
+MAX_TIME_MS = 16_725_225_600_000
+_MAX_INT4 = 2**31 - 1
+_MAX_REVENUE_MICROS = 2**53 - 1
 
 OPPORTUNITY_SCHEMA = "opportunity.v1"
 EVENT_SCHEMA = "event.v1"
@@ -96,40 +102,43 @@ def _load(value: bytes | None, schema: str) -> dict[str, Any]:
     return doc
 
 
-def _int(doc: Mapping[str, Any], key: str) -> int:
+def _int(doc: Mapping[str, Any], key: str, low: int = 0, high: int = _MAX_INT4) -> int:
+    """An integer in ``low..high`` (default: what a Postgres ``integer`` holds)."""
     value = doc.get(key)
     if not isinstance(value, int) or isinstance(value, bool):
         raise WireError("invalid_field", f"{key} must be an integer")
+    if not low <= value <= high:
+        raise WireError("invalid_field", f"{key} must be within {low}..{high}")
     return value
-
-
-# Any instant the storage types hold comfortably (years 1970..2500).
-_MAX_TIME_MS = 16_725_225_600_000
 
 
 def _time(doc: Mapping[str, Any], key: str) -> int:
-    value = _int(doc, key)
-    if not 0 <= value <= _MAX_TIME_MS:
-        raise WireError("invalid_field", f"{key} is outside the years 1970..2500")
-    return value
+    return _int(doc, key, 0, MAX_TIME_MS)
 
 
 def _opt_str(doc: Mapping[str, Any], key: str) -> str | None:
     return None if doc.get(key) is None else _str(doc, key)
 
 
-def _str(doc: Mapping[str, Any], key: str) -> str:
+def _str(doc: Mapping[str, Any], key: str, max_chars: int = 128) -> str:
     value = doc.get(key)
-    if not isinstance(value, str) or not value:
-        raise WireError("invalid_field", f"{key} must be a non-empty string")
+    if not isinstance(value, str) or not 1 <= len(value) <= max_chars or "\x00" in value:
+        raise WireError(
+            "invalid_field", f"{key} must be a string of 1..{max_chars} chars without NUL"
+        )
     return value
+
+
+def _key(doc: Mapping[str, Any]) -> str:
+    key = _str(doc, "opportunity_key")
+    if not is_ulid(key) or ulid_time_ms(key) > MAX_TIME_MS:
+        raise WireError("invalid_field", "opportunity_key is not a ULID of the years 1970..2500")
+    return key
 
 
 def decode_opportunity(value: bytes | None) -> Opportunity:
     doc = _load(value, OPPORTUNITY_SCHEMA)
-    key = _str(doc, "opportunity_key")
-    if not is_ulid(key):
-        raise WireError("invalid_field", "opportunity_key is not a ULID")
+    key = _key(doc)
     delivery = doc.get("delivery")
     if not isinstance(delivery, dict):
         raise WireError("invalid_field", "delivery must be an object")
@@ -145,7 +154,9 @@ def decode_opportunity(value: bytes | None) -> Opportunity:
             raise WireError("invalid_field", "waterfall entries must be objects")
         waterfall.append(
             WaterfallEntry(
-                _str(entry, "source_id"), _int(entry, "floor_micros"), _int(entry, "timeout_ms")
+                _str(entry, "source_id"),
+                _int(entry, "floor_micros", 0, _MAX_REVENUE_MICROS),
+                _int(entry, "timeout_ms"),
             )
         )
     context = doc.get("context") or {}
@@ -159,7 +170,7 @@ def decode_opportunity(value: bytes | None) -> Opportunity:
         ts_ms=_time(doc, "ts_ms"),
         client_ts_ms=_time(doc, "client_ts_ms"),
         config_version=_int(doc, "config_version"),
-        rollout_bucket=_int(doc, "rollout_bucket"),
+        rollout_bucket=_int(doc, "rollout_bucket", 0, 32_767),
         context=context,
         delivery_id=_str(delivery, "delivery_id"),
         status=status,
@@ -173,15 +184,13 @@ def decode_opportunity(value: bytes | None) -> Opportunity:
 
 def decode_event(value: bytes | None) -> Event:
     doc = _load(value, EVENT_SCHEMA)
-    key = _str(doc, "opportunity_key")
-    if not is_ulid(key):
-        raise WireError("invalid_field", "opportunity_key is not a ULID")
+    key = _key(doc)
     event_type = doc.get("type")
     if event_type not in EVENT_TYPES:
         raise WireError("invalid_field", f"unknown event type {event_type!r}")
     revenue = doc.get("revenue_micros")
-    if revenue is not None and (not isinstance(revenue, int) or revenue < 0):
-        raise WireError("invalid_field", "revenue_micros must be an integer >= 0")
+    if revenue is not None:
+        revenue = _int(doc, "revenue_micros", 0, _MAX_REVENUE_MICROS)
     attrs = doc.get("attrs") or {}
     if not isinstance(attrs, dict):
         raise WireError("invalid_field", "attrs must be an object")

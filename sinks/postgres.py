@@ -107,8 +107,8 @@ class _PostgresPartition(StatelessSinkPartition[SinkItem]):
             try:
                 self._write(rows)
                 return
-            except (psycopg.OperationalError, DatabaseUnavailableError) as exc:
-                if isinstance(exc, psycopg.errors.QueryCanceled):
+            except (psycopg.Error, DatabaseUnavailableError) as exc:
+                if not _retryable(exc):
                     raise
                 attempt += 1
                 delay = min(self._max_backoff_s, 0.2 * 2 ** min(attempt, 10))
@@ -130,6 +130,23 @@ class _PostgresPartition(StatelessSinkPartition[SinkItem]):
             self._conn.close()
 
 
+# SQLSTATE classes that say nothing about the records: connection trouble
+# (08), operator intervention incl. statement timeouts (57), insufficient
+# resources (53), transaction rollback such as deadlocks (40).
+_RETRYABLE_CLASSES = ("08", "40", "53", "57")
+
+
+def _retryable(exc: Exception) -> bool:
+    if isinstance(exc, DatabaseUnavailableError):
+        return True
+    if not isinstance(exc, psycopg.Error):
+        return False
+    sqlstate = exc.sqlstate
+    if sqlstate is None:  # no server verdict: the connection broke
+        return isinstance(exc, psycopg.OperationalError)
+    return sqlstate[:2] in _RETRYABLE_CLASSES
+
+
 def _insert_events(
     cur: psycopg.Cursor[tuple[object, ...]], rows: list[tuple[object, ...]]
 ) -> list[tuple[object, ...]]:
@@ -139,15 +156,25 @@ def _insert_events(
     same content is this event again (a replayed batch: absorbed), while
     other content means the id was reused: that copy must not vanish silently.
     """
-    cur.executemany(_INSERT_EVENTS_RETURNING, rows, returning=True)
+    # The same key twice in one batch: compare with the first one here, since
+    # the database sees only one of them.
+    first_by_key: dict[tuple[object, ...], tuple[object, ...]] = {}
+    letters = []
+    for row in rows:
+        key = (row[0], row[1], row[2])
+        first = first_by_key.setdefault(key, row)
+        if first is not row and not _same_event(_content(first), _content(row)):
+            letters.append(event_conflict_row(row, _content(first)))
+    unique = list(first_by_key.values())
+    cur.executemany(_INSERT_EVENTS_RETURNING, unique, returning=True)
     inserted: set[tuple[object, ...]] = set()
     while True:
         inserted.update(cur.fetchall())
         if not cur.nextset():
             break
-    missing = [row for row in rows if (row[0], row[1], row[2]) not in inserted]
+    missing = [row for row in unique if (row[0], row[1], row[2]) not in inserted]
     if not missing:
-        return []
+        return letters
     existing = {
         (row[0], row[1], row[2]): row[3:]
         for row in cur.execute(
@@ -155,17 +182,20 @@ def _insert_events(
             ([r[0] for r in missing], [r[1] for r in missing], [r[2] for r in missing]),
         ).fetchall()
     }
-    letters = []
     for row in missing:
         stored = existing.get((row[0], row[1], row[2]))
-        attrs = row[11].obj if isinstance(row[11], Jsonb) else row[11]
-        ours = (row[3], row[4], row[5], row[8], row[9], row[10], attrs)
-        if stored is None or _same_event(stored, ours):
+        if stored is None or _same_event(stored, _content(row)):
             continue
         letters.append(event_conflict_row(row, stored))
     if letters:
         log.warning("%d event id(s) reused with other content; dead-lettered", len(letters))
     return letters
+
+
+def _content(row: tuple[object, ...]) -> tuple[object, ...]:
+    """An event row's client content, in the column order of ``_EXISTING_EVENTS[3:]``."""
+    attrs = row[11].obj if isinstance(row[11], Jsonb) else row[11]
+    return (row[3], row[4], row[5], row[8], row[9], row[10], attrs)
 
 
 def _same_event(stored: tuple[object, ...], ours: tuple[object, ...]) -> bool:

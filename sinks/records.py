@@ -10,6 +10,7 @@ import orjson
 
 from mediation.rules.model import ClosedOpportunity, DeadLetter, LateEvent, OrphanEvents
 from mediation.rules.ulid import day_of_ms, is_ulid, ulid_day
+from mediation.wire import encode_opportunity, event_to_dict
 
 __all__ = [
     "DeadLetterRecord",
@@ -20,6 +21,7 @@ __all__ = [
 ]
 
 DEADLETTER_SCHEMA = "deadletter.v1"
+_ARRIVAL_FIELDS = frozenset({"server_ts_ms", "received_at_ms"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +50,12 @@ SinkItem = ClosedOpportunity | LateEvent | OrphanEvents | DeadLetterRecord
 
 def dead_letter_from_rules(letter: DeadLetter, fallback_day_ms: int) -> DeadLetterRecord:
     payload = orjson.dumps(dict(letter.payload), option=orjson.OPT_SORT_KEYS)
-    digest = hashlib.sha256(letter.reason.encode() + b"\0" + payload).hexdigest()[:32]
+    # The id ignores when a copy arrived, so resends of one refused event
+    # land as one dead letter.
+    identity = {k: v for k, v in letter.payload.items() if k not in _ARRIVAL_FIELDS}
+    digest = hashlib.sha256(
+        letter.reason.encode() + b"\0" + orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()[:32]
     key = letter.opportunity_key
     day = ulid_day(key) if key is not None and is_ulid(key) else day_of_ms(fallback_day_ms)
     app_id = letter.payload.get("app_id")
@@ -110,20 +117,22 @@ def unwritable(item: SinkItem, error: Exception) -> DeadLetterRecord:
             item.source_offset,
             item.payload,
         )
+    # Everything needed to re-drive the item: the opportunity and every event
+    # as they travel on Kafka.
     payload: dict[str, object]
     if isinstance(item, ClosedOpportunity):
         key = item.opportunity.opportunity_key
         payload = {
             "kind": "closed_opportunity",
-            "opportunity_key": key,
-            "archive": repr(item.archive),
+            "opportunity": orjson.loads(encode_opportunity(item.opportunity)),
+            "events": [event_to_dict(s.event) for s in item.events],
         }
     elif isinstance(item, LateEvent):
         key = item.stored.event.opportunity_key
-        payload = {"kind": "late_event", "event": repr(item.stored.event)}
+        payload = {"kind": "late_event", "events": [event_to_dict(item.stored.event)]}
     else:
         key = item.opportunity_key
-        payload = {"kind": "orphan_events", "events": [repr(s.event) for s in item.events]}
+        payload = {"kind": "orphan_events", "events": [event_to_dict(s.event) for s in item.events]}
     body = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
     digest = hashlib.sha256(body).hexdigest()[:32]
     return DeadLetterRecord(

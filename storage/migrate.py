@@ -62,6 +62,8 @@ def load_migrations(sql_dir: Path = SQL_DIR) -> list[Migration]:
 
 def applied_versions(conn: psycopg.Connection) -> dict[str, str]:
     with conn.transaction():
+        # Locked: concurrent CREATE TABLE IF NOT EXISTS can still collide.
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_ADVISORY_LOCK_KEY,))
         conn.execute(_CREATE_TABLE)
         rows = conn.execute("SELECT version, checksum FROM schema_migrations").fetchall()
     return {version: checksum for version, checksum in rows}

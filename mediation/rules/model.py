@@ -133,6 +133,7 @@ class Policy:
     worker waits for stragglers before it writes the archive record;
     ``tombstone_ttl_ms`` is how long a closed opportunity is remembered so
     that later events are recognised as late.
+    ``max_events_per_opportunity`` bounds the state of one key.
     """
 
     default_closure_window_ms: int = 30 * 60 * 1000
@@ -140,6 +141,9 @@ class Policy:
     default_skew_tolerance_ms: int = 5 * 60 * 1000
     allowed_lateness_ms: int = 5 * 1000
     tombstone_ttl_ms: int = 60 * 60 * 1000
+    # Distinct events one opportunity may hold; more are dead-lettered as
+    # too_many_events. 500 keeps the revenue sum inside a bigint too.
+    max_events_per_opportunity: int = 500
 
 
 @dataclass(frozen=True, slots=True)

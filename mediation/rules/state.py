@@ -37,6 +37,7 @@ from .ulid import ulid_time_ms
 __all__ = [
     "DUPLICATE_CONFLICT",
     "OPPORTUNITY_APP_MISMATCH",
+    "TOO_MANY_EVENTS",
     "Archived",
     "Open",
     "OpportunityState",
@@ -48,6 +49,8 @@ __all__ = [
 ]
 
 DUPLICATE_CONFLICT = "duplicate_conflict"
+TOO_MANY_EVENTS = "too_many_events"
+_MAX_CONFLICTING_COPIES = 8
 OPPORTUNITY_APP_MISMATCH = "opportunity_app_mismatch"
 
 _EMPTY: tuple[Output, ...] = ()
@@ -110,7 +113,7 @@ def on_opportunity(
         if key[0] == opportunity.app_id:
             kept[key] = copies
         else:
-            outputs.append(_app_mismatch(min(copies, key=_copy_rank), opportunity))
+            outputs.extend(_app_mismatch(copy, opportunity) for copy in copies)
     state = replace(state, opportunity=opportunity, copies=kept)
     return state, tuple(outputs)
 
@@ -135,6 +138,27 @@ def on_event(
             copies[index] = event
             break
     else:
+        # Bounded state: a flood on one key must not stall the worker (the
+        # cost of an opportunity grows with its events). Only hostile or
+        # broken clients get here; which copies are refused then depends on
+        # arrival order.
+        if not copies and len(state.copies) >= policy.max_events_per_opportunity:
+            return state, (
+                _refused(
+                    event,
+                    TOO_MANY_EVENTS,
+                    f"opportunity already holds {policy.max_events_per_opportunity} events",
+                ),
+            )
+        if len(copies) >= _MAX_CONFLICTING_COPIES:
+            return state, (
+                _refused(
+                    event,
+                    DUPLICATE_CONFLICT,
+                    f"event_id {event.event_id!r} already has "
+                    f"{_MAX_CONFLICTING_COPIES} conflicting copies",
+                ),
+            )
         copies.append(event)
     updated = dict(state.copies)
     updated[key] = tuple(copies)
@@ -234,6 +258,15 @@ def _app_mismatch(event: Event, opportunity: Opportunity) -> DeadLetter:
     return DeadLetter(
         reason=OPPORTUNITY_APP_MISMATCH,
         detail=f"event app {event.app_id!r} does not own opportunity of app {opportunity.app_id!r}",
+        opportunity_key=event.opportunity_key,
+        payload=event_as_dict(event),
+    )
+
+
+def _refused(event: Event, reason: str, detail: str) -> DeadLetter:
+    return DeadLetter(
+        reason=reason,
+        detail=detail,
         opportunity_key=event.opportunity_key,
         payload=event_as_dict(event),
     )

@@ -35,6 +35,10 @@ _MAX_SAFE_INT = 2**53 - 1
 # broken, and server_ts derived from it would overflow storage types.
 MIN_TS_MS = 946_684_800_000
 MAX_TS_MS = 4_102_444_800_000
+# An event may wait on the device this long before it is sent (the hot
+# retention); "after sent_at" is tolerated only within a small jitter.
+MAX_EVENT_AGE_MS = 35 * 24 * 3600 * 1000
+MAX_EVENT_AHEAD_MS = 60 * 1000
 # \Z, not $: "$" also matches before a trailing newline.
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 _SOURCE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")
@@ -226,7 +230,14 @@ def validate_event(
     unknown = set(raw) - _EVENT_FIELDS
     if unknown:
         return Rejection("unknown_field", f"unknown field(s): {', '.join(sorted(unknown))[:200]}")
-    server_ts = received_at_ms - (sent_at_ms - ts)
+    age_ms = sent_at_ms - ts
+    if not -MAX_EVENT_AHEAD_MS <= age_ms <= MAX_EVENT_AGE_MS:
+        return Rejection(
+            "invalid_ts",
+            "ts must be at most 35 days before sent_at and not after it "
+            "(both from the device clock)",
+        )
+    server_ts = received_at_ms - age_ms
     return Event(
         event_id=event_id,
         app_id=app_id,

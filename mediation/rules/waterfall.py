@@ -25,6 +25,8 @@ DEFAULT_CLOSURE_WINDOW_MS = 30 * 60 * 1000
 DEFAULT_GRACE_MS = 30 * 1000
 DEFAULT_SKEW_TOLERANCE_MS = 5 * 60 * 1000
 DEFAULT_MAX_DEPTH = 5
+_DAY_MS = 24 * 3600 * 1000
+_WEEK_MS = 7 * _DAY_MS
 # Per app, across all gateway processes; generous defaults (the seed's peak
 # is 200 requests/s for the whole fleet).
 DEFAULT_REQUESTS_PER_S = 5000
@@ -62,11 +64,16 @@ class RuntimeConfig:
 
 
 def _positive_int(
-    body: Mapping[str, object], key: str, default: int, errors: list[str], where: str = ""
+    body: Mapping[str, object],
+    key: str,
+    default: int,
+    errors: list[str],
+    where: str = "",
+    maximum: int = 2**31 - 1,
 ) -> int:
     value = body.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        errors.append(f"{where}{key}: must be a positive integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= maximum:
+        errors.append(f"{where}{key}: must be an integer in 1..{maximum}, got {value!r}")
         return default
     return value
 
@@ -83,10 +90,14 @@ def _str_set(raw: object, where: str, errors: list[str]) -> frozenset[str] | Non
 def parse_config(version: int, body: Mapping[str, object]) -> RuntimeConfig:
     """Validate a snapshot body; raise ``ConfigError`` listing every problem."""
     errors: list[str] = []
-    closure = _positive_int(body, "closure_window_ms", DEFAULT_CLOSURE_WINDOW_MS, errors)
-    grace = _positive_int(body, "grace_ms", DEFAULT_GRACE_MS, errors)
-    skew = _positive_int(body, "skew_tolerance_ms", DEFAULT_SKEW_TOLERANCE_MS, errors)
-    depth = _positive_int(body, "max_waterfall_depth", DEFAULT_MAX_DEPTH, errors)
+    closure = _positive_int(
+        body, "closure_window_ms", DEFAULT_CLOSURE_WINDOW_MS, errors, maximum=_WEEK_MS
+    )
+    grace = _positive_int(body, "grace_ms", DEFAULT_GRACE_MS, errors, maximum=_DAY_MS)
+    skew = _positive_int(
+        body, "skew_tolerance_ms", DEFAULT_SKEW_TOLERANCE_MS, errors, maximum=_DAY_MS
+    )
+    depth = _positive_int(body, "max_waterfall_depth", DEFAULT_MAX_DEPTH, errors, maximum=50)
     limits = body.get("rate_limits", {})
     if not isinstance(limits, dict):
         errors.append("rate_limits: must be an object")
@@ -120,10 +131,10 @@ def parse_config(version: int, body: Mapping[str, object]) -> RuntimeConfig:
             if not isinstance(source_id, str) or not source_id:
                 errors.append(f"{at}.source_id: must be a non-empty string")
                 continue
-            if isinstance(floor, bool) or not isinstance(floor, int) or floor < 0:
+            if isinstance(floor, bool) or not isinstance(floor, int) or not 0 <= floor < 2**53:
                 errors.append(f"{at}.floor_micros: must be an integer >= 0, got {floor!r}")
                 continue
-            if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout <= 0:
+            if isinstance(timeout, bool) or not isinstance(timeout, int) or not 0 < timeout < 2**31:
                 errors.append(f"{at}.timeout_ms: must be a positive integer, got {timeout!r}")
                 continue
             entries.append(

@@ -159,3 +159,22 @@ def test_conflicting_copy_of_an_event_is_dead_lettered_and_the_first_copy_counts
     assert [letter.reason for letter in letters] == ["duplicate_conflict"]
     closed = next(item for item in out if isinstance(item, ClosedOpportunity))
     assert [stored.event.ts_ms for stored in closed.events] == [original.ts_ms]
+
+
+def test_poison_messages_become_dead_letters_instead_of_crashing_the_worker() -> None:
+    far_future_key = "7ZZZZZZZZZZZZZZZZZZZZZZZZZ"  # a valid ULID of year ~10889
+    event = orjson.loads(encode_event(_event(encode_ulid(T0, os.urandom(10)), "e", "loaded", 0)))
+    event["opportunity_key"] = far_future_key
+    opportunity = orjson.loads(encode_opportunity(_opportunity(encode_ulid(T0, os.urandom(10)))))
+    opportunity["closure_window_ms"] = 2**62
+    messages = [
+        _message(TOPICS.events, orjson.dumps(event), 1, key=far_future_key.encode()),
+        _message(TOPICS.opportunities, orjson.dumps(opportunity), 2),
+        _message(TOPICS.events, b"{bad", 3, key=far_future_key.encode()),
+    ]
+    out = _run(messages)
+    assert sorted((d.reason, d.source_offset) for d in out if isinstance(d, DeadLetterRecord)) == [
+        ("invalid_field", 1),
+        ("invalid_field", 2),
+        ("invalid_json", 3),
+    ]

@@ -376,3 +376,17 @@ def test_drain_turns_events_without_opportunity_into_orphans(make_event):
     assert new_state is None
     assert isinstance(orphans, OrphanEvents)
     assert [s.event for s in orphans.events] == [event]
+
+
+def test_events_beyond_the_per_opportunity_cap_are_dead_lettered(make_opportunity, make_event):
+    from mediation.rules.state import TOO_MANY_EVENTS
+
+    policy = dataclasses.replace(POLICY, max_events_per_opportunity=3)
+    opp = make_opportunity()
+    state, _ = on_opportunity(None, opp, 0, policy)
+    refused = []
+    for i in range(5):
+        state, outputs = on_event(state, make_event(event_id=f"e{i}", at=1_000 + i), 0, policy)
+        refused.extend(outputs)
+    assert [o.reason for o in refused] == [TOO_MANY_EVENTS, TOO_MANY_EVENTS]
+    assert len(state.winners()) == 3

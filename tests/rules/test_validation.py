@@ -9,6 +9,7 @@ from mediation.rules.model import Event
 from mediation.rules.ulid import encode_ulid
 from mediation.rules.validation import (
     MAX_ATTRS,
+    MAX_EVENT_AGE_MS,
     MAX_EVENTS_PER_BATCH,
     MAX_TS_MS,
     MIN_TS_MS,
@@ -193,7 +194,19 @@ def test_missing_ts_is_rejected(make_raw_event, drop):
 @pytest.mark.parametrize("ts", [MIN_TS_MS, MAX_TS_MS])
 def test_ts_at_the_accepted_range_bounds_is_accepted(make_raw_event, ts):
     # Client clocks outside 2000..2100 are broken; the bounds themselves are fine.
-    assert isinstance(_validate(make_raw_event(ts=ts)), Event)
+    assert isinstance(_validate(make_raw_event(ts=ts), sent_at_ms=ts + 1_000), Event)
+
+
+@pytest.mark.parametrize(
+    ("age_ms", "accepted"),
+    [(MAX_EVENT_AGE_MS, True), (MAX_EVENT_AGE_MS + 1, False), (-60_000, True), (-60_001, False)],
+)
+def test_event_age_on_the_device_clock_is_bounded(make_raw_event, age_ms, accepted):
+    # server_ts = received_at - (sent_at - ts) must stay a sane instant.
+    result = _validate(make_raw_event(), sent_at_ms=T0_MS + 5_000 + age_ms)
+    assert isinstance(result, Event) is accepted
+    if not accepted:
+        assert _code(result) == "invalid_ts"
 
 
 def test_accepted_ts_range_is_years_2000_to_2100():

@@ -104,8 +104,8 @@ def test_parse_config_lists_all_errors_in_one_config_error():
         parse_config(1, body)
     message = str(info.value)
     expected = [
-        "grace_ms: must be a positive integer, got 0",
-        "max_waterfall_depth: must be a positive integer, got True",
+        "grace_ms: must be an integer in 1..86400000, got 0",
+        "max_waterfall_depth: must be an integer in 1..50, got True",
         "placements.no_list.waterfall: must be a list",
         "placements.not_object.waterfall: must be a list",
         "placements.bad_items.waterfall[0]: must be an object",
@@ -133,7 +133,7 @@ def test_parse_config_requires_a_non_empty_placements_object(placements):
 )
 @pytest.mark.parametrize("value", [0, -1, 1.5, "10", None, False])
 def test_parse_config_refuses_non_positive_integer_settings(key, value):
-    with pytest.raises(ConfigError, match=f"{key}: must be a positive integer"):
+    with pytest.raises(ConfigError, match=f"{key}: must be an integer in 1\\.\\."):
         parse_config(1, _body(**{key: value}))
 
 

@@ -10,7 +10,7 @@ import pytest
 from mediation.rules.closure import close_opportunity
 from mediation.rules.model import Event, LateEvent, Opportunity, StoredEvent, WaterfallEntry
 from mediation.rules.ulid import encode_ulid
-from sinks.postgres import PostgresSink
+from sinks.postgres import PostgresSink, _retryable
 
 pytestmark = pytest.mark.integration
 
@@ -117,3 +117,39 @@ def test_poison_record_is_isolated_and_the_rest_of_the_batch_is_written(
         letters = conn.execute("SELECT reason, opportunity_key FROM dead_letters").fetchall()
     assert archived == [(good_key,)]
     assert letters == [("unwritable", bad_key)]
+
+
+def test_reused_event_id_inside_one_batch_is_dead_lettered_too(database_url: str) -> None:
+    first_key = encode_ulid(T0, os.urandom(10))
+    second_key = encode_ulid(T0 + 1, os.urandom(10))
+    partition = PostgresSink(database_url).build("pg", 0, 1)
+    partition.write_batch(
+        [
+            LateEvent(StoredEvent(_event(first_key, "same-id"), late=True)),
+            LateEvent(StoredEvent(_event(second_key, "same-id"), late=True)),
+        ]
+    )
+    partition.close()
+    with psycopg.connect(database_url) as conn:
+        stored = conn.execute("SELECT opportunity_key FROM event_records").fetchall()
+        letters = conn.execute("SELECT reason, opportunity_key FROM dead_letters").fetchall()
+    assert stored == [(first_key,)]
+    assert letters == [("duplicate_conflict", second_key)]
+
+
+@pytest.mark.parametrize(
+    ("error", "retryable"),
+    [
+        (psycopg.OperationalError("connection lost"), True),
+        (psycopg.errors.AdminShutdown("terminating"), True),
+        (psycopg.errors.QueryCanceled("statement timeout"), True),
+        (psycopg.errors.DeadlockDetected("deadlock"), True),
+        (psycopg.errors.ProgramLimitExceeded("index row too big"), False),
+        (psycopg.errors.UntranslatableCharacter("\\u0000"), False),
+        (psycopg.errors.NumericValueOutOfRange("bigint"), False),
+    ],
+)
+def test_only_database_trouble_is_retried_bad_records_are_not(
+    error: Exception, retryable: bool
+) -> None:
+    assert _retryable(error) is retryable
