@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mediation.settings import Settings
 
+from .admin import create_app_key, list_app_keys, revoke_app_key
 from .catalog import Catalog
 from .context import GatewayContext
 from .health import healthz, metrics, readyz
@@ -91,6 +92,9 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> Starlette:
         routes += [
             Route("/v1/requests", post_request, methods=["POST"]),
             Route("/v1/config", get_config, methods=["GET"]),
+            Route("/v1/admin/apps/{app_id}/keys", list_app_keys, methods=["GET"]),
+            Route("/v1/admin/apps/{app_id}/keys", create_app_key, methods=["POST"]),
+            Route("/v1/admin/apps/{app_id}/keys/{prefix}/revoke", revoke_app_key, methods=["POST"]),
         ]
     if "ingest" in roles:
         routes.append(Route("/v1/events", post_events, methods=["POST"]))

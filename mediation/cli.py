@@ -116,6 +116,39 @@ def cmd_seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from .keys import KeyOperationError, create_key, list_keys, revoke_key
+    from .tables import render_table
+
+    settings = _settings()
+    try:
+        if args.action == "create":
+            raw = create_key(settings.database_url, args.app_id, "cli")
+            print(f"write key for {args.app_id} (shown once, stored hashed): {raw}")
+        elif args.action == "revoke":
+            if not args.prefix:
+                print("mediation keys revoke: --prefix is required", file=sys.stderr)
+                return 2
+            revoke_key(settings.database_url, args.app_id, args.prefix, "cli")
+            print(f"revoked the key of {args.app_id} starting with {args.prefix}")
+        else:
+            rows = [
+                [
+                    k.prefix,
+                    k.created_at.isoformat(timespec="seconds"),
+                    k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "active",
+                ]
+                for k in list_keys(settings.database_url, args.app_id)
+            ]
+            print(
+                render_table(f"write keys of {args.app_id}", ["prefix", "created", "revoked"], rows)
+            )
+    except KeyOperationError as exc:
+        print(f"mediation keys: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _serve(args: argparse.Namespace, roles: str) -> int:
     import uvicorn
 
@@ -277,6 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--app-key", help="use this write key instead of a new random one")
     seed.add_argument("--closure-window-ms", type=int, default=30 * 60 * 1000)
     seed.add_argument("--grace-ms", type=int, default=30_000)
+
+    keys = _add(
+        sub,
+        "keys",
+        cmd_keys,
+        "List, create or revoke an app's write keys (two active keys allow rotation)",
+    )
+    keys.add_argument("action", choices=["list", "create", "revoke"])
+    keys.add_argument("--app-id", required=True)
+    keys.add_argument("--prefix", help="with revoke: the key's prefix as `keys list` shows it")
 
     for name, handler, text in (
         ("api", cmd_api, "Serve the sync API (mediation-api); --role all adds event ingest"),

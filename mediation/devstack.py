@@ -36,7 +36,16 @@ from psycopg import sql
 from .settings import Settings
 from .topics import ensure_topics
 
-__all__ = ["DEFAULT_S3_ENDPOINT", "DevStackError", "ServiceStatus", "down", "status", "up"]
+__all__ = [
+    "DEFAULT_S3_ENDPOINT",
+    "DevStackError",
+    "ServiceStatus",
+    "broker_binary",
+    "down",
+    "status",
+    "up",
+    "wait_port",
+]
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +73,7 @@ def _port_open(host: str, port: int, timeout_s: float = 0.3) -> bool:
         return False
 
 
-def _wait_port(name: str, host: str, port: int, timeout_s: float, log_path: Path | None) -> None:
+def wait_port(name: str, host: str, port: int, timeout_s: float, log_path: Path | None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if _port_open(host, port):
@@ -160,7 +169,7 @@ def _postgres(settings: Settings, runtime: _Runtime) -> ServiceStatus:
             check=True,
             capture_output=True,
         )
-        _wait_port("Postgres", host, port, 30, None)
+        wait_port("Postgres", host, port, 30, None)
         runtime.pid_file("postgres").write_text(f"0\npg_ctlcluster {version}\n")
         state = "started"
     dbname = (url.path or "/").lstrip("/") or "postgres"
@@ -191,7 +200,7 @@ def _redis(settings: Settings, runtime: _Runtime) -> ServiceStatus:
         "redis",
         [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
     )
-    _wait_port("Redis", host, port, 15, runtime.log_file("redis"))
+    wait_port("Redis", host, port, 15, runtime.log_file("redis"))
     return ServiceStatus("redis", address, "started")
 
 
@@ -221,7 +230,7 @@ def _broker(settings: Settings, runtime: _Runtime) -> ServiceStatus:
                 listener,
             ],
         )
-        _wait_port("Kafka-wire broker", host, port, 20, runtime.log_file("kafka"))
+        wait_port("Kafka-wire broker", host, port, 20, runtime.log_file("kafka"))
         state = "started"
     created = ensure_topics(
         settings.kafka_bootstrap_servers, settings.topics.all(), settings.kafka_partitions
@@ -246,7 +255,7 @@ def _s3(settings: Settings, runtime: _Runtime) -> ServiceStatus:
     if not moto.exists():
         raise DevStackError("moto is not installed: run `pip install -e '.[dev]'`")
     runtime.spawn("s3", [str(moto), "-H", host, "-p", str(port)])
-    _wait_port("moto S3 server", host, port, 20, runtime.log_file("s3"))
+    wait_port("moto S3 server", host, port, 20, runtime.log_file("s3"))
     return ServiceStatus("s3", endpoint, "started")
 
 

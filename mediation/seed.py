@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,14 +17,11 @@ from psycopg.types.json import Jsonb
 from storage.db import connect
 from storage.partitions import ensure_partitions
 
+from .keys import KEY_PREFIX_CHARS, new_app_key
 from .rules.identity import hash_app_key
 from .rules.waterfall import parse_config
 
 __all__ = ["SeedResult", "demo_config", "new_app_key", "seed_app"]
-
-
-def new_app_key() -> str:
-    return "mk_" + secrets.token_urlsafe(32)
 
 
 def demo_config(closure_window_ms: int = 30 * 60 * 1000, grace_ms: int = 30_000) -> dict[str, Any]:
@@ -108,7 +104,7 @@ def seed_app(
                 cur = conn.execute(
                     "INSERT INTO app_keys (key_hash, app_id, key_prefix) VALUES (%s, %s, %s) "
                     "ON CONFLICT DO NOTHING",
-                    (hash_app_key(app_key), app_id, app_key[:6]),
+                    (hash_app_key(app_key), app_id, app_key[:KEY_PREFIX_CHARS]),
                 )
                 added_key = app_key if cur.rowcount else None
             row = conn.execute(

@@ -6,7 +6,18 @@ import pytest
 
 from mediation.cli import build_parser
 
-COMMANDS = ["dev", "migrate", "partitions", "seed", "api", "ingest", "worker", "simulate", "demo"]
+COMMANDS = [
+    "dev",
+    "migrate",
+    "partitions",
+    "seed",
+    "keys",
+    "api",
+    "ingest",
+    "worker",
+    "simulate",
+    "demo",
+]
 
 
 def test_top_level_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,0 +1,97 @@
+"""Admin routes (bearer ``MEDIATION_ADMIN_TOKEN``): app write keys.
+
+SDK write keys never open these routes. Without a configured token the
+routes answer 503 ``admin_disabled`` rather than being open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mediation.keys import KeyOperationError, create_key, list_keys, revoke_key
+
+from .context import GatewayContext, context_of
+from .http import error_response, json_response
+
+__all__ = ["create_app_key", "list_app_keys", "revoke_app_key"]
+
+_KEY_ERRORS = {"unknown_app": 404, "unknown_key": 404, "too_many_active_keys": 409}
+
+
+def _admin_refusal(ctx: GatewayContext, request: Request) -> Response | None:
+    token = ctx.settings.admin_token
+    if token is None:
+        return error_response(
+            503, "admin_disabled", "set MEDIATION_ADMIN_TOKEN to enable admin routes"
+        )
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+        return error_response(
+            401,
+            "admin_auth_required",
+            "send Authorization: Bearer <admin token>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return None
+
+
+def _key_error(exc: KeyOperationError) -> Response:
+    return error_response(_KEY_ERRORS.get(exc.code, 422), exc.code, str(exc))
+
+
+async def list_app_keys(request: Request) -> Response:
+    ctx = context_of(request)
+    refusal = _admin_refusal(ctx, request)
+    if refusal is not None:
+        return refusal
+    app_id = request.path_params["app_id"]
+    keys = await asyncio.to_thread(list_keys, ctx.settings.database_url, app_id)
+    return json_response(
+        {
+            "app_id": app_id,
+            "keys": [
+                {
+                    "prefix": k.prefix,
+                    "created_at": k.created_at.isoformat(),
+                    "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+                }
+                for k in keys
+            ],
+        }
+    )
+
+
+async def create_app_key(request: Request) -> Response:
+    ctx = context_of(request)
+    refusal = _admin_refusal(ctx, request)
+    if refusal is not None:
+        return refusal
+    app_id = request.path_params["app_id"]
+    try:
+        raw = await asyncio.to_thread(create_key, ctx.settings.database_url, app_id, "admin-api")
+    except KeyOperationError as exc:
+        return _key_error(exc)
+    await ctx.catalog.refresh()  # this process at once; the others within a refresh cycle
+    # The raw key is shown once; only its hash is stored.
+    return json_response(
+        {"app_id": app_id, "app_key": raw}, 201, headers={"Cache-Control": "no-store"}
+    )
+
+
+async def revoke_app_key(request: Request) -> Response:
+    ctx = context_of(request)
+    refusal = _admin_refusal(ctx, request)
+    if refusal is not None:
+        return refusal
+    app_id, prefix = request.path_params["app_id"], request.path_params["prefix"]
+    try:
+        await asyncio.to_thread(revoke_key, ctx.settings.database_url, app_id, prefix, "admin-api")
+    except KeyOperationError as exc:
+        return _key_error(exc)
+    await ctx.catalog.refresh()
+    return json_response({"app_id": app_id, "revoked": prefix})

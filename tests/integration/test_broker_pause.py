@@ -1,0 +1,143 @@
+"""ACK means durably accepted: a paused broker gets 503s, never false ACKs.
+
+A private broker (same binary as the dev stack, its own port) is paused with
+SIGSTOP, which keeps its data. While it is paused the gateway cannot get
+confirmations, so it answers 503 + Retry-After; the SDK resends; after
+SIGCONT every event that was ever answered as accepted is on the topic, and
+the resends' duplicates are left for the dataflow's dedup (contracts, section 3).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from starlette.testclient import TestClient
+
+from gateway.app import create_app
+from mediation.devstack import broker_binary, wait_port
+from mediation.processes import free_port
+from mediation.rules.ulid import encode_ulid
+from mediation.seed import demo_config, new_app_key, seed_app
+from mediation.settings import Settings
+from mediation.topics import ensure_topics
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    listener = f"tcp://127.0.0.1:{port}"
+    with open(tmp_path / "broker.log", "wb") as log:
+        proc = subprocess.Popen(
+            [
+                broker_binary(),
+                "broker",
+                "--listener-url",
+                listener,
+                "--advertised-listener-url",
+                listener,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_port("private broker", "127.0.0.1", port, 20, tmp_path / "broker.log")
+        yield f"127.0.0.1:{port}|{proc.pid}"
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.terminate()
+        proc.wait(10)
+
+
+def _batch(key: str, first: int, count: int) -> bytes:
+    now = int(time.time() * 1000)
+    return orjson.dumps(
+        {
+            "sent_at": now,
+            "sdk": "pause/1",
+            "events": [
+                {"event_id": f"p{i}", "opportunity_key": key, "type": "loaded", "ts": now}
+                for i in range(first, first + count)
+            ],
+        }
+    )
+
+
+def _topic_event_ids(bootstrap: str, topic: str, partitions: int) -> Counter[str]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "pause-test",
+            "fetch.wait.max.ms": 10,
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    ids: Counter[str] = Counter()
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline:
+        for message in consumer.consume(500, 0.3):
+            if message.error() is None:
+                ids[orjson.loads(message.value())["event_id"]] += 1
+    consumer.close()
+    return ids
+
+
+def test_paused_broker_gets_503_and_every_accepted_event_lands(
+    settings: Settings, private_broker: str
+) -> None:
+    bootstrap, pid_text = private_broker.split("|")
+    broker_pid = int(pid_text)
+    paused = replace(settings, kafka_bootstrap_servers=bootstrap, produce_timeout_ms=800)
+    ensure_topics(bootstrap, paused.topics.all(), partitions=2)
+    key_for_app = new_app_key()
+    seed_app(settings.database_url, "pause", demo_config(), key_for_app)
+    key = encode_ulid(int(time.time() * 1000), os.urandom(10))
+    headers = {"X-App-Key": key_for_app}
+    accepted: set[str] = set()
+
+    with TestClient(create_app(paused)) as client:
+        # A fresh idempotent producer needs a moment to register with the broker.
+        for _attempt in range(20):
+            ok = client.post("/v1/events", content=_batch(key, 0, 20), headers=headers)
+            if ok.status_code == 200:
+                break
+            time.sleep(0.5)
+        assert ok.status_code == 200 and ok.json()["accepted"] == 20
+        accepted |= {f"p{i}" for i in range(20)}
+
+        os.kill(broker_pid, signal.SIGSTOP)
+        try:
+            during = client.post("/v1/events", content=_batch(key, 20, 20), headers=headers)
+            assert during.status_code == 503
+            assert during.headers["retry-after"] == "1"
+            assert during.json()["error"]["code"] == "broker_unavailable"
+        finally:
+            os.kill(broker_pid, signal.SIGCONT)
+
+        # The SDK resends the refused batch until it is acknowledged.
+        for _attempt in range(20):
+            again = client.post("/v1/events", content=_batch(key, 20, 20), headers=headers)
+            if again.status_code == 200:
+                accepted |= {f"p{i}" for i in range(20, 40)}
+                break
+            time.sleep(float(again.headers.get("retry-after", "1")))
+        else:
+            pytest.fail("the resent batch was never acknowledged after the broker resumed")
+
+    on_topic = _topic_event_ids(bootstrap, paused.topics.events, 2)
+    assert accepted <= set(on_topic), sorted(accepted - set(on_topic))
+    # Each event is there once or, for the batch that was resent, at most twice.
+    assert max(on_topic.values()) <= 2
