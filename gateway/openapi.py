@@ -60,6 +60,16 @@ def openapi_document(roles: frozenset[str]) -> dict[str, Any]:
             "post": {
                 "summary": "Sync request: which ad sources to try for a slot",
                 "security": security,
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "description": "8..255 printable ASCII chars; same key + same body replays "
+                        "the stored response for 24 h",
+                        "schema": {"type": "string", "minLength": 8, "maxLength": 255},
+                    }
+                ],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -75,19 +85,29 @@ def openapi_document(roles: frozenset[str]) -> dict[str, Any]:
                             }
                         },
                     },
-                    "400": _err("Body is not JSON"),
                     "401": _err("Unknown app key"),
-                    "409": _err("App has no published config"),
+                    "400": _err("Body is not JSON, or the Idempotency-Key is unusable"),
+                    "409": _err("No published config, or the Idempotency-Key is in flight"),
                     "413": _err("Body too large"),
-                    "422": _err("Invalid field or unknown placement"),
+                    "422": _err("Invalid field, unknown placement, or Idempotency-Key reused"),
+                    "429": _err("Over the app's request rate; retry after Retry-After"),
                     "503": _err("Broker did not confirm; retry after Retry-After"),
                 },
             }
         }
         paths["/v1/config"] = {
             "get": {
-                "summary": "The published config of the caller's app",
+                "summary": "The config the caller's rollout bucket should see",
                 "security": security,
+                "parameters": [
+                    {
+                        "name": "device_id",
+                        "in": "query",
+                        "required": False,
+                        "description": "decides the rollout bucket; without it, the stable config",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+                    }
+                ],
                 "responses": {
                     "200": {"description": "config, with ETag"},
                     "304": {"description": "not modified (If-None-Match)"},
@@ -116,20 +136,72 @@ def openapi_document(roles: frozenset[str]) -> dict[str, Any]:
                             }
                         },
                     },
-                    "400": _err("Body is not JSON"),
+                    "400": _err("Body is not JSON or not valid gzip"),
                     "401": _err("Unknown app key"),
-                    "413": _err("Body over 1 MiB"),
+                    "413": _err("Body over 1 MiB (after gzip inflation)"),
+                    "415": _err("Content-Encoding other than gzip"),
                     "422": _err("Invalid envelope"),
+                    "429": _err("Over the app's batch rate; retry after Retry-After"),
                     "503": _err("Broker did not confirm; resend the batch after Retry-After"),
                 },
             }
+        }
+    if "api" in roles:
+        admin = [{"AdminToken": []}]
+        app_param = {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string"}}
+        admin_errors = {
+            "401": _err("Missing or wrong admin token"),
+            "503": _err("Admin routes disabled (no MEDIATION_ADMIN_TOKEN)"),
+        }
+        paths["/v1/admin/apps/{app_id}/keys"] = {
+            "get": {
+                "summary": "List an app's write keys (prefixes only)",
+                "security": admin,
+                "parameters": [app_param],
+                "responses": {"200": {"description": "keys"}, **admin_errors},
+            },
+            "post": {
+                "summary": "Create a write key (shown once; at most two active)",
+                "security": admin,
+                "parameters": [app_param],
+                "responses": {
+                    "201": {"description": "the new key"},
+                    "404": _err("Unknown app"),
+                    "409": _err("Two active keys already"),
+                    **admin_errors,
+                },
+            },
+        }
+        paths["/v1/admin/apps/{app_id}/keys/{prefix}/revoke"] = {
+            "post": {
+                "summary": "Revoke a write key by its prefix",
+                "security": admin,
+                "parameters": [
+                    app_param,
+                    {
+                        "name": "prefix",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "200": {"description": "revoked"},
+                    "404": _err("No such active key"),
+                    "422": _err("Prefix too short or ambiguous"),
+                    **admin_errors,
+                },
+            },
         }
     return {
         "openapi": "3.0.3",
         "info": {"title": "mediation gateway", "version": "1"},
         "paths": paths,
         "components": {
-            "securitySchemes": {"AppKey": {"type": "apiKey", "in": "header", "name": "X-App-Key"}},
+            "securitySchemes": {
+                "AppKey": {"type": "apiKey", "in": "header", "name": "X-App-Key"},
+                "AdminToken": {"type": "http", "scheme": "bearer"},
+            },
             "schemas": {
                 "Error": _ERROR,
                 "SyncRequest": {
