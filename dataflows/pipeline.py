@@ -20,8 +20,10 @@ from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.outputs import Sink
 
-from mediation.rules.model import DeadLetter, Output, Policy
+from mediation.rules.breaker import source_outcomes
+from mediation.rules.model import ClosedOpportunity, DeadLetter, Output, Policy
 from mediation.settings import Topics
+from sinks.breakers import SourceOutcome
 from sinks.records import DeadLetterRecord, SinkItem, dead_letter_from_rules, encode_dead_letter
 
 from .closing import closing_builder
@@ -37,6 +39,17 @@ def to_deadletter_message(record: DeadLetterRecord) -> KafkaSinkMessage[bytes, b
     return KafkaSinkMessage(key, encode_dead_letter(record))
 
 
+def _source_outcomes(output: Output) -> list[SourceOutcome]:
+    if not isinstance(output, ClosedOpportunity):
+        return []
+    opportunity = output.opportunity
+    minute = opportunity.ts_ms // 60_000
+    return [
+        SourceOutcome(opportunity.app_id, source_id, minute, failed)
+        for source_id, failed in source_outcomes(output)
+    ]
+
+
 def build_flow(
     *,
     messages: Callable[[Dataflow], tuple[Stream[RawMessage], Stream[DeadLetterRecord]]],
@@ -47,6 +60,7 @@ def build_flow(
     clock_ms: Callable[[], int],
     drain_on_eof: bool = False,
     flow_id: str = "mediation-closing",
+    breaker_sink: Sink[SourceOutcome] | None = None,
 ) -> Dataflow:
     """Build the dataflow.
 
@@ -82,6 +96,9 @@ def build_flow(
     records = op.filter("records", sink_items, lambda item: not isinstance(item, DeadLetterRecord))
 
     op.output("postgres", op.merge("to_postgres", records, all_letters), record_sink)
+    if breaker_sink is not None:
+        outcomes = op.flat_map("source_outcomes", results, _source_outcomes)
+        op.output("breakers", outcomes, breaker_sink)
     if deadletter_sink is not None:
         op.output(
             "deadletter_topic",

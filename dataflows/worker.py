@@ -27,6 +27,7 @@ from bytewax.dataflow import Dataflow, Stream
 
 from mediation.rules.model import Policy
 from mediation.settings import Settings, SettingsError
+from sinks.breakers import RedisBreakerSink
 from sinks.postgres import PostgresSink
 from sinks.records import DeadLetterRecord
 
@@ -87,6 +88,7 @@ def build_production_flow(settings: Settings, policy: Policy) -> Dataflow:
         topics=topics,
         policy=policy,
         clock_ms=_wall_clock_ms,
+        breaker_sink=RedisBreakerSink(settings.redis_url, settings.topic_prefix),
     )
 
 

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mediation.settings import Settings
 
 from .admin import create_app_key, list_app_keys, revoke_app_key
+from .breakers import BreakerBoard
 from .catalog import Catalog
 from .context import GatewayContext
 from .health import healthz, metrics, readyz
@@ -121,6 +122,10 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> Starlette:
             redis_client, settings.topic_prefix, gateway_metrics.ratelimit_degraded
         )
         await rate_limiter.start()
+        breakers = BreakerBoard(
+            redis_client, settings.topic_prefix, catalog, gateway_metrics.breaker_open
+        )
+        await breakers.start()
         app.state.ctx = GatewayContext(
             settings=settings,
             pool=pool,
@@ -130,6 +135,7 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> Starlette:
             metrics=gateway_metrics,
             idempotency=IdempotencyStore(redis_client, settings.topic_prefix),
             rate_limiter=rate_limiter,
+            breakers=breakers,
         )
         log.info("gateway ready (roles: %s)", ", ".join(sorted(roles)))
         try:
@@ -137,6 +143,7 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> Starlette:
         finally:
             # Requests are drained by the server before this runs; flushing
             # the producer last means nothing ACKed is left behind.
+            await breakers.stop()
             await rate_limiter.stop()
             await catalog.stop()
             left = producer.close()

@@ -146,6 +146,10 @@ class Catalog:
             app_id = self._apps_by_key_hash.get(key_hash)
         return app_id
 
+    def app_ids(self) -> list[str]:
+        """Apps with something to serve."""
+        return sorted(self._rollouts)
+
     def config_for(self, app_id: str, bucket: int | None = None) -> PublishedConfig | None:
         """The config a device in rollout ``bucket`` gets (``None``: the stable one)."""
         rollout = self._rollouts.get(app_id)

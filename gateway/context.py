@@ -12,6 +12,7 @@ from starlette.requests import Request
 
 from mediation.settings import Settings
 
+from .breakers import BreakerBoard
 from .catalog import Catalog
 from .idempotency import IdempotencyStore
 from .metrics import GatewayMetrics
@@ -34,6 +35,7 @@ class GatewayContext:
     catalog: Catalog
     idempotency: IdempotencyStore
     rate_limiter: RateLimiter
+    breakers: BreakerBoard
     metrics: GatewayMetrics
     clock_ms: Callable[[], int] = field(default=now_ms)
 

@@ -91,4 +91,5 @@ async def post_events(request: Request) -> Response:
             (ctx.clock_ms() - received_ms) / 1000
         )
     ctx.metrics.events_accepted.inc(len(accepted))
+    ctx.metrics.event_batches_acked.inc()
     return json_response({"accepted": len(accepted), "rejected": rejected})

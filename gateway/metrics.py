@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["GatewayMetrics"]
 
@@ -32,6 +32,8 @@ class GatewayMetrics:
     idempotency_unavailable: Counter
     rate_limited: Counter
     ratelimit_degraded: Counter
+    breaker_open: Gauge
+    event_batches_acked: Counter
     _children: dict[tuple[str, int], tuple[Any, Any]] = field(default_factory=dict)
 
     @classmethod
@@ -95,6 +97,18 @@ class GatewayMetrics:
                 "mediation_rate_limited",
                 "Calls refused with 429, by kind",
                 ["kind"],
+                registry=registry,
+            ),
+            breaker_open=Gauge(
+                "mediation_breaker_open",
+                "1 while the circuit breaker of (app, source) is open",
+                ["app_id", "source_id"],
+                registry=registry,
+            ),
+            event_batches_acked=Counter(
+                "mediation_event_batches_acked",
+                "Event batches answered 200 (all valid events broker-confirmed); with "
+                "mediation_event_batches_unconfirmed this gives the ACK success ratio",
                 registry=registry,
             ),
             ratelimit_degraded=Counter(

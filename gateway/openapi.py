@@ -147,7 +147,7 @@ def openapi_document(roles: frozenset[str]) -> dict[str, Any]:
             }
         }
     if "api" in roles:
-        admin = [{"AdminToken": []}]
+        admin: list[dict[str, list[str]]] = [{"AdminToken": []}]
         app_param = {"name": "app_id", "in": "path", "required": True, "schema": {"type": "string"}}
         admin_errors = {
             "401": _err("Missing or wrong admin token"),

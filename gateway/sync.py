@@ -63,6 +63,8 @@ async def post_request(request: Request) -> Response:
             "unknown_placement",
             f"placement {sync.placement_id!r} is not in config v{config.version}",
         )
+    # Open circuit breakers drop their sources (but for a probing trickle).
+    waterfall = ctx.breakers.admit(app_id, waterfall)
     if idempotency_key is None:
         return await _decide(ctx, app_id, sync, bucket, config, waterfall)
 

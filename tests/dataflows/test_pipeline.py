@@ -22,6 +22,7 @@ from mediation.rules.model import (
 from mediation.rules.ulid import encode_ulid
 from mediation.settings import Topics
 from mediation.wire import encode_event, encode_opportunity
+from sinks.breakers import SourceOutcome
 from sinks.records import DeadLetterRecord
 
 TOPICS = Topics.with_prefix("test.")
@@ -178,3 +179,44 @@ def test_poison_messages_become_dead_letters_instead_of_crashing_the_worker() ->
         ("invalid_field", 2),
         ("invalid_json", 3),
     ]
+
+
+def test_closed_opportunities_feed_source_outcomes_to_the_breakers() -> None:
+    key = encode_ulid(T0, os.urandom(10))
+    failed = Event(
+        event_id="f",
+        app_id="app",
+        opportunity_key=key,
+        type="load_failed",
+        ts_ms=T0 + 10,
+        server_ts_ms=T0 + 10,
+        received_at_ms=T0 + 10,
+        source_id="net_a",
+    )
+    outcomes: list[object] = []
+
+    def source(flow: Dataflow):  # type: ignore[no-untyped-def]
+        raw = op.input(
+            "in",
+            flow,
+            TestingSource(
+                [
+                    _message(TOPICS.opportunities, encode_opportunity(_opportunity(key)), 0),
+                    _message(TOPICS.events, encode_event(failed), 1),
+                ]
+            ),
+        )
+        return raw, op.filter_map("no_input_errors", raw, lambda _m: None)
+
+    flow = build_flow(
+        messages=source,
+        record_sink=TestingSink([]),
+        deadletter_sink=None,
+        topics=TOPICS,
+        policy=Policy(),
+        clock_ms=lambda: T0,
+        drain_on_eof=True,
+        breaker_sink=TestingSink(outcomes),
+    )
+    run_main(flow)
+    assert outcomes == [SourceOutcome("app", "net_a", T0 // 60_000, True)]

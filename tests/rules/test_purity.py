@@ -6,6 +6,7 @@ import ast
 import json
 import os
 import pkgutil
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -73,9 +74,10 @@ FORBIDDEN_TEXT = (
     "from random",
     "import secrets",
     "import uuid",
-    "open(",
     "print(",
 )
+# Whole-word calls only: ``is_open(`` is a rule, ``open(`` is file IO.
+FORBIDDEN_CALLS = re.compile(r"(?<![\w.])open\(")
 
 _PROBE = """
 import json, sys
@@ -131,3 +133,4 @@ def test_rules_source_imports_only_allowed_standard_modules(path: Path):
 def test_rules_source_reads_no_clock_environment_or_randomness(path: Path):
     text = path.read_text(encoding="utf-8")
     assert [needle for needle in FORBIDDEN_TEXT if needle in text] == []
+    assert FORBIDDEN_CALLS.findall(text) == []

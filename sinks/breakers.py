@@ -1,0 +1,77 @@
+"""Bytewax sink feeding the gateway's circuit breakers through Redis.
+
+Per closed opportunity the dataflow emits one ``SourceOutcome`` per waterfall
+source the SDK reported on; this sink adds them up per (app, source, minute)
+in one Redis hash per app (``<prefix>brk:<app_id>``, fields from
+``mediation.rules.breaker.breaker_field``), which expires 15 minutes after
+its last write.
+
+Delivery guarantee: at-least-once, and deliberately lossy when Redis is
+down. Breakers are a heuristic over minutes of traffic: a re-processed
+batch counts twice and a batch written while Redis is away is dropped (with
+a warning), rather than holding the dataflow.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+import redis
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from redis.exceptions import RedisError
+
+from mediation.rules.breaker import breaker_field
+
+__all__ = ["RedisBreakerSink", "SourceOutcome", "breaker_key"]
+
+log = logging.getLogger(__name__)
+
+_TTL_S = 15 * 60
+
+
+@dataclass(frozen=True, slots=True)
+class SourceOutcome:
+    app_id: str
+    source_id: str
+    minute: int  # opportunity time // 60000
+    failed: bool
+
+
+def breaker_key(namespace: str, app_id: str) -> str:
+    return f"{namespace}brk:{app_id}"
+
+
+class _RedisBreakerPartition(StatelessSinkPartition[SourceOutcome]):
+    def __init__(self, redis_url: str, namespace: str):
+        self._client = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+        self._namespace = namespace
+
+    def write_batch(self, items: list[SourceOutcome]) -> None:
+        counts: Counter[tuple[str, str]] = Counter()
+        for item in items:
+            counts[(item.app_id, breaker_field(item.source_id, item.minute, "a"))] += 1
+            if item.failed:
+                counts[(item.app_id, breaker_field(item.source_id, item.minute, "f"))] += 1
+        try:
+            with self._client.pipeline(transaction=False) as pipe:
+                for (app_id, field_name), count in counts.items():
+                    pipe.hincrby(breaker_key(self._namespace, app_id), field_name, count)
+                for app_id in {app for app, _ in counts}:
+                    pipe.expire(breaker_key(self._namespace, app_id), _TTL_S)
+                pipe.execute()
+        except RedisError as exc:
+            log.warning("dropped %d breaker outcome(s), Redis unavailable: %s", len(items), exc)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class RedisBreakerSink(DynamicSink[SourceOutcome]):
+    def __init__(self, redis_url: str, namespace: str):
+        self._redis_url = redis_url
+        self._namespace = namespace
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisBreakerPartition:
+        return _RedisBreakerPartition(self._redis_url, self._namespace)
