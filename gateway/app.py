@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
@@ -40,27 +42,38 @@ from .sync import get_config, post_request
 __all__ = ["ROLES", "create_app"]
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("mediation.access")
+_ID_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 ROLES = frozenset({"api", "ingest"})
 
 
-class _TimingMiddleware:
-    """Pure-ASGI latency and status accounting per route (no body buffering)."""
+class _AccountingMiddleware:
+    """Pure-ASGI, per request: a request id, latency and status metrics, access log.
 
-    def __init__(self, app: ASGIApp, metrics: GatewayMetrics):
+    The ``X-Request-Id`` (the client's, when it sent a sane one) is echoed in
+    the response so support can find a call. The access log is one JSON line
+    per request (``MEDIATION_ACCESS_LOG=1``) with route, status, duration and
+    request id: never headers, keys or bodies.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics, access_log: bool):
         self.app = app
         self.metrics = metrics
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        request_id = _request_id(scope)
         status_holder = {"status": 500}
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
             await send(message)
 
         try:
@@ -68,7 +81,29 @@ class _TimingMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
-            self.metrics.observe_http(path, status_holder["status"], time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.metrics.observe_http(path, status_holder["status"], elapsed)
+            if self.access_log:
+                access_log.info(
+                    orjson.dumps(
+                        {
+                            "method": scope.get("method"),
+                            "route": path,
+                            "status": status_holder["status"],
+                            "duration_ms": round(elapsed * 1000, 3),
+                            "request_id": request_id.decode(),
+                        }
+                    ).decode()
+                )
+
+
+def _request_id(scope: Scope) -> bytes:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            if 8 <= len(value) <= 64 and all(c in _ID_BYTES for c in value):
+                return bytes(value)
+            break
+    return os.urandom(8).hex().encode()
 
 
 def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> Starlette:
@@ -152,5 +187,7 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> Starlette:
             log.info("gateway stopped (%d message(s) unflushed)", left)
 
     app = Starlette(routes=routes, lifespan=lifespan)
-    app.add_middleware(_TimingMiddleware, metrics=gateway_metrics)
+    app.add_middleware(
+        _AccountingMiddleware, metrics=gateway_metrics, access_log=settings.access_log
+    )
     return app

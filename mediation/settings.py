@@ -64,6 +64,8 @@ class Settings:
     kafka_partitions: int = 4
     # How long the gateway waits for the broker to confirm before it says 503.
     produce_timeout_ms: int = 2000
+    # One JSON line per HTTP request (no secrets) on the "mediation.access" logger.
+    access_log: bool = False
 
     @property
     def topics(self) -> Topics:
@@ -126,6 +128,7 @@ class Settings:
             aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
             kafka_partitions=partitions,
             produce_timeout_ms=produce_timeout,
+            access_log=env.get("MEDIATION_ACCESS_LOG", "0") == "1",
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import logging
 import time
 from collections.abc import Iterator
 
@@ -246,3 +247,27 @@ def test_bad_content_encoding_gets_a_specific_error(
     )
     assert response.status_code == status
     assert response.json()["error"]["code"] == code
+
+
+def test_request_id_is_echoed_or_minted(client: TestClient) -> None:
+    assert (
+        client.get("/healthz", headers={"X-Request-Id": "support-1234"}).headers["x-request-id"]
+        == "support-1234"
+    )
+    minted = client.get("/healthz", headers={"X-Request-Id": "bad id!"}).headers["x-request-id"]
+    assert len(minted) == 16 and minted != "bad id!"
+
+
+def test_access_log_is_one_json_line_without_secrets(
+    settings: Settings, app_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dataclasses import replace
+
+    caplog.set_level(logging.INFO, logger="mediation.access")
+    with TestClient(create_app(replace(settings, access_log=True))) as logged:
+        logged.post("/v1/events", content=b"{}", headers={"X-App-Key": app_key})
+    lines = [r.getMessage() for r in caplog.records if r.name == "mediation.access"]
+    assert lines and app_key not in "".join(lines)
+    entry = orjson.loads(lines[-1])
+    assert entry["route"] == "/v1/events" and entry["status"] == 422
+    assert set(entry) == {"method", "route", "status", "duration_ms", "request_id"}
