@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -32,6 +31,7 @@ from .context import GatewayContext
 from .health import healthz, metrics, readyz
 from .http import json_response
 from .idempotency import IdempotencyStore
+from .ids import random_bytes
 from .ingest import post_events
 from .metrics import GatewayMetrics
 from .openapi import openapi_document
@@ -103,7 +103,7 @@ def _request_id(scope: Scope) -> bytes:
             if 8 <= len(value) <= 64 and all(c in _ID_BYTES for c in value):
                 return bytes(value)
             break
-    return os.urandom(8).hex().encode()
+    return random_bytes(8).hex().encode()
 
 
 def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> Starlette:

@@ -87,9 +87,7 @@ async def post_events(request: Request) -> Response:
             headers={"Retry-After": "1"},
         )
     if messages:
-        ctx.metrics.kafka_confirm_latency.labels("events").observe(
-            (ctx.clock_ms() - received_ms) / 1000
-        )
+        ctx.metrics.confirm_events.observe((ctx.clock_ms() - received_ms) / 1000)
     ctx.metrics.events_accepted.inc(len(accepted))
     ctx.metrics.event_batches_acked.inc()
     return json_response({"accepted": len(accepted), "rejected": rejected})

@@ -36,6 +36,30 @@ class GatewayMetrics:
     event_batches_acked: Counter
     _children: dict[tuple[str, int], tuple[Any, Any]] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Label children of the hot paths, bound once: labels() takes a lock.
+        bound = self._children
+        bound[("confirm", 0)] = (
+            self.kafka_confirm_latency.labels("opportunities"),
+            self.kafka_confirm_latency.labels("events"),
+        )
+        bound[("opportunities", 0)] = (
+            self.opportunities.labels("fill"),
+            self.opportunities.labels("no_fill"),
+        )
+
+    @property
+    def confirm_opportunities(self) -> Any:
+        return self._children[("confirm", 0)][0]
+
+    @property
+    def confirm_events(self) -> Any:
+        return self._children[("confirm", 0)][1]
+
+    def count_opportunity(self, status: str) -> None:
+        fill, no_fill = self._children[("opportunities", 0)]
+        (fill if status == "fill" else no_fill).inc()
+
     @classmethod
     def create(cls) -> GatewayMetrics:
         registry = CollectorRegistry()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Literal
 
 from starlette.requests import Request
@@ -19,6 +18,7 @@ from .context import GatewayContext, context_of
 from .guards import authenticate, rate_limited
 from .http import error_response, json_response, read_json_body
 from .idempotency import InvalidIdempotencyKeyError, check_idempotency_key
+from .ids import random_bytes
 from .producer import OutgoingMessage, ProduceFailedError, ProduceTimeoutError
 
 __all__ = ["get_config", "post_request"]
@@ -110,7 +110,7 @@ async def _decide(
 ) -> Response:
     """Mint the opportunity, put it on Kafka, answer with the delivery."""
     received_ms = ctx.clock_ms()
-    opportunity_key = encode_ulid(received_ms, os.urandom(10))
+    opportunity_key = encode_ulid(received_ms, random_bytes(10))
     status: Literal["fill", "no_fill"] = "fill" if waterfall else "no_fill"
     opportunity = Opportunity(
         opportunity_key=opportunity_key,
@@ -122,7 +122,7 @@ async def _decide(
         config_version=config.version,
         rollout_bucket=bucket,
         context=sync.context,
-        delivery_id=encode_ulid(received_ms, os.urandom(10)),
+        delivery_id=encode_ulid(received_ms, random_bytes(10)),
         status=status,
         waterfall=waterfall,
         expires_at_ms=received_ms + DELIVERY_TTL_MS,
@@ -144,10 +144,8 @@ async def _decide(
             f"request not recorded, retry: {exc}",
             headers={"Retry-After": "1"},
         )
-    ctx.metrics.kafka_confirm_latency.labels("opportunities").observe(
-        (ctx.clock_ms() - received_ms) / 1000
-    )
-    ctx.metrics.opportunities.labels(status).inc()
+    ctx.metrics.confirm_opportunities.observe((ctx.clock_ms() - received_ms) / 1000)
+    ctx.metrics.count_opportunity(status)
     return json_response(
         {
             "opportunity_key": opportunity_key,
