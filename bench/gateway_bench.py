@@ -20,6 +20,7 @@ figure and the machine, then a table. Needs the local services (``mediation dev 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
@@ -36,6 +38,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import machine, median, peak_rss_mib
+from mediation.devstack import broker_binary, wait_port
 from mediation.processes import free_port, mediation_command, running
 from mediation.rules.ulid import encode_ulid
 from mediation.seed import demo_config, new_app_key, seed_app
@@ -126,189 +129,227 @@ def main() -> int:
     parser.add_argument("--rate-duration", type=int, default=10)
     args = parser.parse_args()
 
-    base = Settings.from_env()
-    prefix = f"bench{uuid.uuid4().hex[:8]}."
-    migrate(base.database_url)
-    app_key = new_app_key()
-    config = demo_config()
-    config["rate_limits"] = {"requests_per_s": 10_000_000, "event_batches_per_s": 10_000_000}
-    seed_app(base.database_url, "bench", config, app_key)
-    bench_topic = f"{prefix}baseline"
-    topics = [
-        f"{prefix}opportunities.v1",
-        f"{prefix}events.v1",
-        f"{prefix}deadletter.v1",
-        bench_topic,
-    ]
-    ensure_topics(base.kafka_bootstrap_servers, topics, partitions=4)
-
-    env = dict(
-        os.environ,
-        KAFKA_TOPIC_PREFIX=prefix,
-        BENCH_TOPIC=bench_topic,
-        KAFKA_BOOTSTRAP_SERVERS=base.kafka_bootstrap_servers,
-        MEDIATION_LOG_LEVEL="WARNING",
-        PYTHONPATH=str(Path(__file__).resolve().parent.parent),
-    )
-    now = int(time.time() * 1000)
-    key = encode_ulid(now, os.urandom(10))
-    request_body = orjson.dumps(
-        {
-            "placement_id": "interstitial_main",
-            "device_id": "bench-device",
-            "ts_ms": now,
-            "context": {"country": "US", "os": "ios"},
-        }
-    )
-    events_body = orjson.dumps(
-        {
-            "sent_at": now,
-            "sdk": "bench/1",
-            "events": [
-                {
-                    "event_id": f"bench-{i}",
-                    "opportunity_key": key,
-                    "type": "impression" if i % 2 else "loaded",
-                    "ts": now,
-                    "source_id": "net_alpha",
-                    **({"revenue_micros": 1200, "currency": "USD"} if i % 2 else {}),
-                    "attrs": {"format": "video", "i": i},
-                }
-                for i in range(50)
-            ],
-        }
-    )
-
-    with tempfile.TemporaryDirectory() as scratch:
-        files = {}
-        for name, body in (
-            ("small", b'{"hello":"world"}'),
-            ("request", request_body),
-            ("events", events_body),
-        ):
-            files[name] = Path(scratch) / f"{name}.json"
-            files[name].write_bytes(body)
-        base_port, gw_port = free_port(), free_port()
-        logs = Path(scratch)
-        with (
+    with contextlib.ExitStack() as stack:
+        # A private, empty broker: the local broker keeps everything in
+        # memory, and one already holding gigabytes measures slower.
+        broker_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        broker_port = free_port()
+        listener = f"tcp://127.0.0.1:{broker_port}"
+        broker = stack.enter_context(
             running(
-                "baseline",
+                "broker",
                 [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "--factory",
-                    "bench.baseline_app:create",
-                    "--port",
-                    str(base_port),
-                    "--loop",
-                    "uvloop",
-                    "--http",
-                    "httptools",
-                    "--log-level",
-                    "warning",
-                    "--no-access-log",
+                    broker_binary(),
+                    "broker",
+                    "--listener-url",
+                    listener,
+                    "--advertised-listener-url",
+                    listener,
                 ],
-                env,
-                logs / "baseline.log",
-            ) as baseline,
-            running(
-                "gateway",
-                mediation_command("api", "--port", str(gw_port)),
-                env,
-                logs / "gateway.log",
-            ) as gateway,
-        ):
-            gateway.wait_http(f"http://127.0.0.1:{gw_port}/readyz")
-            baseline.wait_http(f"http://127.0.0.1:{base_port}/healthz")
-            baseline_url = f"http://127.0.0.1:{base_port}"
-            gateway_url = f"http://127.0.0.1:{gw_port}"
-            auth = {"X-App-Key": app_key}
-            targets = {
-                "bare": (f"{baseline_url}/bare", files["small"], {}, 1),
-                "produce1": (f"{baseline_url}/produce1", files["small"], {}, 1),
-                "requests": (f"{gateway_url}/v1/requests", files["request"], auth, 1),
-                "produce50": (f"{baseline_url}/produce50", files["events"], {}, 50),
-                "events50": (f"{gateway_url}/v1/events", files["events"], auth, 50),
-            }
-            for url, body_file, headers, _n in targets.values():  # warm up
-                _wrk(url, body_file, headers, 2, args.connections)
-            samples: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
-            for _run in range(args.runs):
-                for name, (url, body_file, headers, _n) in targets.items():
-                    samples[name].append(
-                        _wrk(url, body_file, headers, args.duration, args.connections)
-                    )
-            fixed = _hey(
-                f"{gateway_url}/v1/requests", files["request"], auth, args.rate, args.rate_duration
+                dict(os.environ),
+                broker_dir / "broker.log",
             )
-            rss = {
-                "gateway_mib": peak_rss_mib(gateway.pid),
-                "baseline_mib": peak_rss_mib(baseline.pid),
-            }
+        )
+        wait_port("bench broker", "127.0.0.1", broker_port, 20, broker_dir / "broker.log")
+        base = replace(Settings.from_env(), kafka_bootstrap_servers=f"127.0.0.1:{broker_port}")
+        prefix = f"bench{uuid.uuid4().hex[:8]}."
+        migrate(base.database_url)
+        app_key = new_app_key()
+        config = demo_config()
+        config["rate_limits"] = {"requests_per_s": 10_000_000, "event_batches_per_s": 10_000_000}
+        seed_app(base.database_url, "bench", config, app_key)
+        bench_topic = f"{prefix}baseline"
+        topics = [
+            f"{prefix}opportunities.v1",
+            f"{prefix}events.v1",
+            f"{prefix}deadletter.v1",
+            bench_topic,
+        ]
+        ensure_topics(base.kafka_bootstrap_servers, topics, partitions=4)
 
-    figures: dict[str, dict[str, float]] = {}
-    for name, runs in samples.items():
-        per_item = targets[name][3]
-        figures[name] = {
-            metric: median([r[metric] for r in runs])
-            for metric in ("rps", "p50_ms", "p95_ms", "p99_ms", "non_2xx", "errors")
+        env = dict(
+            os.environ,
+            KAFKA_TOPIC_PREFIX=prefix,
+            BENCH_TOPIC=bench_topic,
+            KAFKA_BOOTSTRAP_SERVERS=base.kafka_bootstrap_servers,
+            MEDIATION_LOG_LEVEL="WARNING",
+            PYTHONPATH=str(Path(__file__).resolve().parent.parent),
+        )
+        now = int(time.time() * 1000)
+        key = encode_ulid(now, os.urandom(10))
+        request_body = orjson.dumps(
+            {
+                "placement_id": "interstitial_main",
+                "device_id": "bench-device",
+                "ts_ms": now,
+                "context": {"country": "US", "os": "ios"},
+            }
+        )
+        events_body = orjson.dumps(
+            {
+                "sent_at": now,
+                "sdk": "bench/1",
+                "events": [
+                    {
+                        "event_id": f"bench-{i}",
+                        "opportunity_key": key,
+                        "type": "impression" if i % 2 else "loaded",
+                        "ts": now,
+                        "source_id": "net_alpha",
+                        **({"revenue_micros": 1200, "currency": "USD"} if i % 2 else {}),
+                        "attrs": {"format": "video", "i": i},
+                    }
+                    for i in range(50)
+                ],
+            }
+        )
+
+        with tempfile.TemporaryDirectory() as scratch:
+            files = {}
+            for name, body in (
+                ("small", b'{"hello":"world"}'),
+                ("request", request_body),
+                ("events", events_body),
+            ):
+                files[name] = Path(scratch) / f"{name}.json"
+                files[name].write_bytes(body)
+            base_port, gw_port = free_port(), free_port()
+            logs = Path(scratch)
+            with (
+                running(
+                    "baseline",
+                    [
+                        sys.executable,
+                        "-m",
+                        "uvicorn",
+                        "--factory",
+                        "bench.baseline_app:create",
+                        "--port",
+                        str(base_port),
+                        "--loop",
+                        "uvloop",
+                        "--http",
+                        "httptools",
+                        "--log-level",
+                        "warning",
+                        "--no-access-log",
+                    ],
+                    env,
+                    logs / "baseline.log",
+                ) as baseline,
+                running(
+                    "gateway",
+                    mediation_command("api", "--port", str(gw_port)),
+                    env,
+                    logs / "gateway.log",
+                ) as gateway,
+            ):
+                gateway.wait_http(f"http://127.0.0.1:{gw_port}/readyz")
+                baseline.wait_http(f"http://127.0.0.1:{base_port}/healthz")
+                baseline_url = f"http://127.0.0.1:{base_port}"
+                gateway_url = f"http://127.0.0.1:{gw_port}"
+                auth = {"X-App-Key": app_key}
+                targets = {
+                    "bare": (f"{baseline_url}/bare", files["small"], {}, 1),
+                    "produce1": (f"{baseline_url}/produce1", files["small"], {}, 1),
+                    "requests": (f"{gateway_url}/v1/requests", files["request"], auth, 1),
+                    "produce50": (f"{baseline_url}/produce50", files["events"], {}, 50),
+                    "events50": (f"{gateway_url}/v1/events", files["events"], auth, 50),
+                }
+                for url, body_file, headers, _n in targets.values():  # warm up
+                    _wrk(url, body_file, headers, 2, args.connections)
+                samples: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+                for _run in range(args.runs):
+                    for name, (url, body_file, headers, _n) in targets.items():
+                        samples[name].append(
+                            _wrk(url, body_file, headers, args.duration, args.connections)
+                        )
+                fixed = _hey(
+                    f"{gateway_url}/v1/requests",
+                    files["request"],
+                    auth,
+                    args.rate,
+                    args.rate_duration,
+                )
+                rss = {
+                    "gateway_mib": peak_rss_mib(gateway.pid),
+                    "baseline_mib": peak_rss_mib(baseline.pid),
+                    "broker_mib": peak_rss_mib(broker.pid),
+                }
+
+        figures: dict[str, dict[str, float]] = {}
+        for name, runs in samples.items():
+            per_item = targets[name][3]
+            figures[name] = {
+                metric: median([r[metric] for r in runs])
+                for metric in ("rps", "p50_ms", "p95_ms", "p99_ms", "non_2xx", "errors")
+            }
+            figures[name]["items_per_s"] = figures[name]["rps"] * per_item
+        ratios = {
+            "requests_vs_bare": figures["requests"]["rps"] / figures["bare"]["rps"],
+            "requests_vs_produce1": figures["requests"]["rps"] / figures["produce1"]["rps"],
+            "events50_vs_produce50": figures["events50"]["rps"] / figures["produce50"]["rps"],
         }
-        figures[name]["items_per_s"] = figures[name]["rps"] * per_item
-    ratios = {
-        "requests_vs_bare": figures["requests"]["rps"] / figures["bare"]["rps"],
-        "requests_vs_produce1": figures["requests"]["rps"] / figures["produce1"]["rps"],
-        "events50_vs_produce50": figures["events50"]["rps"] / figures["produce50"]["rps"],
-    }
-    result = {
-        "bench": "gateway",
-        "machine": machine(),
-        "runs": args.runs,
-        "duration_s": args.duration,
-        "connections": args.connections,
-        "median": figures,
-        "ratios": ratios,
-        "fixed_rate_requests": fixed,
-        "peak_rss": rss,
-    }
-    print(json.dumps(result))
-    rows = [
-        [name, f["rps"], f["items_per_s"], f["p50_ms"], f["p95_ms"], f["p99_ms"], int(f["non_2xx"])]
-        for name, f in figures.items()
-    ]
-    print(
-        render_table(
-            f"gateway, medians of {args.runs} runs x {args.duration}s, "
-            f"{args.connections} connections",
-            ["target", "req/s", "items/s", "p50 ms", "p95 ms", "p99 ms", "non-2xx"],
-            rows,
-        ),
-        file=sys.stderr,
-    )
-    print(
-        render_table("ratios", ["ratio", "value"], [[k, f"{v:.2f}"] for k, v in ratios.items()]),
-        file=sys.stderr,
-    )
-    print(
-        render_table(
-            f"POST /v1/requests at {args.rate} req/s offered (hey)",
-            ["achieved req/s", "ok ratio", "p50 ms", "p95 ms", "p99 ms"],
+        result = {
+            "bench": "gateway",
+            "machine": machine(),
+            "runs": args.runs,
+            "duration_s": args.duration,
+            "connections": args.connections,
+            "median": figures,
+            "ratios": ratios,
+            "fixed_rate_requests": fixed,
+            "peak_rss": rss,
+        }
+        print(json.dumps(result))
+        rows = [
             [
+                name,
+                f["rps"],
+                f["items_per_s"],
+                f["p50_ms"],
+                f["p95_ms"],
+                f["p99_ms"],
+                int(f["non_2xx"]),
+            ]
+            for name, f in figures.items()
+        ]
+        print(
+            render_table(
+                f"gateway, medians of {args.runs} runs x {args.duration}s, "
+                f"{args.connections} connections",
+                ["target", "req/s", "items/s", "p50 ms", "p95 ms", "p99 ms", "non-2xx"],
+                rows,
+            ),
+            file=sys.stderr,
+        )
+        print(
+            render_table(
+                "ratios", ["ratio", "value"], [[k, f"{v:.2f}"] for k, v in ratios.items()]
+            ),
+            file=sys.stderr,
+        )
+        print(
+            render_table(
+                f"POST /v1/requests at {args.rate} req/s offered (hey)",
+                ["achieved req/s", "ok ratio", "p50 ms", "p95 ms", "p99 ms"],
                 [
-                    fixed["achieved_rps"],
-                    f"{fixed['ok_ratio']:.4f}",
-                    fixed["p50_ms"],
-                    fixed["p95_ms"],
-                    fixed["p99_ms"],
-                ]
-            ],
-        ),
-        file=sys.stderr,
-    )
-    print(
-        f"peak RSS: gateway {rss['gateway_mib']:.0f} MiB, baseline {rss['baseline_mib']:.0f} MiB",
-        file=sys.stderr,
-    )
+                    [
+                        fixed["achieved_rps"],
+                        f"{fixed['ok_ratio']:.4f}",
+                        fixed["p50_ms"],
+                        fixed["p95_ms"],
+                        fixed["p99_ms"],
+                    ]
+                ],
+            ),
+            file=sys.stderr,
+        )
+        print(
+            f"peak RSS: gateway {rss['gateway_mib']:.0f} MiB, "
+            f"baseline {rss['baseline_mib']:.0f} MiB, broker {rss['broker_mib']:.0f} MiB",
+            file=sys.stderr,
+        )
     return 0
 
 
