@@ -24,6 +24,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from mediation.rules.closure import EXCLUDED_UNKNOWN_OPPORTUNITY
 from storage.db import DatabaseUnavailableError, connect
 from storage.partitions import ensure_partitions
 
@@ -156,6 +157,7 @@ def _insert_events(
     same content is this event again (a replayed batch: absorbed), while
     other content means the id was reused: that copy must not vanish silently.
     """
+    rows = _late_not_orphaned(cur, rows)
     # The same key twice in one batch: compare with the first one here, since
     # the database sees only one of them.
     first_by_key: dict[tuple[object, ...], tuple[object, ...]] = {}
@@ -190,6 +192,35 @@ def _insert_events(
     if letters:
         log.warning("%d event id(s) reused with other content; dead-lettered", len(letters))
     return letters
+
+
+def _late_not_orphaned(
+    cur: psycopg.Cursor[tuple[object, ...]], rows: list[tuple[object, ...]]
+) -> list[tuple[object, ...]]:
+    """Orphans whose opportunity *was* archived are late events, not orphans.
+
+    The worker forgets a closed opportunity after its tombstone TTL; an event
+    arriving later looks like an orphan to it, but the database knows better.
+    """
+    orphans = [row for row in rows if row[13] == EXCLUDED_UNKNOWN_OPPORTUNITY]
+    if not orphans:
+        return rows
+    archived = {
+        key
+        for (key,) in cur.execute(
+            "SELECT opportunity_key FROM archive_records "
+            "WHERE day = ANY(%s) AND opportunity_key = ANY(%s)",
+            (list({r[0] for r in orphans}), list({r[3] for r in orphans})),
+        ).fetchall()
+    }
+    if not archived:
+        return rows
+    return [
+        (*row[:12], True, None)
+        if row[13] == EXCLUDED_UNKNOWN_OPPORTUNITY and row[3] in archived
+        else row
+        for row in rows
+    ]
 
 
 def _content(row: tuple[object, ...]) -> tuple[object, ...]:

@@ -8,7 +8,14 @@ import psycopg
 import pytest
 
 from mediation.rules.closure import close_opportunity
-from mediation.rules.model import Event, LateEvent, Opportunity, StoredEvent, WaterfallEntry
+from mediation.rules.model import (
+    Event,
+    LateEvent,
+    Opportunity,
+    OrphanEvents,
+    StoredEvent,
+    WaterfallEntry,
+)
 from mediation.rules.ulid import encode_ulid
 from sinks.postgres import PostgresSink, _retryable
 
@@ -153,3 +160,19 @@ def test_only_database_trouble_is_retried_bad_records_are_not(
     error: Exception, retryable: bool
 ) -> None:
     assert _retryable(error) is retryable
+
+
+def test_event_for_an_archived_opportunity_is_stored_late_not_orphaned(database_url: str) -> None:
+    # The worker forgot the closed opportunity (tombstone TTL); the database did not.
+    key = encode_ulid(T0, os.urandom(10))
+    closed = close_opportunity(_opportunity(key), [_event(key, "e1")])
+    straggler = StoredEvent(_event(key, "e2", "click"), excluded_reason="unknown_opportunity")
+    partition = PostgresSink(database_url).build("pg", 0, 1)
+    partition.write_batch([closed])
+    partition.write_batch([OrphanEvents(key, (straggler,))])
+    partition.close()
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT late, excluded_reason FROM event_records WHERE event_id = 'e2'"
+        ).fetchone()
+    assert row == (True, None)
