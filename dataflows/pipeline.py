@@ -43,7 +43,9 @@ def _source_outcomes(output: Output) -> list[SourceOutcome]:
     if not isinstance(output, ClosedOpportunity):
         return []
     opportunity = output.opportunity
-    minute = opportunity.ts_ms // 60_000
+    # The minute the outcome became known (close time), not the request's:
+    # the gateway looks at the last minutes of outcomes.
+    minute = output.archive.closed_at_ms // 60_000
     return [
         SourceOutcome(opportunity.app_id, source_id, minute, failed)
         for source_id, failed in source_outcomes(output)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,6 +19,8 @@ from .context import GatewayContext, context_of
 from .http import error_response, json_response
 
 __all__ = ["create_app_key", "list_app_keys", "revoke_app_key"]
+
+log = logging.getLogger(__name__)
 
 _KEY_ERRORS = {"unknown_app": 404, "unknown_key": 404, "too_many_active_keys": 409}
 
@@ -38,6 +41,16 @@ def _admin_refusal(ctx: GatewayContext, request: Request) -> Response | None:
             headers={"WWW-Authenticate": "Bearer"},
         )
     return None
+
+
+async def _refresh_catalog(ctx: GatewayContext) -> None:
+    # The change is committed: a failed refresh must not turn it into a 500
+    # (a created key would be lost to its caller). The periodic refresh
+    # catches up.
+    try:
+        await ctx.catalog.refresh()
+    except Exception as exc:
+        log.warning("catalog refresh after a key change failed: %s", exc)
 
 
 def _key_error(exc: KeyOperationError) -> Response:
@@ -76,7 +89,7 @@ async def create_app_key(request: Request) -> Response:
         raw = await asyncio.to_thread(create_key, ctx.settings.database_url, app_id, "admin-api")
     except KeyOperationError as exc:
         return _key_error(exc)
-    await ctx.catalog.refresh()  # this process at once; the others within a refresh cycle
+    await _refresh_catalog(ctx)  # this process at once; the others within a refresh cycle
     # The raw key is shown once; only its hash is stored.
     return json_response(
         {"app_id": app_id, "app_key": raw}, 201, headers={"Cache-Control": "no-store"}
@@ -93,5 +106,5 @@ async def revoke_app_key(request: Request) -> Response:
         await asyncio.to_thread(revoke_key, ctx.settings.database_url, app_id, prefix, "admin-api")
     except KeyOperationError as exc:
         return _key_error(exc)
-    await ctx.catalog.refresh()
+    await _refresh_catalog(ctx)
     return json_response({"app_id": app_id, "revoked": prefix})

@@ -29,7 +29,7 @@ from .breakers import BreakerBoard
 from .catalog import Catalog
 from .context import GatewayContext
 from .health import healthz, metrics, readyz
-from .http import json_response
+from .http import error_response, json_response
 from .idempotency import IdempotencyStore
 from .ids import random_bytes
 from .ingest import post_events
@@ -70,14 +70,26 @@ class _AccountingMiddleware:
         request_id = _request_id(scope)
         status_holder = {"status": 500}
 
+        started_holder: list[bool] = []
+
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
+                started_holder.append(True)
                 status_holder["status"] = message["status"]
                 message["headers"] = [*message.get("headers", ()), (b"x-request-id", request_id)]
             await send(message)
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception:
+            # Answer in the error shape, with the request id to quote to
+            # support; the traceback goes to the log, never to the client.
+            log.exception("unhandled error (request id %s)", request_id.decode())
+            if status_holder["status"] == 500 and not started_holder:
+                response = error_response(
+                    500, "internal_error", "unexpected error; quote the X-Request-Id to support"
+                )
+                await response(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")

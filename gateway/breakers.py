@@ -57,6 +57,7 @@ class BreakerBoard:
         self._policy = policy
         self._clock_ms = clock_ms
         self._open: dict[str, frozenset[str]] = {}
+        self._gauge_labels: set[tuple[str, str]] = set()
         self._refresher = PeriodicTask("breaker-refresh", refresh_s, self.refresh)
 
     async def start(self) -> None:
@@ -68,8 +69,6 @@ class BreakerBoard:
 
     async def refresh(self) -> None:
         apps = self._catalog.app_ids()
-        if not apps:
-            return
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for app_id in apps:
@@ -80,14 +79,19 @@ class BreakerBoard:
             return
         now_minute = self._clock_ms() // 60_000
         decided: dict[str, frozenset[str]] = {}
+        labels: set[tuple[str, str]] = set()
         for app_id, raw in zip(apps, results, strict=True):
             counts = {k.decode(): int(v) for k, v in raw.items()}
             health = health_by_source(counts, now_minute, self._policy)
             opened = frozenset(s for s, h in health.items() if is_open(h, self._policy))
             for source in health:
                 self._gauge.labels(app_id, source).set(1 if source in opened else 0)
+                labels.add((app_id, source))
             if opened:
                 decided[app_id] = opened
+        for app_id, source in self._gauge_labels - labels:  # no recent outcomes: closed
+            self._gauge.labels(app_id, source).set(0)
+        self._gauge_labels = labels
         self._open = decided
 
     def open_sources(self, app_id: str) -> frozenset[str]:

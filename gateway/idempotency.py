@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from .ids import random_bytes
+
 __all__ = [
     "IDEMPOTENCY_TTL_S",
     "Claim",
@@ -40,6 +42,20 @@ IN_FLIGHT_LEASE_MS = 30_000
 _KEY_PATTERN = re.compile(r"^[\x21-\x7e]{8,255}\Z")  # printable ASCII, no spaces
 _IN_FLIGHT = b"p"
 _DONE = b"d"
+# Compare-and-set / compare-and-delete: a request whose lease expired (it
+# stalled past IN_FLIGHT_LEASE_MS) must not touch the next holder's entry.
+_FINISH_IF_OWNER = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('set', KEYS[1], ARGV[2], 'EX', ARGV[3])
+end
+return false
+"""
+_RELEASE_IF_OWNER = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
 
 
 class InvalidIdempotencyKeyError(ValueError):
@@ -64,6 +80,8 @@ class Claim:
 
     kind: str  # "proceed" | "replay" | "conflict" | "in_flight" | "unavailable"
     response: bytes = b""
+    # With "proceed": this request's lease; only its holder may finish or release it.
+    token: bytes = b""
 
 
 class IdempotencyStore:
@@ -78,14 +96,13 @@ class IdempotencyStore:
     async def claim(self, app_id: str, key: str, body: bytes) -> Claim:
         body_hash = hashlib.sha256(body).hexdigest().encode()
         redis_key = self._redis_key(app_id, key)
+        lease = _IN_FLIGHT + body_hash + random_bytes(8).hex().encode()
         stored: bytes | None = None
         try:
             # Two rounds: the entry may expire between the SET and the GET.
             for _round in range(2):
-                if await self._redis.set(
-                    redis_key, _IN_FLIGHT + body_hash, nx=True, px=IN_FLIGHT_LEASE_MS
-                ):
-                    return Claim("proceed")
+                if await self._redis.set(redis_key, lease, nx=True, px=IN_FLIGHT_LEASE_MS):
+                    return Claim("proceed", token=lease)
                 value = await self._redis.get(redis_key)
                 stored = value if isinstance(value, bytes) else None
                 if stored is not None:
@@ -102,17 +119,26 @@ class IdempotencyStore:
             return Claim("in_flight")
         return Claim("replay", response)
 
-    async def finish(self, app_id: str, key: str, body: bytes, response: bytes) -> None:
+    async def finish(
+        self, app_id: str, key: str, body: bytes, response: bytes, lease: bytes
+    ) -> None:
+        """Store the answer, if this request still holds the lease."""
         body_hash = hashlib.sha256(body).hexdigest().encode()
         try:
-            await self._redis.set(
-                self._redis_key(app_id, key), _DONE + body_hash + response, ex=IDEMPOTENCY_TTL_S
+            await self._redis.eval(
+                _FINISH_IF_OWNER,
+                1,
+                self._redis_key(app_id, key),
+                lease,
+                _DONE + body_hash + response,
+                IDEMPOTENCY_TTL_S,
             )
         except RedisError as exc:
             log.warning("could not store idempotent response: %s", exc)
 
-    async def release(self, app_id: str, key: str) -> None:
+    async def release(self, app_id: str, key: str, lease: bytes) -> None:
+        """Drop the lease (so the retry runs), if this request still holds it."""
         try:
-            await self._redis.delete(self._redis_key(app_id, key))
+            await self._redis.eval(_RELEASE_IF_OWNER, 1, self._redis_key(app_id, key), lease)
         except RedisError as exc:
             log.warning("could not release idempotency lease: %s", exc)

@@ -82,8 +82,10 @@ class RateLimiter:
         except RedisError as exc:
             self._degraded.inc()
             log.debug("rate-limit flush failed, enforcing locally: %s", exc)
+            # Keep them pending: still counted locally, and sent once Redis is back.
             for key, count in pending.items():
-                self._known_total[key] = self._known_total.get(key, 0) + count
+                if key[2] >= now - 1:
+                    self._pending[key] += count
             return
         for key, total in zip(pending, results[::2], strict=True):
             self._known_total[key] = int(total)

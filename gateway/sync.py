@@ -33,9 +33,6 @@ async def post_request(request: Request) -> Response:
     app_id = await authenticate(ctx, request)
     if isinstance(app_id, Response):
         return app_id
-    limited = rate_limited(ctx, app_id, "requests")
-    if limited is not None:
-        return limited
     idempotency_key = request.headers.get("idempotency-key")
     if idempotency_key is not None:
         try:
@@ -45,6 +42,51 @@ async def post_request(request: Request) -> Response:
     body, raw, problem = await read_json_body(request, MAX_REQUEST_BODY_BYTES)
     if problem is not None:
         return problem
+    if idempotency_key is None:
+        return await _answer(ctx, app_id, body)
+
+    # A stored answer is replayed before anything else runs: rate limits,
+    # config or breakers may have changed since, and a retry must still get
+    # the same bytes.
+    claim = await ctx.idempotency.claim(app_id, idempotency_key, raw)
+    if claim.kind == "replay":
+        ctx.metrics.idempotent_replays.inc()
+        return Response(
+            claim.response, media_type="application/json", headers={"Idempotent-Replayed": "true"}
+        )
+    if claim.kind == "conflict":
+        return error_response(
+            422, "idempotency_key_reused", "this Idempotency-Key was used with a different body"
+        )
+    if claim.kind == "in_flight":
+        return error_response(
+            409,
+            "request_in_flight",
+            "a request with this Idempotency-Key is still being processed",
+            headers={"Retry-After": "1"},
+        )
+    if claim.kind == "unavailable":
+        ctx.metrics.idempotency_unavailable.inc()
+        return await _answer(ctx, app_id, body)
+    try:
+        response = await _answer(ctx, app_id, body)
+    except BaseException:
+        await ctx.idempotency.release(app_id, idempotency_key, claim.token)
+        raise
+    if response.status_code == 200:
+        await ctx.idempotency.finish(
+            app_id, idempotency_key, raw, bytes(response.body), claim.token
+        )
+    else:
+        await ctx.idempotency.release(app_id, idempotency_key, claim.token)
+    return response
+
+
+async def _answer(ctx: GatewayContext, app_id: str, body: object) -> Response:
+    """Rate limit, validate, choose the waterfall, then decide."""
+    limited = rate_limited(ctx, app_id, "requests")
+    if limited is not None:
+        return limited
     try:
         sync = validate_sync_request(body)
     except RequestInvalidError as exc:
@@ -65,39 +107,7 @@ async def post_request(request: Request) -> Response:
         )
     # Open circuit breakers drop their sources (but for a probing trickle).
     waterfall = ctx.breakers.admit(app_id, waterfall)
-    if idempotency_key is None:
-        return await _decide(ctx, app_id, sync, bucket, config, waterfall)
-
-    claim = await ctx.idempotency.claim(app_id, idempotency_key, raw)
-    if claim.kind == "replay":
-        ctx.metrics.idempotent_replays.inc()
-        return Response(
-            claim.response, media_type="application/json", headers={"Idempotent-Replayed": "true"}
-        )
-    if claim.kind == "conflict":
-        return error_response(
-            422, "idempotency_key_reused", "this Idempotency-Key was used with a different body"
-        )
-    if claim.kind == "in_flight":
-        return error_response(
-            409,
-            "request_in_flight",
-            "a request with this Idempotency-Key is still being processed",
-            headers={"Retry-After": "1"},
-        )
-    if claim.kind == "unavailable":
-        ctx.metrics.idempotency_unavailable.inc()
-        return await _decide(ctx, app_id, sync, bucket, config, waterfall)
-    try:
-        response = await _decide(ctx, app_id, sync, bucket, config, waterfall)
-    except BaseException:
-        await ctx.idempotency.release(app_id, idempotency_key)
-        raise
-    if response.status_code == 200:
-        await ctx.idempotency.finish(app_id, idempotency_key, raw, bytes(response.body))
-    else:
-        await ctx.idempotency.release(app_id, idempotency_key)
-    return response
+    return await _decide(ctx, app_id, sync, bucket, config, waterfall)
 
 
 async def _decide(

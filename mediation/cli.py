@@ -117,6 +117,8 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
+    from storage.db import DatabaseUnavailableError
+
     from .keys import KeyOperationError, create_key, list_keys, revoke_key
     from .tables import render_table
 
@@ -143,7 +145,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
             print(
                 render_table(f"write keys of {args.app_id}", ["prefix", "created", "revoked"], rows)
             )
-    except KeyOperationError as exc:
+    except (KeyOperationError, DatabaseUnavailableError) as exc:
         print(f"mediation keys: {exc}", file=sys.stderr)
         return 1
     return 0

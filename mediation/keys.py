@@ -101,7 +101,7 @@ def revoke_key(database_url: str, app_id: str, prefix: str, actor: str) -> int:
             revoked = conn.execute(
                 "UPDATE app_keys SET revoked_at = now() WHERE app_id = %s AND revoked_at IS NULL "
                 "AND key_prefix LIKE %s RETURNING key_prefix",
-                (app_id, prefix.replace("%", r"\%").replace("_", r"\_") + "%"),
+                (app_id, _like_prefix(prefix[:KEY_PREFIX_CHARS])),
             ).fetchall()
             if len(revoked) > 1:
                 raise KeyOperationError(
@@ -113,6 +113,12 @@ def revoke_key(database_url: str, app_id: str, prefix: str, actor: str) -> int:
                 )
             _audit(conn, actor, "key.revoke", app_id, {"prefix": revoked[0][0]})
     return len(revoked)
+
+
+def _like_prefix(prefix: str) -> str:
+    """A LIKE pattern matching values that start with ``prefix`` literally."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return escaped + "%"
 
 
 def list_keys(database_url: str, app_id: str) -> list[KeyInfo]:

@@ -6,7 +6,9 @@ the last ``window_minutes`` and opens a source's breaker when it failed at
 least ``open_failure_ratio`` of at least ``min_attempts`` tries. An open
 breaker skips the source, except for a ``probe_share`` trickle of requests
 (the half-open state): the probes' outcomes flow back the same way and close
-the breaker once the source recovers. Everything here is a pure function of
+the breaker once the source recovers. Outcomes are filed under the minute
+the opportunity *closed* (when they become known), so the window sees them
+however long an opportunity stayed open. Everything here is a pure function of
 counts, so every gateway process reaches the same decision.
 """
 
@@ -34,6 +36,10 @@ class BreakerPolicy:
     min_attempts: int = 20
     open_failure_ratio: float = 0.5
     probe_share: float = 0.05
+    # Once open, only probes try the source, so attempts fall below
+    # min_attempts; this many failures with no success keeps it open (and
+    # opens it for apps too small to reach min_attempts).
+    min_failures_without_success: int = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +92,13 @@ def health_by_source(
 
 
 def is_open(health: SourceHealth, policy: BreakerPolicy) -> bool:
+    if health.attempts >= policy.min_attempts:
+        return health.failures >= policy.open_failure_ratio * health.attempts
+    # Low volume (a small app, or an open breaker seeing only probes): open
+    # while it keeps failing and nothing succeeds.
     return (
-        health.attempts >= policy.min_attempts
-        and health.failures >= policy.open_failure_ratio * health.attempts
+        health.failures == health.attempts
+        and health.failures >= policy.min_failures_without_success
     )
 
 

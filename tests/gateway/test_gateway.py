@@ -271,3 +271,21 @@ def test_access_log_is_one_json_line_without_secrets(
     entry = orjson.loads(lines[-1])
     assert entry["route"] == "/v1/events" and entry["status"] == 422
     assert set(entry) == {"method", "route", "status", "duration_ms", "request_id"}
+
+
+def test_unexpected_errors_answer_in_the_error_shape_with_a_request_id(
+    settings: Settings, app_key: str
+) -> None:
+    from starlette.routing import Route
+
+    async def boom(_request: object) -> None:
+        raise RuntimeError("secret internals")
+
+    app = create_app(settings)
+    app.router.routes.append(Route("/boom", boom))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/boom", headers={"X-Request-Id": "trace-me-123"})
+    assert response.status_code == 500
+    assert response.headers["x-request-id"] == "trace-me-123"
+    assert response.json()["error"]["code"] == "internal_error"
+    assert "secret" not in response.text

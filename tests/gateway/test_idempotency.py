@@ -152,3 +152,38 @@ def test_request_is_served_without_idempotency_when_redis_is_down(
         assert response.status_code == 200
         metrics = down_client.get("/metrics").text
     assert "mediation_idempotency_unavailable_total 1.0" in metrics
+
+
+def test_replay_wins_even_after_the_config_changed(
+    client: TestClient, keys: dict[str, str], settings: Settings
+) -> None:
+    key = "d4e5f6a7-b8c9-4d0e-8f1a-2b3c4d5e6f70"
+    first = _post(client, keys["app_one"], key, _body())
+    assert first.status_code == 200
+    without_placement = demo_config()
+    del without_placement["placements"]["interstitial_main"]
+    seed_app(settings.database_url, "app_one", without_placement)
+    client.portal.call(client.app.state.ctx.catalog.refresh)  # type: ignore[attr-defined, union-attr]
+    assert (
+        _post(client, keys["app_one"], "e5f6a7b8-c9d0-4e1f-9a2b-3c4d5e6f7a81", _body()).status_code
+        == 422
+    )  # a new request sees the new config
+    again = _post(client, keys["app_one"], key, _body())
+    assert again.status_code == 200 and again.content == first.content
+
+
+def test_a_stale_holder_cannot_release_the_next_holders_lease(settings: Settings) -> None:
+    async def scenario() -> str:
+        client = aioredis.from_url(settings.redis_url)
+        store = IdempotencyStore(client, settings.topic_prefix)
+        first = await store.claim("app", "f6a7b8c9-d0e1-4f2a-8b3c", b"{}")
+        # The first holder stalls past its lease; a retry takes over.
+        await client.delete(store._redis_key("app", "f6a7b8c9-d0e1-4f2a-8b3c"))
+        second = await store.claim("app", "f6a7b8c9-d0e1-4f2a-8b3c", b"{}")
+        await store.release("app", "f6a7b8c9-d0e1-4f2a-8b3c", first.token)
+        third = await store.claim("app", "f6a7b8c9-d0e1-4f2a-8b3c", b"{}")
+        await client.aclose()
+        assert second.kind == "proceed"
+        return third.kind
+
+    assert asyncio.run(scenario()) == "in_flight"

@@ -51,7 +51,14 @@ def test_health_sums_only_the_window() -> None:
 def test_breaker_opens_only_with_enough_attempts_and_failures() -> None:
     assert is_open(SourceHealth(10, 5), POLICY)
     assert not is_open(SourceHealth(10, 4), POLICY)
-    assert not is_open(SourceHealth(9, 9), POLICY)
+    assert not is_open(SourceHealth(9, 8), POLICY)  # low volume and one success
+
+
+def test_low_volume_keeps_failing_source_open_until_a_probe_succeeds() -> None:
+    # Once open only probes try the source: a handful of attempts, all failed.
+    assert is_open(SourceHealth(3, 3), POLICY)
+    assert not is_open(SourceHealth(2, 2), POLICY)
+    assert not is_open(SourceHealth(4, 3), POLICY)  # a probe got through: close
 
 
 def test_open_sources_are_skipped_except_for_probes() -> None:
