@@ -16,6 +16,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     echo "bootstrap: installing ${need_apt[*]} (Debian packages)"
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+    if [[ " ${need_apt[*]} " == *" postgresql "* ]]; then
+      # A cluster we just installed for local development: let the local
+      # user `postgres` in over loopback without a password, as the default
+      # DATABASE_URL expects (the first matching pg_hba line wins).
+      for hba in /etc/postgresql/*/main/pg_hba.conf; do
+        grep -q "mediation dev" "$hba" || sed -i '1i host all postgres 127.0.0.1/32 trust  # mediation dev\nhost all postgres ::1/128 trust  # mediation dev' "$hba"
+      done
+    fi
   else
     echo "bootstrap: missing ${need_apt[*]}; install them (e.g. sudo apt-get install ${need_apt[*]})" >&2
     exit 1
