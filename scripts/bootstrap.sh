@@ -23,6 +23,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
       for hba in /etc/postgresql/*/main/pg_hba.conf; do
         grep -q "mediation dev" "$hba" || sed -i '1i host all postgres 127.0.0.1/32 trust  # mediation dev\nhost all postgres ::1/128 trust  # mediation dev' "$hba"
       done
+      for dir in /etc/postgresql/*; do  # a running cluster re-reads pg_hba.conf
+        pg_ctlcluster --skip-systemctl-redirect "$(basename "$dir")" main reload 2>/dev/null || true
+      done
     fi
   else
     echo "bootstrap: missing ${need_apt[*]}; install them (e.g. sudo apt-get install ${need_apt[*]})" >&2
