@@ -1,6 +1,6 @@
 """The whole path on real services: SDK -> gateway -> Kafka -> Bytewax -> Postgres.
 
-The gateway and the dataflow worker run as child processes exactly as
+The gateway and the dataflow worker (one and two Bytewax workers) run as child processes exactly as
 operators start them (``mediation api``, ``mediation worker``). Traffic
 comes from the simulated SDK (duplicates, reordering, clock skew, malformed
 events, orphans, conflicting copies) plus one malformed message written
@@ -75,8 +75,9 @@ def _read_topic(settings: Settings, topic: str) -> list[dict[str, object]]:
     return values
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
 def test_every_opportunity_closes_into_one_archive_record_equal_to_the_rules(
-    settings: Settings, child_env: dict[str, str]
+    settings: Settings, child_env: dict[str, str], workers: str
 ) -> None:
     app_key = new_app_key()
     seed_app(settings.database_url, "demo", demo_config(CLOSURE_WINDOW_MS, GRACE_MS), app_key)
@@ -93,7 +94,7 @@ def test_every_opportunity_closes_into_one_archive_record_equal_to_the_rules(
     with (
         running(
             "worker",
-            mediation_command("worker", "-w", "1"),
+            mediation_command("worker", "-w", workers),
             env,
             logs / "worker.log",
             first_signal=signal.SIGINT,
