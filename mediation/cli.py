@@ -151,6 +151,79 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from storage.deadletters import list_dead_letters, redrive
+
+    from .tables import render_table
+
+    settings = _settings()
+    since = (
+        dt.datetime.now(dt.UTC) - dt.timedelta(hours=args.since_hours) if args.since_hours else None
+    )
+    if args.action == "list":
+        letters = list_dead_letters(
+            settings.database_url,
+            reason=args.reason,
+            app_id=args.app_id,
+            since=since,
+            status=args.status,
+            limit=args.limit,
+        )
+        rows = [
+            [
+                d.created_at.isoformat(timespec="seconds"),
+                d.reason,
+                d.app_id,
+                d.opportunity_key,
+                f"{d.source_topic}:{d.source_partition}:{d.source_offset}"
+                if d.source_topic
+                else "",
+                d.redrive_status,
+                d.detail[:60],
+            ]
+            for d in letters
+        ]
+        print(
+            render_table(
+                f"dead letters (newest {args.limit})",
+                ["created", "reason", "app", "opportunity", "source", "status", "detail"],
+                rows,
+            )
+        )
+        return 0
+    from confluent_kafka import Producer
+
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap_servers,
+            "enable.idempotence": True,
+            "acks": "all",
+        }
+    )
+
+    def send(topic: str, key: bytes | None, value: bytes) -> None:
+        errors: list[object] = []
+        producer.produce(topic, value, key, on_delivery=lambda err, _m: errors.append(err))
+        producer.flush(30)
+        if not errors or errors[0] is not None:
+            raise RuntimeError(f"broker did not confirm the re-drive to {topic}: {errors}")
+
+    count, skipped = redrive(
+        settings.database_url,
+        send,
+        reason=args.reason,
+        app_id=args.app_id,
+        since=since,
+        dry_run=not args.yes,
+    )
+    verb = "re-drove" if args.yes else "would re-drive (dry run; add --yes)"
+    print(
+        f"{verb} {count} dead letter(s); skipped {skipped} refused by the rules "
+        "(re-sending them would be refused again)"
+    )
+    return 0
+
+
 def _serve(args: argparse.Namespace, roles: str) -> int:
     import uvicorn
 
@@ -322,6 +395,21 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("action", choices=["list", "create", "revoke"])
     keys.add_argument("--app-id", required=True)
     keys.add_argument("--prefix", help="with revoke: the key's prefix as `keys list` shows it")
+
+    dlq = _add(sub, "dlq", cmd_dlq, "List dead letters, or re-drive them to their source topic")
+    dlq.add_argument("action", choices=["list", "redrive"])
+    dlq.add_argument("--reason", help="only this reason code (e.g. invalid_json)")
+    dlq.add_argument("--app-id")
+    dlq.add_argument("--since-hours", type=float, help="only the last N hours")
+    dlq.add_argument(
+        "--status",
+        choices=["pending", "redriven", "discarded"],
+        help="with list: only this re-drive status",
+    )
+    dlq.add_argument("--limit", type=int, default=50, help="with list: rows to show")
+    dlq.add_argument(
+        "--yes", action="store_true", help="with redrive: really send (without it: a dry-run count)"
+    )
 
     for name, handler, text in (
         ("api", cmd_api, "Serve the sync API (mediation-api); --role all adds event ingest"),

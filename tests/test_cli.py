@@ -12,6 +12,7 @@ COMMANDS = [
     "partitions",
     "seed",
     "keys",
+    "dlq",
     "api",
     "ingest",
     "worker",
