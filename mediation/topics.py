@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-__all__ = ["TopicSetupError", "ensure_topics", "topic_partitions"]
+__all__ = ["TopicSetupError", "ensure_topics"]
 
 
 class TopicSetupError(RuntimeError):
@@ -37,9 +37,3 @@ def ensure_topics(
                 continue
             raise TopicSetupError(f"cannot create topic {topic}: {exc}") from exc
     return created
-
-
-def topic_partitions(bootstrap_servers: str, topic: str, timeout_s: float = 10.0) -> int:
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
-    metadata = admin.list_topics(topic, timeout=timeout_s).topics.get(topic)
-    return 0 if metadata is None or metadata.error else len(metadata.partitions)
