@@ -9,6 +9,7 @@ from the injected clock at this edge.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterable
 
 from bytewax.operators import StatefulLogic
@@ -20,8 +21,14 @@ __all__ = ["ClosingLogic", "closing_builder"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MAX_DUE_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
+_MIN_RECHECK_MS = 50
+_MAX_RECHECK_MS = 5_000
 _RETAIN = StatefulLogic.RETAIN
 _DISCARD = StatefulLogic.DISCARD
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 class ClosingLogic(StatefulLogic[Opportunity | Event, Output, rules.OpportunityState]):
@@ -31,10 +38,12 @@ class ClosingLogic(StatefulLogic[Opportunity | Event, Output, rules.OpportunityS
         policy: Policy,
         clock_ms: Callable[[], int],
         drain_on_eof: bool,
+        wall_ms: Callable[[], int] = _wall_ms,
     ):
         self._state = resume
         self._policy = policy
-        self._clock_ms = clock_ms
+        self._clock_ms = clock_ms  # event time: the input watermark in production
+        self._wall_ms = wall_ms  # what Bytewax's notification timer runs on
         self._drain_on_eof = drain_on_eof
 
     def _result(
@@ -67,6 +76,13 @@ class ClosingLogic(StatefulLogic[Opportunity | Event, Output, rules.OpportunityS
         due = rules.due_at_ms(self._state, self._policy)
         if due is None:
             return None
+        now = self._clock_ms()
+        if due > now:
+            # Not due in event time yet. Bytewax wakes us on the wall clock;
+            # when event time lags (catching up), ask again after about the
+            # remaining gap, never in a busy loop.
+            gap_ms = min(max(due - now, _MIN_RECHECK_MS), _MAX_RECHECK_MS)
+            due = max(due, self._wall_ms() + gap_ms)
         # Decoding bounds every time to year 2500; the clamp keeps a bug there
         # from ever crashing the timer.
         return _EPOCH + dt.timedelta(milliseconds=min(max(due, 0), _MAX_DUE_MS))

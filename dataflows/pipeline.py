@@ -28,6 +28,7 @@ from sinks.records import DeadLetterRecord, SinkItem, dead_letter_from_rules, en
 
 from .closing import closing_builder
 from .decode import Decoded, decode_message
+from .watermark import InputWatermark
 
 __all__ = ["build_flow", "to_deadletter_message"]
 
@@ -63,6 +64,7 @@ def build_flow(
     drain_on_eof: bool = False,
     flow_id: str = "mediation-closing",
     breaker_sink: Sink[SourceOutcome] | None = None,
+    watermark: InputWatermark | None = None,
 ) -> Dataflow:
     """Build the dataflow.
 
@@ -70,9 +72,14 @@ def build_flow(
     raw messages plus a stream of input-level dead letters (e.g. Kafka
     errors). ``drain_on_eof`` closes every open opportunity when a finite
     input ends (tests, batch re-processing); production tails forever.
+    ``watermark``, when given, is fed every input message; production passes
+    one and uses its ``now_ms`` as ``clock_ms`` so that closing follows event
+    time (see ``dataflows/watermark.py``).
     """
     flow = Dataflow(flow_id)
     raw, input_errors = messages(flow)
+    if watermark is not None:
+        raw = op.inspect("watermark", raw, lambda _step, message: watermark.observe(message))
 
     decoded = op.map("decode", raw, lambda message: decode_message(topics, message))
     branch = op.branch("split_decoded", decoded, lambda item: isinstance(item, Decoded))

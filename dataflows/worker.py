@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSink
@@ -33,6 +32,7 @@ from sinks.records import DeadLetterRecord
 
 from .decode import kafka_error_letter
 from .pipeline import RawMessage, build_flow
+from .watermark import InputWatermark
 
 __all__ = ["build_production_flow", "policy_from_env", "production_flow"]
 
@@ -60,10 +60,6 @@ def policy_from_env() -> Policy:
     )
 
 
-def _wall_clock_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 def build_production_flow(settings: Settings, policy: Policy) -> Dataflow:
     brokers = settings.kafka_bootstrap_servers.split(",")
     topics = settings.topics
@@ -79,6 +75,7 @@ def build_production_flow(settings: Settings, policy: Policy) -> Dataflow:
         )
         return source.oks, op.map("kafka_errors", source.errs, kafka_error_letter)
 
+    watermark = InputWatermark()
     return build_flow(
         messages=kafka_input,
         record_sink=PostgresSink(settings.database_url),
@@ -87,8 +84,9 @@ def build_production_flow(settings: Settings, policy: Policy) -> Dataflow:
         ),
         topics=topics,
         policy=policy,
-        clock_ms=_wall_clock_ms,
+        clock_ms=watermark.now_ms,
         breaker_sink=RedisBreakerSink(settings.redis_url, settings.topic_prefix),
+        watermark=watermark,
     )
 
 
