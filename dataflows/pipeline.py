@@ -28,6 +28,7 @@ from sinks.records import DeadLetterRecord, SinkItem, dead_letter_from_rules, en
 
 from .closing import closing_builder
 from .decode import Decoded, decode_message
+from .metrics import WorkerMetrics
 from .watermark import InputWatermark
 
 __all__ = ["build_flow", "to_deadletter_message"]
@@ -65,6 +66,7 @@ def build_flow(
     flow_id: str = "mediation-closing",
     breaker_sink: Sink[SourceOutcome] | None = None,
     watermark: InputWatermark | None = None,
+    metrics: WorkerMetrics | None = None,
 ) -> Dataflow:
     """Build the dataflow.
 
@@ -78,8 +80,15 @@ def build_flow(
     """
     flow = Dataflow(flow_id)
     raw, input_errors = messages(flow)
-    if watermark is not None:
-        raw = op.inspect("watermark", raw, lambda _step, message: watermark.observe(message))
+    if watermark is not None or metrics is not None:
+
+        def observe(_step: str, message: RawMessage) -> None:
+            if watermark is not None:
+                watermark.observe(message)
+            if metrics is not None:
+                metrics.observe_message(message.topic)
+
+        raw = op.inspect("observe_input", raw, observe)
 
     decoded = op.map("decode", raw, lambda message: decode_message(topics, message))
     branch = op.branch("split_decoded", decoded, lambda item: isinstance(item, Decoded))
@@ -104,7 +113,12 @@ def build_flow(
     all_letters = op.merge("all_dead_letters", letters, rule_letters)
     records = op.filter("records", sink_items, lambda item: not isinstance(item, DeadLetterRecord))
 
-    op.output("postgres", op.merge("to_postgres", records, all_letters), record_sink)
+    to_postgres = op.merge("to_postgres", records, all_letters)
+    if metrics is not None:
+        to_postgres = op.inspect(
+            "count_outputs", to_postgres, lambda _step, item: metrics.observe_output(item)
+        )
+    op.output("postgres", to_postgres, record_sink)
     if breaker_sink is not None:
         outcomes = op.flat_map("source_outcomes", results, _source_outcomes)
         op.output("breakers", outcomes, breaker_sink)

@@ -12,6 +12,8 @@ processes, ``-r`` recovery directory). Settings come from the environment
   arrives (each opportunity carries its own from its config).
 - ``MEDIATION_TOMBSTONE_TTL_MS`` (default 3600000): how long closed
   opportunities are remembered to recognise late events.
+- ``MEDIATION_WORKER_METRICS_PORT``: where this process serves ``/metrics``
+  (``mediation worker`` sets it to ``--metrics-port`` + process index; 0: off).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from sinks.postgres import PostgresSink
 from sinks.records import DeadLetterRecord
 
 from .decode import kafka_error_letter
+from .metrics import WorkerMetrics
 from .pipeline import RawMessage, build_flow
 from .watermark import InputWatermark
 
@@ -60,7 +63,7 @@ def policy_from_env() -> Policy:
     )
 
 
-def build_production_flow(settings: Settings, policy: Policy) -> Dataflow:
+def build_production_flow(settings: Settings, policy: Policy, metrics_port: int = 0) -> Dataflow:
     brokers = settings.kafka_bootstrap_servers.split(",")
     topics = settings.topics
 
@@ -76,6 +79,8 @@ def build_production_flow(settings: Settings, policy: Policy) -> Dataflow:
         return source.oks, op.map("kafka_errors", source.errs, kafka_error_letter)
 
     watermark = InputWatermark()
+    metrics = WorkerMetrics(watermark.now_ms)
+    metrics.serve(metrics_port)
     return build_flow(
         messages=kafka_input,
         record_sink=PostgresSink(settings.database_url),
@@ -87,6 +92,7 @@ def build_production_flow(settings: Settings, policy: Policy) -> Dataflow:
         clock_ms=watermark.now_ms,
         breaker_sink=RedisBreakerSink(settings.redis_url, settings.topic_prefix),
         watermark=watermark,
+        metrics=metrics,
     )
 
 
@@ -97,4 +103,5 @@ def production_flow() -> Dataflow:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     settings = Settings.from_env()
-    return build_production_flow(settings, policy_from_env())
+    port = _env_ms("MEDIATION_WORKER_METRICS_PORT", 0)  # a plain integer, like the others
+    return build_production_flow(settings, policy_from_env(), port)

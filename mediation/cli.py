@@ -293,6 +293,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
             "-b",
             str(args.backup_interval),
         ]
+    if args.metrics_port:
+        port = args.metrics_port + (args.process_id or 0)
+        os.environ["MEDIATION_WORKER_METRICS_PORT"] = str(port)
     os.execv(sys.executable, argv)  # replaces this process: signals go straight to Bytewax
 
 
@@ -449,6 +452,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=0,
         help="seconds to keep superseded snapshots (with -r; default 0)",
+    )
+    worker.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9464,
+        help="serve /metrics on this port + the process index (0: off)",
     )
     worker.add_argument(
         "--recovery-partitions",

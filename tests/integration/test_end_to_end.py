@@ -16,6 +16,7 @@ import asyncio
 import signal
 import time
 
+import httpx
 import orjson
 import psycopg
 import pytest
@@ -90,12 +91,12 @@ def test_every_opportunity_closes_into_one_archive_record_equal_to_the_rules(
             "MEDIATION_DEFAULT_GRACE_MS": str(GRACE_MS),
         }
     )
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     logs = settings.data_dir / "logs"
     with (
         running(
             "worker",
-            mediation_command("worker", "-w", workers),
+            mediation_command("worker", "-w", workers, "--metrics-port", str(metrics_port)),
             env,
             logs / "worker.log",
             first_signal=signal.SIGINT,
@@ -163,6 +164,16 @@ def test_every_opportunity_closes_into_one_archive_record_equal_to_the_rules(
                 "SELECT count(*) FROM dead_letters WHERE reason = 'duplicate_conflict'"
             ).fetchone()
             assert conflicts is not None and conflicts[0] == report.conflicts_sent
+
+            worker_metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+    archives = next(
+        float(line.split()[-1])
+        for line in worker_metrics.splitlines()
+        if line.startswith("mediation_worker_archives_total ")
+    )
+    assert archives >= len(report.expectations)
+    assert "mediation_worker_event_time_lag_seconds" in worker_metrics
+    assert 'mediation_worker_dead_letters_total{reason="invalid_json"} 1.0' in worker_metrics
 
     letters = _read_topic(settings, settings.topics.deadletter)
     reasons = sorted(str(letter["reason"]) for letter in letters)

@@ -1,0 +1,83 @@
+"""Prometheus metrics of one worker process, served on ``/metrics``.
+
+Bytewax keeps Kafka offsets in its recovery store, so broker-side
+consumer-group lag says nothing here; the event-time lag below (how far the
+input watermark trails the wall clock) is the seed's "MQ consumer lag"
+trigger. The port is ``MEDIATION_WORKER_METRICS_PORT`` plus the process
+index (``mediation worker`` sets it; 0 disables the endpoint).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+from mediation.rules.model import ClosedOpportunity, LateEvent, OrphanEvents
+from sinks.records import DeadLetterRecord, SinkItem
+
+__all__ = ["WorkerMetrics"]
+
+log = logging.getLogger(__name__)
+
+
+class WorkerMetrics:
+    def __init__(self, watermark_ms: Callable[[], int], registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        self.messages = Counter(
+            "mediation_worker_messages",
+            "Kafka messages read, by topic",
+            ["topic"],
+            registry=self.registry,
+        )
+        self.archives = Counter(
+            "mediation_worker_archives", "Archive records emitted", registry=self.registry
+        )
+        self.late_events = Counter(
+            "mediation_worker_late_events",
+            "Events that arrived after their archive record",
+            registry=self.registry,
+        )
+        self.orphan_events = Counter(
+            "mediation_worker_orphan_events",
+            "Events whose opportunity never arrived",
+            registry=self.registry,
+        )
+        self.dead_letters = Counter(
+            "mediation_worker_dead_letters",
+            "Dead letters, by reason",
+            ["reason"],
+            registry=self.registry,
+        )
+        lag = Gauge(
+            "mediation_worker_event_time_lag_seconds",
+            "Wall clock minus the input watermark (consumer lag in time)",
+            registry=self.registry,
+        )
+        lag.set_function(lambda: max(0.0, (time.time_ns() // 1_000_000 - watermark_ms()) / 1000))
+
+    def observe_message(self, topic: str | None) -> None:
+        self.messages.labels(topic or "unknown").inc()
+
+    def observe_output(self, item: SinkItem) -> None:
+        if isinstance(item, ClosedOpportunity):
+            self.archives.inc()
+        elif isinstance(item, LateEvent):
+            self.late_events.inc()
+        elif isinstance(item, OrphanEvents):
+            self.orphan_events.inc(len(item.events))
+        elif isinstance(item, DeadLetterRecord):
+            self.dead_letters.labels(item.reason).inc()
+
+    def serve(self, port: int) -> None:
+        """Serve ``/metrics``; a port in use is logged, never fatal to the dataflow."""
+        if port <= 0:
+            return
+        try:
+            start_http_server(port, addr="0.0.0.0", registry=self.registry)
+        except OSError as exc:
+            log.warning("worker metrics not served on port %d: %s", port, exc)
+            return
+        log.info("worker metrics on :%d/metrics", port)
