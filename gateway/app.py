@@ -12,13 +12,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,9 +42,10 @@ from .producer import AsyncProducer
 from .ratelimit import RateLimiter
 from .sync import get_config, post_request
 
-__all__ = ["ROLES", "create_app"]
+__all__ = ["ROLES", "GatewayApp", "create_app"]
 
 log = logging.getLogger(__name__)
+_INTERNAL_ERROR_MESSAGE = "unexpected error; quote the X-Request-Id to support"
 access_log = logging.getLogger("mediation.access")
 _ID_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
@@ -86,9 +90,7 @@ class _AccountingMiddleware:
             # support; the traceback goes to the log, never to the client.
             log.exception("unhandled error (request id %s)", request_id.decode())
             if status_holder["status"] == 500 and not started_holder:
-                response = error_response(
-                    500, "internal_error", "unexpected error; quote the X-Request-Id to support"
-                )
+                response = error_response(500, "internal_error", _INTERNAL_ERROR_MESSAGE)
                 await response(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
@@ -118,7 +120,7 @@ def _request_id(scope: Scope) -> bytes:
     return random_bytes(8).hex().encode()
 
 
-def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> Starlette:
+def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> GatewayApp:
     unknown = roles - ROLES
     if unknown or not roles:
         raise ValueError(
@@ -198,8 +200,64 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> Starlette:
             await pool.close()
             log.info("gateway stopped (%d message(s) unflushed)", left)
 
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.add_middleware(
-        _AccountingMiddleware, metrics=gateway_metrics, access_log=settings.access_log
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={Exception: _internal_error}
     )
-    return app
+    hot = {route.path: route.endpoint for route in routes if route.path in _HOT_PATHS}
+    return GatewayApp(app, hot, gateway_metrics, settings.access_log)
+
+
+_HOT_PATHS = frozenset({"/v1/requests", "/v1/events"})
+
+
+async def _internal_error(_request: Request, _exc: Exception) -> Response:
+    # Starlette's last-resort handler: the error shape instead of plain text
+    # (the accounting middleware adds the request id and logs the traceback).
+    return error_response(500, "internal_error", _INTERNAL_ERROR_MESSAGE)
+
+
+@dataclass(frozen=True, slots=True)
+class _RouteLabel:
+    path: str
+
+
+class GatewayApp:
+    """The ASGI app: accounting around a direct path for the two SDK routes.
+
+    ``POST /v1/requests`` and ``POST /v1/events`` carry nearly all traffic;
+    Starlette's router and middleware stack cost about 30 us of CPU per
+    request (measured: a raw ASGI endpoint answers in 23 us what a Starlette
+    one does in 52 us), so those two go straight to their handlers. The
+    handlers stay ordinary Starlette endpoints (Request in, Response out);
+    everything else (health, config, admin, 404/405) goes through Starlette.
+    Attributes (``state``, ``routes``, ``router``) are the Starlette app's.
+    """
+
+    def __init__(
+        self,
+        app: Starlette,
+        hot: dict[str, Callable[[Request], Awaitable[Response]]],
+        metrics: GatewayMetrics,
+        access_log: bool,
+    ):
+        self.starlette = app
+        self._hot = hot
+        self._labels = {path: _RouteLabel(path) for path in hot}
+        self._entry = _AccountingMiddleware(self._dispatch, metrics, access_log)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.starlette, name)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._entry(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            handler = self._hot.get(scope["path"])
+            if handler is not None:
+                scope["app"] = self.starlette  # what Request.app (and so the context) reads
+                scope["route"] = self._labels[scope["path"]]
+                response = await handler(Request(scope, receive))
+                await response(scope, receive, send)
+                return
+        await self.starlette(scope, receive, send)

@@ -5,16 +5,14 @@ from __future__ import annotations
 import logging
 import os
 
-from starlette.applications import Starlette
-
 from mediation.settings import Settings
 
-from .app import ROLES, create_app
+from .app import ROLES, GatewayApp, create_app
 
 __all__ = ["app_from_env"]
 
 
-def app_from_env() -> Starlette:
+def app_from_env() -> GatewayApp:
     logging.basicConfig(
         level=os.environ.get("MEDIATION_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
