@@ -71,6 +71,9 @@ class Rollout:
         return self.new if self.percent > 0 else None
 
 
+_MAX_REMEMBERED_KEYS = 10_000
+
+
 class Catalog:
     def __init__(
         self, pool: AsyncConnectionPool, refresh_s: float = 2.0, miss_refresh_s: float = 1.0
@@ -79,6 +82,7 @@ class Catalog:
         self._refresh_s = refresh_s
         self._miss_refresh_s = miss_refresh_s
         self._apps_by_key_hash: dict[str, str] = {}
+        self._app_by_seen_key: dict[str, str] = {}
         self._rollouts: dict[str, Rollout] = {}
         self._parsed: dict[tuple[str, int], PublishedConfig] = {}
         self._last_refresh = 0.0
@@ -107,6 +111,7 @@ class Catalog:
                 keys = await (await conn.execute(_KEYS_SQL)).fetchall()
                 rows = await (await conn.execute(_ROLLOUTS_SQL)).fetchall()
             self._apps_by_key_hash = {key_hash: app_id for key_hash, app_id in keys}
+            self._app_by_seen_key = {}
             rollouts: dict[str, Rollout] = {}
             for app_id, state, percent, version, body, checksum, prev, prev_body, prev_sum in rows:
                 new = self._parse(app_id, version, body, checksum)
@@ -138,8 +143,15 @@ class Catalog:
     async def app_for_key(self, app_key: str | None) -> str | None:
         if not app_key or len(app_key) > 256:
             return None
+        # Known keys skip the hashing; the memo is emptied on every refresh,
+        # so a revoked key stops working within one refresh cycle.
+        app_id = self._app_by_seen_key.get(app_key)
+        if app_id is not None:
+            return app_id
         key_hash = hash_app_key(app_key)
         app_id = self._apps_by_key_hash.get(key_hash)
+        if app_id is not None and len(self._app_by_seen_key) < _MAX_REMEMBERED_KEYS:
+            self._app_by_seen_key[app_key] = app_id
         if app_id is None and time.monotonic() - self._last_refresh > self._miss_refresh_s:
             with contextlib.suppress(Exception):
                 await self.refresh(only_if_older_s=self._miss_refresh_s)

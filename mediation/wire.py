@@ -80,7 +80,9 @@ def encode_opportunity(opportunity: Opportunity) -> bytes:
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:
-    return {"schema": EVENT_SCHEMA, **event_as_dict(event)}
+    document: dict[str, Any] = event_as_dict(event)
+    document["schema"] = EVENT_SCHEMA
+    return document
 
 
 def encode_event(event: Event) -> bytes:

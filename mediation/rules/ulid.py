@@ -19,6 +19,7 @@ __all__ = [
     "is_ulid",
     "ulid_day",
     "ulid_time_ms",
+    "ulid_time_ms_unchecked",
 ]
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -56,6 +57,11 @@ def ulid_time_ms(text: str) -> int:
     """The millisecond timestamp carried by a ULID."""
     if not is_ulid(text):
         raise InvalidUlidError(f"not a canonical ULID: {text[:40]!r}")
+    return ulid_time_ms_unchecked(text)
+
+
+def ulid_time_ms_unchecked(text: str) -> int:
+    """``ulid_time_ms`` for text already known to be a ULID (hot paths)."""
     # Crockford digits -> Python's base-32 digits (0-9, A-V), then int(..., 32).
     return int(text[:10].translate(_TO_BASE32), 32)
 

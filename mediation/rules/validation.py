@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TypeGuard
 
 from .model import EVENT_TYPES, Event
-from .ulid import is_ulid, ulid_time_ms
+from .ulid import is_ulid, ulid_time_ms_unchecked
 
 __all__ = [
     "MAX_ATTRS",
@@ -196,7 +196,7 @@ def validate_event(
     key = raw.get("opportunity_key")
     if not is_ulid(key):
         return Rejection("invalid_opportunity_key", "opportunity_key must be a canonical ULID")
-    key_time = ulid_time_ms(key)
+    key_time = ulid_time_ms_unchecked(key)
     if not min_key_time_ms <= key_time <= max_key_time_ms:
         return Rejection(
             "opportunity_key_out_of_range",
@@ -227,9 +227,9 @@ def validate_event(
     problem = _attrs_problem(attrs)
     if problem is not None:
         return Rejection("invalid_attrs", problem)
-    unknown = set(raw) - _EVENT_FIELDS
-    if unknown:
-        return Rejection("unknown_field", f"unknown field(s): {', '.join(sorted(unknown))[:200]}")
+    if not _EVENT_FIELDS.issuperset(raw):
+        unknown = sorted(set(raw) - _EVENT_FIELDS)
+        return Rejection("unknown_field", f"unknown field(s): {', '.join(unknown)[:200]}")
     age_ms = sent_at_ms - ts
     if not -MAX_EVENT_AHEAD_MS <= age_ms <= MAX_EVENT_AGE_MS:
         return Rejection(
