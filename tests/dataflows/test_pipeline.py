@@ -6,6 +6,7 @@ import os
 
 import bytewax.operators as op
 import orjson
+from builders import T0, opportunity
 from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
@@ -14,10 +15,8 @@ from dataflows.pipeline import build_flow
 from mediation.rules.model import (
     ClosedOpportunity,
     Event,
-    Opportunity,
     OrphanEvents,
     Policy,
-    WaterfallEntry,
 )
 from mediation.rules.ulid import encode_ulid
 from mediation.settings import Topics
@@ -26,28 +25,6 @@ from sinks.breakers import SourceOutcome
 from sinks.records import DeadLetterRecord
 
 TOPICS = Topics.with_prefix("test.")
-T0 = 1_760_000_000_000
-
-
-def _opportunity(key: str) -> Opportunity:
-    return Opportunity(
-        opportunity_key=key,
-        app_id="app",
-        placement_id="p",
-        device_hash="d",
-        ts_ms=T0,
-        client_ts_ms=T0,
-        config_version=1,
-        rollout_bucket=3,
-        context={},
-        delivery_id="del",
-        status="fill",
-        waterfall=(WaterfallEntry("net_a", 100, 1000),),
-        expires_at_ms=T0 + 1,
-        closure_window_ms=10_000,
-        grace_ms=1_000,
-        skew_tolerance_ms=1_000,
-    )
 
 
 def _event(key: str, event_id: str, type_: str, at: int, received_at: int = 0) -> Event:
@@ -101,7 +78,7 @@ def test_duplicated_and_reordered_events_close_into_one_archive_record() -> None
     messages = [
         _message(TOPICS.events, encode_event(events[2]), 0),
         _message(TOPICS.events, encode_event(events[1]), 1),
-        _message(TOPICS.opportunities, encode_opportunity(_opportunity(key)), 2),
+        _message(TOPICS.opportunities, encode_opportunity(opportunity(key)), 2),
         _message(TOPICS.events, encode_event(events[1]), 3),  # duplicate
         _message(TOPICS.events, encode_event(events[0]), 4),
     ]
@@ -151,7 +128,7 @@ def test_conflicting_copy_of_an_event_is_dead_lettered_and_the_first_copy_counts
     conflicting = _event(key, "e1", "impression", 150, received_at=5_000)
     out = _run(
         [
-            _message(TOPICS.opportunities, encode_opportunity(_opportunity(key)), 0),
+            _message(TOPICS.opportunities, encode_opportunity(opportunity(key)), 0),
             _message(TOPICS.events, encode_event(original), 1),
             _message(TOPICS.events, encode_event(conflicting), 2),
         ]
@@ -166,11 +143,13 @@ def test_poison_messages_become_dead_letters_instead_of_crashing_the_worker() ->
     far_future_key = "7ZZZZZZZZZZZZZZZZZZZZZZZZZ"  # a valid ULID of year ~10889
     event = orjson.loads(encode_event(_event(encode_ulid(T0, os.urandom(10)), "e", "loaded", 0)))
     event["opportunity_key"] = far_future_key
-    opportunity = orjson.loads(encode_opportunity(_opportunity(encode_ulid(T0, os.urandom(10)))))
-    opportunity["closure_window_ms"] = 2**62
+    wire_opportunity = orjson.loads(
+        encode_opportunity(opportunity(encode_ulid(T0, os.urandom(10))))
+    )
+    wire_opportunity["closure_window_ms"] = 2**62
     messages = [
         _message(TOPICS.events, orjson.dumps(event), 1, key=far_future_key.encode()),
-        _message(TOPICS.opportunities, orjson.dumps(opportunity), 2),
+        _message(TOPICS.opportunities, orjson.dumps(wire_opportunity), 2),
         _message(TOPICS.events, b"{bad", 3, key=far_future_key.encode()),
     ]
     out = _run(messages)
@@ -201,7 +180,7 @@ def test_closed_opportunities_feed_source_outcomes_to_the_breakers() -> None:
             flow,
             TestingSource(
                 [
-                    _message(TOPICS.opportunities, encode_opportunity(_opportunity(key)), 0),
+                    _message(TOPICS.opportunities, encode_opportunity(opportunity(key)), 0),
                     _message(TOPICS.events, encode_event(failed), 1),
                 ]
             ),

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 
+from builders import T0, opportunity
 from bytewax.connectors.kafka import KafkaSourceMessage
 
 from dataflows.closing import ClosingLogic
 from dataflows.watermark import InputWatermark
-from mediation.rules.model import ClosedOpportunity, Event, Opportunity, Policy, WaterfallEntry
+from mediation.rules.model import ClosedOpportunity, Event, Policy
 from mediation.rules.ulid import encode_ulid
-
-T0 = 1_760_000_000_000
 
 
 class _Wall:
@@ -56,33 +55,12 @@ def test_a_drained_partition_stops_holding_the_watermark_back() -> None:
     assert mark.now_ms() == wall.now
 
 
-def _opportunity(key: str) -> Opportunity:
-    return Opportunity(
-        opportunity_key=key,
-        app_id="app",
-        placement_id="p",
-        device_hash="d",
-        ts_ms=T0,
-        client_ts_ms=T0,
-        config_version=1,
-        rollout_bucket=3,
-        context={},
-        delivery_id="del",
-        status="fill",
-        waterfall=(WaterfallEntry("net_a", 100, 1000),),
-        expires_at_ms=T0 + 1,
-        closure_window_ms=10_000,
-        grace_ms=1_000,
-        skew_tolerance_ms=1_000,
-    )
-
-
 def test_backlog_opportunity_waits_for_event_time_not_the_wall_clock() -> None:
     key = encode_ulid(T0, os.urandom(10))
     event_time = _Wall(T0)  # the watermark: the backlog's time
     wall = _Wall(T0 + 3_600_000)  # an hour later on the wall
     logic = ClosingLogic(None, Policy(allowed_lateness_ms=1_000), event_time, False, wall)
-    logic.on_item(_opportunity(key))
+    logic.on_item(opportunity(key))
     # Bytewax would wake this key at once on the wall clock; it must neither
     # close it nor ask to be woken again immediately.
     outputs, _discard = logic.on_notify()

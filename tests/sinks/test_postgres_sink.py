@@ -6,43 +6,19 @@ import os
 
 import psycopg
 import pytest
+from builders import T0, opportunity
 
 from mediation.rules.closure import close_opportunity
 from mediation.rules.model import (
     Event,
     LateEvent,
-    Opportunity,
     OrphanEvents,
     StoredEvent,
-    WaterfallEntry,
 )
 from mediation.rules.ulid import encode_ulid
 from sinks.postgres import PostgresSink, _retryable
 
 pytestmark = pytest.mark.integration
-
-T0 = 1_760_000_000_000
-
-
-def _opportunity(key: str) -> Opportunity:
-    return Opportunity(
-        opportunity_key=key,
-        app_id="app",
-        placement_id="p",
-        device_hash="d",
-        ts_ms=T0,
-        client_ts_ms=T0,
-        config_version=1,
-        rollout_bucket=3,
-        context={"country": "US"},
-        delivery_id="del",
-        status="fill",
-        waterfall=(WaterfallEntry("net_a", 100, 1000),),
-        expires_at_ms=T0 + 1,
-        closure_window_ms=10_000,
-        grace_ms=1_000,
-        skew_tolerance_ms=1_000,
-    )
 
 
 def _event(key: str, event_id: str, type_: str = "loaded", **extra: object) -> Event:
@@ -75,7 +51,7 @@ def _counts(database_url: str) -> dict[str, int]:
 
 def test_writing_the_same_batch_twice_changes_nothing(database_url: str) -> None:
     key = encode_ulid(T0, os.urandom(10))
-    closed = close_opportunity(_opportunity(key), [_event(key, "e1"), _event(key, "e2", "click")])
+    closed = close_opportunity(opportunity(key), [_event(key, "e1"), _event(key, "e2", "click")])
     partition = PostgresSink(database_url).build("pg", 0, 1)
     partition.write_batch([closed])
     first = _counts(database_url)
@@ -113,7 +89,7 @@ def test_poison_record_is_isolated_and_the_rest_of_the_batch_is_written(
 ) -> None:
     good_key = encode_ulid(T0, os.urandom(10))
     bad_key = encode_ulid(T0, os.urandom(10))
-    good = close_opportunity(_opportunity(good_key), [_event(good_key, "ok")])
+    good = close_opportunity(opportunity(good_key), [_event(good_key, "ok")])
     # Postgres refuses NUL in jsonb text: a record bad in itself.
     poison = LateEvent(StoredEvent(_event(bad_key, "bad", attrs={"k": "a\x00b"}), late=True))
     partition = PostgresSink(database_url).build("pg", 0, 1)
@@ -165,7 +141,7 @@ def test_only_database_trouble_is_retried_bad_records_are_not(
 def test_event_for_an_archived_opportunity_is_stored_late_not_orphaned(database_url: str) -> None:
     # The worker forgot the closed opportunity (tombstone TTL); the database did not.
     key = encode_ulid(T0, os.urandom(10))
-    closed = close_opportunity(_opportunity(key), [_event(key, "e1")])
+    closed = close_opportunity(opportunity(key), [_event(key, "e1")])
     straggler = StoredEvent(_event(key, "e2", "click"), excluded_reason="unknown_opportunity")
     partition = PostgresSink(database_url).build("pg", 0, 1)
     partition.write_batch([closed])
