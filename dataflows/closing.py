@@ -9,26 +9,21 @@ from the injected clock at this edge.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Callable, Iterable
 
 from bytewax.operators import StatefulLogic
 
+from mediation.clock import datetime_of_ms, now_ms
 from mediation.rules import state as rules
 from mediation.rules.model import Event, Opportunity, Output, Policy
 
 __all__ = ["ClosingLogic", "closing_builder"]
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MAX_DUE_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
 _MIN_RECHECK_MS = 50
 _MAX_RECHECK_MS = 5_000
 _RETAIN = StatefulLogic.RETAIN
 _DISCARD = StatefulLogic.DISCARD
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class ClosingLogic(StatefulLogic[Opportunity | Event, Output, rules.OpportunityState]):
@@ -38,7 +33,7 @@ class ClosingLogic(StatefulLogic[Opportunity | Event, Output, rules.OpportunityS
         policy: Policy,
         clock_ms: Callable[[], int],
         drain_on_eof: bool,
-        wall_ms: Callable[[], int] = _wall_ms,
+        wall_ms: Callable[[], int] = now_ms,
     ):
         self._state = resume
         self._policy = policy
@@ -85,7 +80,7 @@ class ClosingLogic(StatefulLogic[Opportunity | Event, Output, rules.OpportunityS
             due = max(due, self._wall_ms() + gap_ms)
         # Decoding bounds every time to year 2500; the clamp keeps a bug there
         # from ever crashing the timer.
-        return _EPOCH + dt.timedelta(milliseconds=min(max(due, 0), _MAX_DUE_MS))
+        return datetime_of_ms(min(max(due, 0), _MAX_DUE_MS))
 
     def snapshot(self) -> rules.OpportunityState:
         if self._state is None:  # Bytewax never snapshots discarded logic

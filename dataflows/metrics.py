@@ -10,11 +10,11 @@ index (``mediation worker`` sets it; 0 disables the endpoint).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from mediation.clock import now_ms
 from mediation.rules.model import ClosedOpportunity, LateEvent, OrphanEvents
 from sinks.records import DeadLetterRecord, SinkItem
 
@@ -56,7 +56,7 @@ class WorkerMetrics:
             "Wall clock minus the input watermark (consumer lag in time)",
             registry=self.registry,
         )
-        lag.set_function(lambda: max(0.0, (time.time_ns() // 1_000_000 - watermark_ms()) / 1000))
+        lag.set_function(lambda: max(0.0, (now_ms() - watermark_ms()) / 1000))
 
     def observe_message(self, topic: str | None) -> None:
         self.messages.labels(topic or "unknown").inc()

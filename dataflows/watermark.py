@@ -21,16 +21,13 @@ late events (replay recompute shows them).
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 from bytewax.connectors.kafka import KafkaSourceMessage
 
+from mediation.clock import now_ms
+
 __all__ = ["InputWatermark"]
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class InputWatermark:
@@ -38,7 +35,7 @@ class InputWatermark:
         self,
         idle_ms: int = 10_000,
         live_lag_ms: int = 2_000,
-        wall_ms: Callable[[], int] = _wall_ms,
+        wall_ms: Callable[[], int] = now_ms,
     ):
         self._idle_ms = idle_ms
         self._live_lag_ms = live_lag_ms

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from collections.abc import Callable
 
 import redis.asyncio as aioredis
 from prometheus_client import Gauge
 from redis.exceptions import RedisError
 
+from mediation.clock import now_ms
 from mediation.rules.breaker import (
     BreakerPolicy,
     admitted_waterfall,
@@ -35,10 +35,6 @@ log = logging.getLogger(__name__)
 _DEFAULT_POLICY = BreakerPolicy()
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class BreakerBoard:
     def __init__(
         self,
@@ -48,7 +44,7 @@ class BreakerBoard:
         gauge: Gauge,
         policy: BreakerPolicy = _DEFAULT_POLICY,
         refresh_s: float = 1.0,
-        clock_ms: Callable[[], int] = _now_ms,
+        clock_ms: Callable[[], int] = now_ms,
     ):
         self._redis = client
         self._namespace = namespace

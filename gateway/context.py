@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -10,6 +9,7 @@ import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 from starlette.requests import Request
 
+from mediation.clock import now_ms
 from mediation.settings import Settings
 
 from .breakers import BreakerBoard
@@ -19,11 +19,7 @@ from .metrics import GatewayMetrics
 from .producer import AsyncProducer
 from .ratelimit import RateLimiter
 
-__all__ = ["GatewayContext", "context_of", "now_ms"]
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+__all__ = ["GatewayContext", "context_of"]
 
 
 @dataclass(frozen=True)

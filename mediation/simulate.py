@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 import orjson
 
+from .clock import now_ms as _now_ms
 from .rules.ulid import encode_ulid
 
 __all__ = ["Expectation", "SimulationConfig", "SimulationReport", "run_simulation"]
@@ -110,10 +111,6 @@ class SimulationReport:
     def ack_ratio(self) -> float:
         ok = self.batches_sent - sum(self.batch_errors.values())
         return ok / self.batches_sent if self.batches_sent else 1.0
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class _Fleet:

@@ -8,7 +8,6 @@ the replay API come with the tiering work.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -16,19 +15,12 @@ from typing import Any
 
 import psycopg
 
+from mediation.clock import ms_of_datetime
 from mediation.rules.closure import close_opportunity
 from mediation.rules.model import ArchiveRecord, Event, Opportunity, WaterfallEntry
 from mediation.rules.ulid import ulid_day
 
 __all__ = ["StoredInputs", "load_archives", "load_inputs", "recompute"]
-
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def _ms(value: dt.datetime) -> int:
-    # Integer arithmetic: float timestamps can be off by one millisecond.
-    return (value - _EPOCH) // dt.timedelta(milliseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +71,8 @@ def _opportunity(row: tuple[Any, ...]) -> Opportunity:
         app_id=app_id,
         placement_id=placement_id,
         device_hash=device_hash,
-        ts_ms=_ms(ts),
-        client_ts_ms=_ms(client_ts),
+        ts_ms=ms_of_datetime(ts),
+        client_ts_ms=ms_of_datetime(client_ts),
         config_version=config_version,
         rollout_bucket=bucket,
         context=context,
@@ -89,7 +81,7 @@ def _opportunity(row: tuple[Any, ...]) -> Opportunity:
         waterfall=tuple(
             WaterfallEntry(e["source_id"], e["floor_micros"], e["timeout_ms"]) for e in waterfall
         ),
-        expires_at_ms=_ms(expires_at),
+        expires_at_ms=ms_of_datetime(expires_at),
         closure_window_ms=window,
         grace_ms=grace,
         skew_tolerance_ms=skew,
@@ -124,9 +116,9 @@ def load_inputs(conn: psycopg.Connection, keys: Iterable[str]) -> dict[str, Stor
             app_id=app_id,
             opportunity_key=key,
             type=type_,
-            ts_ms=_ms(ts),
-            server_ts_ms=_ms(server_ts),
-            received_at_ms=_ms(received_at),
+            ts_ms=ms_of_datetime(ts),
+            server_ts_ms=ms_of_datetime(server_ts),
+            received_at_ms=ms_of_datetime(received_at),
             source_id=source_id,
             revenue_micros=revenue,
             currency=currency.strip() if currency else None,
@@ -175,8 +167,8 @@ def load_archives(conn: psycopg.Connection, keys: Iterable[str]) -> dict[str, Ar
             opportunity_key=key,
             app_id=app_id,
             placement_id=placement_id,
-            opened_at_ms=_ms(opened_at),
-            closed_at_ms=_ms(closed_at),
+            opened_at_ms=ms_of_datetime(opened_at),
+            closed_at_ms=ms_of_datetime(closed_at),
             close_reason=close_reason,
             outcome=outcome,
             rewarded=rewarded,

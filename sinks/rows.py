@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import orjson
 from psycopg.types.json import Jsonb
 
+from mediation.clock import datetime_of_ms
 from mediation.rules.model import (
     ClosedOpportunity,
     LateEvent,
@@ -98,13 +99,6 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def _ts(ms: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(milliseconds=ms)
-
-
 @dataclass
 class TableRows:
     by_table: dict[str, list[tuple[object, ...]]] = field(
@@ -128,8 +122,8 @@ def _opportunity_rows(opp: Opportunity, rows: TableRows) -> None:
             opp.app_id,
             opp.placement_id,
             opp.device_hash,
-            _ts(opp.ts_ms),
-            _ts(opp.client_ts_ms),
+            datetime_of_ms(opp.ts_ms),
+            datetime_of_ms(opp.client_ts_ms),
             opp.config_version,
             opp.rollout_bucket,
             Jsonb(dict(opp.context)),
@@ -149,7 +143,7 @@ def _opportunity_rows(opp: Opportunity, rows: TableRows) -> None:
             opp.delivery_id,
             opp.status,
             Jsonb(waterfall),
-            _ts(opp.expires_at_ms),
+            datetime_of_ms(opp.expires_at_ms),
         )
     )
 
@@ -162,9 +156,9 @@ def _event_row(stored: StoredEvent) -> tuple[object, ...]:
         e.app_id,
         e.opportunity_key,
         e.type,
-        _ts(e.ts_ms),
-        _ts(e.server_ts_ms),
-        _ts(e.received_at_ms),
+        datetime_of_ms(e.ts_ms),
+        datetime_of_ms(e.server_ts_ms),
+        datetime_of_ms(e.received_at_ms),
         e.source_id,
         e.revenue_micros,
         e.currency,
@@ -187,8 +181,8 @@ def rows_for(items: Iterable[SinkItem]) -> TableRows:
                     a.opportunity_key,
                     a.app_id,
                     a.placement_id,
-                    _ts(a.opened_at_ms),
-                    _ts(a.closed_at_ms),
+                    datetime_of_ms(a.opened_at_ms),
+                    datetime_of_ms(a.closed_at_ms),
                     a.close_reason,
                     a.outcome,
                     a.rewarded,
