@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway.producer import AsyncProducer, OutgoingMessage
+from gateway.producer import AsyncProducer
 
 _VALUE = b"x" * 400
 
@@ -37,8 +37,8 @@ def create() -> Starlette:
 
     async def produce(request: Request, count: int) -> Response:
         await request.body()
-        messages = [OutgoingMessage(topic, str(i).encode(), _VALUE) for i in range(count)]
-        await state["producer"].send_all(messages, 5.0)
+        messages = [(str(i).encode(), _VALUE) for i in range(count)]
+        await state["producer"].send_all(topic, messages, 5.0)
         return Response(orjson.dumps({"accepted": count}), media_type="application/json")
 
     async def produce1(request: Request) -> Response:

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mediation.rules.model import Event
 from mediation.rules.validation import (
     Rejection,
     RequestInvalidError,
+    normalise_event,
     validate_batch_envelope,
-    validate_event,
 )
-from mediation.wire import encode_event
+from mediation.wire import encode_event_fields
 
 from .context import context_of
 from .guards import authenticate, rate_limited
 from .http import error_response, json_response, read_json_body
-from .producer import OutgoingMessage, ProduceFailedError, ProduceTimeoutError
+from .producer import ProduceFailedError, ProduceTimeoutError
 
 __all__ = ["MAX_BATCH_BYTES", "post_events"]
 
@@ -45,10 +46,11 @@ async def post_events(request: Request) -> Response:
     except RequestInvalidError as exc:
         return error_response(422, exc.code, exc.message, exc.details)
 
-    accepted: list[Event] = []
+    # (key, value) per accepted event, encoded as soon as it is checked.
+    accepted: list[tuple[bytes, bytes]] = []
     rejected: list[dict[str, object]] = []
     for index, raw in enumerate(envelope.events):
-        result = validate_event(
+        result = normalise_event(
             raw,
             app_id=app_id,
             sent_at_ms=envelope.sent_at_ms,
@@ -68,15 +70,13 @@ async def post_events(request: Request) -> Response:
             )
             ctx.metrics.events_rejected.labels(result.code).inc()
         else:
-            accepted.append(result)
+            key = cast(str, result["opportunity_key"])
+            accepted.append((key.encode(), encode_event_fields(result)))
 
-    topic = ctx.settings.topics.events
-    messages = [
-        OutgoingMessage(topic, event.opportunity_key.encode(), encode_event(event))
-        for event in accepted
-    ]
     try:
-        await ctx.producer.send_all(messages, ctx.settings.produce_timeout_ms / 1000)
+        await ctx.producer.send_all(
+            ctx.settings.topics.events, accepted, ctx.settings.produce_timeout_ms / 1000
+        )
     except (ProduceTimeoutError, ProduceFailedError) as exc:
         ctx.metrics.event_batches_unconfirmed.inc()
         return error_response(
@@ -86,7 +86,7 @@ async def post_events(request: Request) -> Response:
             {"accepted": 0},
             headers={"Retry-After": "1"},
         )
-    if messages:
+    if accepted:
         ctx.metrics.confirm_events.observe((ctx.clock_ms() - received_ms) / 1000)
     ctx.metrics.events_accepted.inc(len(accepted))
     ctx.metrics.event_batches_acked.inc()

@@ -14,11 +14,10 @@ import asyncio
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-__all__ = ["AsyncProducer", "OutgoingMessage", "ProduceFailedError", "ProduceTimeoutError"]
+__all__ = ["AsyncProducer", "ProduceFailedError", "ProduceTimeoutError"]
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +28,6 @@ class ProduceTimeoutError(TimeoutError):
 
 class ProduceFailedError(RuntimeError):
     """The broker refused a message, or the local queue is full; retryable."""
-
-
-@dataclass(frozen=True, slots=True)
-class OutgoingMessage:
-    topic: str
-    key: bytes
-    value: bytes
 
 
 class _Batch:
@@ -87,15 +79,19 @@ class AsyncProducer:
         while not self._stopping.is_set():
             self._producer.poll(0.05)
 
-    async def send_all(self, messages: Sequence[OutgoingMessage], timeout_s: float) -> None:
+    async def send_all(
+        self, topic: str, messages: Sequence[tuple[bytes, bytes]], timeout_s: float
+    ) -> None:
+        """Produce ``(key, value)`` pairs to ``topic``; return once all are confirmed."""
         if not messages:
             return
         loop = asyncio.get_running_loop()
         batch = _Batch(loop, len(messages))
         produce = self._producer.produce
-        for index, message in enumerate(messages):
+        on_delivery = batch.on_delivery
+        for index, (key, value) in enumerate(messages):
             try:
-                produce(message.topic, message.value, message.key, on_delivery=batch.on_delivery)
+                produce(topic, value, key, on_delivery=on_delivery)
             except (BufferError, KafkaException) as exc:
                 # Messages already queued may still be delivered: the client's
                 # resend is deduplicated downstream.

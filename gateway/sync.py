@@ -19,7 +19,7 @@ from .guards import authenticate, rate_limited
 from .http import error_response, json_response, read_json_body
 from .idempotency import InvalidIdempotencyKeyError, check_idempotency_key
 from .ids import random_bytes
-from .producer import OutgoingMessage, ProduceFailedError, ProduceTimeoutError
+from .producer import ProduceFailedError, ProduceTimeoutError
 
 __all__ = ["get_config", "post_request"]
 
@@ -140,13 +140,11 @@ async def _decide(
         grace_ms=config.grace_ms,
         skew_tolerance_ms=config.skew_tolerance_ms,
     )
-    message = OutgoingMessage(
-        ctx.settings.topics.opportunities,
-        opportunity_key.encode(),
-        encode_opportunity(opportunity),
-    )
+    message = (opportunity_key.encode(), encode_opportunity(opportunity))
     try:
-        await ctx.producer.send_all([message], ctx.settings.produce_timeout_ms / 1000)
+        await ctx.producer.send_all(
+            ctx.settings.topics.opportunities, [message], ctx.settings.produce_timeout_ms / 1000
+        )
     except (ProduceTimeoutError, ProduceFailedError) as exc:
         return error_response(
             503,

@@ -24,6 +24,7 @@ __all__ = [
     "decode_event",
     "decode_opportunity",
     "encode_event",
+    "encode_event_fields",
     "encode_opportunity",
     "event_to_dict",
 ]
@@ -87,6 +88,11 @@ def event_to_dict(event: Event) -> dict[str, Any]:
 
 def encode_event(event: Event) -> bytes:
     return orjson.dumps(event_to_dict(event))
+
+
+def encode_event_fields(fields: Mapping[str, object]) -> bytes:
+    """``encode_event`` for fields in ``event_as_dict``'s shape (the ingest hot path)."""
+    return orjson.dumps({**fields, "schema": EVENT_SCHEMA})
 
 
 def _load(value: bytes | None, schema: str) -> dict[str, Any]:

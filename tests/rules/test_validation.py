@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from mediation.rules.model import Event
+from mediation.rules.model import Event, event_as_dict
 from mediation.rules.ulid import encode_ulid
 from mediation.rules.validation import (
     MAX_ATTRS,
@@ -17,10 +17,12 @@ from mediation.rules.validation import (
     Rejection,
     RequestInvalidError,
     SyncRequest,
+    normalise_event,
     validate_batch_envelope,
     validate_event,
     validate_sync_request,
 )
+from mediation.wire import decode_event, encode_event, encode_event_fields
 
 T0_MS = 1_700_000_000_000
 MAX_SAFE_INT = 2**53 - 1
@@ -72,6 +74,25 @@ def test_server_ts_is_received_at_minus_send_delay_on_the_device_clock(make_raw_
     assert event.server_ts_ms == RECEIVED_AT - (SENT_AT - raw["ts"])
     assert event.server_ts_ms == RECEIVED_AT - 2_500
     assert event.ts_ms == SENT_AT - 2_500  # the client ts is kept as sent
+
+
+def test_hot_path_fields_encode_exactly_like_the_event(make_raw_event):
+    # The gateway encodes normalise_event's dict without building an Event;
+    # the worker must decode the very same message either way.
+    for raw in (make_raw_event(), make_raw_event(type="loaded", attrs={"n": 1.5, "x": None})):
+        fields = normalise_event(
+            raw,
+            app_id="app_1",
+            sent_at_ms=SENT_AT,
+            received_at_ms=RECEIVED_AT,
+            min_key_time_ms=T0_MS - 86_400_000,
+            max_key_time_ms=T0_MS + 86_400_000,
+        )
+        event = _validate(raw)
+        assert isinstance(fields, dict) and isinstance(event, Event)
+        assert fields == event_as_dict(event)
+        assert encode_event_fields(fields) == encode_event(event)
+        assert decode_event(encode_event_fields(fields)) == event
 
 
 def test_app_comes_from_the_caller_not_the_body(make_raw_event):
