@@ -24,14 +24,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import functools
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -122,6 +126,52 @@ def _hey(
     }
 
 
+def _profiled(load: Callable[[], object], pid: int, out: Path) -> None:
+    """Run ``load`` while py-spy samples ``pid``; print the hottest frames."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sampler = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "-o",
+            str(out),
+            "-p",
+            str(pid),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        load()
+    finally:
+        sampler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        sampler.wait(timeout=30)
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    print(
+        f"\nprofile {out.name}: {total} samples; hottest frames (own %, inclusive %)",
+        file=sys.stderr,
+    )
+    for frame, count in own.most_common(15):
+        print(
+            f"  {100 * count / total:5.1f}  {100 * inclusive[frame] / total:5.1f}  {frame[:110]}",
+            file=sys.stderr,
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -136,6 +186,12 @@ def main() -> int:
         "~20,000 bare), so slower machines are judged at the same load",
     )
     parser.add_argument("--rate-duration", type=int, default=10)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="also sample the gateway with py-spy during one more run of each SDK route; "
+        "collapsed stacks go to this folder and the top frames are printed",
+    )
     args = parser.parse_args()
 
     with contextlib.ExitStack() as stack:
@@ -264,6 +320,16 @@ def main() -> int:
                     for name, (url, body_file, headers, _n) in targets.items():
                         samples[name].append(
                             _wrk(url, body_file, headers, args.duration, args.connections)
+                        )
+                if args.profile is not None:
+                    for name in ("requests", "events50"):
+                        url, body_file, headers, _n = targets[name]
+                        _profiled(
+                            functools.partial(
+                                _wrk, url, body_file, headers, args.duration, args.connections
+                            ),
+                            gateway.pid,
+                            args.profile / f"{name}.collapsed",
                         )
                 bare_rps = median([r["rps"] for r in samples["bare"]])
                 fixed = [

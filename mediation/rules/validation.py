@@ -6,6 +6,7 @@ key-time range. Each problem has a stable ``code`` that SDKs can switch on.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -76,6 +77,16 @@ class BatchEnvelope:
     sent_at_ms: int
     sdk: str
     events: tuple[object, ...]
+
+
+@functools.lru_cache(maxsize=4096)
+def _key_time_ms(key: str) -> int | None:
+    """A ULID's time, or None when ``key`` is not one.
+
+    Cached: the events of one SDK batch mostly share a few opportunity keys,
+    and decoding a key's time is the dearest check of an event.
+    """
+    return ulid_time_ms_unchecked(key) if is_ulid(key) else None
 
 
 def _is_int(value: object) -> TypeGuard[int]:
@@ -220,9 +231,9 @@ def normalise_event(
     if not isinstance(event_id, str) or not _ID.match(event_id):
         return Rejection("invalid_event_id", "event_id must be 1..64 chars of [A-Za-z0-9_-]")
     key = raw.get("opportunity_key")
-    if not is_ulid(key):
+    key_time = _key_time_ms(key) if isinstance(key, str) else None
+    if key_time is None:
         return Rejection("invalid_opportunity_key", "opportunity_key must be a canonical ULID")
-    key_time = ulid_time_ms_unchecked(key)
     if not min_key_time_ms <= key_time <= max_key_time_ms:
         return Rejection(
             "opportunity_key_out_of_range",

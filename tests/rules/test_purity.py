@@ -48,6 +48,7 @@ ALLOWED_IMPORTS = {
     "collections.abc",
     "dataclasses",
     "datetime",
+    "functools",  # lru_cache memoises pure functions only
     "hashlib",
     "json",
     "math",
