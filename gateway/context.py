@@ -18,6 +18,7 @@ from .idempotency import IdempotencyStore
 from .metrics import GatewayMetrics
 from .producer import AsyncProducer
 from .ratelimit import RateLimiter
+from .resends import UnconfirmedSends
 
 __all__ = ["GatewayContext", "context_of"]
 
@@ -33,6 +34,7 @@ class GatewayContext:
     rate_limiter: RateLimiter
     breakers: BreakerBoard
     metrics: GatewayMetrics
+    unconfirmed: UnconfirmedSends = field(default_factory=UnconfirmedSends)
     clock_ms: Callable[[], int] = field(default=now_ms)
 
 

@@ -18,7 +18,7 @@ from mediation.wire import encode_event_fields
 from .context import context_of
 from .guards import authenticate, rate_limited
 from .http import error_response, json_response, read_json_body
-from .producer import ProduceFailedError, ProduceTimeoutError
+from .producer import Delivery, ProduceFailedError, ProduceTimeoutError
 
 __all__ = ["MAX_BATCH_BYTES", "post_events"]
 
@@ -46,9 +46,14 @@ async def post_events(request: Request) -> Response:
     except RequestInvalidError as exc:
         return error_response(422, exc.code, exc.message, exc.details)
 
-    # (key, value) per accepted event, encoded as soon as it is checked.
-    accepted: list[tuple[bytes, bytes]] = []
+    # (key, value) per event to produce, encoded as soon as it is checked,
+    # and (event_id, raw) of the same, remembered if the broker is slow.
+    to_send: list[tuple[bytes, bytes]] = []
+    sent_raw: list[tuple[str, object]] = []
+    earlier: set[Delivery] = set()
+    reused = 0
     rejected: list[dict[str, object]] = []
+    unconfirmed = ctx.unconfirmed
     for index, raw in enumerate(envelope.events):
         result = normalise_event(
             raw,
@@ -69,14 +74,27 @@ async def post_events(request: Request) -> Response:
                 }
             )
             ctx.metrics.events_rejected.labels(result.code).inc()
-        else:
-            key = cast(str, result["opportunity_key"])
-            accepted.append((key.encode(), encode_event_fields(result)))
+            continue
+        event_id = cast(str, result["event_id"])
+        if unconfirmed:  # empty unless the broker was slow lately
+            delivery = unconfirmed.earlier_delivery(app_id, event_id, raw, received_ms)
+            if delivery is not None:
+                earlier.add(delivery)
+                reused += 1
+                continue  # ACKed once that earlier send is confirmed
+        key = cast(str, result["opportunity_key"])
+        to_send.append((key.encode(), encode_event_fields(result)))
+        sent_raw.append((event_id, raw))
 
+    timeout_s = ctx.settings.produce_timeout_ms / 1000
     try:
-        await ctx.producer.send_all(
-            ctx.settings.topics.events, accepted, ctx.settings.produce_timeout_ms / 1000
-        )
+        try:
+            await ctx.producer.send_all(ctx.settings.topics.events, to_send, timeout_s)
+        except ProduceTimeoutError as exc:
+            unconfirmed.remember(app_id, sent_raw, exc.delivery, received_ms)
+            raise
+        for delivery in earlier:
+            await delivery.wait(timeout_s)
     except (ProduceTimeoutError, ProduceFailedError) as exc:
         ctx.metrics.event_batches_unconfirmed.inc()
         return error_response(
@@ -86,8 +104,11 @@ async def post_events(request: Request) -> Response:
             {"accepted": 0},
             headers={"Retry-After": "1"},
         )
-    if accepted:
+    accepted = len(envelope.events) - len(rejected)
+    if to_send:
         ctx.metrics.confirm_events.observe((ctx.clock_ms() - received_ms) / 1000)
-    ctx.metrics.events_accepted.inc(len(accepted))
+    ctx.metrics.events_accepted.inc(accepted)
+    if reused:
+        ctx.metrics.events_resent_not_reproduced.inc(reused)
     ctx.metrics.event_batches_acked.inc()
-    return json_response({"accepted": len(accepted), "rejected": rejected})
+    return json_response({"accepted": accepted, "rejected": rejected})

@@ -26,6 +26,7 @@ class GatewayMetrics:
     events_accepted: Counter
     events_rejected: Counter
     event_batches_unconfirmed: Counter
+    events_resent_not_reproduced: Counter
     opportunities: Counter
     kafka_confirm_latency: Histogram
     idempotent_replays: Counter
@@ -92,6 +93,12 @@ class GatewayMetrics:
             event_batches_unconfirmed=Counter(
                 "mediation_event_batches_unconfirmed",
                 "Event batches answered 503 because the broker did not confirm",
+                registry=registry,
+            ),
+            events_resent_not_reproduced=Counter(
+                "mediation_events_resent_not_reproduced",
+                "Resent events ACKed on their earlier, late-confirmed send instead of "
+                "being produced again",
                 registry=registry,
             ),
             opportunities=Counter(

@@ -17,27 +17,41 @@ from collections.abc import Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-__all__ = ["AsyncProducer", "ProduceFailedError", "ProduceTimeoutError"]
+__all__ = ["AsyncProducer", "Delivery", "ProduceFailedError", "ProduceTimeoutError"]
 
 log = logging.getLogger(__name__)
 
 
 class ProduceTimeoutError(TimeoutError):
-    """The broker did not confirm in time; the client should retry later."""
+    """The broker did not confirm in time; the client should retry later.
+
+    ``delivery`` is the batch still in flight: it may yet be confirmed, and
+    a resend of the same events can wait for it instead of producing them
+    again (``gateway/resends.py``).
+    """
+
+    def __init__(self, message: str, delivery: Delivery):
+        super().__init__(message)
+        self.delivery = delivery
 
 
 class ProduceFailedError(RuntimeError):
     """The broker refused a message, or the local queue is full; retryable."""
 
 
-class _Batch:
-    __slots__ = ("error", "future", "loop", "remaining")
+class Delivery:
+    """The broker's verdict on one batch: pending, confirmed or refused."""
+
+    __slots__ = ("confirmed", "error", "future", "loop", "remaining", "waiters")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, count: int):
         self.loop = loop
         self.future: asyncio.Future[None] = loop.create_future()
         self.remaining = count
         self.error: KafkaError | None = None
+        # None while pending; set on the event loop once every report is in.
+        self.confirmed: bool | None = None
+        self.waiters: list[asyncio.Future[None]] = []
 
     def on_delivery(self, err: KafkaError | None, _msg: object) -> None:
         # Runs on the poll thread; only this thread touches `remaining`.
@@ -48,12 +62,30 @@ class _Batch:
             self.loop.call_soon_threadsafe(self._finish)
 
     def _finish(self) -> None:
-        if self.future.done():
-            return
-        if self.error is not None:
-            self.future.set_exception(ProduceFailedError(f"broker refused: {self.error}"))
-        else:
-            self.future.set_result(None)
+        self.confirmed = self.error is None
+        for future in (self.future, *self.waiters):
+            if future.done():
+                continue
+            if self.confirmed:
+                future.set_result(None)
+            else:
+                future.set_exception(ProduceFailedError(f"broker refused: {self.error}"))
+        self.waiters.clear()
+
+    async def wait(self, timeout_s: float) -> None:
+        """Wait (again) for the verdict: return once confirmed, raise otherwise."""
+        if self.confirmed is None:
+            future = self.loop.create_future()
+            self.waiters.append(future)
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await future
+            except TimeoutError:
+                raise ProduceTimeoutError(
+                    f"broker did not confirm an earlier send within {timeout_s:.1f}s", self
+                ) from None
+        elif not self.confirmed:
+            raise ProduceFailedError(f"broker refused: {self.error}")
 
 
 class AsyncProducer:
@@ -86,7 +118,7 @@ class AsyncProducer:
         if not messages:
             return
         loop = asyncio.get_running_loop()
-        batch = _Batch(loop, len(messages))
+        batch = Delivery(loop, len(messages))
         produce = self._producer.produce
         on_delivery = batch.on_delivery
         for index, (key, value) in enumerate(messages):
@@ -99,14 +131,14 @@ class AsyncProducer:
                     f"could not queue message {index} of {len(messages)}: {exc}"
                 ) from exc
         try:
-            # On timeout the batch future is cancelled; late delivery reports
-            # then find it done and are ignored (the messages may still land:
-            # the client's resend is deduplicated downstream).
+            # On timeout the batch future is cancelled; the messages may still
+            # land, and the delivery still records the verdict when it comes.
             async with asyncio.timeout(timeout_s):
                 await batch.future
         except TimeoutError:
             raise ProduceTimeoutError(
-                f"broker did not confirm {len(messages)} message(s) within {timeout_s:.1f}s"
+                f"broker did not confirm {len(messages)} message(s) within {timeout_s:.1f}s",
+                batch,
             ) from None
 
     def ready(self, timeout_s: float = 2.0) -> bool:
