@@ -14,6 +14,8 @@ processes, ``-r`` recovery directory). Settings come from the environment
   opportunities are remembered to recognise late events.
 - ``MEDIATION_WORKER_METRICS_PORT``: where this process serves ``/metrics``
   (``mediation worker`` sets it to ``--metrics-port`` + process index; 0: off).
+- ``MEDIATION_CRASH_AT`` (drills only, see ``dataflows/faults.py``): SIGKILL
+  this process before or after its N-th Postgres batch.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from sinks.postgres import PostgresSink
 from sinks.records import DeadLetterRecord
 
 from .decode import kafka_error_letter
+from .faults import with_crash_drill
 from .metrics import WorkerMetrics
 from .pipeline import RawMessage, build_flow
 from .watermark import InputWatermark
@@ -83,7 +86,9 @@ def build_production_flow(settings: Settings, policy: Policy, metrics_port: int 
     metrics.serve(metrics_port)
     return build_flow(
         messages=kafka_input,
-        record_sink=PostgresSink(settings.database_url),
+        record_sink=with_crash_drill(
+            PostgresSink(settings.database_url), os.environ.get("MEDIATION_CRASH_AT")
+        ),
         deadletter_sink=KafkaSink(
             brokers, topics.deadletter, add_config={"enable.idempotence": "true", "acks": "all"}
         ),
