@@ -21,7 +21,8 @@ __all__ = ["ClosingLogic", "closing_builder"]
 
 _MAX_DUE_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
 _MIN_RECHECK_MS = 50
-_MAX_RECHECK_MS = 5_000
+_MAX_RECHECK_MS = 10_000
+_MIN_PACE = 0.05
 _RETAIN = StatefulLogic.RETAIN
 _DISCARD = StatefulLogic.DISCARD
 
@@ -34,12 +35,19 @@ class ClosingLogic(StatefulLogic[Opportunity | Event, Output, rules.OpportunityS
         clock_ms: Callable[[], int],
         drain_on_eof: bool,
         wall_ms: Callable[[], int] = now_ms,
+        event_time_pace: Callable[[], float] = lambda: 1.0,
     ):
         self._state = resume
         self._policy = policy
         self._clock_ms = clock_ms  # event time: the input watermark in production
         self._wall_ms = wall_ms  # what Bytewax's notification timer runs on
+        self._event_time_pace = event_time_pace  # event ms per wall ms, lately
         self._drain_on_eof = drain_on_eof
+        # due_at_ms of the state it was computed for: Bytewax asks notify_at
+        # after every item and tick, and states are immutable, so identity
+        # says whether it can have changed.
+        self._due_state: rules.OpportunityState | None = None
+        self._due_ms: int | None = None
 
     def _result(
         self, state: rules.OpportunityState | None, outputs: tuple[Output, ...]
@@ -54,7 +62,11 @@ class ClosingLogic(StatefulLogic[Opportunity | Event, Output, rules.OpportunityS
         return self._result(*rules.on_event(self._state, value, now, self._policy))
 
     def on_notify(self) -> tuple[Iterable[Output], bool]:
-        return self._result(*rules.on_tick(self._state, self._clock_ms(), self._policy))
+        now = self._clock_ms()
+        if self._state is self._due_state and self._due_ms is not None and now < self._due_ms:
+            # A re-check while event time lags: on_tick would change nothing.
+            return (), _RETAIN
+        return self._result(*rules.on_tick(self._state, now, self._policy))
 
     def on_eof(self) -> tuple[Iterable[Output], bool]:
         if not self._drain_on_eof:
@@ -68,15 +80,20 @@ class ClosingLogic(StatefulLogic[Opportunity | Event, Output, rules.OpportunityS
         return self._result(state, tuple(outputs))
 
     def notify_at(self) -> dt.datetime | None:
-        due = rules.due_at_ms(self._state, self._policy)
+        if self._state is not self._due_state or self._state is None:
+            self._due_state = self._state
+            self._due_ms = rules.due_at_ms(self._state, self._policy)
+        due = self._due_ms
         if due is None:
             return None
         now = self._clock_ms()
         if due > now:
             # Not due in event time yet. Bytewax wakes us on the wall clock;
-            # when event time lags (catching up), ask again after about the
-            # remaining gap, never in a busy loop.
-            gap_ms = min(max(due - now, _MIN_RECHECK_MS), _MAX_RECHECK_MS)
+            # when event time lags (catching up), ask again once event time
+            # should have covered the gap at the pace it is moving, never in
+            # a busy loop: a slow catch-up must not wake every open key often.
+            pace = max(self._event_time_pace(), _MIN_PACE)
+            gap_ms = int(min(max((due - now) / pace, _MIN_RECHECK_MS), _MAX_RECHECK_MS))
             due = max(due, self._wall_ms() + gap_ms)
         # Decoding bounds every time to year 2500; the clamp keeps a bug there
         # from ever crashing the timer.
@@ -89,9 +106,12 @@ class ClosingLogic(StatefulLogic[Opportunity | Event, Output, rules.OpportunityS
 
 
 def closing_builder(
-    policy: Policy, clock_ms: Callable[[], int], drain_on_eof: bool
+    policy: Policy,
+    clock_ms: Callable[[], int],
+    drain_on_eof: bool,
+    event_time_pace: Callable[[], float] = lambda: 1.0,
 ) -> Callable[[rules.OpportunityState | None], ClosingLogic]:
     def build(resume: rules.OpportunityState | None) -> ClosingLogic:
-        return ClosingLogic(resume, policy, clock_ms, drain_on_eof)
+        return ClosingLogic(resume, policy, clock_ms, drain_on_eof, event_time_pace=event_time_pace)
 
     return build

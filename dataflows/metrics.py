@@ -1,30 +1,68 @@
 """Prometheus metrics of one worker process, served on ``/metrics``.
 
 Bytewax keeps Kafka offsets in its recovery store, so broker-side
-consumer-group lag says nothing here; the event-time lag below (how far the
-input watermark trails the wall clock) is the seed's "MQ consumer lag"
-trigger. The port is ``MEDIATION_WORKER_METRICS_PORT`` plus the process
-index (``mediation worker`` sets it; 0 disables the endpoint).
+consumer-group lag says nothing here. Instead: the lag per input partition
+in messages (broker high watermark minus the next offset read, see
+``dataflows/lag.py``) and the event-time lag (how far the input watermark
+trails the wall clock), which is the seed's "MQ consumer lag" trigger.
+The port is ``MEDIATION_WORKER_METRICS_PORT`` plus the process index
+(``mediation worker`` sets it; 0 disables the endpoint).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from mediation.clock import now_ms
 from mediation.rules.model import ClosedOpportunity, LateEvent, OrphanEvents
 from sinks.records import DeadLetterRecord, SinkItem
+
+from .watermark import PartitionKey
 
 __all__ = ["WorkerMetrics"]
 
 log = logging.getLogger(__name__)
 
 
+class _PartitionLag(Collector):
+    """``mediation_worker_partition_lag_messages{topic,partition}`` at scrape time."""
+
+    def __init__(
+        self,
+        positions: Callable[[], Mapping[PartitionKey, int]],
+        highs: Callable[[], Mapping[PartitionKey, int]],
+    ):
+        self._positions = positions
+        self._highs = highs
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "mediation_worker_partition_lag_messages",
+            "Broker high watermark minus the next offset this process will read, "
+            "per input partition it has read from",
+            labels=["topic", "partition"],
+        )
+        highs = self._highs()
+        for (topic, partition), position in sorted(self._positions().items()):
+            high = highs.get((topic, partition))
+            if high is not None:
+                family.add_metric([topic, str(partition)], max(0, high - position))
+        yield family
+
+
 class WorkerMetrics:
-    def __init__(self, watermark_ms: Callable[[], int], registry: CollectorRegistry | None = None):
+    def __init__(
+        self,
+        watermark_ms: Callable[[], int],
+        registry: CollectorRegistry | None = None,
+        positions: Callable[[], Mapping[PartitionKey, int]] | None = None,
+        highs: Callable[[], Mapping[PartitionKey, int]] | None = None,
+    ):
         self.registry = registry or CollectorRegistry()
         self.messages = Counter(
             "mediation_worker_messages",
@@ -57,6 +95,8 @@ class WorkerMetrics:
             registry=self.registry,
         )
         lag.set_function(lambda: max(0.0, (now_ms() - watermark_ms()) / 1000))
+        if positions is not None and highs is not None:
+            self.registry.register(_PartitionLag(positions, highs))
 
     def observe_message(self, topic: str | None) -> None:
         self.messages.labels(topic or "unknown").inc()

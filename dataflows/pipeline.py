@@ -94,7 +94,8 @@ def build_flow(
     branch = op.branch("split_decoded", decoded, lambda item: isinstance(item, Decoded))
     ok: Stream[Decoded] = branch.trues  # type: ignore[assignment]
     keyed = op.map("key", ok, lambda item: (item.key, item.record))
-    outputs = op.stateful("closing", keyed, closing_builder(policy, clock_ms, drain_on_eof))
+    pace = watermark.pace if watermark is not None else (lambda: 1.0)
+    outputs = op.stateful("closing", keyed, closing_builder(policy, clock_ms, drain_on_eof, pace))
     results = op.map("unkey", outputs, lambda key_output: key_output[1])
 
     def to_sink_item(output: Output) -> SinkItem:

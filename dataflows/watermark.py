@@ -7,11 +7,16 @@ backlog) would arrive late, and events read before their opportunity would
 become orphans. The worker's clock is therefore this watermark:
 
 - per input partition, the broker timestamp of the last message read;
+- a partition read to the end of its log (its next offset has reached the
+  broker's high watermark, polled by ``dataflows/lag.py``) has nothing more
+  to wait for: it advances with the wall clock;
 - a partition read live (its last message was fresh when read) advances
-  with the wall clock; a partition still catching up only advances as it
-  is read;
-- a partition that delivered nothing for ``idle_ms`` is drained and ignored;
-- the watermark is the minimum over the rest, never ahead of the wall clock.
+  with the wall clock too, minus the lag it was read with; a partition
+  still catching up only advances as it is read, and holds while reading
+  stops (a Postgres outage holds the dataflow: closing must hold with it);
+- without a known high watermark, a partition that delivered nothing for
+  ``idle_ms`` counts as drained;
+- the watermark is the minimum over the partitions, never ahead of the wall clock.
 
 Each process sees only its own partitions; with several processes a key's
 events may be read elsewhere, so a long catch-up there can still produce
@@ -21,13 +26,17 @@ late events (replay recompute shows them).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from bytewax.connectors.kafka import KafkaSourceMessage
 
 from mediation.clock import now_ms
 
-__all__ = ["InputWatermark"]
+__all__ = ["InputWatermark", "PartitionKey"]
+
+
+PartitionKey = tuple[str, int]
+_PACE_WINDOW_MS = 1_000
 
 
 class InputWatermark:
@@ -36,34 +45,74 @@ class InputWatermark:
         idle_ms: int = 10_000,
         live_lag_ms: int = 2_000,
         wall_ms: Callable[[], int] = now_ms,
+        high_watermarks: Callable[[], Mapping[PartitionKey, int]] | None = None,
+        reuse_ms: int = 5,
     ):
         self._idle_ms = idle_ms
         self._live_lag_ms = live_lag_ms
         self._wall_ms = wall_ms
-        # (topic, partition) -> (latest broker timestamp, wall time it was read)
-        self._latest: dict[tuple[str | None, int | None], tuple[int, int]] = {}
+        self._high_watermarks = high_watermarks
+        self._reuse_ms = reuse_ms
+        self._cached = (-(2**62), 0)  # (wall ms computed at, watermark)
+        self._pace = 1.0
+        self._pace_anchor: tuple[int, int] | None = None  # (wall, watermark) a second ago
+        # (topic, partition) -> (latest broker timestamp, wall time it was read, next offset)
+        self._latest: dict[PartitionKey, tuple[int, int, int]] = {}
         self._lock = threading.Lock()  # Bytewax workers of one process are threads
 
     def observe(self, message: KafkaSourceMessage[bytes | None, bytes | None]) -> None:
         if message.timestamp is None or message.timestamp[1] <= 0:
             return
+        if message.topic is None or message.partition is None:
+            return
         timestamp = message.timestamp[1]
         key = (message.topic, message.partition)
         read_at = self._wall_ms()
+        next_offset = (message.offset or 0) + 1
         with self._lock:
             previous = self._latest.get(key)
-            if previous is not None and previous[0] > timestamp:
-                timestamp = previous[0]
-            self._latest[key] = (timestamp, read_at)
+            if previous is not None:
+                timestamp = max(timestamp, previous[0])
+                next_offset = max(next_offset, previous[2])
+            self._latest[key] = (timestamp, read_at, next_offset)
+
+    def positions(self) -> dict[PartitionKey, int]:
+        """Next offset to read per partition (what the lag metric compares)."""
+        with self._lock:
+            return {key: latest[2] for key, latest in self._latest.items()}
 
     def now_ms(self) -> int:
         wall = self._wall_ms()
+        # Asked for every item and timer: a value a few ms old is as good
+        # (lateness allowances are seconds) and saves a scan per call.
+        cached_at, cached = self._cached
+        if 0 <= wall - cached_at < self._reuse_ms:
+            return cached
+        mark = self._compute(wall)
+        self._cached = (wall, mark)
+        if self._pace_anchor is None:
+            self._pace_anchor = (wall, mark)
+        anchor_wall, anchor_mark = self._pace_anchor
+        if wall - anchor_wall >= _PACE_WINDOW_MS:
+            self._pace = max(0.0, (mark - anchor_mark) / (wall - anchor_wall))
+            self._pace_anchor = (wall, mark)
+        return mark
+
+    def pace(self) -> float:
+        """Event-time ms per wall-clock ms over the last second or so (1.0 when live)."""
+        return self._pace
+
+    def _compute(self, wall: int) -> int:
         with self._lock:
-            progress = list(self._latest.values())
+            progress = list(self._latest.items())
+        highs = self._high_watermarks() if self._high_watermarks is not None else {}
         marks = []
-        for timestamp, read_at in progress:
-            if wall - read_at > self._idle_ms:
-                continue  # drained: nothing more to wait for
+        for key, (timestamp, read_at, next_offset) in progress:
+            high = highs.get(key)
+            if high is not None and next_offset >= high:
+                continue  # read to the end of the log: nothing more to wait for
+            if high is None and wall - read_at > self._idle_ms:
+                continue  # quiet for long, end of log unknown: count it as drained
             lag_at_read = read_at - timestamp
             if lag_at_read <= self._live_lag_ms:
                 marks.append(wall - lag_at_read)  # live: time passes as on the wall

@@ -36,6 +36,7 @@ from sinks.records import DeadLetterRecord
 
 from .decode import kafka_error_letter
 from .faults import with_crash_drill
+from .lag import HighWatermarkPoller
 from .metrics import WorkerMetrics
 from .pipeline import RawMessage, build_flow
 from .watermark import InputWatermark
@@ -81,8 +82,9 @@ def build_production_flow(settings: Settings, policy: Policy, metrics_port: int 
         )
         return source.oks, op.map("kafka_errors", source.errs, kafka_error_letter)
 
-    watermark = InputWatermark()
-    metrics = WorkerMetrics(watermark.now_ms)
+    highs = HighWatermarkPoller(brokers, [topics.opportunities, topics.events]).start()
+    watermark = InputWatermark(high_watermarks=highs.highs)
+    metrics = WorkerMetrics(watermark.now_ms, positions=watermark.positions, highs=highs.highs)
     metrics.serve(metrics_port)
     return build_flow(
         messages=kafka_input,

@@ -43,9 +43,30 @@ _INSERTS = {
     )
     for table, columns in COLUMNS.items()
 }
-_INSERT_EVENTS_RETURNING = sql.SQL("{} RETURNING day, event_id, app_id").format(
-    _INSERTS["event_records"]
-)
+_EVENT_KEY_RETURNING = sql.SQL(" RETURNING day, event_id, app_id")
+# Below this many rows a table's rows go in as one pipelined executemany;
+# from here on COPY into a transaction-scoped staging table and one
+# INSERT ... SELECT ... ON CONFLICT DO NOTHING is several times faster.
+# (Staging tables are created per transaction: safe behind a transaction-mode pooler.)
+COPY_THRESHOLD = 200
+_STAGE_SQL = {
+    table: (
+        sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
+            sql.Identifier(f"stage_{table}"), sql.Identifier(table)
+        ),
+        sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.Identifier(f"stage_{table}"), sql.SQL(", ").join(map(sql.Identifier, columns))
+        ),
+        sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
+            sql.Identifier(table),
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.Identifier(f"stage_{table}"),
+        ),
+        sql.SQL("DROP TABLE {}").format(sql.Identifier(f"stage_{table}")),
+    )
+    for table, columns in COLUMNS.items()
+}
 _EXISTING_EVENTS = """
 SELECT day, event_id, app_id, opportunity_key, type, ts, source_id, revenue_micros,
        currency, attrs
@@ -85,7 +106,7 @@ class _PostgresPartition(StatelessSinkPartition[SinkItem]):
                 if table == "dead_letters":
                     table_rows = table_rows + conflicts
                 if table_rows:
-                    cur.executemany(_INSERTS[table], table_rows)
+                    _insert(cur, table, table_rows)
 
     def write_batch(self, items: list[SinkItem]) -> None:
         try:
@@ -148,6 +169,34 @@ def _retryable(exc: Exception) -> bool:
     return sqlstate[:2] in _RETRYABLE_CLASSES
 
 
+def _insert(
+    cur: psycopg.Cursor[tuple[object, ...]],
+    table: str,
+    rows: list[tuple[object, ...]],
+    returning: sql.Composable | None = None,
+) -> set[tuple[object, ...]]:
+    """Insert ``rows`` (duplicates of stored rows are skipped); the ``returning`` rows."""
+    inserted: set[tuple[object, ...]] = set()
+    if len(rows) < COPY_THRESHOLD:
+        query = _INSERTS[table] if returning is None else _INSERTS[table] + returning
+        cur.executemany(query, rows, returning=returning is not None)
+        while returning is not None:
+            inserted.update(cur.fetchall())
+            if not cur.nextset():
+                break
+        return inserted
+    create, copy_in, insert, drop = _STAGE_SQL[table]
+    cur.execute(create)
+    with cur.copy(copy_in) as copy:
+        for row in rows:
+            copy.write_row(row)
+    cur.execute(insert if returning is None else insert + returning)
+    if returning is not None:
+        inserted.update(cur.fetchall())
+    cur.execute(drop)  # the same table may be staged again in this transaction
+    return inserted
+
+
 def _insert_events(
     cur: psycopg.Cursor[tuple[object, ...]], rows: list[tuple[object, ...]]
 ) -> list[tuple[object, ...]]:
@@ -168,12 +217,7 @@ def _insert_events(
         if first is not row and not _same_event(_content(first), _content(row)):
             letters.append(event_conflict_row(row, _content(first)))
     unique = list(first_by_key.values())
-    cur.executemany(_INSERT_EVENTS_RETURNING, unique, returning=True)
-    inserted: set[tuple[object, ...]] = set()
-    while True:
-        inserted.update(cur.fetchall())
-        if not cur.nextset():
-            break
+    inserted = _insert(cur, "event_records", unique, returning=_EVENT_KEY_RETURNING)
     missing = [row for row in unique if (row[0], row[1], row[2]) not in inserted]
     if not missing:
         return letters

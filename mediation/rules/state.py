@@ -71,7 +71,11 @@ class Open:
     copies: Mapping[EventKey, tuple[Event, ...]]
 
     def winners(self) -> tuple[Event, ...]:
-        return tuple(min(copies, key=_copy_rank) for copies in self.copies.values())
+        # Hot (the worker asks after every item): one copy needs no ranking.
+        return tuple(
+            copies[0] if len(copies) == 1 else min(copies, key=_copy_rank)
+            for copies in self.copies.values()
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +174,9 @@ def _settle_conflicts(state: Open) -> tuple[tuple[Event, ...], tuple[Output, ...
     winners: list[Event] = []
     letters: list[Output] = []
     for copies in state.copies.values():
+        if len(copies) == 1:  # the common case: nothing to rank
+            winners.append(copies[0])
+            continue
         ranked = sorted(copies, key=_copy_rank)
         winners.append(ranked[0])
         letters.extend(_duplicate_conflict(loser, ranked[0]) for loser in ranked[1:])

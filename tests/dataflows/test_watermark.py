@@ -8,6 +8,7 @@ from builders import T0, opportunity
 from bytewax.connectors.kafka import KafkaSourceMessage
 
 from dataflows.closing import ClosingLogic
+from dataflows.metrics import WorkerMetrics
 from dataflows.watermark import InputWatermark
 from mediation.rules.model import ClosedOpportunity, Event, Policy
 from mediation.rules.ulid import encode_ulid
@@ -21,15 +22,15 @@ class _Wall:
         return self.now
 
 
-def _message(partition: int, timestamp: int) -> KafkaSourceMessage:
+def _message(partition: int, timestamp: int, offset: int = 0) -> KafkaSourceMessage:
     return KafkaSourceMessage(
-        b"k", b"v", topic="t", partition=partition, offset=0, timestamp=(1, timestamp)
+        b"k", b"v", topic="t", partition=partition, offset=offset, timestamp=(1, timestamp)
     )
 
 
 def test_live_partitions_follow_the_wall_clock_minus_their_lag() -> None:
     wall = _Wall(T0)
-    mark = InputWatermark(wall_ms=wall)
+    mark = InputWatermark(wall_ms=wall, reuse_ms=0)
     assert mark.now_ms() == T0  # nothing read yet: the wall clock
     mark.observe(_message(0, T0 - 30))  # read 30 ms after it was produced
     wall.now = T0 + 1_000
@@ -38,7 +39,7 @@ def test_live_partitions_follow_the_wall_clock_minus_their_lag() -> None:
 
 def test_a_partition_catching_up_holds_the_watermark_at_what_it_has_read() -> None:
     wall = _Wall(T0 + 3_600_000)  # an hour of backlog
-    mark = InputWatermark(wall_ms=wall)
+    mark = InputWatermark(wall_ms=wall, reuse_ms=0)
     mark.observe(_message(0, wall.now - 10))  # live partition
     mark.observe(_message(1, T0))  # backlog partition
     assert mark.now_ms() == T0
@@ -48,11 +49,64 @@ def test_a_partition_catching_up_holds_the_watermark_at_what_it_has_read() -> No
 
 def test_a_drained_partition_stops_holding_the_watermark_back() -> None:
     wall = _Wall(T0 + 3_600_000)
-    mark = InputWatermark(idle_ms=10_000, wall_ms=wall)
+    mark = InputWatermark(idle_ms=10_000, wall_ms=wall, reuse_ms=0)
     mark.observe(_message(1, T0))  # the last (old) message of a quiet partition
     assert mark.now_ms() == T0
     wall.now += 10_001
     assert mark.now_ms() == wall.now
+
+
+def test_a_backlog_read_to_the_end_of_its_log_follows_the_wall_clock() -> None:
+    wall = _Wall(T0 + 3_600_000)
+    highs = {("t", 0): 100}
+    mark = InputWatermark(wall_ms=wall, high_watermarks=lambda: highs, reuse_ms=0)
+    mark.observe(_message(0, T0, offset=98))
+    assert mark.now_ms() == T0  # one message still to read
+    mark.observe(_message(0, T0 + 5, offset=99))
+    assert mark.now_ms() == wall.now  # caught up: no need to wait for idleness
+    assert mark.positions() == {("t", 0): 100}
+
+
+def test_the_watermark_is_reused_for_a_few_milliseconds() -> None:
+    wall = _Wall(T0)
+    mark = InputWatermark(wall_ms=wall, reuse_ms=5)
+    mark.observe(_message(0, T0 - 30))
+    first = mark.now_ms()
+    wall.now += 4
+    assert mark.now_ms() == first  # reused
+    wall.now += 1
+    assert mark.now_ms() == wall.now - 30  # recomputed
+
+
+def test_pace_is_event_time_per_wall_time() -> None:
+    wall = _Wall(T0 + 3_600_000)
+    mark = InputWatermark(wall_ms=wall, reuse_ms=0)
+    mark.observe(_message(0, T0, offset=1))
+    assert mark.now_ms() == T0 and mark.pace() == 1.0  # no measurement yet
+    wall.now += 1_000
+    mark.observe(_message(0, T0 + 100, offset=2))
+    mark.now_ms()
+    assert mark.pace() == 0.1  # catching up: 100 ms of event time per second
+
+
+def test_a_stalled_backlog_holds_the_watermark_however_long_it_stalls() -> None:
+    # Postgres away: the dataflow holds, nothing is read; closing must hold too.
+    wall = _Wall(T0 + 3_600_000)
+    highs = {("t", 0): 1_000}
+    mark = InputWatermark(idle_ms=10_000, wall_ms=wall, high_watermarks=lambda: highs)
+    mark.observe(_message(0, T0, offset=10))
+    wall.now += 600_000
+    assert mark.now_ms() == T0
+
+
+def test_partition_lag_metric_is_high_watermark_minus_position() -> None:
+    mark = InputWatermark(wall_ms=_Wall(T0), high_watermarks=lambda: {("t", 0): 50})
+    mark.observe(_message(0, T0, offset=9))
+    metrics = WorkerMetrics(mark.now_ms, positions=mark.positions, highs=lambda: {("t", 0): 50})
+    value = metrics.registry.get_sample_value(
+        "mediation_worker_partition_lag_messages", {"topic": "t", "partition": "0"}
+    )
+    assert value == 40
 
 
 def test_backlog_opportunity_waits_for_event_time_not_the_wall_clock() -> None:

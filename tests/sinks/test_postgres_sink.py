@@ -21,6 +21,14 @@ from sinks.postgres import PostgresSink, _retryable
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(autouse=True, params=["executemany", "copy"])
+def insert_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs both ways rows go in: pipelined inserts, and COPY + staging."""
+    if request.param == "copy":
+        monkeypatch.setattr("sinks.postgres.COPY_THRESHOLD", 1)
+    return str(request.param)
+
+
 def _event(key: str, event_id: str, type_: str = "loaded", **extra: object) -> Event:
     return Event(
         event_id=event_id,

@@ -1,0 +1,353 @@
+"""Worker throughput: Kafka -> rules -> committed Postgres rows, against a raw baseline.
+
+A private broker (started here) is pre-filled with ``--events`` simulated
+events in the seed's traffic shape (1.8 events per request, fills, no-fills,
+load failures, impressions with revenue, clicks, rewards; 5% resent
+duplicates, device clock skew, local reordering) plus their opportunities.
+Then, each against a fresh database:
+
+- ``raw``: a plain confluent-kafka consume loop that COPYs every message
+  (key, JSON value) into one table: no rules, no state (the baseline);
+- ``worker-w1`` / ``worker-w2``: ``mediation worker -w 1`` / ``-w 2`` from
+  offset 0 until every opportunity is archived and every distinct event stored.
+
+Reports messages/s and events/s end to end (start of the process until the
+last row is committed), the ratio to the raw baseline, and peak RSS.
+
+    python bench/worker_bench.py --events 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+from confluent_kafka import Producer
+from psycopg import sql
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import machine, peak_rss_mib
+from mediation.devstack import broker_command, wait_port
+from mediation.processes import free_port, mediation_command, running
+from mediation.rules.model import Event, Opportunity, WaterfallEntry
+from mediation.rules.ulid import encode_ulid
+from mediation.settings import Settings
+from mediation.tables import render_table
+from mediation.topics import ensure_topics
+from mediation.wire import encode_event, encode_opportunity
+from storage.migrate import migrate
+
+PARTITIONS = 4
+WINDOW_MS, GRACE_MS, LATENESS_MS = 2_000, 500, 500
+WATERFALL = (
+    WaterfallEntry("net_alpha", 2_000_000, 1_500),
+    WaterfallEntry("net_beta", 1_200_000, 1_500),
+    WaterfallEntry("net_gamma", 500_000, 2_000),
+)
+
+
+def _traffic(events_wanted: int, seed: int) -> Iterator[tuple[bytes, Opportunity, list[Event]]]:
+    """Opportunities with their events, in the seed's proportions (1.8 events each)."""
+    rng = random.Random(seed)
+    made = 0
+    start_ms = int(time.time() * 1000)
+    i = 0
+    while made < events_wanted:
+        ts = start_ms + i // 50  # ~50 requests per millisecond of event time
+        key = encode_ulid(ts, rng.randbytes(10))
+        filled = rng.random() < 0.85
+        opp = Opportunity(
+            opportunity_key=key,
+            app_id=f"app{rng.randrange(20)}",
+            placement_id=rng.choice(("interstitial", "rewarded", "banner")),
+            device_hash=f"{rng.getrandbits(128):032x}",
+            ts_ms=ts,
+            client_ts_ms=ts - rng.randrange(-2_000, 2_000),  # device clock skew
+            config_version=1,
+            rollout_bucket=rng.randrange(100),
+            context={"country": rng.choice(("US", "DE", "BR", "IN")), "os": "android"},
+            delivery_id=encode_ulid(ts, rng.randbytes(10)),
+            status="fill" if filled else "no_fill",
+            waterfall=WATERFALL if filled else (),
+            expires_at_ms=ts + 300_000,
+            closure_window_ms=WINDOW_MS,
+            grace_ms=GRACE_MS,
+            skew_tolerance_ms=1_000,
+        )
+        events: list[Event] = []
+        if filled:
+            source = "net_alpha"
+            if rng.random() < 0.15:
+                events.append(_event(opp, len(events), "load_failed", source, 200))
+                source = "net_beta"
+            events.append(_event(opp, len(events), "loaded", source, 400))
+            if rng.random() < 0.8:
+                revenue = rng.randrange(500, 5_000)
+                events.append(_event(opp, len(events), "impression", source, 600, revenue))
+                if rng.random() < 0.1:
+                    events.append(_event(opp, len(events), "click", source, 900))
+                elif rng.random() < 0.05:
+                    events.append(_event(opp, len(events), "reward", source, 1_000))
+        made += len(events)
+        i += 1
+        yield key.encode(), opp, events
+
+
+def _event(
+    opp: Opportunity, n: int, kind: str, source: str, at: int, revenue: int | None = None
+) -> Event:
+    return Event(
+        event_id=f"{opp.opportunity_key}-{n}",
+        app_id=opp.app_id,
+        opportunity_key=opp.opportunity_key,
+        type=kind,
+        ts_ms=opp.ts_ms + at,
+        server_ts_ms=opp.ts_ms + at,
+        received_at_ms=opp.ts_ms + at + 300,
+        source_id=source,
+        revenue_micros=revenue,
+        currency="USD" if revenue is not None else None,
+    )
+
+
+def _prefill(bootstrap: str, prefix: str, events_wanted: int) -> dict[str, int]:
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "linger.ms": 20,
+            "batch.num.messages": 10_000,
+            "queue.buffering.max.messages": 1_000_000,
+            "compression.type": "lz4",
+        }
+    )
+    rng = random.Random(7)
+    counts = {"opportunities": 0, "events": 0, "messages": 0}
+    pending: list[tuple[str, bytes, bytes]] = []
+    for key, opp, events in _traffic(events_wanted, seed=1):
+        pending.append((f"{prefix}opportunities.v1", key, encode_opportunity(opp)))
+        counts["opportunities"] += 1
+        for event in events:
+            value = encode_event(event)
+            pending.append((f"{prefix}events.v1", key, value))
+            counts["events"] += 1
+            if rng.random() < 0.05:  # the SDK resent it
+                pending.append((f"{prefix}events.v1", key, value))
+        if len(pending) >= 200:
+            rng.shuffle(pending)  # local reordering, across opportunities
+            for topic, k, v in pending:
+                _produce(producer, topic, k, v)
+            counts["messages"] += len(pending)
+            pending.clear()
+    for topic, k, v in pending:
+        _produce(producer, topic, k, v)
+    counts["messages"] += len(pending)
+    assert producer.flush(120) == 0, "prefill not confirmed"
+    return counts
+
+
+def _produce(producer: Producer, topic: str, key: bytes, value: bytes) -> None:
+    while True:
+        try:
+            producer.produce(topic, value, key)
+            return
+        except BufferError:
+            producer.poll(0.1)
+
+
+@contextlib.contextmanager
+def _fresh_database(base_url: str) -> Iterator[str]:
+    name = f"mediation_bench_{uuid.uuid4().hex[:8]}"
+    admin = urlsplit(base_url)._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = urlsplit(base_url)._replace(path=f"/{name}").geturl()
+    try:
+        migrate(url)
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def _run_raw(bootstrap: str, prefix: str, total: int, database_url: str) -> dict[str, float]:
+    topics = f"{prefix}opportunities.v1,{prefix}events.v1"
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).with_name("raw_consume.py")),
+            bootstrap,
+            topics,
+            str(PARTITIONS),
+            str(total),
+            database_url,
+        ]
+    )
+    rss = 0.0
+    while proc.poll() is None:
+        with contextlib.suppress(OSError):
+            rss = max(rss, peak_rss_mib(proc.pid))
+        time.sleep(0.2)
+    if proc.returncode != 0:
+        raise RuntimeError(f"raw baseline failed with {proc.returncode}")
+    return {"seconds": time.monotonic() - started, "peak_rss_mib": rss}
+
+
+def _count(conn: psycopg.Connection, table: str) -> int:
+    row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _run_worker(
+    env: dict[str, str], workers: int, counts: dict[str, int], database_url: str, log: Path
+) -> dict[str, float]:
+    started = time.monotonic()
+    rss = 0.0
+    with (
+        running(
+            "worker",
+            mediation_command("worker", "-w", str(workers), "--metrics-port", "0"),
+            env,
+            log,
+        ) as worker,
+        psycopg.connect(database_url, autocommit=True) as conn,
+    ):
+        deadline = started + 3_600
+        while True:
+            if not worker.alive():
+                raise RuntimeError(f"worker exited: {worker.tail()}")
+            with contextlib.suppress(OSError):
+                rss = max(rss, peak_rss_mib(worker.pid))
+            archived, stored = _count(conn, "archive_records"), _count(conn, "event_records")
+            print(
+                f"\r  -w {workers}: {time.monotonic() - started:6.1f}s  "
+                f"{stored:,}/{counts['events']:,} events  "
+                f"{archived:,}/{counts['opportunities']:,} archives",
+                end="",
+                file=sys.stderr,
+            )
+            if archived >= counts["opportunities"] and stored >= counts["events"]:
+                print(file=sys.stderr)
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("worker did not finish within an hour")
+            time.sleep(1.0)
+        seconds = time.monotonic() - started
+        letters = _count(conn, "dead_letters")
+    return {"seconds": seconds, "peak_rss_mib": rss, "dead_letters": letters}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--workers", default="1,2", help="comma-separated -w values to run")
+    args = parser.parse_args()
+    base = Settings.from_env()
+
+    with contextlib.ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        port = free_port()
+        broker = stack.enter_context(
+            running(
+                "broker",
+                broker_command("127.0.0.1", port),
+                dict(os.environ),
+                scratch / "broker.log",
+            )
+        )
+        wait_port("bench broker", "127.0.0.1", port, 20, scratch / "broker.log")
+        bootstrap = f"127.0.0.1:{port}"
+        prefix = f"wbench{uuid.uuid4().hex[:6]}."
+        settings = replace(base, kafka_bootstrap_servers=bootstrap, topic_prefix=prefix)
+        ensure_topics(bootstrap, settings.topics.all(), partitions=PARTITIONS)
+
+        t0 = time.monotonic()
+        counts = _prefill(bootstrap, prefix, args.events)
+        prefill_s = time.monotonic() - t0
+        print(f"prefilled {counts} in {prefill_s:.1f}s", file=sys.stderr)
+
+        results: dict[str, dict[str, float]] = {}
+        with _fresh_database(base.database_url) as url:
+            results["raw"] = _run_raw(bootstrap, prefix, counts["messages"], url)
+        for workers in [int(w) for w in args.workers.split(",")]:
+            with _fresh_database(base.database_url) as url:
+                env = dict(os.environ)
+                env.update(
+                    {
+                        "DATABASE_URL": url,
+                        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                        "KAFKA_TOPIC_PREFIX": prefix,
+                        "MEDIATION_ALLOWED_LATENESS_MS": str(LATENESS_MS),
+                        "MEDIATION_DEFAULT_CLOSURE_WINDOW_MS": str(WINDOW_MS),
+                        "MEDIATION_DEFAULT_GRACE_MS": str(GRACE_MS),
+                        "MEDIATION_LOG_LEVEL": "WARNING",
+                    }
+                )
+                results[f"worker-w{workers}"] = _run_worker(
+                    env, workers, counts, url, scratch / f"worker-w{workers}.log"
+                )
+                print(f"worker -w {workers}: {results[f'worker-w{workers}']}", file=sys.stderr)
+        broker_rss = peak_rss_mib(broker.pid)
+
+    for figures in results.values():
+        figures["messages_per_s"] = counts["messages"] / figures["seconds"]
+        figures["events_per_s"] = counts["events"] / figures["seconds"]
+    raw_rate = results["raw"]["messages_per_s"]
+    ratios = {
+        name: figures["messages_per_s"] / raw_rate
+        for name, figures in results.items()
+        if name != "raw"
+    }
+    print(
+        json.dumps(
+            {
+                "bench": "worker",
+                "machine": machine(),
+                "counts": counts,
+                "prefill_s": prefill_s,
+                "results": results,
+                "ratios_vs_raw": ratios,
+                "broker_peak_rss_mib": broker_rss,
+            }
+        )
+    )
+    print(
+        render_table(
+            f"worker, {counts['events']:,} events + {counts['opportunities']:,} opportunities "
+            f"({counts['messages']:,} messages incl. resends), {PARTITIONS} partitions",
+            ["run", "seconds", "messages/s", "events/s", "vs raw", "peak RSS MiB"],
+            [
+                [
+                    name,
+                    round(f["seconds"], 1),
+                    round(f["messages_per_s"]),
+                    round(f["events_per_s"]),
+                    f"{ratios.get(name, 1.0):.2f}",
+                    round(f["peak_rss_mib"]),
+                ]
+                for name, f in results.items()
+            ],
+        ),
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,75 @@
+"""The broker's high watermark of every input partition, polled in the background.
+
+Bytewax keeps its Kafka offsets in the recovery store, not in a consumer
+group, so the broker cannot say how far behind the worker is. This poller
+asks the broker for each input partition's high watermark (the offset the
+next produced message will get) once a second; compared with the next
+offset the dataflow will read (``InputWatermark.positions``) it gives:
+
+- the real lag per partition, in messages (``/metrics``);
+- whether a partition has been read to the end of its log, which lets the
+  input watermark follow the wall clock there (``dataflows/watermark.py``).
+
+A failed poll keeps the last known values; the poller never stops the dataflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from .watermark import PartitionKey
+
+__all__ = ["HighWatermarkPoller"]
+
+log = logging.getLogger(__name__)
+
+
+class HighWatermarkPoller:
+    def __init__(self, brokers: list[str], topics: list[str], interval_s: float = 1.0):
+        self._topics = topics
+        self._interval_s = interval_s
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": ",".join(brokers),
+                "group.id": "mediation-worker-lag",  # never joins: no subscribe, no commits
+                "enable.auto.commit": False,
+            }
+        )
+        self._highs: dict[PartitionKey, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="high-watermarks", daemon=True)
+
+    def start(self) -> HighWatermarkPoller:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def highs(self) -> dict[PartitionKey, int]:
+        return self._highs  # replaced whole, never mutated: safe to read from any thread
+
+    def poll_once(self) -> None:
+        metadata = self._consumer.list_topics(timeout=5)
+        highs: dict[PartitionKey, int] = {}
+        for topic in self._topics:
+            described = metadata.topics.get(topic)
+            if described is None or described.error is not None:
+                continue
+            for partition in described.partitions:
+                _low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), timeout=5, cached=False
+                )
+                highs[(topic, partition)] = int(high)
+        self._highs = highs
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+            except KafkaException as exc:
+                log.warning("high watermark poll failed (keeping the last values): %s", exc)
+            self._stop.wait(self._interval_s)
