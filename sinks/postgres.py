@@ -24,7 +24,9 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from mediation.rules.closure import EXCLUDED_UNKNOWN_OPPORTUNITY
+from mediation.rules.amendment import archive_changes
+from mediation.rules.closure import EXCLUDED_UNKNOWN_OPPORTUNITY, close_opportunity
+from replay.hot import load_archives, load_inputs
 from storage.db import DatabaseUnavailableError, connect
 from storage.partitions import ensure_partitions
 
@@ -72,6 +74,11 @@ SELECT day, event_id, app_id, opportunity_key, type, ts, source_id, revenue_micr
        currency, attrs
 FROM event_records WHERE day = ANY(%s) AND event_id = ANY(%s) AND app_id = ANY(%s)
 """
+_LATE = COLUMNS["event_records"].index("late")
+_INSERT_AMENDMENT = """
+INSERT INTO amendment_records (day, opportunity_key, app_id, event_id, rule_version, changes)
+VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
+"""
 # Parents before children is not needed (no foreign keys between record
 # tables), but a fixed order keeps lock order stable across workers.
 _TABLE_ORDER = tuple(COLUMNS)
@@ -98,15 +105,18 @@ class _PostgresPartition(StatelessSinkPartition[SinkItem]):
             self._known_days |= new_days
         with conn.transaction(), conn.cursor() as cur:
             conflicts: list[tuple[object, ...]] = []
+            late: list[tuple[object, ...]] = []
             for table in _TABLE_ORDER:
                 table_rows = rows.by_table[table]
                 if table == "event_records" and table_rows:
-                    conflicts = _insert_events(cur, table_rows)
+                    conflicts, late = _insert_events(cur, table_rows)
                     continue
                 if table == "dead_letters":
                     table_rows = table_rows + conflicts
                 if table_rows:
                     _insert(cur, table, table_rows)
+            if late:  # after the archives: a batch may hold both
+                _record_amendments(cur, late)
 
     def write_batch(self, items: list[SinkItem]) -> None:
         try:
@@ -199,8 +209,9 @@ def _insert(
 
 def _insert_events(
     cur: psycopg.Cursor[tuple[object, ...]], rows: list[tuple[object, ...]]
-) -> list[tuple[object, ...]]:
-    """Insert events; return dead-letter rows for ids already stored with other content.
+) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """Insert events; return dead-letter rows for ids already stored with other
+    content, and the late events that were new.
 
     ``event_id`` is unique per app, so a stored row with the same key and the
     same content is this event again (a replayed batch: absorbed), while
@@ -218,9 +229,10 @@ def _insert_events(
             letters.append(event_conflict_row(row, _content(first)))
     unique = list(first_by_key.values())
     inserted = _insert(cur, "event_records", unique, returning=_EVENT_KEY_RETURNING)
+    late = [row for row in unique if row[_LATE] and (row[0], row[1], row[2]) in inserted]
     missing = [row for row in unique if (row[0], row[1], row[2]) not in inserted]
     if not missing:
-        return letters
+        return letters, late
     existing = {
         (row[0], row[1], row[2]): row[3:]
         for row in cur.execute(
@@ -235,7 +247,33 @@ def _insert_events(
         letters.append(event_conflict_row(row, stored))
     if letters:
         log.warning("%d event id(s) reused with other content; dead-lettered", len(letters))
-    return letters
+    return letters, late
+
+
+def _record_amendments(
+    cur: psycopg.Cursor[tuple[object, ...]], late: list[tuple[object, ...]]
+) -> None:
+    """One amendment row per new late event: what its archive would be with the late events.
+
+    Late events are rare, so reading the opportunity's inputs back here (in
+    the same transaction, which sees this batch's rows) costs little.
+    """
+    keys = {str(row[3]) for row in late}
+    inputs = load_inputs(cur.connection, keys)
+    archives = load_archives(cur.connection, keys)
+    amendments = []
+    for row in late:
+        key = str(row[3])
+        stored, archived = inputs.get(key), archives.get(key)
+        if stored is None or archived is None:
+            continue  # no archive to amend (its opportunity record never arrived)
+        amended = close_opportunity(
+            stored.opportunity, stored.events + stored.late_events, archived.rule_version
+        ).archive
+        changes = archive_changes(archived, amended)
+        amendments.append((row[0], key, row[2], row[1], archived.rule_version, Jsonb(changes)))
+    if amendments:
+        cur.executemany(_INSERT_AMENDMENT, amendments)
 
 
 def _late_not_orphaned(

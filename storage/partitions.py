@@ -21,6 +21,7 @@ PARTITIONED_TABLES: tuple[str, ...] = (
     "delivery_records",
     "event_records",
     "archive_records",
+    "amendment_records",
     "audit_records",
     "dead_letters",
 )

@@ -160,3 +160,29 @@ def test_event_for_an_archived_opportunity_is_stored_late_not_orphaned(database_
             "SELECT late, excluded_reason FROM event_records WHERE event_id = 'e2'"
         ).fetchone()
     assert row == (True, None)
+
+
+def test_a_late_event_leaves_the_archive_and_records_what_it_would_have_changed(
+    database_url: str,
+) -> None:
+    key = encode_ulid(T0, os.urandom(10))
+    impression = _event(key, "e1", "impression", revenue_micros=1_500, currency="USD")
+    closed = close_opportunity(opportunity(key), [_event(key, "e0"), impression])
+    late_click = _event(key, "e2", "click")  # within the window, but after the close
+    partition = PostgresSink(database_url).build("pg", 0, 1)
+    # Archive and late event in one batch: the ledger must still find the archive.
+    partition.write_batch([closed, LateEvent(StoredEvent(late_click, late=True))])
+    partition.write_batch([LateEvent(StoredEvent(late_click, late=True))])  # replayed: no-op
+    partition.close()
+    with psycopg.connect(database_url) as conn:
+        outcome = conn.execute("SELECT outcome FROM archive_records").fetchone()
+        ledger = conn.execute(
+            "SELECT opportunity_key, event_id, rule_version, changes FROM amendment_records"
+        ).fetchall()
+    assert outcome == (closed.archive.outcome,)  # the archive stands
+    assert len(ledger) == 1
+    stored_key, event_id, rule_version, changes = ledger[0]
+    assert (stored_key, event_id, rule_version) == (key, "e2", closed.archive.rule_version)
+    assert changes["outcome"] == {"archived": "impressed", "with_late": "clicked"}
+    assert changes["counts"]["archived"] == dict(closed.archive.counts)
+    assert changes["counts"]["with_late"]["click"] == 1
