@@ -9,6 +9,7 @@ from the injected clock at this edge.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable, Iterable
 
 from bytewax.operators import StatefulLogic
@@ -17,7 +18,7 @@ from mediation.clock import datetime_of_ms, now_ms
 from mediation.rules import state as rules
 from mediation.rules.model import Event, Opportunity, Output, Policy
 
-__all__ = ["ClosingLogic", "closing_builder"]
+__all__ = ["ClosingLogic", "StateCounts", "closing_builder"]
 
 _MAX_DUE_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
 _MIN_RECHECK_MS = 50
@@ -25,6 +26,36 @@ _MAX_RECHECK_MS = 10_000
 _MIN_PACE = 0.05
 _RETAIN = StatefulLogic.RETAIN
 _DISCARD = StatefulLogic.DISCARD
+
+
+class StateCounts:
+    """How much state this process holds: open opportunities, tombstones, events.
+
+    Updated on every state change (Bytewax workers of one process are
+    threads, hence the lock); read by the worker's ``/metrics``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.open = 0
+        self.tombstones = 0
+        self.open_events = 0
+
+    def change(
+        self, before: rules.OpportunityState | None, after: rules.OpportunityState | None
+    ) -> None:
+        if before is after:
+            return
+        with self._lock:
+            self._add(before, -1)
+            self._add(after, 1)
+
+    def _add(self, state: rules.OpportunityState | None, sign: int) -> None:
+        if isinstance(state, rules.Open):
+            self.open += sign
+            self.open_events += sign * len(state.copies)
+        elif isinstance(state, rules.Archived):
+            self.tombstones += sign
 
 
 class ClosingLogic(StatefulLogic[Opportunity | Event, Output, rules.OpportunityState]):
@@ -36,7 +67,11 @@ class ClosingLogic(StatefulLogic[Opportunity | Event, Output, rules.OpportunityS
         drain_on_eof: bool,
         wall_ms: Callable[[], int] = now_ms,
         event_time_pace: Callable[[], float] = lambda: 1.0,
+        counts: StateCounts | None = None,
     ):
+        self._counts = counts
+        if counts is not None:
+            counts.change(None, resume)
         self._state = resume
         self._policy = policy
         self._clock_ms = clock_ms  # event time: the input watermark in production
@@ -52,6 +87,8 @@ class ClosingLogic(StatefulLogic[Opportunity | Event, Output, rules.OpportunityS
     def _result(
         self, state: rules.OpportunityState | None, outputs: tuple[Output, ...]
     ) -> tuple[Iterable[Output], bool]:
+        if self._counts is not None:
+            self._counts.change(self._state, state)
         self._state = state
         return outputs, _DISCARD if state is None else _RETAIN
 
@@ -110,8 +147,16 @@ def closing_builder(
     clock_ms: Callable[[], int],
     drain_on_eof: bool,
     event_time_pace: Callable[[], float] = lambda: 1.0,
+    counts: StateCounts | None = None,
 ) -> Callable[[rules.OpportunityState | None], ClosingLogic]:
     def build(resume: rules.OpportunityState | None) -> ClosingLogic:
-        return ClosingLogic(resume, policy, clock_ms, drain_on_eof, event_time_pace=event_time_pace)
+        return ClosingLogic(
+            resume,
+            policy,
+            clock_ms,
+            drain_on_eof,
+            event_time_pace=event_time_pace,
+            counts=counts,
+        )
 
     return build

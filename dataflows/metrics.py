@@ -22,6 +22,7 @@ from mediation.clock import now_ms
 from mediation.rules.model import ClosedOpportunity, LateEvent, OrphanEvents
 from sinks.records import DeadLetterRecord, SinkItem
 
+from .closing import StateCounts
 from .watermark import PartitionKey
 
 __all__ = ["WorkerMetrics"]
@@ -95,6 +96,23 @@ class WorkerMetrics:
             registry=self.registry,
         )
         lag.set_function(lambda: max(0.0, (now_ms() - watermark_ms()) / 1000))
+        self.state = StateCounts()
+        state = self.state
+        Gauge(
+            "mediation_worker_open_opportunities",
+            "Opportunities open in this process's state",
+            registry=self.registry,
+        ).set_function(lambda: state.open)
+        Gauge(
+            "mediation_worker_tombstones",
+            "Closed opportunities remembered to recognise late events",
+            registry=self.registry,
+        ).set_function(lambda: state.tombstones)
+        Gauge(
+            "mediation_worker_open_events",
+            "Distinct events held by open opportunities",
+            registry=self.registry,
+        ).set_function(lambda: state.open_events)
         if positions is not None and highs is not None:
             self.registry.register(_PartitionLag(positions, highs))
 

@@ -95,7 +95,10 @@ def build_flow(
     ok: Stream[Decoded] = branch.trues  # type: ignore[assignment]
     keyed = op.map("key", ok, lambda item: (item.key, item.record))
     pace = watermark.pace if watermark is not None else (lambda: 1.0)
-    outputs = op.stateful("closing", keyed, closing_builder(policy, clock_ms, drain_on_eof, pace))
+    counts = metrics.state if metrics is not None else None
+    outputs = op.stateful(
+        "closing", keyed, closing_builder(policy, clock_ms, drain_on_eof, pace, counts)
+    )
     results = op.map("unkey", outputs, lambda key_output: key_output[1])
 
     def to_sink_item(output: Output) -> SinkItem:

@@ -138,3 +138,35 @@ def test_backlog_opportunity_waits_for_event_time_not_the_wall_clock() -> None:
     (closed,), _discard = logic.on_notify()
     assert isinstance(closed, ClosedOpportunity)
     assert closed.archive.outcome == "loaded"
+
+
+def test_state_counts_follow_open_close_and_forget() -> None:
+    key = encode_ulid(T0, os.urandom(10))
+    clock = _Wall(T0)
+    metrics = WorkerMetrics(clock)
+    policy = Policy(allowed_lateness_ms=1_000, tombstone_ttl_ms=60_000)
+    logic = ClosingLogic(None, policy, clock, False, clock, counts=metrics.state)
+
+    def gauge(name: str) -> float | None:
+        return metrics.registry.get_sample_value(f"mediation_worker_{name}")
+
+    logic.on_item(opportunity(key))
+    logic.on_item(
+        Event(
+            event_id="e",
+            app_id="app",
+            opportunity_key=key,
+            type="loaded",
+            ts_ms=T0 + 5,
+            server_ts_ms=T0 + 5,
+            received_at_ms=T0 + 5,
+            source_id="net_a",
+        )
+    )
+    assert (gauge("open_opportunities"), gauge("open_events"), gauge("tombstones")) == (1, 1, 0)
+    clock.now = T0 + 11_001
+    logic.on_notify()  # closes: open -> tombstone
+    assert (gauge("open_opportunities"), gauge("open_events"), gauge("tombstones")) == (0, 0, 1)
+    clock.now += 60_000
+    logic.on_notify()  # forgotten
+    assert gauge("tombstones") == 0
