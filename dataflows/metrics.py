@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from mediation.clock import now_ms
 from mediation.rules.model import ClosedOpportunity, LateEvent, OrphanEvents
+from sinks.postgres import WriteCounters
 from sinks.records import DeadLetterRecord, SinkItem
 
 from .closing import StateCounts
@@ -96,6 +97,21 @@ class WorkerMetrics:
             registry=self.registry,
         )
         lag.set_function(lambda: max(0.0, (now_ms() - watermark_ms()) / 1000))
+        self.batches_written = Counter(
+            "mediation_worker_batches_written",
+            "Postgres transactions committed by the sink",
+            registry=self.registry,
+        )
+        self.rows_written = Counter(
+            "mediation_worker_rows_written",
+            "Rows sent to Postgres in committed transactions (duplicates skipped included)",
+            registry=self.registry,
+        )
+        self.write_retries = Counter(
+            "mediation_worker_write_retries",
+            "Postgres write attempts that failed for database reasons and are retried",
+            registry=self.registry,
+        )
         self.state = StateCounts()
         state = self.state
         Gauge(
@@ -115,6 +131,13 @@ class WorkerMetrics:
         ).set_function(lambda: state.open_events)
         if positions is not None and highs is not None:
             self.registry.register(_PartitionLag(positions, highs))
+
+    def write_counters(self) -> WriteCounters:
+        def batch_written(rows: int) -> None:
+            self.batches_written.inc()
+            self.rows_written.inc(rows)
+
+        return WriteCounters(batch_written=batch_written, retried=self.write_retries.inc)
 
     def observe_message(self, topic: str | None) -> None:
         self.messages.labels(topic or "unknown").inc()

@@ -89,7 +89,8 @@ def build_production_flow(settings: Settings, policy: Policy, metrics_port: int 
     return build_flow(
         messages=kafka_input,
         record_sink=with_crash_drill(
-            PostgresSink(settings.database_url), os.environ.get("MEDIATION_CRASH_AT")
+            PostgresSink(settings.database_url, counters=metrics.write_counters()),
+            os.environ.get("MEDIATION_CRASH_AT"),
         ),
         deadletter_sink=KafkaSink(
             brokers, topics.deadletter, add_config={"enable.idempotence": "true", "acks": "all"}

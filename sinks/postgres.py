@@ -18,6 +18,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import psycopg
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -33,7 +34,7 @@ from storage.partitions import ensure_partitions
 from .records import SinkItem, unwritable
 from .rows import COLUMNS, TableRows, event_conflict_row, rows_for
 
-__all__ = ["PostgresSink"]
+__all__ = ["PostgresSink", "WriteCounters"]
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +85,26 @@ VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
 _TABLE_ORDER = tuple(COLUMNS)
 
 
+@dataclass(frozen=True)
+class WriteCounters:
+    """Where the sink reports its work (the worker's ``/metrics``); by default nowhere."""
+
+    batch_written: Callable[[int], None] = lambda rows: None  # one committed transaction
+    retried: Callable[[], None] = lambda: None  # one failed attempt that will be retried
+
+
 class _PostgresPartition(StatelessSinkPartition[SinkItem]):
-    def __init__(self, database_url: str, max_backoff_s: float, sleep: Callable[[float], None]):
+    def __init__(
+        self,
+        database_url: str,
+        max_backoff_s: float,
+        sleep: Callable[[float], None],
+        counters: WriteCounters,
+    ):
         self._database_url = database_url
         self._max_backoff_s = max_backoff_s
         self._sleep = sleep
+        self._counters = counters
         self._conn: psycopg.Connection | None = None
         self._known_days: set[dt.date] = set()
 
@@ -138,10 +154,12 @@ class _PostgresPartition(StatelessSinkPartition[SinkItem]):
         while True:
             try:
                 self._write(rows)
+                self._counters.batch_written(len(rows))
                 return
             except (psycopg.Error, DatabaseUnavailableError) as exc:
                 if not _retryable(exc):
                     raise
+                self._counters.retried()
                 attempt += 1
                 delay = min(self._max_backoff_s, 0.2 * 2 ** min(attempt, 10))
                 delay *= random.uniform(0.5, 1.0)
@@ -324,10 +342,14 @@ class PostgresSink(DynamicSink[SinkItem]):
         database_url: str,
         max_backoff_s: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
+        counters: WriteCounters | None = None,
     ):
         self._database_url = database_url
         self._max_backoff_s = max_backoff_s
         self._sleep = sleep
+        self._counters = counters or WriteCounters()
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _PostgresPartition:
-        return _PostgresPartition(self._database_url, self._max_backoff_s, self._sleep)
+        return _PostgresPartition(
+            self._database_url, self._max_backoff_s, self._sleep, self._counters
+        )

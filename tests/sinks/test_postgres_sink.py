@@ -16,7 +16,7 @@ from mediation.rules.model import (
     StoredEvent,
 )
 from mediation.rules.ulid import encode_ulid
-from sinks.postgres import PostgresSink, _retryable
+from sinks.postgres import PostgresSink, WriteCounters, _retryable
 
 pytestmark = pytest.mark.integration
 
@@ -186,3 +186,14 @@ def test_a_late_event_leaves_the_archive_and_records_what_it_would_have_changed(
     assert changes["outcome"] == {"archived": "impressed", "with_late": "clicked"}
     assert changes["counts"]["archived"] == dict(closed.archive.counts)
     assert changes["counts"]["with_late"]["click"] == 1
+
+
+def test_committed_batches_and_rows_are_reported(database_url: str) -> None:
+    written: list[int] = []
+    key = encode_ulid(T0, os.urandom(10))
+    closed = close_opportunity(opportunity(key), [_event(key, "e1")])
+    sink = PostgresSink(database_url, counters=WriteCounters(batch_written=written.append))
+    partition = sink.build("pg", 0, 1)
+    partition.write_batch([closed])
+    partition.close()
+    assert written == [4]  # opportunity, delivery, event, archive: one transaction
