@@ -6,6 +6,7 @@ dataflow decoding, replay readers); the rules never see bytes or rows.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -105,6 +106,17 @@ class Event:
             self.currency,
             tuple(sorted((k, repr(v)) for k, v in self.attrs.items())),
         )
+
+    def content_digest(self) -> bytes:
+        """8 bytes that stand for ``client_fields`` in a closed opportunity's memory.
+
+        A tombstone keeps one per event for its whole TTL, so it must be
+        small (the fields themselves, attrs included, are hundreds of bytes)
+        and stable across processes (snapshots move between restarts, so not
+        ``hash()``). Two different contents share a digest with probability
+        2^-64 per event id: such a copy would be absorbed as a resend.
+        """
+        return hashlib.blake2b(repr(self.client_fields()).encode(), digest_size=8).digest()
 
 
 def event_as_dict(event: Event) -> dict[str, object]:

@@ -83,8 +83,9 @@ class Archived:
     opportunity_key: str
     archived_at_ms: int
     app_id: str
-    # (app_id, event_id) -> client fields of the copy that was kept.
-    seen: Mapping[EventKey, tuple[object, ...]]
+    # (app_id, event_id) -> ``content_digest`` of the copy that was kept
+    # (snapshots taken before digests hold ``client_fields`` tuples instead).
+    seen: Mapping[EventKey, bytes | tuple[object, ...]]
 
 
 OpportunityState = Open | Archived
@@ -204,7 +205,7 @@ def on_tick(
         opportunity_key=state.opportunity_key,
         archived_at_ms=now_ms,
         app_id=state.opportunity.app_id,
-        seen={_event_key(e): e.client_fields() for e in winners},
+        seen={_event_key(e): e.content_digest() for e in winners},
     )
     return tombstone, (*letters, closed)
 
@@ -246,7 +247,12 @@ def _on_event_after_archive(
         )
     seen = state.seen.get(_event_key(event))
     if seen is not None:
-        if seen == event.client_fields():
+        same = (
+            seen == event.client_fields()
+            if isinstance(seen, tuple)
+            else seen == event.content_digest()
+        )
+        if same:
             return state, _EMPTY
         return state, (
             DeadLetter(
@@ -257,7 +263,7 @@ def _on_event_after_archive(
             ),
         )
     seen_now = dict(state.seen)
-    seen_now[_event_key(event)] = event.client_fields()
+    seen_now[_event_key(event)] = event.content_digest()
     return replace(state, seen=seen_now), (LateEvent(StoredEvent(event, late=True)),)
 
 

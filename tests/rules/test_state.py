@@ -96,7 +96,7 @@ def test_opportunity_then_events_then_tick_after_due_closes_and_leaves_tombstone
         opportunity_key=opp.opportunity_key,
         archived_at_ms=now,
         app_id=opp.app_id,
-        seen={(e.app_id, e.event_id): e.client_fields() for e in events},
+        seen={(e.app_id, e.event_id): e.content_digest() for e in events},
     )
 
 
@@ -169,7 +169,7 @@ def test_new_event_after_archive_is_a_late_event(make_opportunity, make_event):
     state, outputs = on_event(archived, late, 0, POLICY)
     assert outputs == (LateEvent(StoredEvent(late, late=True)),)
     assert isinstance(state, Archived)
-    assert state.seen[(late.app_id, "r")] == late.client_fields()
+    assert state.seen[(late.app_id, "r")] == late.content_digest()
     assert state.archived_at_ms == archived.archived_at_ms
 
 
@@ -390,3 +390,16 @@ def test_events_beyond_the_per_opportunity_cap_are_dead_lettered(make_opportunit
         refused.extend(outputs)
     assert [o.reason for o in refused] == [TOO_MANY_EVENTS, TOO_MANY_EVENTS]
     assert len(state.winners()) == 3
+
+
+def test_tombstones_from_older_snapshots_still_absorb_resends(make_opportunity, make_event):
+    # Snapshots taken before content digests keep client_fields tuples.
+    _, _, archived, _ = _closed_archive(make_opportunity, make_event)
+    assert isinstance(archived, Archived)
+    event = make_event(event_id="r", type="reward", at=99_000_000)
+    old_style = dataclasses.replace(archived, seen={(event.app_id, "r"): event.client_fields()})
+    state, outputs = on_event(old_style, event, 0, POLICY)
+    assert outputs == () and state is old_style
+    other = dataclasses.replace(event, type="click")
+    _state, (letter,) = on_event(old_style, other, 0, POLICY)
+    assert letter.reason == DUPLICATE_CONFLICT  # type: ignore[union-attr]
