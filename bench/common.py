@@ -8,7 +8,7 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["machine", "median", "peak_rss_mib"]
+__all__ = ["current_rss_mib", "machine", "median", "peak_rss_mib"]
 
 
 def machine() -> dict[str, object]:
@@ -32,9 +32,18 @@ def median(values: Sequence[float]) -> float:
     return float(statistics.median(values)) if values else 0.0
 
 
-def peak_rss_mib(pid: int) -> float:
-    """Peak resident set size (VmHWM) of a live process, in MiB."""
+def _status_mib(pid: int, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def peak_rss_mib(pid: int) -> float:
+    """Peak resident set size (VmHWM) of a live process, in MiB."""
+    return _status_mib(pid, "VmHWM")
+
+
+def current_rss_mib(pid: int) -> float:
+    """Resident set size now (VmRSS) of a live process, in MiB."""
+    return _status_mib(pid, "VmRSS")

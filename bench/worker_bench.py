@@ -34,13 +34,14 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import psycopg
 from confluent_kafka import Producer
 from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine, peak_rss_mib
+from bench.common import current_rss_mib, machine, peak_rss_mib
 from mediation.devstack import broker_command, wait_port
 from mediation.processes import free_port, mediation_command, running
 from mediation.rules.model import Event, Opportunity, WaterfallEntry
@@ -60,7 +61,9 @@ WATERFALL = (
 )
 
 
-def _traffic(events_wanted: int, seed: int) -> Iterator[tuple[bytes, Opportunity, list[Event]]]:
+def _traffic(
+    events_wanted: int, seed: int, window_ms: int = WINDOW_MS
+) -> Iterator[tuple[bytes, Opportunity, list[Event]]]:
     """Opportunities with their events, in the seed's proportions (1.8 events each)."""
     rng = random.Random(seed)
     made = 0
@@ -84,7 +87,7 @@ def _traffic(events_wanted: int, seed: int) -> Iterator[tuple[bytes, Opportunity
             status="fill" if filled else "no_fill",
             waterfall=WATERFALL if filled else (),
             expires_at_ms=ts + 300_000,
-            closure_window_ms=WINDOW_MS,
+            closure_window_ms=window_ms,
             grace_ms=GRACE_MS,
             skew_tolerance_ms=1_000,
         )
@@ -124,7 +127,9 @@ def _event(
     )
 
 
-def _prefill(bootstrap: str, prefix: str, events_wanted: int) -> dict[str, int]:
+def _prefill(
+    bootstrap: str, prefix: str, events_wanted: int, window_ms: int = WINDOW_MS
+) -> dict[str, int]:
     producer = Producer(
         {
             "bootstrap.servers": bootstrap,
@@ -137,7 +142,7 @@ def _prefill(bootstrap: str, prefix: str, events_wanted: int) -> dict[str, int]:
     rng = random.Random(7)
     counts = {"opportunities": 0, "events": 0, "messages": 0}
     pending: list[tuple[str, bytes, bytes]] = []
-    for key, opp, events in _traffic(events_wanted, seed=1):
+    for key, opp, events in _traffic(events_wanted, seed=1, window_ms=window_ms):
         pending.append((f"{prefix}opportunities.v1", key, encode_opportunity(opp)))
         counts["opportunities"] += 1
         for event in events:
@@ -253,11 +258,67 @@ def _run_worker(
     return {"seconds": seconds, "peak_rss_mib": rss, "dead_letters": letters}
 
 
+def _scrape(url: str, name: str) -> float:
+    with contextlib.suppress(httpx.HTTPError):
+        for line in httpx.get(url, timeout=2).text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+    return -1.0
+
+
+def _open_state(env: dict[str, str], counts: dict[str, int], log: Path) -> dict[str, float]:
+    """RSS of one worker holding every pre-filled opportunity open (an hour's window)."""
+    metrics_port = free_port()
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    started = time.monotonic()
+    with running(
+        "worker",
+        mediation_command("worker", "-w", "1", "--metrics-port", str(metrics_port)),
+        env,
+        log,
+    ) as worker:
+        while True:
+            if not worker.alive():
+                raise RuntimeError(f"worker exited: {worker.tail()}")
+            open_now = _scrape(url, "mediation_worker_open_opportunities")
+            events_now = _scrape(url, "mediation_worker_open_events")
+            print(
+                f"\r  open state: {time.monotonic() - started:6.1f}s  "
+                f"{open_now:,.0f}/{counts['opportunities']:,} open, "
+                f"{events_now:,.0f}/{counts['events']:,} events",
+                end="",
+                file=sys.stderr,
+            )
+            if open_now >= counts["opportunities"] and events_now >= counts["events"]:
+                print(file=sys.stderr)
+                break
+            if time.monotonic() - started > 3_600:
+                raise RuntimeError("the worker did not read everything within an hour")
+            time.sleep(1.0)
+        return {
+            "open_opportunities": open_now,
+            "open_events": _scrape(url, "mediation_worker_open_events"),
+            "rss_mib": current_rss_mib(worker.pid),
+            "peak_rss_mib": peak_rss_mib(worker.pid),
+            "seconds": time.monotonic() - started,
+        }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--workers", default="1,2", help="comma-separated -w values to run")
+    parser.add_argument(
+        "--open-state",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: pre-fill N opportunities (and their events) with a one-hour window "
+        "and report the RSS of one worker holding them all open",
+    )
     args = parser.parse_args()
+    if args.open_state:
+        return _open_state_main(args.open_state)
     base = Settings.from_env()
 
     with contextlib.ExitStack() as stack:
@@ -342,6 +403,59 @@ def main() -> int:
                     round(f["peak_rss_mib"]),
                 ]
                 for name, f in results.items()
+            ],
+        ),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _open_state_main(opportunities: int) -> int:
+    base = Settings.from_env()
+    # ~1.75 events per opportunity in this traffic shape.
+    events_wanted = int(opportunities * 1.75)
+    with contextlib.ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        port = free_port()
+        stack.enter_context(
+            running(
+                "broker",
+                broker_command("127.0.0.1", port),
+                dict(os.environ),
+                scratch / "broker.log",
+            )
+        )
+        wait_port("bench broker", "127.0.0.1", port, 20, scratch / "broker.log")
+        bootstrap = f"127.0.0.1:{port}"
+        prefix = f"wbench{uuid.uuid4().hex[:6]}."
+        settings = replace(base, kafka_bootstrap_servers=bootstrap, topic_prefix=prefix)
+        ensure_topics(bootstrap, settings.topics.all(), partitions=PARTITIONS)
+        counts = _prefill(bootstrap, prefix, events_wanted, window_ms=3_600_000)
+        print(f"prefilled {counts}", file=sys.stderr)
+        url = stack.enter_context(_fresh_database(base.database_url))
+        env = dict(os.environ)
+        env.update(
+            {
+                "DATABASE_URL": url,
+                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "KAFKA_TOPIC_PREFIX": prefix,
+                "MEDIATION_LOG_LEVEL": "WARNING",
+            }
+        )
+        figures = _open_state(env, counts, scratch / "worker-open.log")
+    print(json.dumps({"bench": "worker-open-state", "machine": machine(), **figures}))
+    print(
+        render_table(
+            "one worker holding every opportunity open",
+            ["open opportunities", "open events", "RSS MiB", "peak RSS MiB", "seconds"],
+            [
+                [
+                    round(figures["open_opportunities"]),
+                    round(figures["open_events"]),
+                    round(figures["rss_mib"]),
+                    round(figures["peak_rss_mib"]),
+                    round(figures["seconds"], 1),
+                ]
             ],
         ),
         file=sys.stderr,

@@ -8,6 +8,7 @@ code and goes to the dead-letter path.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -137,11 +138,34 @@ def _str(doc: Mapping[str, Any], key: str, max_chars: int = 128) -> str:
     return value
 
 
+def _shared(value: str) -> str:
+    """One copy of a low-cardinality string (app, placement, source, type...).
+
+    The worker holds every open opportunity and its events in memory; each
+    decoded message would otherwise carry its own copies of the same few
+    names.
+    """
+    return sys.intern(value)
+
+
+def _shared_opt(value: str | None) -> str | None:
+    return None if value is None else sys.intern(value)
+
+
+def _shared_context(context: dict[str, Any]) -> dict[str, Any]:
+    return {
+        sys.intern(k): sys.intern(v) if isinstance(v, str) and len(v) <= 32 else v
+        for k, v in context.items()
+    }
+
+
 def _key(doc: Mapping[str, Any]) -> str:
     key = _str(doc, "opportunity_key")
     if not is_ulid(key) or ulid_time_ms(key) > MAX_TIME_MS:
         raise WireError("invalid_field", "opportunity_key is not a ULID of the years 1970..2500")
-    return key
+    # Interned: an opportunity and all its events then hold one copy of the
+    # key while it is open (interned strings are freed with their last use).
+    return sys.intern(key)
 
 
 def decode_opportunity(value: bytes | None) -> Opportunity:
@@ -162,7 +186,7 @@ def decode_opportunity(value: bytes | None) -> Opportunity:
             raise WireError("invalid_field", "waterfall entries must be objects")
         waterfall.append(
             WaterfallEntry(
-                _str(entry, "source_id"),
+                _shared(_str(entry, "source_id")),
                 _int(entry, "floor_micros", 0, _MAX_REVENUE_MICROS),
                 _int(entry, "timeout_ms"),
             )
@@ -172,16 +196,16 @@ def decode_opportunity(value: bytes | None) -> Opportunity:
         raise WireError("invalid_field", "context must be an object")
     return Opportunity(
         opportunity_key=key,
-        app_id=_str(doc, "app_id"),
-        placement_id=_str(doc, "placement_id"),
+        app_id=_shared(_str(doc, "app_id")),
+        placement_id=_shared(_str(doc, "placement_id")),
         device_hash=_str(doc, "device_hash"),
         ts_ms=_time(doc, "ts_ms"),
         client_ts_ms=_time(doc, "client_ts_ms"),
         config_version=_int(doc, "config_version"),
         rollout_bucket=_int(doc, "rollout_bucket", 0, 32_767),
-        context=context,
+        context=_shared_context(context),
         delivery_id=_str(delivery, "delivery_id"),
-        status=status,
+        status="fill" if status == "fill" else "no_fill",  # shared constants
         waterfall=tuple(waterfall),
         expires_at_ms=_time(delivery, "expires_at_ms"),
         closure_window_ms=_int(doc, "closure_window_ms"),
@@ -204,14 +228,14 @@ def decode_event(value: bytes | None) -> Event:
         raise WireError("invalid_field", "attrs must be an object")
     return Event(
         event_id=_str(doc, "event_id"),
-        app_id=_str(doc, "app_id"),
+        app_id=_shared(_str(doc, "app_id")),
         opportunity_key=key,
-        type=event_type,
+        type=_shared(event_type),
         ts_ms=_time(doc, "ts_ms"),
         server_ts_ms=_time(doc, "server_ts_ms"),
         received_at_ms=_time(doc, "received_at_ms"),
-        source_id=_opt_str(doc, "source_id"),
+        source_id=_shared_opt(_opt_str(doc, "source_id")),
         revenue_micros=revenue,
-        currency=_opt_str(doc, "currency"),
+        currency=_shared_opt(_opt_str(doc, "currency")),
         attrs=attrs,
     )
