@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 
 from mediation.rules.model import Event, Opportunity
@@ -14,11 +12,9 @@ from sinks.records import DeadLetterRecord
 
 __all__ = ["Decoded", "decode_message", "kafka_error_letter"]
 
-
-@dataclass(frozen=True, slots=True)
-class Decoded:
-    key: str  # opportunity_key: what the stateful step is keyed on
-    record: Opportunity | Event
+# (opportunity_key, record): keyed as the stateful step takes it, so no
+# extra step is needed to re-shape each message.
+Decoded = tuple[str, Opportunity | Event]
 
 
 def _message_day_ms(message: KafkaSourceMessage[bytes | None, bytes | None]) -> int:
@@ -61,7 +57,7 @@ def decode_message(
             return _letter(message, "unknown_topic", f"no decoder for topic {message.topic!r}")
     except WireError as exc:
         return _letter(message, exc.reason, exc.detail)
-    return Decoded(record.opportunity_key, record)
+    return (record.opportunity_key, record)
 
 
 def kafka_error_letter(error: KafkaError[bytes | None, bytes | None]) -> DeadLetterRecord:

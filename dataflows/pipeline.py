@@ -2,9 +2,10 @@
 
 ::
 
-    messages ──decode──┬── ok ──key_on(opportunity_key)──closing──┬── records ──┐
-                       └── dead letters ───────────────────────────┴── refusals ─┴─> postgres
-                                                                 dead letters ───> deadletter topic
+    messages ──observe+decode──┬── (opportunity_key, record) ──closing──to_sink_items──┬─> postgres
+                               └── dead letters ──────────────────────────────────────┤
+                                   dead letters (input and rules) ──> deadletter topic
+                                   closed opportunities' source outcomes ──> breakers
 
 Production passes the Kafka source and the Postgres / Kafka sinks
 (``dataflows.worker``); tests pass ``TestingSource``/``TestingSink``.
@@ -41,7 +42,7 @@ def to_deadletter_message(record: DeadLetterRecord) -> KafkaSinkMessage[bytes, b
     return KafkaSinkMessage(key, encode_dead_letter(record))
 
 
-def _source_outcomes(output: Output) -> list[SourceOutcome]:
+def _source_outcomes(output: SinkItem) -> list[SourceOutcome]:
     if not isinstance(output, ClosedOpportunity):
         return []
     opportunity = output.opportunity
@@ -80,56 +81,58 @@ def build_flow(
     """
     flow = Dataflow(flow_id)
     raw, input_errors = messages(flow)
-    if watermark is not None or metrics is not None:
 
-        def observe(_step: str, message: RawMessage) -> None:
-            if watermark is not None:
-                watermark.observe(message)
-            if metrics is not None:
-                metrics.observe_message(message.topic)
+    # One Python call per message: observe it (event time, metrics), decode
+    # it. Bytewax's per-step cost is paid per item, so steps are few.
+    def observe_and_decode(message: RawMessage) -> Decoded | DeadLetterRecord:
+        if watermark is not None:
+            watermark.observe(message)
+        if metrics is not None:
+            metrics.observe_message(message.topic)
+        return decode_message(topics, message)
 
-        raw = op.inspect("observe_input", raw, observe)
-
-    decoded = op.map("decode", raw, lambda message: decode_message(topics, message))
-    branch = op.branch("split_decoded", decoded, lambda item: isinstance(item, Decoded))
-    ok: Stream[Decoded] = branch.trues  # type: ignore[assignment]
-    keyed = op.map("key", ok, lambda item: (item.key, item.record))
+    decoded = op.map("decode", raw, observe_and_decode)
+    branch = op.branch("split_decoded", decoded, lambda item: isinstance(item, tuple))
+    keyed: Stream[Decoded] = branch.trues  # type: ignore[assignment]
     pace = watermark.pace if watermark is not None else (lambda: 1.0)
     counts = metrics.state if metrics is not None else None
     outputs = op.stateful(
         "closing", keyed, closing_builder(policy, clock_ms, drain_on_eof, pace, counts)
     )
-    results = op.map("unkey", outputs, lambda key_output: key_output[1])
 
-    def to_sink_item(output: Output) -> SinkItem:
-        if isinstance(output, DeadLetter):
-            return dead_letter_from_rules(output, clock_ms())
-        return output
-
-    sink_items = op.map("refusals_to_dead_letters", results, to_sink_item)
-    decode_letters: Stream[DeadLetterRecord] = branch.falses  # type: ignore[assignment]
-    letters = op.merge("dead_letters", decode_letters, input_errors)
-    rule_letters = op.filter_map(
-        "rule_dead_letters",
-        sink_items,
-        lambda item: item if isinstance(item, DeadLetterRecord) else None,
-    )
-    all_letters = op.merge("all_dead_letters", letters, rule_letters)
-    records = op.filter("records", sink_items, lambda item: not isinstance(item, DeadLetterRecord))
-
-    to_postgres = op.merge("to_postgres", records, all_letters)
-    if metrics is not None:
-        to_postgres = op.inspect(
-            "count_outputs", to_postgres, lambda _step, item: metrics.observe_output(item)
+    def to_sink_item(key_output: tuple[str, Output]) -> SinkItem:
+        output = key_output[1]
+        item = (
+            dead_letter_from_rules(output, clock_ms()) if isinstance(output, DeadLetter) else output
         )
-    op.output("postgres", to_postgres, record_sink)
+        if metrics is not None:
+            metrics.observe_output(item)
+        return item
+
+    sink_items = op.map("to_sink_items", outputs, to_sink_item)
+    decode_letters: Stream[DeadLetterRecord] = branch.falses  # type: ignore[assignment]
+    letters = op.merge("input_dead_letters", decode_letters, input_errors)
+    if metrics is not None:
+        letters = op.inspect(
+            "count_input_dead_letters", letters, lambda _step, item: metrics.observe_output(item)
+        )
+    # Records and dead letters alike go to Postgres, in the same batches.
+    op.output("postgres", op.merge("to_postgres", sink_items, letters), record_sink)
     if breaker_sink is not None:
-        outcomes = op.flat_map("source_outcomes", results, _source_outcomes)
+        outcomes = op.flat_map("source_outcomes", sink_items, _source_outcomes)
         op.output("breakers", outcomes, breaker_sink)
     if deadletter_sink is not None:
+        rule_letters = op.filter_map(
+            "rule_dead_letters",
+            sink_items,
+            lambda item: (
+                to_deadletter_message(item) if isinstance(item, DeadLetterRecord) else None
+            ),
+        )
+        input_letters = op.map("encode_dead_letters", letters, to_deadletter_message)
         op.output(
             "deadletter_topic",
-            op.map("encode_dead_letters", all_letters, to_deadletter_message),
+            op.merge("all_dead_letters", rule_letters, input_letters),
             deadletter_sink,
         )
     return flow
