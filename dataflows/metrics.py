@@ -152,13 +152,13 @@ class WorkerMetrics:
         elif isinstance(item, DeadLetterRecord):
             self.dead_letters.labels(item.reason).inc()
 
-    def serve(self, port: int) -> None:
+    def serve(self, port: int, host: str = "127.0.0.1") -> None:
         """Serve ``/metrics``; a port in use is logged, never fatal to the dataflow."""
         if port <= 0:
             return
         try:
-            start_http_server(port, addr="0.0.0.0", registry=self.registry)
+            start_http_server(port, addr=host, registry=self.registry)
         except OSError as exc:
-            log.warning("worker metrics not served on port %d: %s", port, exc)
+            log.warning("worker metrics not served on %s:%d: %s", host, port, exc)
             return
-        log.info("worker metrics on :%d/metrics", port)
+        log.info("worker metrics on %s:%d/metrics", host, port)

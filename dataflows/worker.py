@@ -13,7 +13,8 @@ processes, ``-r`` recovery directory). Settings come from the environment
 - ``MEDIATION_TOMBSTONE_TTL_MS`` (default 3600000): how long closed
   opportunities are remembered to recognise late events.
 - ``MEDIATION_WORKER_METRICS_PORT``: where this process serves ``/metrics``
-  (``mediation worker`` sets it to ``--metrics-port`` + process index; 0: off).
+  (``mediation worker`` sets it to ``--metrics-port`` + process index; 0: off),
+  on ``MEDIATION_WORKER_METRICS_HOST`` (``--metrics-host``; default 127.0.0.1).
 - ``MEDIATION_CRASH_AT`` (drills only, see ``dataflows/faults.py``): SIGKILL
   this process before or after its N-th Postgres batch.
 """
@@ -67,7 +68,9 @@ def policy_from_env() -> Policy:
     )
 
 
-def build_production_flow(settings: Settings, policy: Policy, metrics_port: int = 0) -> Dataflow:
+def build_production_flow(
+    settings: Settings, policy: Policy, metrics_port: int = 0, metrics_host: str = "127.0.0.1"
+) -> Dataflow:
     brokers = settings.kafka_bootstrap_servers.split(",")
     topics = settings.topics
 
@@ -85,7 +88,7 @@ def build_production_flow(settings: Settings, policy: Policy, metrics_port: int 
     highs = HighWatermarkPoller(brokers, [topics.opportunities, topics.events]).start()
     watermark = InputWatermark(high_watermarks=highs.highs)
     metrics = WorkerMetrics(watermark.now_ms, positions=watermark.positions, highs=highs.highs)
-    metrics.serve(metrics_port)
+    metrics.serve(metrics_port, metrics_host)
     return build_flow(
         messages=kafka_input,
         record_sink=with_crash_drill(
@@ -112,4 +115,5 @@ def production_flow() -> Dataflow:
     )
     settings = Settings.from_env()
     port = _env_ms("MEDIATION_WORKER_METRICS_PORT", 0)  # a plain integer, like the others
-    return build_production_flow(settings, policy_from_env(), port)
+    host = os.environ.get("MEDIATION_WORKER_METRICS_HOST") or "127.0.0.1"
+    return build_production_flow(settings, policy_from_env(), port, host)

@@ -151,6 +151,15 @@ def cmd_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from .status import read_worker, render_status
+
+    urls = args.worker_metrics or ["http://127.0.0.1:9464/metrics"]
+    reports = [read_worker(url) for url in urls]
+    print(render_status(reports))
+    return 0 if all(report.error is None for report in reports) else 1
+
+
 def cmd_dlq(args: argparse.Namespace) -> int:
     from storage.deadletters import list_dead_letters, redrive
 
@@ -296,6 +305,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.metrics_port:
         port = args.metrics_port + (args.process_id or 0)
         os.environ["MEDIATION_WORKER_METRICS_PORT"] = str(port)
+        os.environ["MEDIATION_WORKER_METRICS_HOST"] = args.metrics_host
     os.execv(sys.executable, argv)  # replaces this process: signals go straight to Bytewax
 
 
@@ -399,6 +409,20 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--app-id", required=True)
     keys.add_argument("--prefix", help="with revoke: the key's prefix as `keys list` shows it")
 
+    status = _add(
+        sub,
+        "status",
+        cmd_status,
+        "Show what the worker processes report: progress, state, lag per input partition",
+    )
+    status.add_argument(
+        "--worker-metrics",
+        action="append",
+        metavar="URL",
+        help="a worker process's /metrics URL; repeat for each process "
+        "(default http://127.0.0.1:9464/metrics)",
+    )
+
     dlq = _add(sub, "dlq", cmd_dlq, "List dead letters, or re-drive them to their source topic")
     dlq.add_argument("action", choices=["list", "redrive"])
     dlq.add_argument("--reason", help="only this reason code (e.g. invalid_json)")
@@ -458,6 +482,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=9464,
         help="serve /metrics on this port + the process index (0: off)",
+    )
+    worker.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address /metrics listens on (default loopback; 0.0.0.0 for a Prometheus elsewhere)",
     )
     worker.add_argument(
         "--recovery-partitions",
