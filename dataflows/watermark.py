@@ -16,6 +16,10 @@ become orphans. The worker's clock is therefore this watermark:
   stops (a Postgres outage holds the dataflow: closing must hold with it);
 - without a known high watermark, a partition that delivered nothing for
   ``idle_ms`` counts as drained;
+- for ``idle_ms`` after start, while any partition that holds data has
+  delivered nothing to this process, the watermark holds (before the
+  start): a partition still warming up must not see its backlog's
+  opportunities closed without their events;
 - the watermark is the minimum over the partitions, never ahead of the wall clock.
 
 Each process sees only its own partitions; with several processes a key's
@@ -53,6 +57,7 @@ class InputWatermark:
         self._wall_ms = wall_ms
         self._high_watermarks = high_watermarks
         self._reuse_ms = reuse_ms
+        self._started_ms = wall_ms()
         self._cached = (-(2**62), 0)  # (wall ms computed at, watermark)
         self._pace = 1.0
         self._pace_anchor: tuple[int, int] | None = None  # (wall, watermark) a second ago
@@ -106,6 +111,15 @@ class InputWatermark:
         with self._lock:
             progress = list(self._latest.items())
         highs = self._high_watermarks() if self._high_watermarks is not None else {}
+        if wall - self._started_ms < self._idle_ms:
+            # Just started: a partition holding data that has delivered
+            # nothing yet may be one of ours still warming up (its backlog
+            # must not find its opportunities closed). Partitions of other
+            # processes, or already read to the end before a restart, never
+            # deliver: the hold ends ``idle_ms`` after start.
+            seen = {key for key, _progress in progress}
+            if any(high > 0 and key not in seen for key, high in highs.items()):
+                return self._started_ms - self._idle_ms
         marks = []
         for key, (timestamp, read_at, next_offset) in progress:
             high = highs.get(key)

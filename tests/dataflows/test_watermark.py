@@ -170,3 +170,16 @@ def test_state_counts_follow_open_close_and_forget() -> None:
     clock.now += 60_000
     logic.on_notify()  # forgotten
     assert gauge("tombstones") == 0
+
+
+def test_just_started_a_partition_with_data_that_delivered_nothing_holds_the_watermark() -> None:
+    wall = _Wall(T0)
+    highs = {("t", 0): 10, ("t", 1): 10}
+    mark = InputWatermark(idle_ms=10_000, wall_ms=wall, high_watermarks=lambda: highs, reuse_ms=0)
+    mark.observe(_message(0, T0 - 60_000, offset=9))  # partition 0 read to its end
+    assert mark.now_ms() == T0 - 10_000  # partition 1 may still be warming up
+    mark.observe(_message(1, T0 - 60_000, offset=9))
+    assert mark.now_ms() == T0  # both read to the end
+    highs[("t", 2)] = 5  # a partition this process never reads...
+    wall.now = T0 + 10_001
+    assert mark.now_ms() == wall.now  # ...holds only for the first idle_ms
