@@ -23,8 +23,8 @@ become orphans. The worker's clock is therefore this watermark:
 - the watermark is the minimum over the partitions, never ahead of the wall clock.
 
 Each process sees only its own partitions; with several processes a key's
-events may be read elsewhere, so a long catch-up there can still produce
-late events (replay recompute shows them).
+events may be read elsewhere, so the dataflow closes on the cluster's
+minimum of these watermarks (``dataflows/cluster_clock.py``).
 """
 
 from __future__ import annotations

@@ -15,6 +15,10 @@ processes, ``-r`` recovery directory). Settings come from the environment
 - ``MEDIATION_WORKER_METRICS_PORT``: where this process serves ``/metrics``
   (``mediation worker`` sets it to ``--metrics-port`` + process index; 0: off),
   on ``MEDIATION_WORKER_METRICS_HOST`` (``--metrics-host``; default 127.0.0.1).
+- ``MEDIATION_WORKER_PROCESS_INDEX`` / ``MEDIATION_WORKER_PROCESS_COUNT``
+  (``mediation worker`` sets them from ``-i``/``-a``): with several
+  processes, closing follows the slowest process's watermark, shared
+  through Redis (``dataflows/cluster_clock.py``).
 - ``MEDIATION_CRASH_AT`` (drills only, see ``dataflows/faults.py``): SIGKILL
   this process before or after its N-th Postgres batch.
 """
@@ -35,6 +39,7 @@ from sinks.breakers import RedisBreakerSink
 from sinks.postgres import PostgresSink
 from sinks.records import DeadLetterRecord
 
+from .cluster_clock import ClusterWatermark
 from .decode import kafka_error_letter
 from .faults import with_crash_drill
 from .lag import HighWatermarkPoller
@@ -69,7 +74,12 @@ def policy_from_env() -> Policy:
 
 
 def build_production_flow(
-    settings: Settings, policy: Policy, metrics_port: int = 0, metrics_host: str = "127.0.0.1"
+    settings: Settings,
+    policy: Policy,
+    metrics_port: int = 0,
+    metrics_host: str = "127.0.0.1",
+    process_index: int = 0,
+    process_count: int = 1,
 ) -> Dataflow:
     brokers = settings.kafka_bootstrap_servers.split(",")
     topics = settings.topics
@@ -87,7 +97,20 @@ def build_production_flow(
 
     highs = HighWatermarkPoller(brokers, [topics.opportunities, topics.events]).start()
     watermark = InputWatermark(high_watermarks=highs.highs)
-    metrics = WorkerMetrics(watermark.now_ms, positions=watermark.positions, highs=highs.highs)
+    clock_ms = watermark.now_ms
+    if process_count > 1:
+        clock_ms = (
+            ClusterWatermark(
+                watermark.now_ms,
+                settings.redis_url,
+                settings.topic_prefix,
+                process_index,
+                process_count,
+            )
+            .start()
+            .now_ms
+        )
+    metrics = WorkerMetrics(clock_ms, positions=watermark.positions, highs=highs.highs)
     metrics.serve(metrics_port, metrics_host)
     return build_flow(
         messages=kafka_input,
@@ -100,7 +123,7 @@ def build_production_flow(
         ),
         topics=topics,
         policy=policy,
-        clock_ms=watermark.now_ms,
+        clock_ms=clock_ms,
         breaker_sink=RedisBreakerSink(settings.redis_url, settings.topic_prefix),
         watermark=watermark,
         metrics=metrics,
@@ -116,4 +139,6 @@ def production_flow() -> Dataflow:
     settings = Settings.from_env()
     port = _env_ms("MEDIATION_WORKER_METRICS_PORT", 0)  # a plain integer, like the others
     host = os.environ.get("MEDIATION_WORKER_METRICS_HOST") or "127.0.0.1"
-    return build_production_flow(settings, policy_from_env(), port, host)
+    index = _env_ms("MEDIATION_WORKER_PROCESS_INDEX", 0)  # plain integers, like the others
+    count = _env_ms("MEDIATION_WORKER_PROCESS_COUNT", 1)
+    return build_production_flow(settings, policy_from_env(), port, host, index, max(1, count))

@@ -276,12 +276,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
         "-w",
         str(args.workers),
     ]
+    process_count = len(args.addresses.split(";")) if args.addresses else 1
     if args.process_id is not None:
         argv += ["-i", str(args.process_id)]
     if args.addresses:
         argv += ["-a", args.addresses]
     if args.recovery_directory:
-        process_count = len(args.addresses.split(";")) if args.addresses else 1
         created = ensure_recovery_partitions(
             Path(args.recovery_directory),
             args.process_id or 0,
@@ -302,6 +302,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
             "-b",
             str(args.backup_interval),
         ]
+    os.environ["MEDIATION_WORKER_PROCESS_INDEX"] = str(args.process_id or 0)
+    os.environ["MEDIATION_WORKER_PROCESS_COUNT"] = str(process_count)
     if args.metrics_port:
         port = args.metrics_port + (args.process_id or 0)
         os.environ["MEDIATION_WORKER_METRICS_PORT"] = str(port)
