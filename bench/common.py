@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-__all__ = ["current_rss_mib", "machine", "median", "peak_rss_mib"]
+from mediation.devstack import broker_command, wait_port
+from mediation.processes import ChildProcess, free_port, running
+
+__all__ = ["current_rss_mib", "machine", "median", "peak_rss_mib", "private_broker"]
 
 
 def machine() -> dict[str, object]:
@@ -47,3 +51,17 @@ def peak_rss_mib(pid: int) -> float:
 def current_rss_mib(pid: int) -> float:
     """Resident set size now (VmRSS) of a live process, in MiB."""
     return _status_mib(pid, "VmRSS")
+
+
+@contextlib.contextmanager
+def private_broker(directory: Path) -> Iterator[tuple[str, ChildProcess]]:
+    """A private, empty Kafka-wire broker on a free loopback port: (bootstrap, process).
+
+    The local broker keeps everything in memory, and one already holding
+    gigabytes measures slower; each benchmark starts from an empty one.
+    """
+    port = free_port()
+    log = directory / "broker.log"
+    with running("broker", broker_command("127.0.0.1", port), dict(os.environ), log) as broker:
+        wait_port("bench broker", "127.0.0.1", port, 20, log)
+        yield f"127.0.0.1:{port}", broker

@@ -43,8 +43,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine, median, peak_rss_mib
-from mediation.devstack import broker_command, wait_port
+from bench.common import machine, median, peak_rss_mib, private_broker
 from mediation.processes import free_port, mediation_command, running
 from mediation.rules.ulid import encode_ulid
 from mediation.seed import demo_config, new_app_key, seed_app
@@ -195,20 +194,9 @@ def main() -> int:
     args = parser.parse_args()
 
     with contextlib.ExitStack() as stack:
-        # A private, empty broker: the local broker keeps everything in
-        # memory, and one already holding gigabytes measures slower.
         broker_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        broker_port = free_port()
-        broker = stack.enter_context(
-            running(
-                "broker",
-                broker_command("127.0.0.1", broker_port),
-                dict(os.environ),
-                broker_dir / "broker.log",
-            )
-        )
-        wait_port("bench broker", "127.0.0.1", broker_port, 20, broker_dir / "broker.log")
-        base = replace(Settings.from_env(), kafka_bootstrap_servers=f"127.0.0.1:{broker_port}")
+        bootstrap, broker = stack.enter_context(private_broker(broker_dir))
+        base = replace(Settings.from_env(), kafka_bootstrap_servers=bootstrap)
         prefix = f"bench{uuid.uuid4().hex[:8]}."
         migrate(base.database_url)
         app_key = new_app_key()

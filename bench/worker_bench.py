@@ -41,8 +41,7 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import current_rss_mib, machine, peak_rss_mib
-from mediation.devstack import broker_command, wait_port
+from bench.common import current_rss_mib, machine, peak_rss_mib, private_broker
 from mediation.processes import free_port, mediation_command, running
 from mediation.rules.model import Event, Opportunity, WaterfallEntry
 from mediation.rules.ulid import encode_ulid
@@ -214,6 +213,17 @@ def _run_raw(bootstrap: str, prefix: str, total: int, database_url: str) -> dict
     return {"seconds": time.monotonic() - started, "peak_rss_mib": rss}
 
 
+def _worker_env(database_url: str, bootstrap: str, prefix: str, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_TOPIC_PREFIX": prefix,
+        "MEDIATION_LOG_LEVEL": "WARNING",
+        **extra,
+    }
+
+
 def _count(conn: psycopg.Connection, table: str) -> int:
     row = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))).fetchone()
     return int(row[0]) if row else 0
@@ -327,17 +337,7 @@ def main() -> int:
 
     with contextlib.ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        port = free_port()
-        broker = stack.enter_context(
-            running(
-                "broker",
-                broker_command("127.0.0.1", port),
-                dict(os.environ),
-                scratch / "broker.log",
-            )
-        )
-        wait_port("bench broker", "127.0.0.1", port, 20, scratch / "broker.log")
-        bootstrap = f"127.0.0.1:{port}"
+        bootstrap, broker = stack.enter_context(private_broker(scratch))
         prefix = f"wbench{uuid.uuid4().hex[:6]}."
         settings = replace(base, kafka_bootstrap_servers=bootstrap, topic_prefix=prefix)
         ensure_topics(bootstrap, settings.topics.all(), partitions=PARTITIONS)
@@ -352,17 +352,13 @@ def main() -> int:
             results["raw"] = _run_raw(bootstrap, prefix, counts["messages"], url)
         for workers in [int(w) for w in args.workers.split(",")]:
             with _fresh_database(base.database_url) as url:
-                env = dict(os.environ)
-                env.update(
-                    {
-                        "DATABASE_URL": url,
-                        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                        "KAFKA_TOPIC_PREFIX": prefix,
-                        "MEDIATION_ALLOWED_LATENESS_MS": str(LATENESS_MS),
-                        "MEDIATION_DEFAULT_CLOSURE_WINDOW_MS": str(WINDOW_MS),
-                        "MEDIATION_DEFAULT_GRACE_MS": str(GRACE_MS),
-                        "MEDIATION_LOG_LEVEL": "WARNING",
-                    }
+                env = _worker_env(
+                    url,
+                    bootstrap,
+                    prefix,
+                    MEDIATION_ALLOWED_LATENESS_MS=str(LATENESS_MS),
+                    MEDIATION_DEFAULT_CLOSURE_WINDOW_MS=str(WINDOW_MS),
+                    MEDIATION_DEFAULT_GRACE_MS=str(GRACE_MS),
                 )
                 results[f"worker-w{workers}"] = _run_worker(
                     env, workers, counts, url, scratch / f"worker-w{workers}.log"
@@ -420,32 +416,14 @@ def _open_state_main(opportunities: int) -> int:
     events_wanted = int(opportunities * 1.75)
     with contextlib.ExitStack() as stack:
         scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        port = free_port()
-        stack.enter_context(
-            running(
-                "broker",
-                broker_command("127.0.0.1", port),
-                dict(os.environ),
-                scratch / "broker.log",
-            )
-        )
-        wait_port("bench broker", "127.0.0.1", port, 20, scratch / "broker.log")
-        bootstrap = f"127.0.0.1:{port}"
+        bootstrap, _broker = stack.enter_context(private_broker(scratch))
         prefix = f"wbench{uuid.uuid4().hex[:6]}."
         settings = replace(base, kafka_bootstrap_servers=bootstrap, topic_prefix=prefix)
         ensure_topics(bootstrap, settings.topics.all(), partitions=PARTITIONS)
         counts = _prefill(bootstrap, prefix, events_wanted, window_ms=3_600_000)
         print(f"prefilled {counts}", file=sys.stderr)
         url = stack.enter_context(_fresh_database(base.database_url))
-        env = dict(os.environ)
-        env.update(
-            {
-                "DATABASE_URL": url,
-                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                "KAFKA_TOPIC_PREFIX": prefix,
-                "MEDIATION_LOG_LEVEL": "WARNING",
-            }
-        )
+        env = _worker_env(url, bootstrap, prefix)
         figures = _open_state(env, counts, scratch / "worker-open.log")
     print(json.dumps({"bench": "worker-open-state", "machine": machine(), **figures}))
     print(

@@ -18,7 +18,7 @@ from mediation.clock import datetime_of_ms, now_ms
 from mediation.rules import state as rules
 from mediation.rules.model import Event, Opportunity, Output, Policy
 
-__all__ = ["ClosingLogic", "StateCounts", "closing_builder"]
+__all__ = ["ClosingLogic", "StateCounts", "closing_builder", "steady_pace"]
 
 _MAX_DUE_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
 _MIN_RECHECK_MS = 50
@@ -26,6 +26,11 @@ _MAX_RECHECK_MS = 10_000
 _MIN_PACE = 0.05
 _RETAIN = StatefulLogic.RETAIN
 _DISCARD = StatefulLogic.DISCARD
+
+
+def steady_pace() -> float:
+    """Event time moving as fast as the wall clock (no watermark to ask)."""
+    return 1.0
 
 
 class StateCounts:
@@ -66,7 +71,7 @@ class ClosingLogic(StatefulLogic[Opportunity | Event, Output, rules.OpportunityS
         clock_ms: Callable[[], int],
         drain_on_eof: bool,
         wall_ms: Callable[[], int] = now_ms,
-        event_time_pace: Callable[[], float] = lambda: 1.0,
+        event_time_pace: Callable[[], float] = steady_pace,
         counts: StateCounts | None = None,
     ):
         self._counts = counts
@@ -146,7 +151,7 @@ def closing_builder(
     policy: Policy,
     clock_ms: Callable[[], int],
     drain_on_eof: bool,
-    event_time_pace: Callable[[], float] = lambda: 1.0,
+    event_time_pace: Callable[[], float] = steady_pace,
     counts: StateCounts | None = None,
 ) -> Callable[[rules.OpportunityState | None], ClosingLogic]:
     def build(resume: rules.OpportunityState | None) -> ClosingLogic:

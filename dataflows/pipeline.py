@@ -27,7 +27,7 @@ from mediation.settings import Topics
 from sinks.breakers import SourceOutcome
 from sinks.records import DeadLetterRecord, SinkItem, dead_letter_from_rules, encode_dead_letter
 
-from .closing import closing_builder
+from .closing import closing_builder, steady_pace
 from .decode import Decoded, decode_message
 from .metrics import WorkerMetrics
 from .watermark import InputWatermark
@@ -94,7 +94,7 @@ def build_flow(
     decoded = op.map("decode", raw, observe_and_decode)
     branch = op.branch("split_decoded", decoded, lambda item: isinstance(item, tuple))
     keyed: Stream[Decoded] = branch.trues  # type: ignore[assignment]
-    pace = watermark.pace if watermark is not None else (lambda: 1.0)
+    pace = watermark.pace if watermark is not None else steady_pace
     counts = metrics.state if metrics is not None else None
     outputs = op.stateful(
         "closing", keyed, closing_builder(policy, clock_ms, drain_on_eof, pace, counts)

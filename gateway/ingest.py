@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import cast
 
 from starlette.requests import Request
@@ -47,9 +48,9 @@ async def post_events(request: Request) -> Response:
         return error_response(422, exc.code, exc.message, exc.details)
 
     # (key, value) per event to produce, encoded as soon as it is checked,
-    # and (event_id, raw) of the same, remembered if the broker is slow.
+    # and the same events as sent, remembered if the broker is slow.
     to_send: list[tuple[bytes, bytes]] = []
-    sent_raw: list[tuple[str, object]] = []
+    sent_raw: list[Mapping[str, object]] = []
     earlier: set[Delivery] = set()
     reused = 0
     rejected: list[dict[str, object]] = []
@@ -84,7 +85,7 @@ async def post_events(request: Request) -> Response:
                 continue  # ACKed once that earlier send is confirmed
         key = cast(str, result["opportunity_key"])
         to_send.append((key.encode(), encode_event_fields(result)))
-        sent_raw.append((event_id, raw))
+        sent_raw.append(cast(Mapping[str, object], raw))  # a dict: it passed validation
 
     timeout_s = ctx.settings.produce_timeout_ms / 1000
     try:

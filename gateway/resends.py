@@ -18,6 +18,7 @@ Costs nothing while every batch is confirmed in time: the map stays empty.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .producer import Delivery
@@ -42,13 +43,14 @@ class UnconfirmedSends:
         return len(self._sent)
 
     def remember(
-        self, app_id: str, events: list[tuple[str, object]], delivery: Delivery, now_ms: int
+        self, app_id: str, events: list[Mapping[str, object]], delivery: Delivery, now_ms: int
     ) -> None:
-        """``events``: ``(event_id, raw event)`` of a batch whose delivery timed out."""
+        """``events``: the validated raw events of a batch whose delivery timed out."""
         expires_ms = now_ms + self._ttl_ms
-        for event_id, raw in events:
-            self._sent.pop((app_id, event_id), None)  # re-insert at the young end
-            self._sent[(app_id, event_id)] = _Sent(raw, delivery, expires_ms)
+        for raw in events:
+            key = (app_id, str(raw["event_id"]))
+            self._sent.pop(key, None)  # re-insert at the young end
+            self._sent[key] = _Sent(raw, delivery, expires_ms)
         self._forget_old(now_ms)
 
     def earlier_delivery(

@@ -38,10 +38,15 @@ __all__ = ["PostgresSink", "WriteCounters"]
 
 log = logging.getLogger(__name__)
 
+
+def _names(columns: tuple[str, ...]) -> sql.Composed:
+    return sql.SQL(", ").join(map(sql.Identifier, columns))
+
+
 _INSERTS = {
     table: sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
         sql.Identifier(table),
-        sql.SQL(", ").join(map(sql.Identifier, columns)),
+        _names(columns),
         sql.SQL(", ").join(sql.Placeholder() * len(columns)),
     )
     for table, columns in COLUMNS.items()
@@ -52,24 +57,25 @@ _EVENT_KEY_RETURNING = sql.SQL(" RETURNING day, event_id, app_id")
 # INSERT ... SELECT ... ON CONFLICT DO NOTHING is several times faster.
 # (Staging tables are created per transaction: safe behind a transaction-mode pooler.)
 COPY_THRESHOLD = 200
-_STAGE_SQL = {
-    table: (
+
+
+def _stage_sql(table: str, columns: tuple[str, ...]) -> tuple[sql.Composed, ...]:
+    """Create the staging table, COPY into it, move its rows, drop it."""
+    stage = sql.Identifier(f"stage_{table}")
+    target = sql.Identifier(table)
+    return (
         sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
-            sql.Identifier(f"stage_{table}"), sql.Identifier(table)
+            stage, target
         ),
-        sql.SQL("COPY {} ({}) FROM STDIN").format(
-            sql.Identifier(f"stage_{table}"), sql.SQL(", ").join(map(sql.Identifier, columns))
-        ),
+        sql.SQL("COPY {} ({}) FROM STDIN").format(stage, _names(columns)),
         sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
-            sql.Identifier(table),
-            sql.SQL(", ").join(map(sql.Identifier, columns)),
-            sql.SQL(", ").join(map(sql.Identifier, columns)),
-            sql.Identifier(f"stage_{table}"),
+            target, _names(columns), _names(columns), stage
         ),
-        sql.SQL("DROP TABLE {}").format(sql.Identifier(f"stage_{table}")),
+        sql.SQL("DROP TABLE {}").format(stage),
     )
-    for table, columns in COLUMNS.items()
-}
+
+
+_STAGE_SQL = {table: _stage_sql(table, columns) for table, columns in COLUMNS.items()}
 _EXISTING_EVENTS = """
 SELECT day, event_id, app_id, opportunity_key, type, ts, source_id, revenue_micros,
        currency, attrs

@@ -22,6 +22,20 @@ class _Wall:
         return self.now
 
 
+def _loaded(key: str) -> Event:
+    """A ``loaded`` event 5 ms after the opportunity."""
+    return Event(
+        event_id="e",
+        app_id="app",
+        opportunity_key=key,
+        type="loaded",
+        ts_ms=T0 + 5,
+        server_ts_ms=T0 + 5,
+        received_at_ms=T0 + 5,
+        source_id="net_a",
+    )
+
+
 def _message(partition: int, timestamp: int, offset: int = 0) -> KafkaSourceMessage:
     return KafkaSourceMessage(
         b"k", b"v", topic="t", partition=partition, offset=offset, timestamp=(1, timestamp)
@@ -122,18 +136,7 @@ def test_backlog_opportunity_waits_for_event_time_not_the_wall_clock() -> None:
     wake_ms = int(logic.notify_at().timestamp() * 1000)  # type: ignore[union-attr]
     assert wake_ms >= wall.now + 50
     # Its event arrives from the backlog, then event time passes the close.
-    logic.on_item(
-        Event(
-            event_id="e",
-            app_id="app",
-            opportunity_key=key,
-            type="loaded",
-            ts_ms=T0 + 5,
-            server_ts_ms=T0 + 5,
-            received_at_ms=T0 + 5,
-            source_id="net_a",
-        )
-    )
+    logic.on_item(_loaded(key))
     event_time.now = T0 + 11_001
     (closed,), _discard = logic.on_notify()
     assert isinstance(closed, ClosedOpportunity)
@@ -151,18 +154,7 @@ def test_state_counts_follow_open_close_and_forget() -> None:
         return metrics.registry.get_sample_value(f"mediation_worker_{name}")
 
     logic.on_item(opportunity(key))
-    logic.on_item(
-        Event(
-            event_id="e",
-            app_id="app",
-            opportunity_key=key,
-            type="loaded",
-            ts_ms=T0 + 5,
-            server_ts_ms=T0 + 5,
-            received_at_ms=T0 + 5,
-            source_id="net_a",
-        )
-    )
+    logic.on_item(_loaded(key))
     assert (gauge("open_opportunities"), gauge("open_events"), gauge("tombstones")) == (1, 1, 0)
     clock.now = T0 + 11_001
     logic.on_notify()  # closes: open -> tombstone

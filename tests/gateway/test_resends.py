@@ -29,7 +29,7 @@ def _settle(loop: asyncio.AbstractEventLoop, delivery: Delivery, error: object =
 def test_a_resend_reuses_the_pending_delivery_and_is_acked_once_it_lands(loop):
     sends = UnconfirmedSends()
     delivery = Delivery(loop, 1)
-    sends.remember("app", [("e1", dict(RAW))], delivery, now_ms=0)
+    sends.remember("app", [dict(RAW)], delivery, now_ms=0)
     assert sends.earlier_delivery("app", "e1", dict(RAW), now_ms=10) is delivery
 
     async def resend() -> None:
@@ -47,7 +47,7 @@ def test_a_resend_reuses_the_pending_delivery_and_is_acked_once_it_lands(loop):
 def test_a_refused_delivery_is_not_reused(loop):
     sends = UnconfirmedSends()
     delivery = Delivery(loop, 2)
-    sends.remember("app", [("e1", RAW)], delivery, now_ms=0)
+    sends.remember("app", [RAW], delivery, now_ms=0)
     _settle(loop, delivery, error="broker down")
     assert delivery.confirmed is False
     assert sends.earlier_delivery("app", "e1", RAW, now_ms=1) is None
@@ -58,7 +58,7 @@ def test_a_refused_delivery_is_not_reused(loop):
 def test_other_content_other_app_or_expiry_produce_anew(loop):
     sends = UnconfirmedSends(ttl_ms=100)
     delivery = Delivery(loop, 1)
-    sends.remember("app", [("e1", RAW)], delivery, now_ms=0)
+    sends.remember("app", [RAW], delivery, now_ms=0)
     assert sends.earlier_delivery("app", "e1", {**RAW, "type": "impression"}, now_ms=1) is None
     assert sends.earlier_delivery("other_app", "e1", RAW, now_ms=1) is None
     assert sends.earlier_delivery("app", "e2", RAW, now_ms=1) is None
@@ -75,9 +75,10 @@ def test_waiting_on_a_still_pending_delivery_times_out(loop):
 def test_memory_is_bounded_oldest_first_and_expired_entries_go(loop):
     sends = UnconfirmedSends(ttl_ms=1_000, max_events=3)
     delivery = Delivery(loop, 5)
-    sends.remember("app", [(f"e{i}", RAW) for i in range(5)], delivery, now_ms=0)
+    sends.remember("app", [{**RAW, "event_id": f"e{i}"} for i in range(5)], delivery, now_ms=0)
     assert len(sends) == 3
-    assert sends.earlier_delivery("app", "e0", RAW, now_ms=1) is None
-    assert sends.earlier_delivery("app", "e4", RAW, now_ms=1) is delivery
-    sends.remember("app", [("late", RAW)], Delivery(loop, 1), now_ms=5_000)
+    assert sends.earlier_delivery("app", "e0", {**RAW, "event_id": "e0"}, now_ms=1) is None
+    e4 = {**RAW, "event_id": "e4"}
+    assert sends.earlier_delivery("app", "e4", e4, now_ms=1) is delivery
+    sends.remember("app", [{**RAW, "event_id": "late"}], Delivery(loop, 1), now_ms=5_000)
     assert len(sends) == 1
