@@ -5,14 +5,25 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import signal
 import statistics
+import subprocess
+import sys
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from mediation.devstack import broker_command, wait_port
 from mediation.processes import ChildProcess, free_port, running
 
-__all__ = ["current_rss_mib", "machine", "median", "peak_rss_mib", "private_broker"]
+__all__ = [
+    "current_rss_mib",
+    "machine",
+    "median",
+    "peak_rss_mib",
+    "private_broker",
+    "py_spy",
+]
 
 
 def machine() -> dict[str, object]:
@@ -65,3 +76,48 @@ def private_broker(directory: Path) -> Iterator[tuple[str, ChildProcess]]:
     with running("broker", broker_command("127.0.0.1", port), dict(os.environ), log) as broker:
         wait_port("bench broker", "127.0.0.1", port, 20, log)
         yield f"127.0.0.1:{port}", broker
+
+
+@contextlib.contextmanager
+def py_spy(pid: int, out: Path, *, gil_only: bool = False) -> Iterator[None]:
+    """Sample ``pid`` with py-spy while the block runs; then print the hottest frames.
+
+    ``gil_only`` counts only samples of threads holding the GIL: where the
+    Python CPU time goes, without idle threads waiting on IO or in Rust.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    command = [str(Path(sys.executable).parent / "py-spy"), "record", "--format", "raw"]
+    # --nonblocking: never pause the target (pausing it slows it several-fold).
+    command += ["--rate", "100", "--nonblocking", "-o", str(out), "-p", str(pid)]
+    if gil_only:
+        command.append("--gil")
+    sampler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        sampler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+        sampler.wait(timeout=60)
+    _print_hottest(out)
+
+
+def _print_hottest(out: Path) -> None:
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in out.read_text().splitlines() if out.exists() else ():
+        stack, _, count_text = line.rpartition(" ")
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    print(
+        f"\nprofile {out.name}: {total} samples; hottest frames (own %, inclusive %)",
+        file=sys.stderr,
+    )
+    for frame, count in own.most_common(25):
+        print(
+            f"  {100 * count / total:5.1f}  {100 * inclusive[frame] / total:5.1f}  {frame[:110]}",
+            file=sys.stderr,
+        )

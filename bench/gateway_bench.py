@@ -28,13 +28,11 @@ import functools
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -43,7 +41,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine, median, peak_rss_mib, private_broker
+from bench.common import machine, median, peak_rss_mib, private_broker, py_spy
 from mediation.processes import free_port, mediation_command, running
 from mediation.rules.ulid import encode_ulid
 from mediation.seed import demo_config, new_app_key, seed_app
@@ -127,48 +125,8 @@ def _hey(
 
 def _profiled(load: Callable[[], object], pid: int, out: Path) -> None:
     """Run ``load`` while py-spy samples ``pid``; print the hottest frames."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    sampler = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "py-spy"),
-            "record",
-            "--format",
-            "raw",
-            "--rate",
-            "200",
-            "-o",
-            str(out),
-            "-p",
-            str(pid),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
+    with py_spy(pid, out):
         load()
-    finally:
-        sampler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
-        sampler.wait(timeout=30)
-    own: Counter[str] = Counter()
-    inclusive: Counter[str] = Counter()
-    total = 0
-    for line in out.read_text().splitlines():
-        stack, _, count_text = line.rpartition(" ")
-        count = int(count_text)
-        frames = stack.split(";")
-        total += count
-        own[frames[-1]] += count
-        for frame in set(frames):
-            inclusive[frame] += count
-    print(
-        f"\nprofile {out.name}: {total} samples; hottest frames (own %, inclusive %)",
-        file=sys.stderr,
-    )
-    for frame, count in own.most_common(15):
-        print(
-            f"  {100 * count / total:5.1f}  {100 * inclusive[frame] / total:5.1f}  {frame[:110]}",
-            file=sys.stderr,
-        )
 
 
 def main() -> int:

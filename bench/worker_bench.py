@@ -41,7 +41,7 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import current_rss_mib, machine, peak_rss_mib, private_broker
+from bench.common import current_rss_mib, machine, peak_rss_mib, private_broker, py_spy
 from mediation.processes import free_port, mediation_command, running
 from mediation.rules.model import Event, Opportunity, WaterfallEntry
 from mediation.rules.ulid import encode_ulid
@@ -229,8 +229,23 @@ def _count(conn: psycopg.Connection, table: str) -> int:
     return int(row[0]) if row else 0
 
 
+def _wait_for_bytewax(pid: int) -> None:
+    """Wait until ``mediation worker`` has exec'd into ``python -m bytewax.run``."""
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    deadline = time.monotonic() + 30
+    while b"bytewax.run" not in cmdline.read_bytes():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the worker did not start Bytewax within 30 s")
+        time.sleep(0.05)
+
+
 def _run_worker(
-    env: dict[str, str], workers: int, counts: dict[str, int], database_url: str, log: Path
+    env: dict[str, str],
+    workers: int,
+    counts: dict[str, int],
+    database_url: str,
+    log: Path,
+    profile: Path | None = None,
 ) -> dict[str, float]:
     started = time.monotonic()
     rss = 0.0
@@ -242,7 +257,11 @@ def _run_worker(
             log,
         ) as worker,
         psycopg.connect(database_url, autocommit=True) as conn,
+        contextlib.ExitStack() as sampling,
     ):
+        if profile is not None:
+            _wait_for_bytewax(worker.pid)  # py-spy would lose it across the exec
+            sampling.enter_context(py_spy(worker.pid, profile, gil_only=True))
         deadline = started + 3_600
         while True:
             if not worker.alive():
@@ -330,6 +349,13 @@ def main() -> int:
         help="instead: pre-fill N opportunities (and their events) with a one-hour window "
         "and report the RSS of one worker holding them all open",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample each worker run with py-spy (GIL-holding threads only) into DIR "
+        "and print the hottest frames; the figures of a profiled run are slower",
+    )
     args = parser.parse_args()
     if args.open_state:
         return _open_state_main(args.open_state)
@@ -361,7 +387,12 @@ def main() -> int:
                     MEDIATION_DEFAULT_GRACE_MS=str(GRACE_MS),
                 )
                 results[f"worker-w{workers}"] = _run_worker(
-                    env, workers, counts, url, scratch / f"worker-w{workers}.log"
+                    env,
+                    workers,
+                    counts,
+                    url,
+                    scratch / f"worker-w{workers}.log",
+                    args.profile / f"worker-w{workers}.collapsed" if args.profile else None,
                 )
                 print(f"worker -w {workers}: {results[f'worker-w{workers}']}", file=sys.stderr)
         broker_rss = peak_rss_mib(broker.pid)

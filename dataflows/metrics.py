@@ -11,8 +11,9 @@ The port is ``MEDIATION_WORKER_METRICS_PORT`` plus the process index
 
 from __future__ import annotations
 
+import collections
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 from prometheus_client.core import GaugeMetricFamily
@@ -139,8 +140,10 @@ class WorkerMetrics:
 
         return WriteCounters(batch_written=batch_written, retried=self.write_retries.inc)
 
-    def observe_message(self, topic: str | None) -> None:
-        self.messages.labels(topic or "unknown").inc()
+    def observe_messages(self, topics: Iterable[str | None]) -> None:
+        """Count a batch of input messages by topic (one increment per topic)."""
+        for topic, count in collections.Counter(topics).items():
+            self.messages.labels(topic or "unknown").inc(count)
 
     def observe_output(self, item: SinkItem) -> None:
         if isinstance(item, ClosedOpportunity):

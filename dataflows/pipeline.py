@@ -82,16 +82,17 @@ def build_flow(
     flow = Dataflow(flow_id)
     raw, input_errors = messages(flow)
 
-    # One Python call per message: observe it (event time, metrics), decode
-    # it. Bytewax's per-step cost is paid per item, so steps are few.
-    def observe_and_decode(message: RawMessage) -> Decoded | DeadLetterRecord:
+    # One Python call per input batch: observe it (event time, metrics, once
+    # per partition and topic), decode each message. Bytewax's per-step cost
+    # is paid per item or per batch, so steps are few and batched.
+    def observe_and_decode(messages: list[RawMessage]) -> list[Decoded | DeadLetterRecord]:
         if watermark is not None:
-            watermark.observe(message)
+            watermark.observe_batch(messages)
         if metrics is not None:
-            metrics.observe_message(message.topic)
-        return decode_message(topics, message)
+            metrics.observe_messages(message.topic for message in messages)
+        return [decode_message(topics, message) for message in messages]
 
-    decoded = op.map("decode", raw, observe_and_decode)
+    decoded = op.flat_map_batch("decode", raw, observe_and_decode)
     branch = op.branch("split_decoded", decoded, lambda item: isinstance(item, tuple))
     keyed: Stream[Decoded] = branch.trues  # type: ignore[assignment]
     pace = watermark.pace if watermark is not None else steady_pace

@@ -30,7 +30,7 @@ minimum of these watermarks (``dataflows/cluster_clock.py``).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from bytewax.connectors.kafka import KafkaSourceMessage
 
@@ -66,20 +66,38 @@ class InputWatermark:
         self._lock = threading.Lock()  # Bytewax workers of one process are threads
 
     def observe(self, message: KafkaSourceMessage[bytes | None, bytes | None]) -> None:
-        if message.timestamp is None or message.timestamp[1] <= 0:
+        self.observe_batch((message,))
+
+    def observe_batch(
+        self, messages: Iterable[KafkaSourceMessage[bytes | None, bytes | None]]
+    ) -> None:
+        """Note what a batch of input messages says about event time and offsets.
+
+        Folded per partition first, so the lock is taken once per batch.
+        """
+        batch: dict[PartitionKey, tuple[int, int]] = {}
+        for message in messages:
+            if message.timestamp is None or message.timestamp[1] <= 0:
+                continue
+            if message.topic is None or message.partition is None:
+                continue
+            key = (message.topic, message.partition)
+            timestamp, next_offset = message.timestamp[1], (message.offset or 0) + 1
+            seen = batch.get(key)
+            if seen is not None:
+                timestamp, next_offset = max(timestamp, seen[0]), max(next_offset, seen[1])
+            batch[key] = (timestamp, next_offset)
+        if not batch:
             return
-        if message.topic is None or message.partition is None:
-            return
-        timestamp = message.timestamp[1]
-        key = (message.topic, message.partition)
         read_at = self._wall_ms()
-        next_offset = (message.offset or 0) + 1
         with self._lock:
-            previous = self._latest.get(key)
-            if previous is not None:
-                timestamp = max(timestamp, previous[0])
-                next_offset = max(next_offset, previous[2])
-            self._latest[key] = (timestamp, read_at, next_offset)
+            for key, (timestamp, next_offset) in batch.items():
+                previous = self._latest.get(key, (timestamp, read_at, next_offset))
+                self._latest[key] = (
+                    max(timestamp, previous[0]),
+                    read_at,
+                    max(next_offset, previous[2]),
+                )
 
     def positions(self) -> dict[PartitionKey, int]:
         """Next offset to read per partition (what the lag metric compares)."""

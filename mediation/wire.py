@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from .rules.model import EVENT_TYPES, Event, Opportunity, WaterfallEntry, event_as_dict
-from .rules.ulid import is_ulid, ulid_time_ms
+from .rules.ulid import is_ulid, ulid_time_ms_unchecked
 
 __all__ = [
     "EVENT_SCHEMA",
@@ -161,7 +161,7 @@ def _shared_context(context: dict[str, Any]) -> dict[str, Any]:
 
 def _key(doc: Mapping[str, Any]) -> str:
     key = _str(doc, "opportunity_key")
-    if not is_ulid(key) or ulid_time_ms(key) > MAX_TIME_MS:
+    if not is_ulid(key) or ulid_time_ms_unchecked(key) > MAX_TIME_MS:
         raise WireError("invalid_field", "opportunity_key is not a ULID of the years 1970..2500")
     # Interned: an opportunity and all its events then hold one copy of the
     # key while it is open (interned strings are freed with their last use).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -99,6 +100,19 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _dumps(value: object) -> bytes | str:
+    # orjson is several times faster than psycopg's default (the json
+    # module); it refuses integers beyond 64 bits, which json still writes.
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value)
+
+
+def _jsonb(value: object) -> Jsonb:
+    return Jsonb(value, dumps=_dumps)
+
+
 @dataclass
 class TableRows:
     by_table: dict[str, list[tuple[object, ...]]] = field(
@@ -113,8 +127,7 @@ class TableRows:
         return sum(len(rows) for rows in self.by_table.values())
 
 
-def _opportunity_rows(opp: Opportunity, rows: TableRows) -> None:
-    day = ulid_day(opp.opportunity_key)
+def _opportunity_rows(opp: Opportunity, day: dt.date, rows: TableRows) -> None:
     rows.by_table["opportunity_records"].append(
         (
             day,
@@ -126,7 +139,7 @@ def _opportunity_rows(opp: Opportunity, rows: TableRows) -> None:
             datetime_of_ms(opp.client_ts_ms),
             opp.config_version,
             opp.rollout_bucket,
-            Jsonb(dict(opp.context)),
+            _jsonb(dict(opp.context)),
             opp.closure_window_ms,
             opp.grace_ms,
             opp.skew_tolerance_ms,
@@ -142,16 +155,16 @@ def _opportunity_rows(opp: Opportunity, rows: TableRows) -> None:
             opp.opportunity_key,
             opp.delivery_id,
             opp.status,
-            Jsonb(waterfall),
+            _jsonb(waterfall),
             datetime_of_ms(opp.expires_at_ms),
         )
     )
 
 
-def _event_row(stored: StoredEvent) -> tuple[object, ...]:
+def _event_row(stored: StoredEvent, day: dt.date | None = None) -> tuple[object, ...]:
     e = stored.event
     return (
-        ulid_day(e.opportunity_key),
+        ulid_day(e.opportunity_key) if day is None else day,
         e.event_id,
         e.app_id,
         e.opportunity_key,
@@ -162,7 +175,7 @@ def _event_row(stored: StoredEvent) -> tuple[object, ...]:
         e.source_id,
         e.revenue_micros,
         e.currency,
-        Jsonb(dict(e.attrs)),
+        _jsonb(dict(e.attrs)),
         stored.late,
         stored.excluded_reason,
     )
@@ -172,12 +185,14 @@ def rows_for(items: Iterable[SinkItem]) -> TableRows:
     rows = TableRows()
     for item in items:
         if isinstance(item, ClosedOpportunity):
-            _opportunity_rows(item.opportunity, rows)
-            rows.by_table["event_records"].extend(_event_row(s) for s in item.events)
+            # One day for all of it: the events and the archive share the key.
+            day = ulid_day(item.opportunity.opportunity_key)
+            _opportunity_rows(item.opportunity, day, rows)
+            rows.by_table["event_records"].extend(_event_row(s, day) for s in item.events)
             a = item.archive
             rows.by_table["archive_records"].append(
                 (
-                    ulid_day(a.opportunity_key),
+                    day,
                     a.opportunity_key,
                     a.app_id,
                     a.placement_id,
@@ -189,7 +204,7 @@ def rows_for(items: Iterable[SinkItem]) -> TableRows:
                     a.credited_source_id,
                     a.revenue_micros,
                     a.currency,
-                    Jsonb(dict(a.counts)),
+                    _jsonb(dict(a.counts)),
                     a.counted_events,
                     a.excluded_events,
                     a.config_version,

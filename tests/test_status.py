@@ -16,7 +16,7 @@ def test_status_shows_progress_state_and_partition_lag(capsys: pytest.CaptureFix
         positions=lambda: {("p.events.v1", 0): 90, ("p.events.v1", 1): 10},
         highs=lambda: {("p.events.v1", 0): 100, ("p.events.v1", 1): 10},
     )
-    metrics.observe_message("p.events.v1")
+    metrics.observe_messages(["p.events.v1"])
     metrics.state.open = 7
     metrics.serve(port)  # loopback
     down = f"http://127.0.0.1:{free_port()}/metrics"  # nothing listens there
