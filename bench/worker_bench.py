@@ -140,33 +140,36 @@ def _prefill(
     )
     rng = random.Random(7)
     counts = {"opportunities": 0, "events": 0, "messages": 0}
-    pending: list[tuple[str, bytes, bytes]] = []
+    # (topic, key, value, broker timestamp): the gateway produces each record
+    # when it receives it, so the broker timestamp (what the worker's
+    # watermark reads) is the opportunity's ts and the event's received_at.
+    pending: list[tuple[str, bytes, bytes, int]] = []
     for key, opp, events in _traffic(events_wanted, seed=1, window_ms=window_ms):
-        pending.append((f"{prefix}opportunities.v1", key, encode_opportunity(opp)))
+        pending.append((f"{prefix}opportunities.v1", key, encode_opportunity(opp), opp.ts_ms))
         counts["opportunities"] += 1
         for event in events:
             value = encode_event(event)
-            pending.append((f"{prefix}events.v1", key, value))
+            pending.append((f"{prefix}events.v1", key, value, event.received_at_ms))
             counts["events"] += 1
             if rng.random() < 0.05:  # the SDK resent it
-                pending.append((f"{prefix}events.v1", key, value))
+                pending.append((f"{prefix}events.v1", key, value, event.received_at_ms))
         if len(pending) >= 200:
             rng.shuffle(pending)  # local reordering, across opportunities
-            for topic, k, v in pending:
-                _produce(producer, topic, k, v)
+            for message in pending:
+                _produce(producer, *message)
             counts["messages"] += len(pending)
             pending.clear()
-    for topic, k, v in pending:
-        _produce(producer, topic, k, v)
+    for message in pending:
+        _produce(producer, *message)
     counts["messages"] += len(pending)
     assert producer.flush(120) == 0, "prefill not confirmed"
     return counts
 
 
-def _produce(producer: Producer, topic: str, key: bytes, value: bytes) -> None:
+def _produce(producer: Producer, topic: str, key: bytes, value: bytes, timestamp_ms: int) -> None:
     while True:
         try:
-            producer.produce(topic, value, key)
+            producer.produce(topic, value, key, timestamp=timestamp_ms)
             return
         except BufferError:
             producer.poll(0.1)
@@ -284,7 +287,11 @@ def _run_worker(
             time.sleep(1.0)
         seconds = time.monotonic() - started
         letters = _count(conn, "dead_letters")
-    return {"seconds": seconds, "peak_rss_mib": rss, "dead_letters": letters}
+        # Nothing in this traffic is late: a late event here means the
+        # watermark closed an opportunity before all of its input was read.
+        row = conn.execute("SELECT count(*) FROM event_records WHERE late").fetchone()
+        late = int(row[0]) if row else 0
+    return {"seconds": seconds, "peak_rss_mib": rss, "dead_letters": letters, "late_events": late}
 
 
 def _scrape(url: str, name: str) -> float:

@@ -1,31 +1,73 @@
 """The Bytewax stateful step around ``mediation.rules.state``.
 
-One ``ClosingLogic`` per ``opportunity_key``. It only translates: items in,
-Bytewax's notification timer to and from ``due_at_ms``, the state out for
-snapshots. Every decision is made by the pure rules, with ``now_ms`` taken
-from the injected clock at this edge.
+Bytewax keys are *buckets* of opportunities, not single opportunities: a
+bucket holds every ``opportunity_key`` whose ULID time falls in the same
+``BUCKET_MS`` slice and whose random part falls in the same one of
+``BUCKET_SHARDS`` shards. Why: Bytewax looks at every key's notification
+time on every activation, so with one key per opportunity (hundreds of
+thousands open or remembered as tombstones) each input batch cost time in
+proportion to the state held, and the worker slowed down as it filled (see
+docs/benchmarks.md). A bucket keeps its own due-time heap and asks Bytewax
+for one notification, its earliest.
+
+Buckets follow time: requests of one slice arrive together and their
+events soon after, so an epoch touches (and Bytewax snapshots) the recent
+buckets, while older ones that only hold tombstones stay untouched until
+they expire together.
+
+``BUCKET_MS`` and ``BUCKET_SHARDS`` are part of the recovery format: a
+recovery store written with other values must not be resumed (the same
+opportunity would be looked for in another bucket).
+
+Each ``ClosingBucket`` only translates: items in, the due-time heap to and
+from Bytewax's notification, the states out for snapshots. Every decision
+is made by the pure rules, with ``now_ms`` taken from the injected clock at
+this edge.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import threading
 from collections.abc import Callable, Iterable
 
-from bytewax.operators import StatefulLogic
+from bytewax.operators import StatefulBatchLogic
 
 from mediation.clock import datetime_of_ms, now_ms
 from mediation.rules import state as rules
 from mediation.rules.model import Event, Opportunity, Output, Policy
+from mediation.rules.ulid import ulid_time_ms_unchecked
 
-__all__ = ["ClosingLogic", "StateCounts", "closing_builder", "steady_pace"]
+__all__ = [
+    "BUCKET_MS",
+    "BUCKET_SHARDS",
+    "BucketState",
+    "ClosingBucket",
+    "StateCounts",
+    "bucket_of",
+    "closing_builder",
+    "steady_pace",
+]
 
+BUCKET_MS = 10_000
+BUCKET_SHARDS = 8
 _MAX_DUE_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
 _MIN_RECHECK_MS = 50
 _MAX_RECHECK_MS = 10_000
 _MIN_PACE = 0.05
-_RETAIN = StatefulLogic.RETAIN
-_DISCARD = StatefulLogic.DISCARD
+_RETAIN = StatefulBatchLogic.RETAIN
+_DISCARD = StatefulBatchLogic.DISCARD
+
+# What a bucket snapshots: opportunity_key -> its state (states are immutable).
+BucketState = dict[str, rules.OpportunityState]
+
+
+def bucket_of(opportunity_key: str) -> str:
+    """The Bytewax key of the bucket that holds ``opportunity_key`` (a checked ULID)."""
+    # The last character is random (5 bits): spreads one time slice over shards.
+    shard = ord(opportunity_key[-1]) % BUCKET_SHARDS
+    return f"{ulid_time_ms_unchecked(opportunity_key) // BUCKET_MS}:{shard}"
 
 
 def steady_pace() -> float:
@@ -63,10 +105,10 @@ class StateCounts:
             self.tombstones += sign
 
 
-class ClosingLogic(StatefulLogic[Opportunity | Event, Output, rules.OpportunityState]):
+class ClosingBucket(StatefulBatchLogic[Opportunity | Event, Output, BucketState]):
     def __init__(
         self,
-        resume: rules.OpportunityState | None,
+        resume: BucketState | None,
         policy: Policy,
         clock_ms: Callable[[], int],
         drain_on_eof: bool,
@@ -74,58 +116,104 @@ class ClosingLogic(StatefulLogic[Opportunity | Event, Output, rules.OpportunityS
         event_time_pace: Callable[[], float] = steady_pace,
         counts: StateCounts | None = None,
     ):
-        self._counts = counts
-        if counts is not None:
-            counts.change(None, resume)
-        self._state = resume
         self._policy = policy
         self._clock_ms = clock_ms  # event time: the input watermark in production
         self._wall_ms = wall_ms  # what Bytewax's notification timer runs on
         self._event_time_pace = event_time_pace  # event ms per wall ms, lately
         self._drain_on_eof = drain_on_eof
-        # due_at_ms of the state it was computed for: Bytewax asks notify_at
-        # after every item and tick, and states are immutable, so identity
-        # says whether it can have changed.
-        self._due_state: rules.OpportunityState | None = None
-        self._due_ms: int | None = None
+        self._counts = counts
+        self._states: BucketState = {}
+        # (due_ms, key) per state with a due time; an entry whose due time is
+        # no longer its key's (``_due_of``) is stale and skipped when popped.
+        self._heap: list[tuple[int, str]] = []
+        self._due_of: dict[str, int] = {}
+        for key, state in (resume or {}).items():
+            self._store(key, None, state)
 
-    def _result(
-        self, state: rules.OpportunityState | None, outputs: tuple[Output, ...]
-    ) -> tuple[Iterable[Output], bool]:
+    def _store(
+        self, key: str, before: rules.OpportunityState | None, after: rules.OpportunityState | None
+    ) -> None:
+        if after is before:
+            return
         if self._counts is not None:
-            self._counts.change(self._state, state)
-        self._state = state
-        return outputs, _DISCARD if state is None else _RETAIN
+            self._counts.change(before, after)
+        if after is None:
+            del self._states[key]
+            self._due_of.pop(key, None)
+            return
+        self._states[key] = after
+        due = rules.due_at_ms(after, self._policy)
+        if due is None:
+            self._due_of.pop(key, None)
+        elif self._due_of.get(key) != due:
+            self._schedule(key, due)
 
-    def on_item(self, value: Opportunity | Event) -> tuple[Iterable[Output], bool]:
+    def _schedule(self, key: str, due: int) -> None:
+        self._due_of[key] = due
+        heapq.heappush(self._heap, (due, key))
+
+    def _verdict(self, outputs: list[Output]) -> tuple[Iterable[Output], bool]:
+        return outputs, _RETAIN if self._states else _DISCARD
+
+    def on_batch(self, values: list[Opportunity | Event]) -> tuple[Iterable[Output], bool]:
         now = self._clock_ms()
-        if isinstance(value, Opportunity):
-            return self._result(*rules.on_opportunity(self._state, value, now, self._policy))
-        return self._result(*rules.on_event(self._state, value, now, self._policy))
+        policy = self._policy
+        states = self._states
+        outputs: list[Output] = []
+        for value in values:
+            key = value.opportunity_key
+            before = states.get(key)
+            if isinstance(value, Opportunity):
+                after, produced = rules.on_opportunity(before, value, now, policy)
+            else:
+                after, produced = rules.on_event(before, value, now, policy)
+            self._store(key, before, after)
+            if produced:
+                outputs.extend(produced)
+        return self._verdict(outputs)
 
     def on_notify(self) -> tuple[Iterable[Output], bool]:
         now = self._clock_ms()
-        if self._state is self._due_state and self._due_ms is not None and now < self._due_ms:
-            # A re-check while event time lags: on_tick would change nothing.
-            return (), _RETAIN
-        return self._result(*rules.on_tick(self._state, now, self._policy))
+        outputs: list[Output] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            due, key = heapq.heappop(heap)
+            if self._due_of.get(key) != due:
+                continue  # stale: the key's state changed since this was pushed
+            del self._due_of[key]  # popped; _store schedules the next state
+            before = self._states[key]
+            after, produced = rules.on_tick(before, now, self._policy)
+            if after is before:
+                # Not expected (the due time is the rules' own); look again
+                # later rather than loop here or lose the key's timer.
+                self._schedule(key, now + _MIN_RECHECK_MS)
+                continue
+            self._store(key, before, after)
+            outputs.extend(produced)
+        return self._verdict(outputs)
 
     def on_eof(self) -> tuple[Iterable[Output], bool]:
         if not self._drain_on_eof:
-            return (), _RETAIN
+            return [], _RETAIN
         outputs: list[Output] = []
-        state = self._state
-        # Open -> Archived -> forgotten: drain until nothing is left.
-        while state is not None:
-            state, produced = rules.drain(state, self._policy)
-            outputs.extend(produced)
-        return self._result(state, tuple(outputs))
+        for key in sorted(self._states):  # a fixed order: tests compare outputs
+            state: rules.OpportunityState | None = self._states[key]
+            before = state
+            # Open -> Archived -> forgotten: drain until nothing is left.
+            while state is not None:
+                state, produced = rules.drain(state, self._policy)
+                outputs.extend(produced)
+            self._store(key, before, None)
+        return self._verdict(outputs)
+
+    def _earliest_due(self) -> int | None:
+        heap = self._heap
+        while heap and self._due_of.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)  # drop stale entries so the head is real
+        return heap[0][0] if heap else None
 
     def notify_at(self) -> dt.datetime | None:
-        if self._state is not self._due_state or self._state is None:
-            self._due_state = self._state
-            self._due_ms = rules.due_at_ms(self._state, self._policy)
-        due = self._due_ms
+        due = self._earliest_due()
         if due is None:
             return None
         now = self._clock_ms()
@@ -133,7 +221,7 @@ class ClosingLogic(StatefulLogic[Opportunity | Event, Output, rules.OpportunityS
             # Not due in event time yet. Bytewax wakes us on the wall clock;
             # when event time lags (catching up), ask again once event time
             # should have covered the gap at the pace it is moving, never in
-            # a busy loop: a slow catch-up must not wake every open key often.
+            # a busy loop: a slow catch-up must not wake every bucket often.
             pace = max(self._event_time_pace(), _MIN_PACE)
             gap_ms = int(min(max((due - now) / pace, _MIN_RECHECK_MS), _MAX_RECHECK_MS))
             due = max(due, self._wall_ms() + gap_ms)
@@ -141,10 +229,9 @@ class ClosingLogic(StatefulLogic[Opportunity | Event, Output, rules.OpportunityS
         # from ever crashing the timer.
         return datetime_of_ms(min(max(due, 0), _MAX_DUE_MS))
 
-    def snapshot(self) -> rules.OpportunityState:
-        if self._state is None:  # Bytewax never snapshots discarded logic
-            raise RuntimeError("snapshot of a discarded opportunity state")
-        return self._state
+    def snapshot(self) -> BucketState:
+        # A shallow copy is an immutable snapshot: the states themselves are.
+        return dict(self._states)
 
 
 def closing_builder(
@@ -153,9 +240,9 @@ def closing_builder(
     drain_on_eof: bool,
     event_time_pace: Callable[[], float] = steady_pace,
     counts: StateCounts | None = None,
-) -> Callable[[rules.OpportunityState | None], ClosingLogic]:
-    def build(resume: rules.OpportunityState | None) -> ClosingLogic:
-        return ClosingLogic(
+) -> Callable[[BucketState | None], ClosingBucket]:
+    def build(resume: BucketState | None) -> ClosingBucket:
+        return ClosingBucket(
             resume,
             policy,
             clock_ms,

@@ -10,10 +10,12 @@ from mediation.settings import Topics
 from mediation.wire import MAX_TIME_MS, WireError, decode_event, decode_opportunity
 from sinks.records import DeadLetterRecord
 
+from .closing import bucket_of
+
 __all__ = ["Decoded", "decode_message", "kafka_error_letter"]
 
-# (opportunity_key, record): keyed as the stateful step takes it, so no
-# extra step is needed to re-shape each message.
+# (bucket key, record): keyed as the stateful step takes it (see
+# ``dataflows/closing.py`` for buckets), so no extra step re-shapes messages.
 Decoded = tuple[str, Opportunity | Event]
 
 
@@ -57,7 +59,7 @@ def decode_message(
             return _letter(message, "unknown_topic", f"no decoder for topic {message.topic!r}")
     except WireError as exc:
         return _letter(message, exc.reason, exc.detail)
-    return (record.opportunity_key, record)
+    return (bucket_of(record.opportunity_key), record)
 
 
 def kafka_error_letter(error: KafkaError[bytes | None, bytes | None]) -> DeadLetterRecord:

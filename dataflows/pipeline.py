@@ -50,7 +50,7 @@ def _source_outcomes(output: SinkItem) -> list[SourceOutcome]:
     # the gateway looks at the last minutes of outcomes.
     minute = output.archive.closed_at_ms // 60_000
     return [
-        SourceOutcome(opportunity.app_id, source_id, minute, failed)
+        SourceOutcome(opportunity.app_id, source_id, minute, failed, opportunity.config_version)
         for source_id, failed in source_outcomes(output)
     ]
 
@@ -97,8 +97,10 @@ def build_flow(
     keyed: Stream[Decoded] = branch.trues  # type: ignore[assignment]
     pace = watermark.pace if watermark is not None else steady_pace
     counts = metrics.state if metrics is not None else None
-    outputs = op.stateful(
-        "closing", keyed, closing_builder(policy, clock_ms, drain_on_eof, pace, counts)
+    # A new step id for the bucketed state (recovery stores of the earlier
+    # per-opportunity layout are not resumed into it; docs/operations.md).
+    outputs = op.stateful_batch(
+        "closing_buckets", keyed, closing_builder(policy, clock_ms, drain_on_eof, pace, counts)
     )
 
     def to_sink_item(key_output: tuple[str, Output]) -> SinkItem:

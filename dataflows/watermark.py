@@ -9,7 +9,11 @@ become orphans. The worker's clock is therefore this watermark:
 - per input partition, the broker timestamp of the last message read;
 - a partition read to the end of its log (its next offset has reached the
   broker's high watermark, polled by ``dataflows/lag.py``) has nothing more
-  to wait for: it advances with the wall clock;
+  to wait for: it advances with the wall clock, once ``settle_ms`` have
+  passed since its last read. Until then it holds at its last timestamp:
+  the last messages read are still on their way to the closing step, and
+  their opportunities must not close without them (a backlog's tail would
+  otherwise turn its own last events late);
 - a partition read live (its last message was fresh when read) advances
   with the wall clock too, minus the lag it was read with; a partition
   still catching up only advances as it is read, and holds while reading
@@ -48,12 +52,14 @@ class InputWatermark:
         self,
         idle_ms: int = 10_000,
         live_lag_ms: int = 2_000,
+        settle_ms: int = 1_000,
         wall_ms: Callable[[], int] = now_ms,
         high_watermarks: Callable[[], Mapping[PartitionKey, int]] | None = None,
         reuse_ms: int = 5,
     ):
         self._idle_ms = idle_ms
         self._live_lag_ms = live_lag_ms
+        self._settle_ms = settle_ms
         self._wall_ms = wall_ms
         self._high_watermarks = high_watermarks
         self._reuse_ms = reuse_ms
@@ -142,7 +148,10 @@ class InputWatermark:
         for key, (timestamp, read_at, next_offset) in progress:
             high = highs.get(key)
             if high is not None and next_offset >= high:
-                continue  # read to the end of the log: nothing more to wait for
+                if wall - read_at >= self._settle_ms:
+                    continue  # read to the end of the log: nothing more to wait for
+                marks.append(timestamp)  # what was read last is still on its way
+                continue
             if high is None and wall - read_at > self._idle_ms:
                 continue  # quiet for long, end of log unknown: count it as drained
             lag_at_read = read_at - timestamp

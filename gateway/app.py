@@ -30,6 +30,7 @@ from mediation.settings import Settings
 from .admin import create_app_key, list_app_keys, revoke_app_key
 from .breakers import BreakerBoard
 from .catalog import Catalog
+from .cohorts import CohortCounters
 from .context import GatewayContext
 from .health import healthz, metrics, readyz
 from .http import error_response, json_response
@@ -175,6 +176,8 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> GatewayApp:
             redis_client, settings.topic_prefix, catalog, gateway_metrics.breaker_open
         )
         await breakers.start()
+        cohorts = CohortCounters(redis_client, settings.topic_prefix)
+        cohorts.start()
         app.state.ctx = GatewayContext(
             settings=settings,
             pool=pool,
@@ -185,6 +188,7 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> GatewayApp:
             idempotency=IdempotencyStore(redis_client, settings.topic_prefix),
             rate_limiter=rate_limiter,
             breakers=breakers,
+            cohorts=cohorts,
         )
         log.info("gateway ready (roles: %s)", ", ".join(sorted(roles)))
         try:
@@ -192,6 +196,7 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> GatewayApp:
         finally:
             # Requests are drained by the server before this runs; flushing
             # the producer last means nothing ACKed is left behind.
+            await cohorts.stop()
             await breakers.stop()
             await rate_limiter.stop()
             await catalog.stop()

@@ -20,6 +20,7 @@ from typing import Any
 from psycopg_pool import AsyncConnectionPool
 
 from mediation.rules.identity import hash_app_key
+from mediation.rules.publish import served_percent
 from mediation.rules.waterfall import ConfigError, RuntimeConfig, parse_config
 
 from .periodic import PeriodicTask
@@ -31,15 +32,16 @@ log = logging.getLogger(__name__)
 _KEYS_SQL = "SELECT key_hash, app_id FROM app_keys WHERE revoked_at IS NULL"
 # The latest operation per app that decides what is served: published
 # (everyone gets it), rolling out (a share of rollout buckets gets it, the
-# rest the previous version), or rolled back / failed (the previous version).
-# Pending and validating operations serve nothing yet.
+# rest the previous version), or rolling back / rolled back / failed (the
+# previous version). Pending and validating operations serve nothing yet:
+# the operation before them decides.
 _ROLLOUTS_SQL = """
 SELECT DISTINCT ON (o.app_id) o.app_id, o.state, o.rollout_percent,
        o.version, n.body, n.checksum, o.previous_version, p.body, p.checksum
 FROM publish_operations o
 JOIN config_snapshots n ON n.app_id = o.app_id AND n.version = o.version
 LEFT JOIN config_snapshots p ON p.app_id = o.app_id AND p.version = o.previous_version
-WHERE o.state IN ('published', 'rolling_out', 'rolled_back', 'failed')
+WHERE o.state IN ('published', 'rolling_out', 'rolling_back', 'rolled_back', 'failed')
 ORDER BY o.app_id, o.id DESC
 """
 
@@ -122,8 +124,7 @@ class Catalog:
                 previous = (
                     self._parse(app_id, prev, prev_body, prev_sum) if prev is not None else None
                 )
-                served = {"published": 100, "rolling_out": percent}.get(state, 0)
-                rollouts[app_id] = Rollout(new, previous, served)
+                rollouts[app_id] = Rollout(new, previous, served_percent(state, percent))
             self._rollouts = rollouts
 
     def _parse(

@@ -14,6 +14,7 @@ from mediation.settings import Settings
 
 from .breakers import BreakerBoard
 from .catalog import Catalog
+from .cohorts import CohortCounters
 from .idempotency import IdempotencyStore
 from .metrics import GatewayMetrics
 from .producer import AsyncProducer
@@ -33,6 +34,7 @@ class GatewayContext:
     idempotency: IdempotencyStore
     rate_limiter: RateLimiter
     breakers: BreakerBoard
+    cohorts: CohortCounters
     metrics: GatewayMetrics
     unconfirmed: UnconfirmedSends = field(default_factory=UnconfirmedSends)
     clock_ms: Callable[[], int] = field(default=now_ms)

@@ -100,6 +100,7 @@ async def _answer(ctx: GatewayContext, app_id: str, body: object) -> Response:
     config = published.runtime
     waterfall = choose_waterfall(config, sync.placement_id, sync.context)
     if waterfall is None:
+        ctx.cohorts.request(app_id, config.version, error=True)
         return error_response(
             422,
             "unknown_placement",
@@ -146,6 +147,7 @@ async def _decide(
             ctx.settings.topics.opportunities, [message], ctx.settings.produce_timeout_ms / 1000
         )
     except (ProduceTimeoutError, ProduceFailedError) as exc:
+        ctx.cohorts.request(app_id, config.version, error=True)
         return error_response(
             503,
             "broker_unavailable",
@@ -154,6 +156,7 @@ async def _decide(
         )
     ctx.metrics.confirm_opportunities.observe((ctx.clock_ms() - received_ms) / 1000)
     ctx.metrics.count_opportunity(status)
+    ctx.cohorts.request(app_id, config.version, no_fill=status == "no_fill")
     return json_response(
         {
             "opportunity_key": opportunity_key,

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from . import __version__
+from .config_cli import add_config_commands
 
 if TYPE_CHECKING:
     from .settings import Settings
@@ -503,6 +504,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--rate", type=float, default=50.0, help="sync requests per second")
     simulate.add_argument("--duration", type=float, default=20.0, help="seconds")
     simulate.add_argument("--seed", type=int, default=7)
+
+    add_config_commands(sub, _add)
 
     demo = _add(
         sub,

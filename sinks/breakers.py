@@ -4,7 +4,11 @@ Per closed opportunity the dataflow emits one ``SourceOutcome`` per waterfall
 source the SDK reported on; this sink adds them up per (app, source, minute)
 in one Redis hash per app (``<prefix>brk:<app_id>``, fields from
 ``mediation.rules.breaker.breaker_field``), which expires 15 minutes after
-its last write.
+its last write. The same outcomes are also counted per config version
+(``<prefix>cohort:<app_id>:<version>``, fields from
+``mediation.rules.publish.cohort_field``): the load attempts and load
+failures the publish worker's health gate compares between the cohorts of a
+rollout.
 
 Delivery guarantee: at-least-once, and deliberately lossy when Redis is
 down. Breakers are a heuristic over minutes of traffic: a re-processed
@@ -23,6 +27,13 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from redis.exceptions import RedisError
 
 from mediation.rules.breaker import breaker_field
+from mediation.rules.publish import (
+    COHORT_LOAD,
+    COHORT_LOAD_FAILURE,
+    COHORT_TTL_S,
+    cohort_field,
+    cohort_key,
+)
 
 __all__ = ["RedisBreakerSink", "SourceOutcome", "breaker_key"]
 
@@ -37,6 +48,7 @@ class SourceOutcome:
     source_id: str
     minute: int  # opportunity time // 60000
     failed: bool
+    config_version: int  # the config version that chose the waterfall
 
 
 def breaker_key(namespace: str, app_id: str) -> str:
@@ -49,17 +61,27 @@ class _RedisBreakerPartition(StatelessSinkPartition[SourceOutcome]):
         self._namespace = namespace
 
     def write_batch(self, items: list[SourceOutcome]) -> None:
-        counts: Counter[tuple[str, str]] = Counter()
+        counts: Counter[tuple[str, str]] = Counter()  # (hash key, field)
+        breaker_keys: set[str] = set()
+        cohort_keys: set[str] = set()
         for item in items:
-            counts[(item.app_id, breaker_field(item.source_id, item.minute, "a"))] += 1
+            brk = breaker_key(self._namespace, item.app_id)
+            cohort = cohort_key(self._namespace, item.app_id, item.config_version)
+            breaker_keys.add(brk)
+            cohort_keys.add(cohort)
+            counts[(brk, breaker_field(item.source_id, item.minute, "a"))] += 1
+            counts[(cohort, cohort_field(item.minute, COHORT_LOAD))] += 1
             if item.failed:
-                counts[(item.app_id, breaker_field(item.source_id, item.minute, "f"))] += 1
+                counts[(brk, breaker_field(item.source_id, item.minute, "f"))] += 1
+                counts[(cohort, cohort_field(item.minute, COHORT_LOAD_FAILURE))] += 1
         try:
             with self._client.pipeline(transaction=False) as pipe:
-                for (app_id, field_name), count in counts.items():
-                    pipe.hincrby(breaker_key(self._namespace, app_id), field_name, count)
-                for app_id in {app for app, _ in counts}:
-                    pipe.expire(breaker_key(self._namespace, app_id), _TTL_S)
+                for (key, field_name), count in counts.items():
+                    pipe.hincrby(key, field_name, count)
+                for key in breaker_keys:
+                    pipe.expire(key, _TTL_S)
+                for key in cohort_keys:
+                    pipe.expire(key, COHORT_TTL_S)
                 pipe.execute()
         except RedisError as exc:
             log.warning("dropped %d breaker outcome(s), Redis unavailable: %s", len(items), exc)

@@ -3,13 +3,15 @@
 A config snapshot body (validated when stored) looks like::
 
     {"closure_window_ms": 1800000, "grace_ms": 30000, "skew_tolerance_ms": 300000,
-     "max_waterfall_depth": 5,
+     "max_waterfall_depth": 5, "sources": {"net_a": {}},
      "rate_limits": {"requests_per_s": 5000, "event_batches_per_s": 2000},
      "placements": {"home_banner": {"waterfall": [
          {"source_id": "net_a", "floor_micros": 1500000, "timeout_ms": 1500,
           "countries": ["US", "CA"], "os": ["ios"]}]}}}
 
 Targeting lists are optional; an entry without one matches everyone.
+``sources`` is optional; when present, every waterfall entry must name one
+of its keys (a typo in a source id is then an error, not a dead entry).
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from dataclasses import dataclass
 
 from .model import WaterfallEntry
 
-__all__ = ["ConfigError", "PlacementConfig", "RuntimeConfig", "choose_waterfall", "parse_config"]
+__all__ = [
+    "ConfigError",
+    "PlacementConfig",
+    "RuntimeConfig",
+    "choose_waterfall",
+    "parse_config",
+    "validate_config",
+]
 
 DEFAULT_CLOSURE_WINDOW_MS = 30 * 60 * 1000
 DEFAULT_GRACE_MS = 30 * 1000
@@ -34,7 +43,11 @@ DEFAULT_EVENT_BATCHES_PER_S = 2000
 
 
 class ConfigError(ValueError):
-    """A config snapshot body is invalid; the message lists every problem."""
+    """A config snapshot body is invalid; ``errors`` lists every problem."""
+
+    def __init__(self, errors: list[str]):
+        super().__init__("; ".join(errors))
+        self.errors = errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,10 +159,48 @@ def parse_config(version: int, body: Mapping[str, object]) -> RuntimeConfig:
             )
         placements[placement_id] = PlacementConfig(tuple(entries))
     if errors:
-        raise ConfigError("; ".join(errors))
+        raise ConfigError(errors)
     return RuntimeConfig(
         version, closure, grace, skew, depth, requests_per_s, batches_per_s, placements
     )
+
+
+def validate_config(body: Mapping[str, object]) -> list[str]:
+    """Every problem of a body about to be stored or published (empty: valid).
+
+    ``parse_config``'s checks (what the request path needs to serve it), plus
+    checks of intent that a stored config is not refused for at serving
+    time: an empty waterfall, a source listed twice in one waterfall, and,
+    when the body declares ``sources``, a waterfall naming an undeclared one.
+    """
+    try:
+        parse_config(1, body)
+        errors: list[str] = []
+    except ConfigError as exc:
+        errors = list(exc.errors)
+    declared = body.get("sources")
+    if declared is not None and not isinstance(declared, dict):
+        errors.append("sources: must be an object keyed by source id")
+        declared = None
+    placements = body.get("placements")
+    for placement_id, raw in placements.items() if isinstance(placements, dict) else ():
+        waterfall = raw.get("waterfall") if isinstance(raw, dict) else None
+        if not isinstance(waterfall, list):
+            continue  # reported by parse_config
+        if not waterfall:
+            errors.append(f"placements.{placement_id}.waterfall: must not be empty")
+        seen: set[str] = set()
+        for i, item in enumerate(waterfall):
+            source_id = item.get("source_id") if isinstance(item, dict) else None
+            if not isinstance(source_id, str) or not source_id:
+                continue  # reported by parse_config
+            at = f"placements.{placement_id}.waterfall[{i}].source_id"
+            if declared is not None and source_id not in declared:
+                errors.append(f"{at}: unknown source {source_id!r} (not in sources)")
+            if source_id in seen:
+                errors.append(f"{at}: {source_id!r} appears twice in this waterfall")
+            seen.add(source_id)
+    return errors
 
 
 def choose_waterfall(

@@ -198,4 +198,4 @@ def test_closed_opportunities_feed_source_outcomes_to_the_breakers() -> None:
         breaker_sink=TestingSink(outcomes),
     )
     run_main(flow)
-    assert outcomes == [SourceOutcome("app", "net_a", T0 // 60_000, True)]
+    assert outcomes == [SourceOutcome("app", "net_a", T0 // 60_000, True, 1)]

@@ -7,7 +7,7 @@ import os
 from builders import T0, opportunity
 from bytewax.connectors.kafka import KafkaSourceMessage
 
-from dataflows.closing import ClosingLogic
+from dataflows.closing import ClosingBucket
 from dataflows.metrics import WorkerMetrics
 from dataflows.watermark import InputWatermark
 from mediation.rules.model import ClosedOpportunity, Event, Policy
@@ -77,7 +77,10 @@ def test_a_backlog_read_to_the_end_of_its_log_follows_the_wall_clock() -> None:
     mark.observe(_message(0, T0, offset=98))
     assert mark.now_ms() == T0  # one message still to read
     mark.observe(_message(0, T0 + 5, offset=99))
-    assert mark.now_ms() == wall.now  # caught up: no need to wait for idleness
+    # Caught up; what was read last gets settle_ms to reach the closing step.
+    assert mark.now_ms() == T0 + 5
+    wall.now += 1_000
+    assert mark.now_ms() == wall.now  # no need to wait for idleness
     assert mark.positions() == {("t", 0): 100}
 
 
@@ -127,16 +130,16 @@ def test_backlog_opportunity_waits_for_event_time_not_the_wall_clock() -> None:
     key = encode_ulid(T0, os.urandom(10))
     event_time = _Wall(T0)  # the watermark: the backlog's time
     wall = _Wall(T0 + 3_600_000)  # an hour later on the wall
-    logic = ClosingLogic(None, Policy(allowed_lateness_ms=1_000), event_time, False, wall)
-    logic.on_item(opportunity(key))
-    # Bytewax would wake this key at once on the wall clock; it must neither
+    logic = ClosingBucket(None, Policy(allowed_lateness_ms=1_000), event_time, False, wall)
+    logic.on_batch([opportunity(key)])
+    # Bytewax would wake this bucket at once on the wall clock; it must neither
     # close it nor ask to be woken again immediately.
     outputs, _discard = logic.on_notify()
     assert list(outputs) == []
     wake_ms = int(logic.notify_at().timestamp() * 1000)  # type: ignore[union-attr]
     assert wake_ms >= wall.now + 50
     # Its event arrives from the backlog, then event time passes the close.
-    logic.on_item(_loaded(key))
+    logic.on_batch([_loaded(key)])
     event_time.now = T0 + 11_001
     (closed,), _discard = logic.on_notify()
     assert isinstance(closed, ClosedOpportunity)
@@ -148,13 +151,13 @@ def test_state_counts_follow_open_close_and_forget() -> None:
     clock = _Wall(T0)
     metrics = WorkerMetrics(clock)
     policy = Policy(allowed_lateness_ms=1_000, tombstone_ttl_ms=60_000)
-    logic = ClosingLogic(None, policy, clock, False, clock, counts=metrics.state)
+    logic = ClosingBucket(None, policy, clock, False, clock, counts=metrics.state)
 
     def gauge(name: str) -> float | None:
         return metrics.registry.get_sample_value(f"mediation_worker_{name}")
 
-    logic.on_item(opportunity(key))
-    logic.on_item(_loaded(key))
+    logic.on_batch([opportunity(key)])
+    logic.on_batch([_loaded(key)])
     assert (gauge("open_opportunities"), gauge("open_events"), gauge("tombstones")) == (1, 1, 0)
     clock.now = T0 + 11_001
     logic.on_notify()  # closes: open -> tombstone
@@ -171,7 +174,9 @@ def test_just_started_a_partition_with_data_that_delivered_nothing_holds_the_wat
     mark.observe(_message(0, T0 - 60_000, offset=9))  # partition 0 read to its end
     assert mark.now_ms() == T0 - 10_000  # partition 1 may still be warming up
     mark.observe(_message(1, T0 - 60_000, offset=9))
-    assert mark.now_ms() == T0  # both read to the end
+    assert mark.now_ms() == T0 - 60_000  # both read to the end, settling
+    wall.now = T0 + 1_000
+    assert mark.now_ms() == wall.now
     highs[("t", 2)] = 5  # a partition this process never reads...
     wall.now = T0 + 10_001
     assert mark.now_ms() == wall.now  # ...holds only for the first idle_ms

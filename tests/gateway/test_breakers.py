@@ -25,8 +25,8 @@ def test_worker_outcomes_land_as_counters_per_app_source_and_minute(settings: Se
     minute = _minute()
     partition = RedisBreakerSink(settings.redis_url, settings.topic_prefix).build("b", 0, 1)
     partition.write_batch(
-        [SourceOutcome("app", "net_a", minute, True)] * 3
-        + [SourceOutcome("app", "net_a", minute, False)]
+        [SourceOutcome("app", "net_a", minute, True, 1)] * 3
+        + [SourceOutcome("app", "net_a", minute, False, 1)]
     )
     partition.close()
     client = redis.Redis.from_url(settings.redis_url)
