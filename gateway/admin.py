@@ -18,14 +18,14 @@ from mediation.keys import KeyOperationError, create_key, list_keys, revoke_key
 from .context import GatewayContext, context_of
 from .http import error_response, json_response
 
-__all__ = ["create_app_key", "list_app_keys", "revoke_app_key"]
+__all__ = ["admin_refusal", "create_app_key", "list_app_keys", "revoke_app_key"]
 
 log = logging.getLogger(__name__)
 
 _KEY_ERRORS = {"unknown_app": 404, "unknown_key": 404, "too_many_active_keys": 409}
 
 
-def _admin_refusal(ctx: GatewayContext, request: Request) -> Response | None:
+def admin_refusal(ctx: GatewayContext, request: Request) -> Response | None:
     token = ctx.settings.admin_token
     if token is None:
         return error_response(
@@ -59,7 +59,7 @@ def _key_error(exc: KeyOperationError) -> Response:
 
 async def list_app_keys(request: Request) -> Response:
     ctx = context_of(request)
-    refusal = _admin_refusal(ctx, request)
+    refusal = admin_refusal(ctx, request)
     if refusal is not None:
         return refusal
     app_id = request.path_params["app_id"]
@@ -81,7 +81,7 @@ async def list_app_keys(request: Request) -> Response:
 
 async def create_app_key(request: Request) -> Response:
     ctx = context_of(request)
-    refusal = _admin_refusal(ctx, request)
+    refusal = admin_refusal(ctx, request)
     if refusal is not None:
         return refusal
     app_id = request.path_params["app_id"]
@@ -98,7 +98,7 @@ async def create_app_key(request: Request) -> Response:
 
 async def revoke_app_key(request: Request) -> Response:
     ctx = context_of(request)
-    refusal = _admin_refusal(ctx, request)
+    refusal = admin_refusal(ctx, request)
     if refusal is not None:
         return refusal
     app_id, prefix = request.path_params["app_id"], request.path_params["prefix"]

@@ -28,6 +28,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mediation.settings import Settings
 
 from .admin import create_app_key, list_app_keys, revoke_app_key
+from .admin_configs import (
+    create_config,
+    get_config_version,
+    get_publish_operation,
+    list_config_versions,
+    rollback_publish_operation,
+    start_publish_operation,
+)
 from .breakers import BreakerBoard
 from .catalog import Catalog
 from .cohorts import CohortCounters
@@ -146,6 +154,20 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> GatewayApp:
             Route("/v1/admin/apps/{app_id}/keys", list_app_keys, methods=["GET"]),
             Route("/v1/admin/apps/{app_id}/keys", create_app_key, methods=["POST"]),
             Route("/v1/admin/apps/{app_id}/keys/{prefix}/revoke", revoke_app_key, methods=["POST"]),
+            Route("/v1/admin/apps/{app_id}/configs", create_config, methods=["POST"]),
+            Route("/v1/admin/apps/{app_id}/configs", list_config_versions, methods=["GET"]),
+            Route(
+                "/v1/admin/apps/{app_id}/configs/{version}",
+                get_config_version,
+                methods=["GET"],
+            ),
+            Route("/v1/admin/apps/{app_id}/publish", start_publish_operation, methods=["POST"]),
+            Route("/v1/admin/publish/{operation_id}", get_publish_operation, methods=["GET"]),
+            Route(
+                "/v1/admin/publish/{operation_id}/rollback",
+                rollback_publish_operation,
+                methods=["POST"],
+            ),
         ]
     if "ingest" in roles:
         routes.append(Route("/v1/events", post_events, methods=["POST"]))

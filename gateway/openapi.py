@@ -193,6 +193,7 @@ def openapi_document(roles: frozenset[str]) -> dict[str, Any]:
                 },
             },
         }
+        paths.update(_config_admin_paths(admin, app_param, admin_errors))
     return {
         "openapi": "3.0.3",
         "info": {"title": "mediation gateway", "version": "1"},
@@ -291,5 +292,96 @@ def openapi_document(roles: frozenset[str]) -> dict[str, Any]:
                     },
                 },
             },
+        },
+    }
+
+
+def _config_admin_paths(
+    admin: list[dict[str, list[str]]],
+    app_param: dict[str, Any],
+    admin_errors: dict[str, Any],
+) -> dict[str, Any]:
+    """Configs and publish operations (gateway/admin_configs.py)."""
+
+    def param(name: str) -> dict[str, Any]:
+        return {"name": name, "in": "path", "required": True, "schema": {"type": "integer"}}
+
+    json_body = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
+    refused = _err("Refused; the error code says why (e.g. operation_active, not_latest)")
+    return {
+        "/v1/admin/apps/{app_id}/configs": {
+            "get": {
+                "summary": "List an app's config versions, newest first",
+                "security": admin,
+                "parameters": [app_param],
+                "responses": {"200": {"description": "versions"}, **admin_errors},
+            },
+            "post": {
+                "summary": "Validate a config and store it as the app's next version",
+                "security": admin,
+                "parameters": [app_param],
+                "requestBody": json_body,
+                "responses": {
+                    "200": {"description": "the same body as the latest version: unchanged"},
+                    "201": {"description": "stored as a new version"},
+                    "404": _err("Unknown app"),
+                    "422": _err("Invalid config; details.errors lists every problem"),
+                    **admin_errors,
+                },
+            },
+        },
+        "/v1/admin/apps/{app_id}/configs/{version}": {
+            "get": {
+                "summary": "One config version's body",
+                "security": admin,
+                "parameters": [app_param, param("version")],
+                "responses": {
+                    "200": {"description": "the version"},
+                    "404": _err("Unknown version"),
+                    **admin_errors,
+                },
+            }
+        },
+        "/v1/admin/apps/{app_id}/publish": {
+            "post": {
+                "summary": "Start publishing a version: {version, plan?, thresholds?}",
+                "security": admin,
+                "parameters": [app_param],
+                "requestBody": json_body,
+                "responses": {
+                    "202": {"description": "the pending operation"},
+                    "404": _err("Unknown app or version"),
+                    "409": refused,
+                    "422": _err("Invalid plan or thresholds"),
+                    **admin_errors,
+                },
+            }
+        },
+        "/v1/admin/publish/{operation_id}": {
+            "get": {
+                "summary": "A publish operation and its transitions",
+                "security": admin,
+                "parameters": [param("operation_id")],
+                "responses": {
+                    "200": {"description": "the operation"},
+                    "404": _err("Unknown operation"),
+                    **admin_errors,
+                },
+            }
+        },
+        "/v1/admin/publish/{operation_id}/rollback": {
+            "post": {
+                "summary": "Roll an operation back: every device gets the previous version",
+                "security": admin,
+                "parameters": [param("operation_id")],
+                "requestBody": json_body,
+                "responses": {
+                    "202": {"description": "rolling back"},
+                    "404": _err("Unknown operation"),
+                    "409": refused,
+                    "422": _err("No reason given"),
+                    **admin_errors,
+                },
+            }
         },
     }

@@ -1,0 +1,261 @@
+"""Admin routes for configs and their publishing (bearer ``MEDIATION_ADMIN_TOKEN``).
+
+::
+
+    POST /v1/admin/apps/{app_id}/configs            body: the config -> its version
+    GET  /v1/admin/apps/{app_id}/configs            versions, newest first
+    GET  /v1/admin/apps/{app_id}/configs/{version}  one version's body
+    POST /v1/admin/apps/{app_id}/publish            {"version", "plan"?, "thresholds"?}
+    GET  /v1/admin/publish/{operation_id}           an operation and its transitions
+    POST /v1/admin/publish/{operation_id}/rollback  {"reason"}
+
+The same storage functions as ``mediation config`` (``storage.configs``),
+run in a thread with a connection of their own. The publish worker moves
+the operations; these routes only create them or ask for a rollback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from mediation.rules.publish import DEFAULT_PLAN, HealthThresholds, PlanError, parse_plan
+from mediation.rules.waterfall import ConfigError
+from storage.configs import (
+    PublishError,
+    PublishOperation,
+    get_operation,
+    get_snapshot,
+    list_snapshots,
+    list_transitions,
+    push_config,
+    request_rollback,
+    start_publish,
+)
+from storage.db import connect
+
+from .admin import admin_refusal
+from .context import GatewayContext, context_of
+from .http import BodyTooLargeError, error_response, json_response, read_body
+
+__all__ = [
+    "create_config",
+    "get_config_version",
+    "get_publish_operation",
+    "list_config_versions",
+    "rollback_publish_operation",
+    "start_publish_operation",
+]
+
+T = TypeVar("T")
+
+_MAX_CONFIG_BYTES = 1 << 20
+_PUBLISH_ERRORS = {
+    "unknown_app": 404,
+    "unknown_version": 404,
+    "unknown_operation": 404,
+    "operation_active": 409,
+    "already_published": 409,
+    "not_rollbackable": 409,
+    "not_latest": 409,
+    "busy": 409,
+}
+_ACTOR = "admin-api"
+
+
+async def _in_thread(ctx: GatewayContext, work: Callable[[Any], T]) -> T:
+    def run() -> T:
+        with connect(ctx.settings.database_url, autocommit=True) as conn:
+            return work(conn)
+
+    return await asyncio.to_thread(run)
+
+
+async def _json_body(request: Request) -> Any:
+    return orjson.loads(await read_body(request, _MAX_CONFIG_BYTES))
+
+
+def _operation_json(operation: PublishOperation) -> dict[str, Any]:
+    return {
+        "id": operation.id,
+        "app_id": operation.app_id,
+        "version": operation.version,
+        "previous_version": operation.previous_version,
+        "state": operation.state,
+        "stage": operation.stage,
+        "rollout_percent": operation.rollout_percent,
+        "plan": [{"percent": s.percent, "dwell_ms": s.dwell_ms} for s in operation.plan],
+        "reason": operation.reason,
+        "created_by": operation.created_by,
+        "updated_at": operation.updated_at.isoformat(),
+    }
+
+
+def _int_param(request: Request, name: str) -> int | None:
+    text = request.path_params[name]
+    return int(text) if text.isdigit() and len(text) < 12 else None
+
+
+def _refused(exc: PublishError) -> Response:
+    return error_response(_PUBLISH_ERRORS.get(exc.code, 422), exc.code, str(exc))
+
+
+async def create_config(request: Request) -> Response:
+    ctx = context_of(request)
+    refusal = admin_refusal(ctx, request)
+    if refusal is not None:
+        return refusal
+    app_id = request.path_params["app_id"]
+    try:
+        body = await _json_body(request)
+    except BodyTooLargeError:
+        return error_response(413, "body_too_large", "a config is at most 1 MiB")
+    except orjson.JSONDecodeError as exc:
+        return error_response(400, "invalid_json", f"body is not JSON: {exc}")
+    if not isinstance(body, dict):
+        return error_response(422, "invalid_config", "a config is a JSON object")
+    try:
+        snapshot, created = await _in_thread(ctx, lambda c: push_config(c, app_id, body, _ACTOR))
+    except ConfigError as exc:
+        return error_response(
+            422, "invalid_config", f"{len(exc.errors)} problem(s)", {"errors": exc.errors}
+        )
+    except PublishError as exc:
+        return _refused(exc)
+    return json_response(
+        {"app_id": app_id, "version": snapshot.version, "checksum": snapshot.checksum},
+        201 if created else 200,
+    )
+
+
+async def list_config_versions(request: Request) -> Response:
+    ctx = context_of(request)
+    refusal = admin_refusal(ctx, request)
+    if refusal is not None:
+        return refusal
+    app_id = request.path_params["app_id"]
+    snapshots = await _in_thread(ctx, lambda c: list_snapshots(c, app_id))
+    return json_response(
+        {
+            "app_id": app_id,
+            "versions": [
+                {
+                    "version": s.version,
+                    "checksum": s.checksum,
+                    "created_by": s.created_by,
+                    "created_at": s.created_at.isoformat(),
+                }
+                for s in snapshots
+            ],
+        }
+    )
+
+
+async def get_config_version(request: Request) -> Response:
+    ctx = context_of(request)
+    refusal = admin_refusal(ctx, request)
+    if refusal is not None:
+        return refusal
+    app_id, version = request.path_params["app_id"], _int_param(request, "version")
+    if version is None:
+        return error_response(404, "unknown_version", "a version is a positive integer")
+    snapshot = await _in_thread(ctx, lambda c: get_snapshot(c, app_id, version))
+    if snapshot is None:
+        return error_response(404, "unknown_version", f"app {app_id!r} has no version {version}")
+    return json_response(
+        {"app_id": app_id, "version": version, "checksum": snapshot.checksum, "body": snapshot.body}
+    )
+
+
+async def start_publish_operation(request: Request) -> Response:
+    ctx = context_of(request)
+    refusal = admin_refusal(ctx, request)
+    if refusal is not None:
+        return refusal
+    app_id = request.path_params["app_id"]
+    try:
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            raise PlanError("body: must be an object with version, plan, thresholds")
+        version = body.get("version")
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise PlanError("version: must be an integer")
+        plan = parse_plan(body["plan"]) if "plan" in body else DEFAULT_PLAN
+        thresholds = HealthThresholds.from_dict(body.get("thresholds"))
+    except BodyTooLargeError:
+        return error_response(413, "body_too_large", "at most 1 MiB")
+    except orjson.JSONDecodeError as exc:
+        return error_response(400, "invalid_json", f"body is not JSON: {exc}")
+    except PlanError as exc:
+        return error_response(422, "invalid_publish_request", str(exc))
+    try:
+        operation = await _in_thread(
+            ctx, lambda c: start_publish(c, app_id, version, plan, _ACTOR, thresholds)
+        )
+    except PublishError as exc:
+        return _refused(exc)
+    return json_response(_operation_json(operation), 202)
+
+
+async def get_publish_operation(request: Request) -> Response:
+    ctx = context_of(request)
+    refusal = admin_refusal(ctx, request)
+    if refusal is not None:
+        return refusal
+    operation_id = _int_param(request, "operation_id")
+    if operation_id is None:
+        return error_response(404, "unknown_operation", "an operation id is an integer")
+
+    def read(conn: Any) -> tuple[PublishOperation | None, list[Any]]:
+        return get_operation(conn, operation_id), list_transitions(conn, operation_id)
+
+    operation, transitions = await _in_thread(ctx, read)
+    if operation is None:
+        return error_response(404, "unknown_operation", f"no publish operation {operation_id}")
+    return json_response(
+        {
+            **_operation_json(operation),
+            "transitions": [
+                {
+                    "from": t.from_state,
+                    "to": t.to_state,
+                    "stage": t.stage,
+                    "rollout_percent": t.rollout_percent,
+                    "reason": t.reason,
+                    "actor": t.actor,
+                    "at": t.at.isoformat(),
+                }
+                for t in transitions
+            ],
+        }
+    )
+
+
+async def rollback_publish_operation(request: Request) -> Response:
+    ctx = context_of(request)
+    refusal = admin_refusal(ctx, request)
+    if refusal is not None:
+        return refusal
+    operation_id = _int_param(request, "operation_id")
+    if operation_id is None:
+        return error_response(404, "unknown_operation", "an operation id is an integer")
+    try:
+        raw = await read_body(request, 64 * 1024)
+        body = orjson.loads(raw) if raw else {}
+    except (orjson.JSONDecodeError, BodyTooLargeError):
+        return error_response(400, "invalid_json", "body must be a small JSON object")
+    reason = body.get("reason") if isinstance(body, dict) else None
+    if not isinstance(reason, str) or not reason.strip():
+        return error_response(422, "reason_required", 'say why: {"reason": "..."}')
+    try:
+        operation = await _in_thread(
+            ctx, lambda c: request_rollback(c, operation_id, _ACTOR, reason[:500])
+        )
+    except PublishError as exc:
+        return _refused(exc)
+    return json_response(_operation_json(operation), 202)
