@@ -18,7 +18,13 @@ from mediation.keys import KeyOperationError, create_key, list_keys, revoke_key
 from .context import GatewayContext, context_of
 from .http import error_response, json_response
 
-__all__ = ["admin_refusal", "create_app_key", "list_app_keys", "revoke_app_key"]
+__all__ = [
+    "admin_refusal",
+    "create_app_key",
+    "list_app_keys",
+    "refresh_catalog_quietly",
+    "revoke_app_key",
+]
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +49,7 @@ def admin_refusal(ctx: GatewayContext, request: Request) -> Response | None:
     return None
 
 
-async def _refresh_catalog(ctx: GatewayContext) -> None:
+async def refresh_catalog_quietly(ctx: GatewayContext) -> None:
     # The change is committed: a failed refresh must not turn it into a 500
     # (a created key would be lost to its caller). The periodic refresh
     # catches up.
@@ -89,7 +95,7 @@ async def create_app_key(request: Request) -> Response:
         raw = await asyncio.to_thread(create_key, ctx.settings.database_url, app_id, "admin-api")
     except KeyOperationError as exc:
         return _key_error(exc)
-    await _refresh_catalog(ctx)  # this process at once; the others within a refresh cycle
+    await refresh_catalog_quietly(ctx)  # this process at once; the others within a refresh cycle
     # The raw key is shown once; only its hash is stored.
     return json_response(
         {"app_id": app_id, "app_key": raw}, 201, headers={"Cache-Control": "no-store"}
@@ -106,5 +112,5 @@ async def revoke_app_key(request: Request) -> Response:
         await asyncio.to_thread(revoke_key, ctx.settings.database_url, app_id, prefix, "admin-api")
     except KeyOperationError as exc:
         return _key_error(exc)
-    await _refresh_catalog(ctx)
+    await refresh_catalog_quietly(ctx)
     return json_response({"app_id": app_id, "revoked": prefix})

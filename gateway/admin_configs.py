@@ -8,6 +8,7 @@
     POST /v1/admin/apps/{app_id}/publish            {"version", "plan"?, "thresholds"?}
     GET  /v1/admin/publish/{operation_id}           an operation and its transitions
     POST /v1/admin/publish/{operation_id}/rollback  {"reason"}
+    POST /v1/admin/apps/{app_id}/degradation        {"profile": "lite" | null, "reason"}
 
 The same storage functions as ``mediation config`` (``storage.configs``),
 run in a thread with a connection of their own. The publish worker moves
@@ -36,10 +37,11 @@ from storage.configs import (
     push_config,
     request_rollback,
     start_publish,
+    switch_degradation,
 )
 from storage.db import connect
 
-from .admin import admin_refusal
+from .admin import admin_refusal, refresh_catalog_quietly
 from .context import GatewayContext, context_of
 from .http import BodyTooLargeError, error_response, json_response, read_body
 
@@ -50,6 +52,7 @@ __all__ = [
     "list_config_versions",
     "rollback_publish_operation",
     "start_publish_operation",
+    "switch_degradation_profile",
 ]
 
 T = TypeVar("T")
@@ -64,6 +67,7 @@ _PUBLISH_ERRORS = {
     "not_rollbackable": 409,
     "not_latest": 409,
     "busy": 409,
+    "unknown_profile": 422,
 }
 _ACTOR = "admin-api"
 
@@ -259,3 +263,31 @@ async def rollback_publish_operation(request: Request) -> Response:
     except PublishError as exc:
         return _refused(exc)
     return json_response(_operation_json(operation), 202)
+
+
+async def switch_degradation_profile(request: Request) -> Response:
+    ctx = context_of(request)
+    refusal = admin_refusal(ctx, request)
+    if refusal is not None:
+        return refusal
+    app_id = request.path_params["app_id"]
+    try:
+        body = orjson.loads(await read_body(request, 64 * 1024))
+    except (orjson.JSONDecodeError, BodyTooLargeError):
+        return error_response(400, "invalid_json", "body must be a small JSON object")
+    profile = body.get("profile") if isinstance(body, dict) else None
+    reason = body.get("reason") if isinstance(body, dict) else None
+    if not isinstance(reason, str) or not reason.strip():
+        return error_response(422, "reason_required", 'say why: {"reason": "..."}')
+    if profile is not None and not isinstance(profile, str):
+        return error_response(422, "invalid_profile", "profile: a name, or null to switch off")
+    try:
+        switch = await _in_thread(
+            ctx, lambda c: switch_degradation(c, app_id, profile, _ACTOR, reason[:500])
+        )
+    except PublishError as exc:
+        return _refused(exc)
+    await refresh_catalog_quietly(ctx)  # this process at once; the others within a refresh
+    return json_response(
+        {"app_id": app_id, "profile": switch.profile, "switched_at": switch.switched_at.isoformat()}
+    )

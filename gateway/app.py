@@ -35,6 +35,7 @@ from .admin_configs import (
     list_config_versions,
     rollback_publish_operation,
     start_publish_operation,
+    switch_degradation_profile,
 )
 from .breakers import BreakerBoard
 from .catalog import Catalog
@@ -162,6 +163,11 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> GatewayApp:
                 methods=["GET"],
             ),
             Route("/v1/admin/apps/{app_id}/publish", start_publish_operation, methods=["POST"]),
+            Route(
+                "/v1/admin/apps/{app_id}/degradation",
+                switch_degradation_profile,
+                methods=["POST"],
+            ),
             Route("/v1/admin/publish/{operation_id}", get_publish_operation, methods=["GET"]),
             Route(
                 "/v1/admin/publish/{operation_id}/rollback",
@@ -188,7 +194,7 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> GatewayApp:
             settings.redis_url, socket_timeout=0.25, socket_connect_timeout=0.25
         )
         producer = AsyncProducer(settings.kafka_bootstrap_servers)
-        catalog = Catalog(pool)
+        catalog = Catalog(pool, degradation_gauge=gateway_metrics.degradation_active)
         await catalog.start()
         rate_limiter = RateLimiter(
             redis_client, settings.topic_prefix, gateway_metrics.ratelimit_degraded

@@ -14,14 +14,21 @@ import contextlib
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from prometheus_client import Gauge
 from psycopg_pool import AsyncConnectionPool
 
 from mediation.rules.identity import hash_app_key
 from mediation.rules.publish import served_percent
-from mediation.rules.waterfall import ConfigError, RuntimeConfig, parse_config
+from mediation.rules.waterfall import (
+    ConfigError,
+    DegradationProfile,
+    RuntimeConfig,
+    degrade,
+    parse_config,
+)
 
 from .periodic import PeriodicTask
 
@@ -30,6 +37,7 @@ __all__ = ["Catalog", "PublishedConfig", "Rollout"]
 log = logging.getLogger(__name__)
 
 _KEYS_SQL = "SELECT key_hash, app_id FROM app_keys WHERE revoked_at IS NULL"
+_DEGRADED_SQL = "SELECT app_id, profile FROM degradation_switches WHERE profile IS NOT NULL"
 # The latest operation per app that decides what is served: published
 # (everyone gets it), rolling out (a share of rollout buckets gets it, the
 # rest the previous version), or rolling back / rolled back / failed (the
@@ -78,7 +86,11 @@ _MAX_REMEMBERED_KEYS = 10_000
 
 class Catalog:
     def __init__(
-        self, pool: AsyncConnectionPool, refresh_s: float = 2.0, miss_refresh_s: float = 1.0
+        self,
+        pool: AsyncConnectionPool,
+        refresh_s: float = 2.0,
+        miss_refresh_s: float = 1.0,
+        degradation_gauge: Gauge | None = None,
     ):
         self._pool = pool
         self._refresh_s = refresh_s
@@ -87,6 +99,10 @@ class Catalog:
         self._app_by_seen_key: dict[str, str] = {}
         self._rollouts: dict[str, Rollout] = {}
         self._parsed: dict[tuple[str, int], PublishedConfig] = {}
+        # app -> the degradation profile an operator switched on (by name)
+        self._degraded: dict[str, str] = {}
+        self._degraded_configs: dict[tuple[str, int, str], PublishedConfig] = {}
+        self._degradation_gauge = degradation_gauge
         self._last_refresh = 0.0
         self._refresher = PeriodicTask("catalog-refresh", refresh_s, self.refresh)
         self._lock = asyncio.Lock()
@@ -112,6 +128,7 @@ class Catalog:
             async with self._pool.connection() as conn:
                 keys = await (await conn.execute(_KEYS_SQL)).fetchall()
                 rows = await (await conn.execute(_ROLLOUTS_SQL)).fetchall()
+                degraded = await (await conn.execute(_DEGRADED_SQL)).fetchall()
             self._apps_by_key_hash = {key_hash: app_id for key_hash, app_id in keys}
             self._app_by_seen_key = {}
             rollouts: dict[str, Rollout] = {}
@@ -126,6 +143,17 @@ class Catalog:
                 )
                 rollouts[app_id] = Rollout(new, previous, served_percent(state, percent))
             self._rollouts = rollouts
+            self._set_degraded({app_id: profile for app_id, profile in degraded})
+
+    def _set_degraded(self, degraded: dict[str, str]) -> None:
+        gauge = self._degradation_gauge
+        if gauge is not None:
+            for app_id, profile in self._degraded.items():
+                if degraded.get(app_id) != profile:
+                    gauge.labels(app_id, profile).set(0)
+            for app_id, profile in degraded.items():
+                gauge.labels(app_id, profile).set(1)
+        self._degraded = degraded
 
     def _parse(
         self, app_id: str, version: int, body: Mapping[str, Any], checksum: str
@@ -164,6 +192,32 @@ class Catalog:
         return sorted(self._rollouts)
 
     def config_for(self, app_id: str, bucket: int | None = None) -> PublishedConfig | None:
-        """The config a device in rollout ``bucket`` gets (``None``: the stable one)."""
+        """The config a device in rollout ``bucket`` gets (``None``: the stable one).
+
+        With a degradation profile switched on (and defined in that
+        version), its overrides are applied.
+        """
         rollout = self._rollouts.get(app_id)
-        return None if rollout is None else rollout.config_for_bucket(bucket)
+        published = None if rollout is None else rollout.config_for_bucket(bucket)
+        profile_name = self._degraded.get(app_id) if published is not None else None
+        if published is None or profile_name is None:
+            return published
+        profile = published.runtime.degradation_profiles.get(profile_name)
+        if profile is None:
+            return published  # not defined in this version: nothing to apply
+        cache_key = (app_id, published.version, profile_name)
+        degraded = self._degraded_configs.get(cache_key)
+        if degraded is None:
+            degraded = replace(published, runtime=degrade(published.runtime, profile))
+            self._degraded_configs[cache_key] = degraded
+        return degraded
+
+    def degradation(self, app_id: str) -> tuple[str, DegradationProfile] | None:
+        """The profile switched on for an app, if its served config defines it."""
+        name = self._degraded.get(app_id)
+        if name is None:
+            return None
+        rollout = self._rollouts.get(app_id)
+        published = None if rollout is None else rollout.config_for_bucket(None)
+        profile = None if published is None else published.runtime.degradation_profiles.get(name)
+        return None if profile is None else (name, profile)

@@ -14,6 +14,7 @@ from mediation.rules.validation import (
     normalise_event,
     validate_batch_envelope,
 )
+from mediation.rules.waterfall import DegradationProfile, keeps_event
 from mediation.wire import encode_event_fields
 
 from .context import context_of
@@ -28,6 +29,14 @@ MAX_BATCH_BYTES = 1024 * 1024
 # (device clocks cannot mint keys, but a bad SDK build could send garbage).
 KEY_MAX_AGE_MS = 35 * 24 * 3600 * 1000
 KEY_MAX_AHEAD_MS = 24 * 3600 * 1000
+
+
+def _kept(
+    degradation: tuple[str, DegradationProfile], event: Mapping[str, object], event_id: str
+) -> bool:
+    share = degradation[1].sample_event_types.get(cast(str, event["type"]))
+    # Decided by event_id: every resent copy of an event gets the same answer.
+    return share is None or keeps_event(event_id, share)
 
 
 async def post_events(request: Request) -> Response:
@@ -55,6 +64,7 @@ async def post_events(request: Request) -> Response:
     reused = 0
     rejected: list[dict[str, object]] = []
     unconfirmed = ctx.unconfirmed
+    degradation = ctx.catalog.degradation(app_id)  # None unless an operator switched one on
     for index, raw in enumerate(envelope.events):
         result = normalise_event(
             raw,
@@ -77,6 +87,19 @@ async def post_events(request: Request) -> Response:
             ctx.metrics.events_rejected.labels(result.code).inc()
             continue
         event_id = cast(str, result["event_id"])
+        if degradation is not None and not _kept(degradation, result, event_id):
+            name, _profile = degradation
+            rejected.append(
+                {
+                    "index": index,
+                    "event_id": event_id,
+                    "code": "sampled_out",
+                    "message": f"not stored: degradation profile {name!r} samples "
+                    f"{result['type']} events; do not resend",
+                }
+            )
+            ctx.metrics.events_sampled_out.labels(result["type"]).inc()
+            continue
         if unconfirmed:  # empty unless the broker was slow lately
             delivery = unconfirmed.earlier_delivery(app_id, event_id, raw, received_ms)
             if delivery is not None:

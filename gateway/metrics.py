@@ -34,6 +34,8 @@ class GatewayMetrics:
     rate_limited: Counter
     ratelimit_degraded: Counter
     breaker_open: Gauge
+    degradation_active: Gauge
+    events_sampled_out: Counter
     event_batches_acked: Counter
     _children: dict[tuple[str, int], tuple[Any, Any]] = field(default_factory=dict)
 
@@ -134,6 +136,19 @@ class GatewayMetrics:
                 "mediation_breaker_open",
                 "1 while the circuit breaker of (app, source) is open",
                 ["app_id", "source_id"],
+                registry=registry,
+            ),
+            degradation_active=Gauge(
+                "mediation_degradation_active",
+                "1 while an operator has this degradation profile switched on for the app",
+                ["app_id", "profile"],
+                registry=registry,
+            ),
+            events_sampled_out=Counter(
+                "mediation_events_sampled_out",
+                "Events not stored because a degradation profile samples their type "
+                "(answered as rejected with code sampled_out)",
+                ["event_type"],
                 registry=registry,
             ),
             event_batches_acked=Counter(

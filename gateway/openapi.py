@@ -357,6 +357,20 @@ def _config_admin_paths(
                 },
             }
         },
+        "/v1/admin/apps/{app_id}/degradation": {
+            "post": {
+                "summary": "Switch a degradation profile on, or off with profile null",
+                "security": admin,
+                "parameters": [app_param],
+                "requestBody": json_body,
+                "responses": {
+                    "200": {"description": "the profile now switched on (null: off)"},
+                    "404": _err("Unknown app"),
+                    "422": _err("Profile not in the published config, or no reason"),
+                    **admin_errors,
+                },
+            }
+        },
         "/v1/admin/publish/{operation_id}": {
             "get": {
                 "summary": "A publish operation and its transitions",

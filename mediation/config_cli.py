@@ -6,8 +6,9 @@
     mediation config diff --app-id A 3 4           # what changed between two versions
     mediation config publish --app-id A --version 4 --plan 1:60s,10:60s,50:2m,100 --wait
     mediation config ops --app-id A                # operations, newest first
-    mediation config op 17                         # one operation and its transitions
-    mediation config rollback 17 --reason "..." --wait
+    mediation config op --operation-id 17          # one operation and its transitions
+    mediation config rollback --operation-id 17 --reason "..." --wait
+    mediation config degrade --app-id A --profile lite --reason "peak"   # --profile off
     mediation publish-worker                       # drives operations (run one or more)
 """
 
@@ -133,6 +134,7 @@ _REQUIRED = {
     "ops": ("app_id",),
     "op": ("operation_id",),
     "rollback": ("operation_id",),
+    "degrade": ("app_id", "profile", "reason"),
 }
 
 
@@ -153,6 +155,7 @@ def cmd_config(args: argparse.Namespace) -> int:
         push_config,
         request_rollback,
         start_publish,
+        switch_degradation,
     )
 
     settings = Settings.from_env()
@@ -248,6 +251,12 @@ def cmd_config(args: argparse.Namespace) -> int:
                     f"v{operation.previous_version} from the next gateway refresh"
                 )
                 return _follow(conn, operation.id, args.timeout) if args.wait else 0
+            if args.action == "degrade":
+                profile = None if args.profile == "off" else args.profile
+                switch = switch_degradation(conn, args.app_id, profile, _actor(args), args.reason)
+                state = f"profile {switch.profile!r} on" if switch.profile else "degradation off"
+                print(f"{args.app_id}: {state}; gateways apply it within their refresh (2 s)")
+                return 0
         except ConfigError as exc:
             print(f"config for {args.app_id} is invalid ({len(exc.errors)} problem(s)):")
             for error in exc.errors:
@@ -280,10 +289,12 @@ def add_config_commands(sub: Any, add: AddCommand) -> None:
         sub,
         "config",
         cmd_config,
-        "Push, list, show and diff config versions; publish with a staged rollout; roll back",
+        "Push, list, show and diff config versions; publish with a staged rollout; roll back; "
+        "switch degradation profiles",
     )
     config.add_argument(
-        "action", choices=["push", "list", "show", "diff", "publish", "ops", "op", "rollback"]
+        "action",
+        choices=["push", "list", "show", "diff", "publish", "ops", "op", "rollback", "degrade"],
     )
     config.add_argument("file", nargs="?", help="with push: the config body (a JSON file)")
     config.add_argument("--app-id")
@@ -292,7 +303,10 @@ def add_config_commands(sub: Any, add: AddCommand) -> None:
         "--versions", type=int, nargs=2, metavar="V", help="with diff: two versions"
     )
     config.add_argument("--operation-id", type=int, help="with op and rollback")
-    config.add_argument("--reason", help="with rollback: why (kept in the audit trail)")
+    config.add_argument("--reason", help="with rollback and degrade: why (kept in the audit trail)")
+    config.add_argument(
+        "--profile", help="with degrade: a degradation profile of the app's config, or off"
+    )
     config.add_argument(
         "--plan",
         help="with publish: percent[:dwell] stages, e.g. 1:60s,10:60s,50:2m,100 "

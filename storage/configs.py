@@ -39,15 +39,17 @@ from mediation.rules.publish import (
     format_plan,
     parse_plan,
 )
-from mediation.rules.waterfall import ConfigError, validate_config
+from mediation.rules.waterfall import ConfigError, parse_config, validate_config
 
 from .partitions import ensure_partitions
 
 __all__ = [
     "ConfigSnapshot",
+    "DegradationSwitch",
     "PublishError",
     "PublishOperation",
     "Transition",
+    "active_degradations",
     "apply_step",
     "config_checksum",
     "get_operation",
@@ -59,6 +61,7 @@ __all__ = [
     "push_config",
     "request_rollback",
     "start_publish",
+    "switch_degradation",
 ]
 
 
@@ -455,3 +458,68 @@ def request_rollback(
                 f"app {operation.app_id!r} has another active operation; roll that back first",
             ) from None
     raise PublishError("busy", f"operation {operation_id} keeps changing; try again")
+
+
+@dataclass(frozen=True, slots=True)
+class DegradationSwitch:
+    app_id: str
+    profile: str | None  # None: switched off
+    reason: str
+    switched_by: str
+    switched_at: dt.datetime
+
+
+def switch_degradation(
+    conn: psycopg.Connection, app_id: str, profile: str | None, actor: str, reason: str
+) -> DegradationSwitch:
+    """Switch a degradation profile on (by name) or off (``None``) for an app.
+
+    The profile must be defined in the version every device is served now.
+    """
+    _require_autocommit(conn)
+    with conn.transaction():
+        if conn.execute("SELECT 1 FROM apps WHERE app_id = %s", (app_id,)).fetchone() is None:
+            raise PublishError("unknown_app", f"no app {app_id!r}")
+        if profile is not None:
+            served = _fully_served_version(conn, app_id)
+            snapshot = get_snapshot(conn, app_id, served) if served is not None else None
+            defined = (
+                parse_config(snapshot.version, snapshot.body).degradation_profiles
+                if snapshot is not None
+                else {}
+            )
+            if profile not in defined:
+                raise PublishError(
+                    "unknown_profile",
+                    f"profile {profile!r} is not in {app_id}'s published config v{served} "
+                    f"(defined: {sorted(defined) or 'none'})",
+                )
+        before = conn.execute(
+            "SELECT profile FROM degradation_switches WHERE app_id = %s FOR UPDATE", (app_id,)
+        ).fetchone()
+        row = conn.execute(
+            "INSERT INTO degradation_switches (app_id, profile, reason, switched_by) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (app_id) DO UPDATE SET profile = "
+            "excluded.profile, reason = excluded.reason, switched_by = excluded.switched_by, "
+            "switched_at = now() RETURNING app_id, profile, reason, switched_by, switched_at",
+            (app_id, profile, reason, actor),
+        ).fetchone()
+        _audit(
+            conn,
+            actor,
+            "config.degradation." + ("on" if profile is not None else "off"),
+            f"app:{app_id}",
+            {"profile": before[0] if before else None},
+            {"profile": profile, "reason": reason},
+        )
+    assert row is not None
+    return DegradationSwitch(*row)
+
+
+def active_degradations(conn: psycopg.Connection) -> dict[str, DegradationSwitch]:
+    """Apps with a profile switched on."""
+    rows = conn.execute(
+        "SELECT app_id, profile, reason, switched_by, switched_at FROM degradation_switches "
+        "WHERE profile IS NOT NULL"
+    ).fetchall()
+    return {row[0]: DegradationSwitch(*row) for row in rows}

@@ -10,22 +10,34 @@ A config snapshot body (validated when stored) looks like::
           "countries": ["US", "CA"], "os": ["ios"]}]}}}
 
 Targeting lists are optional; an entry without one matches everyone.
+``degradation_profiles`` (optional) names overrides an operator can switch
+on for an app under load (seed section 6)::
+
+    "degradation_profiles": {"lite": {"max_waterfall_depth": 2, "max_timeout_ms": 800,
+                                      "sample_event_types": {"closed": 0.1, "error": 0.1}}}
+
 ``sources`` is optional; when present, every waterfall entry must name one
 of its keys (a typo in a source id is then an error, not a dead entry).
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
-from .model import WaterfallEntry
+from .model import EVENT_TYPES, WaterfallEntry
 
 __all__ = [
+    "SAMPLEABLE_EVENT_TYPES",
     "ConfigError",
+    "DegradationProfile",
     "PlacementConfig",
     "RuntimeConfig",
     "choose_waterfall",
+    "degrade",
+    "keeps_event",
     "parse_config",
     "validate_config",
 ]
@@ -62,6 +74,22 @@ class PlacementConfig:
     entries: tuple[_TargetedEntry, ...]
 
 
+# Only these may be sampled: they never change an archive record's revenue,
+# outcome or attribution (section 6 of the contracts).
+SAMPLEABLE_EVENT_TYPES = ("closed", "error")
+_PROFILE_NAME = re.compile(r"[a-z0-9_-]{1,32}\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class DegradationProfile:
+    """Overrides of a config while an operator has the profile switched on."""
+
+    max_waterfall_depth: int | None = None
+    max_timeout_ms: int | None = None
+    # event type -> share of its events kept (0..1), decided per event_id
+    sample_event_types: Mapping[str, float] = field(default_factory=dict)
+
+
 @dataclass(frozen=True, slots=True)
 class RuntimeConfig:
     """A parsed config snapshot, ready for the request path."""
@@ -74,6 +102,7 @@ class RuntimeConfig:
     requests_per_s: int
     event_batches_per_s: int
     placements: Mapping[str, PlacementConfig]
+    degradation_profiles: Mapping[str, DegradationProfile] = field(default_factory=dict)
 
 
 def _positive_int(
@@ -158,11 +187,84 @@ def parse_config(version: int, body: Mapping[str, object]) -> RuntimeConfig:
                 )
             )
         placements[placement_id] = PlacementConfig(tuple(entries))
+    profiles = _parse_profiles(body.get("degradation_profiles"), errors)
     if errors:
         raise ConfigError(errors)
     return RuntimeConfig(
-        version, closure, grace, skew, depth, requests_per_s, batches_per_s, placements
+        version, closure, grace, skew, depth, requests_per_s, batches_per_s, placements, profiles
     )
+
+
+def _parse_profiles(raw: object, errors: list[str]) -> dict[str, DegradationProfile]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        errors.append("degradation_profiles: must be an object of named profiles")
+        return {}
+    profiles = {}
+    for name, spec in raw.items():
+        where = f"degradation_profiles.{name}"
+        if not isinstance(name, str) or not _PROFILE_NAME.match(name):
+            errors.append(f"{where}: names are 1..32 of a-z, 0-9, _ and -")
+            continue
+        if not isinstance(spec, dict):
+            errors.append(f"{where}: must be an object")
+            continue
+        unknown = set(spec) - {"max_waterfall_depth", "max_timeout_ms", "sample_event_types"}
+        if unknown:
+            errors.append(f"{where}: unknown setting(s) {sorted(unknown)}")
+        depth = timeout = None
+        if "max_waterfall_depth" in spec:
+            depth = _positive_int(spec, "max_waterfall_depth", 1, errors, where + ".", maximum=50)
+        if "max_timeout_ms" in spec:
+            timeout = _positive_int(spec, "max_timeout_ms", 1, errors, where + ".", maximum=600_000)
+        sampling: dict[str, float] = {}
+        raw_sampling = spec.get("sample_event_types", {})
+        if not isinstance(raw_sampling, dict):
+            errors.append(f"{where}.sample_event_types: must be an object of type -> share")
+            raw_sampling = {}
+        for event_type, share in raw_sampling.items():
+            at = f"{where}.sample_event_types.{event_type}"
+            if event_type not in SAMPLEABLE_EVENT_TYPES:
+                allowed = ", ".join(SAMPLEABLE_EVENT_TYPES)
+                known = "" if event_type in EVENT_TYPES else "unknown event type; "
+                errors.append(f"{at}: {known}only {allowed} events may be sampled")
+            elif (
+                isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1
+            ):
+                errors.append(f"{at}: the share kept must be a number in 0..1")
+            else:
+                sampling[event_type] = float(share)
+        profiles[name] = DegradationProfile(depth, timeout, sampling)
+    return profiles
+
+
+def degrade(config: RuntimeConfig, profile: DegradationProfile) -> RuntimeConfig:
+    """``config`` with ``profile``'s overrides: shorter waterfalls, capped timeouts."""
+    depth = config.max_waterfall_depth
+    if profile.max_waterfall_depth is not None:
+        depth = min(depth, profile.max_waterfall_depth)
+    placements = config.placements
+    cap = profile.max_timeout_ms
+    if cap is not None:
+        placements = {
+            placement_id: PlacementConfig(
+                tuple(
+                    replace(t, entry=replace(t.entry, timeout_ms=min(t.entry.timeout_ms, cap)))
+                    for t in placement.entries
+                )
+            )
+            for placement_id, placement in config.placements.items()
+        }
+    return replace(config, max_waterfall_depth=depth, placements=placements)
+
+
+def keeps_event(event_id: str, share: float) -> bool:
+    """Whether sampling at ``share`` keeps this event: the same answer for every copy."""
+    if share >= 1:
+        return True
+    digest = hashlib.sha256(event_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") < share * 2**64
 
 
 def validate_config(body: Mapping[str, object]) -> list[str]:

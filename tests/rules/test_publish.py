@@ -270,3 +270,72 @@ def _same_types(a: object, b: object) -> bool:
     if isinstance(a, list) and isinstance(b, list):
         return all(_same_types(x, y) for x, y in zip(a, b, strict=True))
     return type(a) is type(b)
+
+
+# -- degradation profiles --------------------------------------------------------
+
+
+def _with_profiles(profiles: object) -> dict[str, object]:
+    return {
+        "placements": {
+            "p": {
+                "waterfall": [
+                    {"source_id": s, "floor_micros": f, "timeout_ms": 2_000}
+                    for s, f in (("a", 3), ("b", 2), ("c", 1))
+                ]
+            }
+        },
+        "degradation_profiles": profiles,
+    }
+
+
+def test_a_degradation_profile_shortens_waterfalls_and_caps_timeouts() -> None:
+    from mediation.rules.waterfall import choose_waterfall, degrade, parse_config
+
+    body = _with_profiles({"lite": {"max_waterfall_depth": 2, "max_timeout_ms": 500}})
+    config = parse_config(3, body)
+    lite = degrade(config, config.degradation_profiles["lite"])
+    chosen = choose_waterfall(lite, "p", {})
+    assert chosen is not None
+    assert [(e.source_id, e.timeout_ms) for e in chosen] == [("a", 500), ("b", 500)]
+    assert len(choose_waterfall(config, "p", {}) or ()) == 3  # the original is untouched
+
+
+def test_degradation_profile_errors_are_listed() -> None:
+    errors = validate_config(
+        _with_profiles(
+            {
+                "Bad Name": {},
+                "x": {
+                    "max_waterfall_depth": 0,
+                    "sample_event_types": {"impression": 0.5, "closed": 2, "bogus": 1},
+                    "colour": "red",
+                },
+            }
+        )
+    )
+    text = "\n".join(errors)
+    assert "degradation_profiles.Bad Name: names are" in text
+    assert "degradation_profiles.x: unknown setting(s) ['colour']" in text
+    assert "max_waterfall_depth: must be an integer in 1..50" in text
+    assert "sample_event_types.impression: only closed, error events may be sampled" in text
+    assert "sample_event_types.closed: the share kept must be a number in 0..1" in text
+    assert "sample_event_types.bogus: unknown event type; only" in text
+
+
+@given(st.text(min_size=1, max_size=30))
+def test_sampling_is_decided_by_event_id_alone(event_id: str) -> None:
+    from mediation.rules.waterfall import keeps_event
+
+    assert keeps_event(event_id, 1.0)
+    assert not keeps_event(event_id, 0.0)
+    assert keeps_event(event_id, 0.3) == keeps_event(event_id, 0.3)
+    if keeps_event(event_id, 0.3):
+        assert keeps_event(event_id, 0.6)  # a larger share keeps a superset
+
+
+def test_sampling_keeps_about_the_share() -> None:
+    from mediation.rules.waterfall import keeps_event
+
+    kept = sum(keeps_event(f"e{i}", 0.25) for i in range(20_000))
+    assert 4_600 < kept < 5_400
