@@ -17,6 +17,7 @@ from mediation.devstack import broker_command, wait_port
 from mediation.processes import ChildProcess, free_port, running
 
 __all__ = [
+    "cpu_seconds",
     "current_rss_mib",
     "machine",
     "median",
@@ -57,6 +58,12 @@ def _status_mib(pid: int, field: str) -> float:
 def peak_rss_mib(pid: int) -> float:
     """Peak resident set size (VmHWM) of a live process, in MiB."""
     return _status_mib(pid, "VmHWM")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a live process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def current_rss_mib(pid: int) -> float:

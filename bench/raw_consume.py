@@ -40,7 +40,9 @@ def main() -> int:
                 cur.copy("COPY raw_messages (key, value) FROM STDIN") as copy,
             ):
                 for message in batch:
-                    copy.write_row((message.key().decode(), message.value().decode()))
+                    copy.write_row(
+                        ((message.key() or b"").decode(), (message.value() or b"").decode())
+                    )
             conn.commit()
             done += len(batch)
     consumer.close()

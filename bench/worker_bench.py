@@ -41,7 +41,7 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import current_rss_mib, machine, peak_rss_mib, private_broker, py_spy
+from bench.common import cpu_seconds, current_rss_mib, machine, peak_rss_mib, private_broker, py_spy
 from mediation.processes import free_port, mediation_command, running
 from mediation.rules.model import Event, Opportunity, WaterfallEntry
 from mediation.rules.ulid import encode_ulid
@@ -281,6 +281,7 @@ def _run_worker(
             )
             if archived >= counts["opportunities"] and stored >= counts["events"]:
                 print(file=sys.stderr)
+                cpu = cpu_seconds(worker.pid)
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError("worker did not finish within an hour")
@@ -291,7 +292,13 @@ def _run_worker(
         # watermark closed an opportunity before all of its input was read.
         row = conn.execute("SELECT count(*) FROM event_records WHERE late").fetchone()
         late = int(row[0]) if row else 0
-    return {"seconds": seconds, "peak_rss_mib": rss, "dead_letters": letters, "late_events": late}
+    return {
+        "seconds": seconds,
+        "worker_cpu_s": cpu,
+        "peak_rss_mib": rss,
+        "dead_letters": letters,
+        "late_events": late,
+    }
 
 
 def _scrape(url: str, name: str) -> float:

@@ -3,7 +3,7 @@
 ``MEDIATION_CRASH_AT=before_write:N`` sends SIGKILL to this process just
 before the N-th batch (counted per process) is written; ``after_write:N``
 just after the N-th batch's transaction committed, before Bytewax can
-snapshot the progress that produced it. The recovery drills
+snapshot the progress that produced it (the snapshot waits for the writer). The recovery drills
 (``tests/integration/test_worker_recovery.py``, docs/operations.md) use it
 to prove that a restart from the recovery store leaves Postgres exactly as
 an uninterrupted run would. Unset, nothing is wrapped.
@@ -14,10 +14,11 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from sinks.pipelined import BatchWriter
 
 __all__ = ["CrashPoint", "with_crash_drill"]
 
@@ -56,17 +57,17 @@ def _die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-class _CrashingPartition(StatelessSinkPartition[Any]):
-    def __init__(self, inner: StatelessSinkPartition[Any], point: CrashPoint, counter: _Counter):
+class _CrashingWriter:
+    def __init__(self, inner: BatchWriter, point: CrashPoint, counter: _Counter):
         self._inner = inner
         self._point = point
         self._counter = counter
 
-    def write_batch(self, items: list[Any]) -> None:
+    def write(self, items: list[Any]) -> None:
         number = self._counter.next()
         if self._point.when == "before_write" and number == self._point.batch:
             _die()
-        self._inner.write_batch(items)
+        self._inner.write(items)
         if self._point.when == "after_write" and number == self._point.batch:
             _die()
 
@@ -74,19 +75,12 @@ class _CrashingPartition(StatelessSinkPartition[Any]):
         self._inner.close()
 
 
-class _CrashingSink(DynamicSink[Any]):
-    def __init__(self, inner: DynamicSink[Any], point: CrashPoint):
-        self._inner = inner
-        self._point = point
-        self._counter = _Counter()
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _CrashingPartition:
-        inner = self._inner.build(step_id, worker_index, worker_count)
-        return _CrashingPartition(inner, self._point, self._counter)
-
-
-def with_crash_drill(sink: DynamicSink[Any], setting: str | None) -> DynamicSink[Any]:
-    """``sink`` itself, or wrapped to crash at ``setting`` (``MEDIATION_CRASH_AT``)."""
+def with_crash_drill(
+    new_writer: Callable[[], BatchWriter], setting: str | None
+) -> Callable[[], BatchWriter]:
+    """``new_writer`` itself, or wrapped to crash at ``setting`` (``MEDIATION_CRASH_AT``)."""
     if not setting:
-        return sink
-    return _CrashingSink(sink, CrashPoint.parse(setting))
+        return new_writer
+    point = CrashPoint.parse(setting)
+    counter = _Counter()  # one count for every writer of this process
+    return lambda: _CrashingWriter(new_writer(), point, counter)

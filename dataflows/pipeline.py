@@ -19,10 +19,10 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
-from bytewax.outputs import Sink
+from bytewax.outputs import FixedPartitionedSink, Sink
 
 from mediation.rules.breaker import source_outcomes
-from mediation.rules.model import ClosedOpportunity, DeadLetter, Output, Policy
+from mediation.rules.model import ClosedOpportunity, DeadLetter, LateEvent, Output, Policy
 from mediation.settings import Topics
 from sinks.breakers import SourceOutcome
 from sinks.records import DeadLetterRecord, SinkItem, dead_letter_from_rules, encode_dead_letter
@@ -55,10 +55,20 @@ def _source_outcomes(output: SinkItem) -> list[SourceOutcome]:
     ]
 
 
+def _writer_key(item: SinkItem) -> str:
+    if isinstance(item, DeadLetterRecord):
+        return item.opportunity_key or item.id
+    if isinstance(item, ClosedOpportunity):
+        return item.opportunity.opportunity_key
+    if isinstance(item, LateEvent):
+        return item.stored.event.opportunity_key
+    return item.opportunity_key  # OrphanEvents
+
+
 def build_flow(
     *,
     messages: Callable[[Dataflow], tuple[Stream[RawMessage], Stream[DeadLetterRecord]]],
-    record_sink: Sink[SinkItem],
+    record_sink: Sink[Any],
     deadletter_sink: Sink[Any] | None,
     topics: Topics,
     policy: Policy,
@@ -71,6 +81,9 @@ def build_flow(
 ) -> Dataflow:
     """Build the dataflow.
 
+    ``record_sink`` takes sink items, or, when it is a
+    ``FixedPartitionedSink`` (production: ``sinks.pipelined``), ``(key,
+    item)`` pairs keyed by opportunity.
     ``messages`` adds the input step(s) to the flow and returns the stream of
     raw messages plus a stream of input-level dead letters (e.g. Kafka
     errors). ``drain_on_eof`` closes every open opportunity when a finite
@@ -120,7 +133,11 @@ def build_flow(
             "count_input_dead_letters", letters, lambda _step, item: metrics.observe_output(item)
         )
     # Records and dead letters alike go to Postgres, in the same batches.
-    op.output("postgres", op.merge("to_postgres", sink_items, letters), record_sink)
+    to_postgres: Stream[Any] = op.merge("to_postgres", sink_items, letters)
+    if isinstance(record_sink, FixedPartitionedSink):
+        # Routed to the sink's partitions (writers) by opportunity.
+        to_postgres = op.key_on("route_to_writer", to_postgres, _writer_key)
+    op.output("postgres", to_postgres, record_sink)
     if breaker_sink is not None:
         outcomes = op.flat_map("source_outcomes", sink_items, _source_outcomes)
         op.output("breakers", outcomes, breaker_sink)

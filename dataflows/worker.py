@@ -19,6 +19,9 @@ processes, ``-r`` recovery directory). Settings come from the environment
   (``mediation worker`` sets them from ``-i``/``-a``): with several
   processes, closing follows the slowest process's watermark, shared
   through Redis (``dataflows/cluster_clock.py``).
+- ``MEDIATION_SINK_WRITERS`` (default 2): Postgres writer threads (each
+  with its connection) for the whole cluster; records are spread over them
+  by ``opportunity_key`` (``sinks/pipelined.py``).
 - ``MEDIATION_CRASH_AT`` (drills only, see ``dataflows/faults.py``): SIGKILL
   this process before or after its N-th Postgres batch.
 """
@@ -36,6 +39,7 @@ from bytewax.dataflow import Dataflow, Stream
 from mediation.rules.model import Policy
 from mediation.settings import Settings, SettingsError
 from sinks.breakers import RedisBreakerSink
+from sinks.pipelined import PipelinedSink
 from sinks.postgres import PostgresSink
 from sinks.records import DeadLetterRecord
 
@@ -80,6 +84,7 @@ def build_production_flow(
     metrics_host: str = "127.0.0.1",
     process_index: int = 0,
     process_count: int = 1,
+    sink_writers: int = 2,
 ) -> Dataflow:
     brokers = settings.kafka_bootstrap_servers.split(",")
     topics = settings.topics
@@ -114,9 +119,12 @@ def build_production_flow(
     metrics.serve(metrics_port, metrics_host)
     return build_flow(
         messages=kafka_input,
-        record_sink=with_crash_drill(
-            PostgresSink(settings.database_url, counters=metrics.write_counters()),
-            os.environ.get("MEDIATION_CRASH_AT"),
+        record_sink=PipelinedSink(
+            with_crash_drill(
+                PostgresSink(settings.database_url, counters=metrics.write_counters()).writer,
+                os.environ.get("MEDIATION_CRASH_AT"),
+            ),
+            partitions=sink_writers,
         ),
         deadletter_sink=KafkaSink(
             brokers, topics.deadletter, add_config={"enable.idempotence": "true", "acks": "all"}
@@ -141,4 +149,7 @@ def production_flow() -> Dataflow:
     host = os.environ.get("MEDIATION_WORKER_METRICS_HOST") or "127.0.0.1"
     index = _env_ms("MEDIATION_WORKER_PROCESS_INDEX", 0)  # plain integers, like the others
     count = _env_ms("MEDIATION_WORKER_PROCESS_COUNT", 1)
-    return build_production_flow(settings, policy_from_env(), port, host, index, max(1, count))
+    writers = max(1, _env_ms("MEDIATION_SINK_WRITERS", 2))
+    return build_production_flow(
+        settings, policy_from_env(), port, host, index, max(1, count), writers
+    )

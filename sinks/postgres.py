@@ -34,7 +34,7 @@ from storage.partitions import ensure_partitions
 from .records import SinkItem, unwritable
 from .rows import COLUMNS, TableRows, event_conflict_row, rows_for
 
-__all__ = ["PostgresSink", "WriteCounters"]
+__all__ = ["PostgresSink", "PostgresWriter", "WriteCounters"]
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,13 @@ class WriteCounters:
     retried: Callable[[], None] = lambda: None  # one failed attempt that will be retried
 
 
-class _PostgresPartition(StatelessSinkPartition[SinkItem]):
+class PostgresWriter:
+    """Writes batches of sink items, one transaction each (see the module docstring).
+
+    Used by a Bytewax sink partition: ``PostgresSink`` here (writes in the
+    worker thread) or ``sinks.pipelined.PipelinedSink`` (in a writer thread).
+    """
+
     def __init__(
         self,
         database_url: str,
@@ -140,7 +146,7 @@ class _PostgresPartition(StatelessSinkPartition[SinkItem]):
             if late:  # after the archives: a batch may hold both
                 _record_amendments(cur, late)
 
-    def write_batch(self, items: list[SinkItem]) -> None:
+    def write(self, items: list[SinkItem]) -> None:
         try:
             self._write_retrying(rows_for(items))
         except psycopg.Error as exc:
@@ -340,8 +346,23 @@ def _same_event(stored: tuple[object, ...], ours: tuple[object, ...]) -> bool:
     return (*stored[:5], currency, stored[6]) == ours
 
 
+class _PostgresPartition(StatelessSinkPartition[SinkItem]):
+    def __init__(self, writer: PostgresWriter):
+        self._writer = writer
+
+    def write_batch(self, items: list[SinkItem]) -> None:
+        self._writer.write(items)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
 class PostgresSink(DynamicSink[SinkItem]):
-    """One connection per worker; see the module docstring for guarantees."""
+    """One connection per worker, written from the worker's thread.
+
+    See the module docstring for guarantees; the worker uses the same
+    writer behind ``sinks.pipelined.PipelinedSink``.
+    """
 
     def __init__(
         self,
@@ -355,7 +376,8 @@ class PostgresSink(DynamicSink[SinkItem]):
         self._sleep = sleep
         self._counters = counters or WriteCounters()
 
+    def writer(self) -> PostgresWriter:
+        return PostgresWriter(self._database_url, self._max_backoff_s, self._sleep, self._counters)
+
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _PostgresPartition:
-        return _PostgresPartition(
-            self._database_url, self._max_backoff_s, self._sleep, self._counters
-        )
+        return _PostgresPartition(self.writer())

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from .model import (
     EVENT_TYPES,
@@ -27,6 +27,7 @@ __all__ = [
     "EXCLUDED_OUT_OF_WINDOW",
     "EXCLUDED_UNKNOWN_OPPORTUNITY",
     "RULE_VERSION",
+    "canonical_inputs",
     "close_at_ms",
     "close_opportunity",
     "event_order",
@@ -177,17 +178,53 @@ def close_opportunity(
     return ClosedOpportunity(opportunity=opportunity, events=tuple(stored), archive=archive)
 
 
-def _canonical_event(event: Event) -> dict[str, object]:
-    return {
-        "event_id": event.event_id,
-        "type": event.type,
-        "ts_ms": event.ts_ms,
-        "server_ts_ms": event.server_ts_ms,
-        "source_id": event.source_id,
-        "revenue_micros": event.revenue_micros,
-        "currency": event.currency,
-        "attrs": dict(event.attrs),
-    }
+# The canonical form is json.dumps(document, sort_keys=True, separators=(",",
+# ":"), ensure_ascii=False) of {"events": [...], "opportunity": {...}}. It is
+# written here field by field, keys already in sorted order (the closing of
+# every opportunity computes it; building dicts for json.dumps cost several
+# times more). tests/rules/test_closure.py checks it byte for byte against
+# json.dumps of the document.
+_quote = json.encoder.encode_basestring  # what json.dumps uses with ensure_ascii=False
+
+
+def _json_scalar(value: str | int | None) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return _quote(value)
+    return int.__repr__(value)
+
+
+def _canonical_attrs(attrs: Mapping[str, object]) -> str:
+    if not attrs:
+        return "{}"
+    return json.dumps(dict(attrs), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _canonical_event(event: Event) -> str:
+    return (
+        f'{{"attrs":{_canonical_attrs(event.attrs)},"currency":{_json_scalar(event.currency)},'
+        f'"event_id":{_quote(event.event_id)},'
+        f'"revenue_micros":{_json_scalar(event.revenue_micros)},'
+        f'"server_ts_ms":{event.server_ts_ms!r},"source_id":{_json_scalar(event.source_id)},'
+        f'"ts_ms":{event.ts_ms!r},"type":{_quote(event.type)}}}'
+    )
+
+
+def canonical_inputs(opportunity: Opportunity, counted: Iterable[Event]) -> str:
+    """The canonical JSON ``inputs_hash`` is taken over (see above)."""
+    waterfall = ",".join(
+        f"[{_quote(e.source_id)},{e.floor_micros!r},{e.timeout_ms!r}]"
+        for e in opportunity.waterfall
+    )
+    events = ",".join(_canonical_event(event) for event in sorted(counted, key=event_order))
+    return (
+        f'{{"events":[{events}],"opportunity":{{"app_id":{_quote(opportunity.app_id)},'
+        f'"config_version":{opportunity.config_version!r},'
+        f'"opportunity_key":{_quote(opportunity.opportunity_key)},'
+        f'"placement_id":{_quote(opportunity.placement_id)},"status":{_quote(opportunity.status)},'
+        f'"ts_ms":{opportunity.ts_ms!r},"waterfall":[{waterfall}]}}}}'
+    )
 
 
 def inputs_hash(opportunity: Opportunity, counted: Iterable[Event]) -> str:
@@ -197,20 +234,4 @@ def inputs_hash(opportunity: Opportunity, counted: Iterable[Event]) -> str:
     ``received_at`` is left out on purpose: it is when *a copy* arrived,
     and the surviving copy must not change the hash.
     """
-    document = {
-        "opportunity": {
-            "opportunity_key": opportunity.opportunity_key,
-            "app_id": opportunity.app_id,
-            "placement_id": opportunity.placement_id,
-            "ts_ms": opportunity.ts_ms,
-            "config_version": opportunity.config_version,
-            "status": opportunity.status,
-            "waterfall": [
-                [entry.source_id, entry.floor_micros, entry.timeout_ms]
-                for entry in opportunity.waterfall
-            ],
-        },
-        "events": [_canonical_event(event) for event in sorted(counted, key=event_order)],
-    }
-    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical_inputs(opportunity, counted).encode("utf-8")).hexdigest()

@@ -3,6 +3,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mediation.rules import RULE_VERSION, Policy, close_at_ms, close_opportunity, inputs_hash
 from mediation.rules.closure import (
@@ -454,3 +456,79 @@ def test_unknown_rule_version_is_refused(make_opportunity):
     with pytest.raises(ValueError, match="unknown rule_version"):
         close_opportunity(make_opportunity(), [], rule_version="r0")
     assert close_opportunity(make_opportunity(), [], rule_version="r1").archive.rule_version == "r1"
+
+
+def _reference_canonical(opportunity, counted):  # type: ignore[no-untyped-def]
+    """The definition: json.dumps of the document (what r1 hashes were taken over)."""
+    import json
+
+    from mediation.rules.closure import event_order
+
+    document = {
+        "opportunity": {
+            "opportunity_key": opportunity.opportunity_key,
+            "app_id": opportunity.app_id,
+            "placement_id": opportunity.placement_id,
+            "ts_ms": opportunity.ts_ms,
+            "config_version": opportunity.config_version,
+            "status": opportunity.status,
+            "waterfall": [
+                [e.source_id, e.floor_micros, e.timeout_ms] for e in opportunity.waterfall
+            ],
+        },
+        "events": [
+            {
+                "event_id": e.event_id,
+                "type": e.type,
+                "ts_ms": e.ts_ms,
+                "server_ts_ms": e.server_ts_ms,
+                "source_id": e.source_id,
+                "revenue_micros": e.revenue_micros,
+                "currency": e.currency,
+                "attrs": dict(e.attrs),
+            }
+            for e in sorted(counted, key=event_order)
+        ],
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+_texts = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
+_attr_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**53), 2**53),
+    st.floats(allow_nan=False, allow_infinity=False),
+    _texts,
+)
+
+
+@given(
+    app_id=_texts,
+    placement=_texts,
+    source=st.one_of(st.none(), _texts),
+    currency=st.one_of(st.none(), _texts),
+    revenue=st.one_of(st.none(), st.integers(0, 2**53)),
+    attrs=st.dictionaries(_texts, _attr_values, max_size=4),
+    event_id=_texts,
+)
+def test_canonical_inputs_are_byte_identical_to_the_json_definition(
+    make_opportunity, make_event, app_id, placement, source, currency, revenue, attrs, event_id
+):  # type: ignore[no-untyped-def]
+    from dataclasses import replace
+
+    from mediation.rules.closure import canonical_inputs
+
+    opp = replace(make_opportunity(), app_id=app_id, placement_id=placement)
+    events = [
+        replace(
+            make_event(at=1_000),
+            event_id=event_id,
+            source_id=source,
+            currency=currency,
+            revenue_micros=revenue,
+            attrs=attrs,
+        ),
+        make_event(at=500, type="loaded"),
+    ]
+    assert canonical_inputs(opp, events) == _reference_canonical(opp, events)
