@@ -39,6 +39,7 @@ class HighWatermarkPoller:
             }
         )
         self._highs: dict[PartitionKey, int] = {}
+        self._lows: dict[PartitionKey, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="high-watermarks", daemon=True)
 
@@ -52,18 +53,25 @@ class HighWatermarkPoller:
     def highs(self) -> dict[PartitionKey, int]:
         return self._highs  # replaced whole, never mutated: safe to read from any thread
 
+    def lows(self) -> dict[PartitionKey, int]:
+        """The first offset still in each partition's log (retention moves it)."""
+        return self._lows
+
     def poll_once(self) -> None:
         metadata = self._consumer.list_topics(timeout=5)
         highs: dict[PartitionKey, int] = {}
+        lows: dict[PartitionKey, int] = {}
         for topic in self._topics:
             described = metadata.topics.get(topic)
             if described is None or described.error is not None:
                 continue
             for partition in described.partitions:
-                _low, high = self._consumer.get_watermark_offsets(
+                low, high = self._consumer.get_watermark_offsets(
                     TopicPartition(topic, partition), timeout=5, cached=False
                 )
                 highs[(topic, partition)] = int(high)
+                lows[(topic, partition)] = int(low)
+        self._lows = lows
         self._highs = highs
 
     def _run(self) -> None:

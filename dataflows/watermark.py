@@ -9,21 +9,28 @@ become orphans. The worker's clock is therefore this watermark:
 - per input partition, the broker timestamp of the last message read;
 - a partition read to the end of its log (its next offset has reached the
   broker's high watermark, polled by ``dataflows/lag.py``) has nothing more
-  to wait for: it advances with the wall clock, once ``settle_ms`` have
-  passed since its last read. Until then it holds at its last timestamp:
-  the last messages read are still on their way to the closing step, and
-  their opportunities must not close without them (a backlog's tail would
-  otherwise turn its own last events late);
+  to wait for: it advances with the wall clock, once ``settle_ms`` (5 s,
+  ``MEDIATION_DRAIN_SETTLE_MS``) have passed since its last read. Until then
+  it holds at its last timestamp: the last messages read are still on their
+  way to the closing step (with several workers, through Bytewax's exchange,
+  which a saturated CPU slows down), and their opportunities must not close
+  without them (a backlog's tail would otherwise turn its own last events
+  late);
 - a partition read live (its last message was fresh when read) advances
   with the wall clock too, minus the lag it was read with; a partition
   still catching up only advances as it is read, and holds while reading
   stops (a Postgres outage holds the dataflow: closing must hold with it);
 - without a known high watermark, a partition that delivered nothing for
   ``idle_ms`` counts as drained;
-- for ``idle_ms`` after start, while any partition that holds data has
-  delivered nothing to this process, the watermark holds (before the
-  start): a partition still warming up must not see its backlog's
-  opportunities closed without their events;
+- a partition this process reads (``assign``: Bytewax built its source
+  partition here, from a known offset) that holds data past that offset
+  but has delivered nothing yet holds the watermark where it is, however
+  long that takes: with several workers, or a large backlog, one partition
+  may start delivering well after the others, and its opportunities' events
+  must not find them closed;
+- without assignments (no Kafka source told us), for ``idle_ms`` after
+  start, while any partition that holds data has delivered nothing to this
+  process, the watermark holds (before the start);
 - the watermark is the minimum over the partitions, never ahead of the wall clock.
 
 Each process sees only its own partitions; with several processes a key's
@@ -52,16 +59,20 @@ class InputWatermark:
         self,
         idle_ms: int = 10_000,
         live_lag_ms: int = 2_000,
-        settle_ms: int = 1_000,
+        settle_ms: int = 5_000,
         wall_ms: Callable[[], int] = now_ms,
         high_watermarks: Callable[[], Mapping[PartitionKey, int]] | None = None,
         reuse_ms: int = 5,
+        low_watermarks: Callable[[], Mapping[PartitionKey, int]] | None = None,
     ):
         self._idle_ms = idle_ms
         self._live_lag_ms = live_lag_ms
         self._settle_ms = settle_ms
         self._wall_ms = wall_ms
         self._high_watermarks = high_watermarks
+        self._low_watermarks = low_watermarks
+        # (topic, partition) -> the offset this process starts reading it from
+        self._assigned: dict[PartitionKey, int] = {}
         self._reuse_ms = reuse_ms
         self._started_ms = wall_ms()
         self._cached = (-(2**62), 0)  # (wall ms computed at, watermark)
@@ -105,6 +116,11 @@ class InputWatermark:
                     max(next_offset, previous[2]),
                 )
 
+    def assign(self, key: PartitionKey, start_offset: int) -> None:
+        """This process reads ``key`` from ``start_offset`` (Bytewax built its source here)."""
+        with self._lock:
+            self._assigned[key] = max(0, start_offset)
+
     def positions(self) -> dict[PartitionKey, int]:
         """Next offset to read per partition (what the lag metric compares)."""
         with self._lock:
@@ -131,11 +147,30 @@ class InputWatermark:
         """Event-time ms per wall-clock ms over the last second or so (1.0 when live)."""
         return self._pace
 
+    def _waiting_for_first_delivery(
+        self, seen: set[PartitionKey], highs: Mapping[PartitionKey, int]
+    ) -> bool:
+        """An assigned partition holds data past its start but has delivered nothing."""
+        lows = self._low_watermarks() if self._low_watermarks is not None else {}
+        with self._lock:
+            assigned = list(self._assigned.items())
+        for key, start in assigned:
+            if key in seen:
+                continue
+            high = highs.get(key)
+            if high is None or high > max(start, lows.get(key, 0)):
+                return True  # not polled yet, or data to read
+        return False
+
     def _compute(self, wall: int) -> int:
         with self._lock:
             progress = list(self._latest.items())
+            assigned = bool(self._assigned)
         highs = self._high_watermarks() if self._high_watermarks is not None else {}
-        if wall - self._started_ms < self._idle_ms:
+        if assigned:
+            if self._waiting_for_first_delivery({key for key, _ in progress}, highs):
+                return self._cached[1]  # hold where it is (never moves back)
+        elif wall - self._started_ms < self._idle_ms:
             # Just started: a partition holding data that has delivered
             # nothing yet may be one of ours still warming up (its backlog
             # must not find its opportunities closed). Partitions of other

@@ -19,6 +19,9 @@ processes, ``-r`` recovery directory). Settings come from the environment
   (``mediation worker`` sets them from ``-i``/``-a``): with several
   processes, closing follows the slowest process's watermark, shared
   through Redis (``dataflows/cluster_clock.py``).
+- ``MEDIATION_DRAIN_SETTLE_MS`` (default 5000): how long a partition read
+  to the end of its log holds its event time before following the wall
+  clock (``dataflows/watermark.py``).
 - ``MEDIATION_SINK_WRITERS`` (default 2): Postgres writer threads (each
   with its connection) for the whole cluster; records are spread over them
   by ``opportunity_key`` (``sinks/pipelined.py``).
@@ -32,8 +35,7 @@ import logging
 import os
 
 import bytewax.operators as op
-from bytewax.connectors.kafka import KafkaSink
-from bytewax.connectors.kafka import operators as kop
+from bytewax.connectors.kafka import KafkaError, KafkaSink, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 
 from mediation.rules.model import Policy
@@ -49,6 +51,7 @@ from .faults import with_crash_drill
 from .lag import HighWatermarkPoller
 from .metrics import WorkerMetrics
 from .pipeline import RawMessage, build_flow
+from .source import TrackedKafkaSource
 from .watermark import InputWatermark
 
 __all__ = ["build_production_flow", "policy_from_env", "production_flow"]
@@ -89,19 +92,29 @@ def build_production_flow(
     brokers = settings.kafka_bootstrap_servers.split(",")
     topics = settings.topics
 
+    highs = HighWatermarkPoller(brokers, [topics.opportunities, topics.events]).start()
+    watermark = InputWatermark(
+        high_watermarks=highs.highs,
+        low_watermarks=highs.lows,
+        settle_ms=_env_ms("MEDIATION_DRAIN_SETTLE_MS", 5_000),
+    )
+
     def kafka_input(flow: Dataflow) -> tuple[Stream[RawMessage], Stream[DeadLetterRecord]]:
-        source = kop.input(
-            "kafka_in",
-            flow,
-            brokers=brokers,
-            topics=[topics.opportunities, topics.events],
+        source = TrackedKafkaSource(
+            brokers,
+            [topics.opportunities, topics.events],
             # Low fetch wait: the local broker otherwise holds fetches long.
             add_config={"fetch.wait.max.ms": "10"},
+            # Consumer errors come out as items (dead letters), not exceptions.
+            raise_on_errors=False,
+            watermark=watermark,
         )
-        return source.oks, op.map("kafka_errors", source.errs, kafka_error_letter)
+        messages = op.input("kafka_in", flow, source)
+        split = op.branch("kafka_split", messages, lambda m: isinstance(m, KafkaSourceMessage))
+        errors: Stream[KafkaError[bytes | None, bytes | None]] = split.falses  # type: ignore[assignment]
+        oks: Stream[RawMessage] = split.trues  # type: ignore[assignment]
+        return oks, op.map("kafka_errors", errors, kafka_error_letter)
 
-    highs = HighWatermarkPoller(brokers, [topics.opportunities, topics.events]).start()
-    watermark = InputWatermark(high_watermarks=highs.highs)
     clock_ms = watermark.now_ms
     if process_count > 1:
         clock_ms = (

@@ -7,8 +7,10 @@ routes answer 503 ``admin_disabled`` rather than being open.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import logging
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,6 +22,7 @@ from .http import error_response, json_response
 
 __all__ = [
     "admin_refusal",
+    "admin_route",
     "create_app_key",
     "list_app_keys",
     "refresh_catalog_quietly",
@@ -49,6 +52,23 @@ def admin_refusal(ctx: GatewayContext, request: Request) -> Response | None:
     return None
 
 
+AdminHandler = Callable[[Request, GatewayContext], Awaitable[Response]]
+
+
+def admin_route(handler: AdminHandler) -> Callable[[Request], Awaitable[Response]]:
+    """A route that answers only with the admin token; the handler gets the context."""
+
+    @functools.wraps(handler)
+    async def route(request: Request) -> Response:
+        ctx = context_of(request)
+        refusal = admin_refusal(ctx, request)
+        if refusal is not None:
+            return refusal
+        return await handler(request, ctx)
+
+    return route
+
+
 async def refresh_catalog_quietly(ctx: GatewayContext) -> None:
     # The change is committed: a failed refresh must not turn it into a 500
     # (a created key would be lost to its caller). The periodic refresh
@@ -63,11 +83,8 @@ def _key_error(exc: KeyOperationError) -> Response:
     return error_response(_KEY_ERRORS.get(exc.code, 422), exc.code, str(exc))
 
 
-async def list_app_keys(request: Request) -> Response:
-    ctx = context_of(request)
-    refusal = admin_refusal(ctx, request)
-    if refusal is not None:
-        return refusal
+@admin_route
+async def list_app_keys(request: Request, ctx: GatewayContext) -> Response:
     app_id = request.path_params["app_id"]
     keys = await asyncio.to_thread(list_keys, ctx.settings.database_url, app_id)
     return json_response(
@@ -85,11 +102,8 @@ async def list_app_keys(request: Request) -> Response:
     )
 
 
-async def create_app_key(request: Request) -> Response:
-    ctx = context_of(request)
-    refusal = admin_refusal(ctx, request)
-    if refusal is not None:
-        return refusal
+@admin_route
+async def create_app_key(request: Request, ctx: GatewayContext) -> Response:
     app_id = request.path_params["app_id"]
     try:
         raw = await asyncio.to_thread(create_key, ctx.settings.database_url, app_id, "admin-api")
@@ -102,11 +116,8 @@ async def create_app_key(request: Request) -> Response:
     )
 
 
-async def revoke_app_key(request: Request) -> Response:
-    ctx = context_of(request)
-    refusal = admin_refusal(ctx, request)
-    if refusal is not None:
-        return refusal
+@admin_route
+async def revoke_app_key(request: Request, ctx: GatewayContext) -> Response:
     app_id, prefix = request.path_params["app_id"], request.path_params["prefix"]
     try:
         await asyncio.to_thread(revoke_key, ctx.settings.database_url, app_id, prefix, "admin-api")

@@ -41,8 +41,8 @@ from storage.configs import (
 )
 from storage.db import connect
 
-from .admin import admin_refusal, refresh_catalog_quietly
-from .context import GatewayContext, context_of
+from .admin import admin_route, refresh_catalog_quietly
+from .context import GatewayContext
 from .http import BodyTooLargeError, error_response, json_response, read_body
 
 __all__ = [
@@ -100,6 +100,18 @@ def _operation_json(operation: PublishOperation) -> dict[str, Any]:
     }
 
 
+async def _small_object(request: Request) -> dict[str, Any] | Response:
+    """A small JSON object body (an empty body reads as ``{}``), or the error to answer."""
+    try:
+        raw = await read_body(request, 64 * 1024)
+        body = orjson.loads(raw) if raw else {}
+    except (orjson.JSONDecodeError, BodyTooLargeError):
+        body = None
+    if not isinstance(body, dict):
+        return error_response(400, "invalid_json", "body must be a small JSON object")
+    return body
+
+
 def _int_param(request: Request, name: str) -> int | None:
     text = request.path_params[name]
     return int(text) if text.isdigit() and len(text) < 12 else None
@@ -109,11 +121,8 @@ def _refused(exc: PublishError) -> Response:
     return error_response(_PUBLISH_ERRORS.get(exc.code, 422), exc.code, str(exc))
 
 
-async def create_config(request: Request) -> Response:
-    ctx = context_of(request)
-    refusal = admin_refusal(ctx, request)
-    if refusal is not None:
-        return refusal
+@admin_route
+async def create_config(request: Request, ctx: GatewayContext) -> Response:
     app_id = request.path_params["app_id"]
     try:
         body = await _json_body(request)
@@ -137,11 +146,8 @@ async def create_config(request: Request) -> Response:
     )
 
 
-async def list_config_versions(request: Request) -> Response:
-    ctx = context_of(request)
-    refusal = admin_refusal(ctx, request)
-    if refusal is not None:
-        return refusal
+@admin_route
+async def list_config_versions(request: Request, ctx: GatewayContext) -> Response:
     app_id = request.path_params["app_id"]
     snapshots = await _in_thread(ctx, lambda c: list_snapshots(c, app_id))
     return json_response(
@@ -160,11 +166,8 @@ async def list_config_versions(request: Request) -> Response:
     )
 
 
-async def get_config_version(request: Request) -> Response:
-    ctx = context_of(request)
-    refusal = admin_refusal(ctx, request)
-    if refusal is not None:
-        return refusal
+@admin_route
+async def get_config_version(request: Request, ctx: GatewayContext) -> Response:
     app_id, version = request.path_params["app_id"], _int_param(request, "version")
     if version is None:
         return error_response(404, "unknown_version", "a version is a positive integer")
@@ -176,11 +179,8 @@ async def get_config_version(request: Request) -> Response:
     )
 
 
-async def start_publish_operation(request: Request) -> Response:
-    ctx = context_of(request)
-    refusal = admin_refusal(ctx, request)
-    if refusal is not None:
-        return refusal
+@admin_route
+async def start_publish_operation(request: Request, ctx: GatewayContext) -> Response:
     app_id = request.path_params["app_id"]
     try:
         body = await _json_body(request)
@@ -206,11 +206,8 @@ async def start_publish_operation(request: Request) -> Response:
     return json_response(_operation_json(operation), 202)
 
 
-async def get_publish_operation(request: Request) -> Response:
-    ctx = context_of(request)
-    refusal = admin_refusal(ctx, request)
-    if refusal is not None:
-        return refusal
+@admin_route
+async def get_publish_operation(request: Request, ctx: GatewayContext) -> Response:
     operation_id = _int_param(request, "operation_id")
     if operation_id is None:
         return error_response(404, "unknown_operation", "an operation id is an integer")
@@ -240,20 +237,15 @@ async def get_publish_operation(request: Request) -> Response:
     )
 
 
-async def rollback_publish_operation(request: Request) -> Response:
-    ctx = context_of(request)
-    refusal = admin_refusal(ctx, request)
-    if refusal is not None:
-        return refusal
+@admin_route
+async def rollback_publish_operation(request: Request, ctx: GatewayContext) -> Response:
     operation_id = _int_param(request, "operation_id")
     if operation_id is None:
         return error_response(404, "unknown_operation", "an operation id is an integer")
-    try:
-        raw = await read_body(request, 64 * 1024)
-        body = orjson.loads(raw) if raw else {}
-    except (orjson.JSONDecodeError, BodyTooLargeError):
-        return error_response(400, "invalid_json", "body must be a small JSON object")
-    reason = body.get("reason") if isinstance(body, dict) else None
+    body = await _small_object(request)
+    if isinstance(body, Response):
+        return body
+    reason = body.get("reason")
     if not isinstance(reason, str) or not reason.strip():
         return error_response(422, "reason_required", 'say why: {"reason": "..."}')
     try:
@@ -265,18 +257,13 @@ async def rollback_publish_operation(request: Request) -> Response:
     return json_response(_operation_json(operation), 202)
 
 
-async def switch_degradation_profile(request: Request) -> Response:
-    ctx = context_of(request)
-    refusal = admin_refusal(ctx, request)
-    if refusal is not None:
-        return refusal
+@admin_route
+async def switch_degradation_profile(request: Request, ctx: GatewayContext) -> Response:
     app_id = request.path_params["app_id"]
-    try:
-        body = orjson.loads(await read_body(request, 64 * 1024))
-    except (orjson.JSONDecodeError, BodyTooLargeError):
-        return error_response(400, "invalid_json", "body must be a small JSON object")
-    profile = body.get("profile") if isinstance(body, dict) else None
-    reason = body.get("reason") if isinstance(body, dict) else None
+    body = await _small_object(request)
+    if isinstance(body, Response):
+        return body
+    profile, reason = body.get("profile"), body.get("reason")
     if not isinstance(reason, str) or not reason.strip():
         return error_response(422, "reason_required", 'say why: {"reason": "..."}')
     if profile is not None and not isinstance(profile, str):

@@ -18,6 +18,7 @@ import argparse
 import datetime as dt
 import getpass
 import json
+import os
 import signal
 import sys
 import threading
@@ -270,7 +271,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_publish_worker(args: argparse.Namespace) -> int:
-    from .publish_worker import RedisCohorts, serve
+    from .publish_worker import RedisCohorts, crash_drill, serve
 
     settings = Settings.from_env()
     stop = threading.Event()
@@ -278,7 +279,8 @@ def cmd_publish_worker(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     cohorts = RedisCohorts(settings.redis_url, settings.topic_prefix)
     try:
-        serve(settings.database_url, cohorts, args.interval, stop)
+        drill = crash_drill(os.environ.get("MEDIATION_PUBLISH_CRASH_AFTER"))
+        serve(settings.database_url, cohorts, args.interval, stop, on_step=drill)
     finally:
         cohorts.close()
     return 0

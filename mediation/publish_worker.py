@@ -9,6 +9,11 @@ worker killed at any point leaves a state another one (or its restart)
 continues from. Gateways pick a change up within their catalog refresh
 (2 s).
 
+``MEDIATION_PUBLISH_CRASH_AFTER=STATE`` (drills only) makes the worker
+SIGKILL itself right after it committed a transition into ``STATE``
+(``rolling_out:N`` for stage N): the kill tests prove that a restarted
+worker finishes every operation with each transition applied once.
+
 The health gate compares the new version's cohort with the previous
 version's over the current stage (``CohortSource``); the cohort counts come
 from Redis (gateway: requests, errors, no-fills; dataflow: load attempts and
@@ -19,6 +24,8 @@ advance blind.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,7 +54,14 @@ from storage.configs import (
 )
 from storage.db import DatabaseUnavailableError, connect
 
-__all__ = ["AppliedStep", "CohortSource", "RedisCohorts", "advance_once", "serve"]
+__all__ = [
+    "AppliedStep",
+    "CohortSource",
+    "RedisCohorts",
+    "advance_once",
+    "crash_drill",
+    "serve",
+]
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +168,19 @@ def advance_once(conn: psycopg.Connection, cohorts: CohortSource) -> list[Applie
             )
             applied.append(result)
     return applied
+
+
+def crash_drill(setting: str | None) -> Callable[[AppliedStep], None] | None:
+    """An ``on_step`` that SIGKILLs this process after entering ``setting``'s state."""
+    if not setting:
+        return None
+    state, _, stage = setting.partition(":")
+
+    def maybe_die(result: AppliedStep) -> None:
+        if result.step.state == state and (not stage or str(result.step.stage) == stage):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return maybe_die
 
 
 def serve(

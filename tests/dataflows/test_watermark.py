@@ -79,7 +79,7 @@ def test_a_backlog_read_to_the_end_of_its_log_follows_the_wall_clock() -> None:
     mark.observe(_message(0, T0 + 5, offset=99))
     # Caught up; what was read last gets settle_ms to reach the closing step.
     assert mark.now_ms() == T0 + 5
-    wall.now += 1_000
+    wall.now += 5_000
     assert mark.now_ms() == wall.now  # no need to wait for idleness
     assert mark.positions() == {("t", 0): 100}
 
@@ -175,8 +175,26 @@ def test_just_started_a_partition_with_data_that_delivered_nothing_holds_the_wat
     assert mark.now_ms() == T0 - 10_000  # partition 1 may still be warming up
     mark.observe(_message(1, T0 - 60_000, offset=9))
     assert mark.now_ms() == T0 - 60_000  # both read to the end, settling
-    wall.now = T0 + 1_000
+    wall.now = T0 + 5_000
     assert mark.now_ms() == wall.now
     highs[("t", 2)] = 5  # a partition this process never reads...
     wall.now = T0 + 10_001
     assert mark.now_ms() == wall.now  # ...holds only for the first idle_ms
+
+
+def test_an_assigned_partition_with_data_holds_until_it_delivers_however_long() -> None:
+    wall = _Wall(T0)
+    highs = {("t", 0): 10, ("t", 1): 10, ("t", 2): 7, ("t", 3): 4}
+    lows = {("t", 3): 4}  # retention emptied partition 3
+    mark = InputWatermark(
+        wall_ms=wall, high_watermarks=lambda: highs, low_watermarks=lambda: lows, reuse_ms=0
+    )
+    mark.assign(("t", 0), 0)
+    mark.assign(("t", 1), 0)
+    mark.assign(("t", 2), 7)  # resumed at its end: nothing to wait for
+    mark.assign(("t", 3), 0)  # nothing left in the log
+    mark.observe(_message(0, T0 - 60_000, offset=3))
+    wall.now = T0 + 600_000  # long past any idle timeout
+    assert mark.now_ms() == 0  # partition 1 has data and has delivered nothing
+    mark.observe(_message(1, T0 - 50_000, offset=3))
+    assert mark.now_ms() == T0 - 60_000  # now the minimum of what was read
