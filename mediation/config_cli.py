@@ -106,11 +106,20 @@ def _print_transitions(conn: psycopg.Connection, operation_id: int, after: int =
     return len(transitions)
 
 
-def _follow(conn: psycopg.Connection, operation_id: int, timeout_s: float) -> int:
-    """Print transitions as they happen until the operation settles; its exit status."""
+def _follow(
+    conn: psycopg.Connection,
+    operation_id: int,
+    timeout_s: float,
+    wanted: str = "published",
+    shown: int = 0,
+) -> int:
+    """Print transitions (after the first ``shown``) until the operation settles.
+
+    Exit status: 0 when it settled in ``wanted``, 3 in another final state,
+    4 when it was still moving after ``timeout_s``.
+    """
     from storage.configs import get_operation
 
-    shown = 0
     deadline = time.monotonic() + timeout_s
     while True:
         shown = _print_transitions(conn, operation_id, shown)
@@ -119,7 +128,7 @@ def _follow(conn: psycopg.Connection, operation_id: int, timeout_s: float) -> in
             return 1
         if operation.state not in ACTIVE_STATES:
             print(f"operation {operation_id}: {operation.state}")
-            return 0 if operation.state == "published" else 3
+            return 0 if operation.state == wanted else 3
         if time.monotonic() > deadline:
             print(f"operation {operation_id} still {operation.state} after {timeout_s:.0f}s")
             return 4
@@ -147,20 +156,29 @@ def cmd_config(args: argparse.Namespace) -> int:
         )
         print(f"config {args.action}: {flags} required", file=sys.stderr)
         return 2
+    import psycopg
+
     from storage.configs import (
         PublishError,
         get_operation,
         get_snapshot,
         list_operations,
         list_snapshots,
+        list_transitions,
         push_config,
         request_rollback,
         start_publish,
         switch_degradation,
     )
+    from storage.db import DatabaseUnavailableError
 
     settings = Settings.from_env()
-    with _connect(settings) as conn:
+    try:
+        conn = _connect(settings)
+    except DatabaseUnavailableError as exc:
+        print(f"config: {exc}", file=sys.stderr)
+        return 1
+    with conn:
         try:
             if args.action == "push":
                 body = json.loads(Path(args.file).read_text())
@@ -244,6 +262,7 @@ def cmd_config(args: argparse.Namespace) -> int:
                 _print_transitions(conn, found.id)
                 return 0
             if args.action == "rollback":
+                before = len(list_transitions(conn, args.operation_id))
                 operation = request_rollback(
                     conn, args.operation_id, _actor(args), args.reason or "operator request"
                 )
@@ -251,7 +270,9 @@ def cmd_config(args: argparse.Namespace) -> int:
                     f"operation {operation.id}: rolling back; every device gets "
                     f"v{operation.previous_version} from the next gateway refresh"
                 )
-                return _follow(conn, operation.id, args.timeout) if args.wait else 0
+                if not args.wait:
+                    return 0
+                return _follow(conn, operation.id, args.timeout, "rolled_back", before)
             if args.action == "degrade":
                 profile = None if args.profile == "off" else args.profile
                 switch = switch_degradation(conn, args.app_id, profile, _actor(args), args.reason)
@@ -266,6 +287,11 @@ def cmd_config(args: argparse.Namespace) -> int:
         except (PublishError, PlanError) as exc:
             code = getattr(exc, "code", "invalid_plan")
             print(f"refused ({code}): {exc}", file=sys.stderr)
+            return 1
+        except psycopg.errors.UndefinedTable:
+            print(
+                "config: the database has no schema yet; run `mediation migrate`", file=sys.stderr
+            )
             return 1
     raise AssertionError(f"unhandled config action {args.action}")
 
@@ -333,7 +359,10 @@ def add_config_commands(sub: Any, add: AddCommand) -> None:
         help="new-cohort requests a stage needs before the gate judges it",
     )
     config.add_argument(
-        "--wait", action="store_true", help="with publish and rollback: follow until it settles"
+        "--wait",
+        action="store_true",
+        help="with publish and rollback: follow until it settles (exit 0: published, or "
+        "rolled back for rollback; 3: ended otherwise; 4: still moving at --timeout)",
     )
     config.add_argument("--timeout", type=float, default=900.0, help="seconds --wait follows")
     config.add_argument("--actor", help="who is acting (audit trail; default cli:<user>)")
