@@ -56,6 +56,10 @@ _MAX_DUE_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
 _MIN_RECHECK_MS = 50
 _MAX_RECHECK_MS = 10_000
 _MIN_PACE = 0.05
+# Event time within this of the wall clock is live: it moves as the wall
+# clock does, whatever the pace measured over the last second (a partition
+# settling at the end of its log holds it for a moment).
+_LIVE_LAG_MS = 2_000
 _RETAIN = StatefulBatchLogic.RETAIN
 _DISCARD = StatefulBatchLogic.DISCARD
 
@@ -222,7 +226,8 @@ class ClosingBucket(StatefulBatchLogic[Opportunity | Event, Output, BucketState]
             # when event time lags (catching up), ask again once event time
             # should have covered the gap at the pace it is moving, never in
             # a busy loop: a slow catch-up must not wake every bucket often.
-            pace = max(self._event_time_pace(), _MIN_PACE)
+            live = self._wall_ms() - now <= _LIVE_LAG_MS
+            pace = 1.0 if live else max(self._event_time_pace(), _MIN_PACE)
             gap_ms = int(min(max((due - now) / pace, _MIN_RECHECK_MS), _MAX_RECHECK_MS))
             due = max(due, self._wall_ms() + gap_ms)
         # Decoding bounds every time to year 2500; the clamp keeps a bug there

@@ -2,13 +2,14 @@
 
 ::
 
-    messages ──observe+decode──┬── (opportunity_key, record) ──closing──to_sink_items──┬─> postgres
-                               └── dead letters ──────────────────────────────────────┤
+    messages ──observe+decode──┬── (bucket, record) ──closing──to_sink_items──┬─> postgres
+                               └── dead letters ───────────────────────────────┤
                                    dead letters (input and rules) ──> deadletter topic
                                    closed opportunities' source outcomes ──> breakers
 
 Production passes the Kafka source and the Postgres / Kafka sinks
-(``dataflows.worker``); tests pass ``TestingSource``/``TestingSink``.
+(``dataflows.worker``; Postgres through writer threads, keyed by
+opportunity); tests pass ``TestingSource``/``TestingSink``.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ become orphans. The worker's clock is therefore this watermark:
 - per input partition, the broker timestamp of the last message read;
 - a partition read to the end of its log (its next offset has reached the
   broker's high watermark, polled by ``dataflows/lag.py``) has nothing more
-  to wait for: it advances with the wall clock, once ``settle_ms`` (5 s,
+  to wait for: it advances with the wall clock, once ``settle_ms`` (1 s,
   ``MEDIATION_DRAIN_SETTLE_MS``) have passed since its last read. Until then
   it holds at its last timestamp: the last messages read are still on their
   way to the closing step (with several workers, through Bytewax's exchange,
@@ -59,7 +59,7 @@ class InputWatermark:
         self,
         idle_ms: int = 10_000,
         live_lag_ms: int = 2_000,
-        settle_ms: int = 5_000,
+        settle_ms: int = 1_000,
         wall_ms: Callable[[], int] = now_ms,
         high_watermarks: Callable[[], Mapping[PartitionKey, int]] | None = None,
         reuse_ms: int = 5,

@@ -19,7 +19,7 @@ processes, ``-r`` recovery directory). Settings come from the environment
   (``mediation worker`` sets them from ``-i``/``-a``): with several
   processes, closing follows the slowest process's watermark, shared
   through Redis (``dataflows/cluster_clock.py``).
-- ``MEDIATION_DRAIN_SETTLE_MS`` (default 5000): how long a partition read
+- ``MEDIATION_DRAIN_SETTLE_MS`` (default 1000): how long a partition read
   to the end of its log holds its event time before following the wall
   clock (``dataflows/watermark.py``).
 - ``MEDIATION_SINK_WRITERS`` (default 2): Postgres writer threads (each
@@ -96,7 +96,7 @@ def build_production_flow(
     watermark = InputWatermark(
         high_watermarks=highs.highs,
         low_watermarks=highs.lows,
-        settle_ms=_env_ms("MEDIATION_DRAIN_SETTLE_MS", 5_000),
+        settle_ms=_env_ms("MEDIATION_DRAIN_SETTLE_MS", 1_000),
     )
 
     def kafka_input(flow: Dataflow) -> tuple[Stream[RawMessage], Stream[DeadLetterRecord]]:
