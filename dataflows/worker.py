@@ -31,6 +31,7 @@ processes, ``-r`` recovery directory). Settings come from the environment
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 
@@ -42,7 +43,7 @@ from mediation.rules.model import Policy
 from mediation.settings import Settings, SettingsError
 from sinks.breakers import RedisBreakerSink
 from sinks.pipelined import PipelinedSink
-from sinks.postgres import PostgresSink
+from sinks.postgres import PostgresWriter
 from sinks.records import DeadLetterRecord
 
 from .cluster_clock import ClusterWatermark
@@ -134,7 +135,9 @@ def build_production_flow(
         messages=kafka_input,
         record_sink=PipelinedSink(
             with_crash_drill(
-                PostgresSink(settings.database_url, counters=metrics.write_counters()).writer,
+                functools.partial(
+                    PostgresWriter, settings.database_url, counters=metrics.write_counters()
+                ),
                 os.environ.get("MEDIATION_CRASH_AT"),
             ),
             partitions=sink_writers,

@@ -13,11 +13,8 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass
 
-import psycopg
-from psycopg.types.json import Jsonb
-
+from storage.audit import record_audit
 from storage.db import connect
-from storage.partitions import ensure_partitions
 
 from .rules.identity import hash_app_key
 
@@ -55,39 +52,30 @@ def new_app_key() -> str:
     return "mk_" + secrets.token_urlsafe(32)
 
 
-def _audit(conn: psycopg.Connection, actor: str, action: str, app_id: str, after: dict) -> None:  # type: ignore[type-arg]
-    today = dt.datetime.now(dt.UTC).date()
-    conn.execute(
-        "INSERT INTO audit_records (day, actor, action, subject, after) "
-        "VALUES (%s, %s, %s, %s, %s)",
-        (today, actor, action, f"app:{app_id}", Jsonb(after)),
-    )
-
-
 def create_key(database_url: str, app_id: str, actor: str, app_key: str | None = None) -> str:
     """Add a write key (the raw key is returned once); refuse a third active key."""
     raw = app_key or new_app_key()
-    with connect(database_url) as conn:
-        ensure_partitions(conn, [dt.datetime.now(dt.UTC).date()], tables=["audit_records"])
-        with conn.transaction():
-            app = conn.execute(
-                "SELECT app_id FROM apps WHERE app_id = %s FOR UPDATE", (app_id,)
-            ).fetchone()
-            if app is None:
-                raise KeyOperationError("unknown_app", f"app {app_id!r} does not exist")
-            active = conn.execute(
-                "SELECT count(*) FROM app_keys WHERE app_id = %s AND revoked_at IS NULL", (app_id,)
-            ).fetchone()
-            if active is not None and active[0] >= MAX_ACTIVE_KEYS:
-                raise KeyOperationError(
-                    "too_many_active_keys",
-                    f"app {app_id!r} already has {MAX_ACTIVE_KEYS} active keys; revoke one first",
-                )
-            conn.execute(
-                "INSERT INTO app_keys (key_hash, app_id, key_prefix) VALUES (%s, %s, %s)",
-                (hash_app_key(raw), app_id, raw[:KEY_PREFIX_CHARS]),
+    with connect(database_url) as conn, conn.transaction():
+        app = conn.execute(
+            "SELECT app_id FROM apps WHERE app_id = %s FOR UPDATE", (app_id,)
+        ).fetchone()
+        if app is None:
+            raise KeyOperationError("unknown_app", f"app {app_id!r} does not exist")
+        active = conn.execute(
+            "SELECT count(*) FROM app_keys WHERE app_id = %s AND revoked_at IS NULL", (app_id,)
+        ).fetchone()
+        if active is not None and active[0] >= MAX_ACTIVE_KEYS:
+            raise KeyOperationError(
+                "too_many_active_keys",
+                f"app {app_id!r} already has {MAX_ACTIVE_KEYS} active keys; revoke one first",
             )
-            _audit(conn, actor, "key.create", app_id, {"prefix": raw[:KEY_PREFIX_CHARS]})
+        conn.execute(
+            "INSERT INTO app_keys (key_hash, app_id, key_prefix) VALUES (%s, %s, %s)",
+            (hash_app_key(raw), app_id, raw[:KEY_PREFIX_CHARS]),
+        )
+        record_audit(
+            conn, actor, "key.create", f"app:{app_id}", after={"prefix": raw[:KEY_PREFIX_CHARS]}
+        )
     return raw
 
 
@@ -95,23 +83,19 @@ def revoke_key(database_url: str, app_id: str, prefix: str, actor: str) -> int:
     """Revoke the active key(s) of ``app_id`` starting with ``prefix``; return how many."""
     if len(prefix) < 8:
         raise KeyOperationError("prefix_too_short", "give at least 8 characters of the key prefix")
-    with connect(database_url) as conn:
-        ensure_partitions(conn, [dt.datetime.now(dt.UTC).date()], tables=["audit_records"])
-        with conn.transaction():
-            revoked = conn.execute(
-                "UPDATE app_keys SET revoked_at = now() WHERE app_id = %s AND revoked_at IS NULL "
-                "AND key_prefix LIKE %s RETURNING key_prefix",
-                (app_id, _like_prefix(prefix[:KEY_PREFIX_CHARS])),
-            ).fetchall()
-            if len(revoked) > 1:
-                raise KeyOperationError(
-                    "ambiguous_prefix", f"{prefix!r} matches {len(revoked)} keys"
-                )
-            if not revoked:
-                raise KeyOperationError(
-                    "unknown_key", f"no active key of {app_id!r} starts with {prefix!r}"
-                )
-            _audit(conn, actor, "key.revoke", app_id, {"prefix": revoked[0][0]})
+    with connect(database_url) as conn, conn.transaction():
+        revoked = conn.execute(
+            "UPDATE app_keys SET revoked_at = now() WHERE app_id = %s AND revoked_at IS NULL "
+            "AND key_prefix LIKE %s RETURNING key_prefix",
+            (app_id, _like_prefix(prefix[:KEY_PREFIX_CHARS])),
+        ).fetchall()
+        if len(revoked) > 1:
+            raise KeyOperationError("ambiguous_prefix", f"{prefix!r} matches {len(revoked)} keys")
+        if not revoked:
+            raise KeyOperationError(
+                "unknown_key", f"no active key of {app_id!r} starts with {prefix!r}"
+            )
+        record_audit(conn, actor, "key.revoke", f"app:{app_id}", after={"prefix": revoked[0][0]})
     return len(revoked)
 
 

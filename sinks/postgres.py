@@ -1,4 +1,4 @@
-"""Bytewax sink writing the pipeline's records to Postgres.
+"""Writing the pipeline's records to Postgres (behind the worker's Bytewax sink).
 
 Delivery guarantee: at-least-once from Bytewax (a batch may be written again
 after a restart), exactly-once *effects* in Postgres: every insert is
@@ -6,7 +6,7 @@ after a restart), exactly-once *effects* in Postgres: every insert is
 ``day``), and the rules emit the same records for the same inputs, so a
 replayed batch changes nothing. One transaction per batch.
 
-Postgres being away is not the records' fault: the partition retries with
+Postgres being away is not the records' fault: the writer retries with
 capped exponential backoff and jitter, holding the dataflow (backpressure)
 until the database is back. It never dead-letters for that reason.
 """
@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -34,7 +33,7 @@ from storage.partitions import ensure_partitions
 from .records import SinkItem, unwritable
 from .rows import COLUMNS, TableRows, event_conflict_row, rows_for
 
-__all__ = ["PostgresSink", "PostgresWriter", "WriteCounters"]
+__all__ = ["PostgresWriter", "WriteCounters"]
 
 log = logging.getLogger(__name__)
 
@@ -102,21 +101,21 @@ class WriteCounters:
 class PostgresWriter:
     """Writes batches of sink items, one transaction each (see the module docstring).
 
-    Used by a Bytewax sink partition: ``PostgresSink`` here (writes in the
-    worker thread) or ``sinks.pipelined.PipelinedSink`` (in a writer thread).
+    One connection per writer. The worker runs one per writer thread of
+    ``sinks.pipelined.PipelinedSink``.
     """
 
     def __init__(
         self,
         database_url: str,
-        max_backoff_s: float,
-        sleep: Callable[[float], None],
-        counters: WriteCounters,
+        max_backoff_s: float = 30.0,
+        sleep: Callable[[float], None] = time.sleep,
+        counters: WriteCounters | None = None,
     ):
         self._database_url = database_url
         self._max_backoff_s = max_backoff_s
         self._sleep = sleep
-        self._counters = counters
+        self._counters = counters or WriteCounters()
         self._conn: psycopg.Connection | None = None
         self._known_days: set[dt.date] = set()
 
@@ -344,40 +343,3 @@ def _content(row: tuple[object, ...]) -> tuple[object, ...]:
 def _same_event(stored: tuple[object, ...], ours: tuple[object, ...]) -> bool:
     currency = stored[5].strip() if isinstance(stored[5], str) else stored[5]
     return (*stored[:5], currency, stored[6]) == ours
-
-
-class _PostgresPartition(StatelessSinkPartition[SinkItem]):
-    def __init__(self, writer: PostgresWriter):
-        self._writer = writer
-
-    def write_batch(self, items: list[SinkItem]) -> None:
-        self._writer.write(items)
-
-    def close(self) -> None:
-        self._writer.close()
-
-
-class PostgresSink(DynamicSink[SinkItem]):
-    """One connection per worker, written from the worker's thread.
-
-    See the module docstring for guarantees; the worker uses the same
-    writer behind ``sinks.pipelined.PipelinedSink``.
-    """
-
-    def __init__(
-        self,
-        database_url: str,
-        max_backoff_s: float = 30.0,
-        sleep: Callable[[float], None] = time.sleep,
-        counters: WriteCounters | None = None,
-    ):
-        self._database_url = database_url
-        self._max_backoff_s = max_backoff_s
-        self._sleep = sleep
-        self._counters = counters or WriteCounters()
-
-    def writer(self) -> PostgresWriter:
-        return PostgresWriter(self._database_url, self._max_backoff_s, self._sleep, self._counters)
-
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _PostgresPartition:
-        return _PostgresPartition(self.writer())

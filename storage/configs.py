@@ -41,7 +41,7 @@ from mediation.rules.publish import (
 )
 from mediation.rules.waterfall import ConfigError, parse_config, validate_config
 
-from .partitions import ensure_partitions
+from .audit import record_audit
 
 __all__ = [
     "ConfigSnapshot",
@@ -129,30 +129,6 @@ def config_checksum(body: Mapping[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def _audit(
-    conn: psycopg.Connection,
-    actor: str,
-    action: str,
-    subject: str,
-    before: Mapping[str, Any] | None,
-    after: Mapping[str, Any] | None,
-) -> None:
-    today = dt.datetime.now(dt.UTC).date()
-    ensure_partitions(conn, [today], tables=["audit_records"])
-    conn.execute(
-        "INSERT INTO audit_records (day, actor, action, subject, before, after) "
-        "VALUES (%s, %s, %s, %s, %s, %s)",
-        (
-            today,
-            actor,
-            action,
-            subject,
-            Jsonb(before) if before is not None else None,
-            Jsonb(after) if after is not None else None,
-        ),
-    )
-
-
 def push_config(
     conn: psycopg.Connection, app_id: str, body: Mapping[str, Any], actor: str
 ) -> tuple[ConfigSnapshot, bool]:
@@ -183,7 +159,7 @@ def push_config(
             "VALUES (%s, %s, %s, %s, %s)",
             (app_id, version, Jsonb(dict(body)), checksum, actor),
         )
-        _audit(
+        record_audit(
             conn,
             actor,
             "config.create",
@@ -297,7 +273,7 @@ def _record_transition(
         "VALUES (%s, %s, %s, %s, %s, %s, %s)",
         (operation.id, from_state, step.state, step.stage, step.percent, step.reason, actor),
     )
-    _audit(
+    record_audit(
         conn,
         actor,
         f"config.publish.{step.state}",
@@ -504,7 +480,7 @@ def switch_degradation(
             "switched_at = now() RETURNING app_id, profile, reason, switched_by, switched_at",
             (app_id, profile, reason, actor),
         ).fetchone()
-        _audit(
+        record_audit(
             conn,
             actor,
             "config.degradation." + ("on" if profile is not None else "off"),

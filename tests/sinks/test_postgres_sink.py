@@ -16,7 +16,7 @@ from mediation.rules.model import (
     StoredEvent,
 )
 from mediation.rules.ulid import encode_ulid
-from sinks.postgres import PostgresSink, WriteCounters, _retryable
+from sinks.postgres import PostgresWriter, WriteCounters, _retryable
 
 pytestmark = pytest.mark.integration
 
@@ -60,11 +60,11 @@ def _counts(database_url: str) -> dict[str, int]:
 def test_writing_the_same_batch_twice_changes_nothing(database_url: str) -> None:
     key = encode_ulid(T0, os.urandom(10))
     closed = close_opportunity(opportunity(key), [_event(key, "e1"), _event(key, "e2", "click")])
-    partition = PostgresSink(database_url).build("pg", 0, 1)
-    partition.write_batch([closed])
+    writer = PostgresWriter(database_url)
+    writer.write([closed])
     first = _counts(database_url)
-    partition.write_batch([closed])
-    partition.close()
+    writer.write([closed])
+    writer.close()
     assert (
         first
         == _counts(database_url)
@@ -83,10 +83,10 @@ def test_reused_event_id_with_other_content_is_dead_lettered_not_dropped(
 ) -> None:
     first_key = encode_ulid(T0, os.urandom(10))
     second_key = encode_ulid(T0 + 1, os.urandom(10))
-    partition = PostgresSink(database_url).build("pg", 0, 1)
-    partition.write_batch([LateEvent(StoredEvent(_event(first_key, "same-id"), late=True))])
-    partition.write_batch([LateEvent(StoredEvent(_event(second_key, "same-id"), late=True))])
-    partition.close()
+    writer = PostgresWriter(database_url)
+    writer.write([LateEvent(StoredEvent(_event(first_key, "same-id"), late=True))])
+    writer.write([LateEvent(StoredEvent(_event(second_key, "same-id"), late=True))])
+    writer.close()
     with psycopg.connect(database_url) as conn:
         letters = conn.execute("SELECT reason, opportunity_key FROM dead_letters").fetchall()
     assert letters == [("duplicate_conflict", second_key)]
@@ -100,9 +100,9 @@ def test_poison_record_is_isolated_and_the_rest_of_the_batch_is_written(
     good = close_opportunity(opportunity(good_key), [_event(good_key, "ok")])
     # Postgres refuses NUL in jsonb text: a record bad in itself.
     poison = LateEvent(StoredEvent(_event(bad_key, "bad", attrs={"k": "a\x00b"}), late=True))
-    partition = PostgresSink(database_url).build("pg", 0, 1)
-    partition.write_batch([good, poison])
-    partition.close()
+    writer = PostgresWriter(database_url)
+    writer.write([good, poison])
+    writer.close()
     with psycopg.connect(database_url) as conn:
         archived = conn.execute("SELECT opportunity_key FROM archive_records").fetchall()
         letters = conn.execute("SELECT reason, opportunity_key FROM dead_letters").fetchall()
@@ -113,14 +113,14 @@ def test_poison_record_is_isolated_and_the_rest_of_the_batch_is_written(
 def test_reused_event_id_inside_one_batch_is_dead_lettered_too(database_url: str) -> None:
     first_key = encode_ulid(T0, os.urandom(10))
     second_key = encode_ulid(T0 + 1, os.urandom(10))
-    partition = PostgresSink(database_url).build("pg", 0, 1)
-    partition.write_batch(
+    writer = PostgresWriter(database_url)
+    writer.write(
         [
             LateEvent(StoredEvent(_event(first_key, "same-id"), late=True)),
             LateEvent(StoredEvent(_event(second_key, "same-id"), late=True)),
         ]
     )
-    partition.close()
+    writer.close()
     with psycopg.connect(database_url) as conn:
         stored = conn.execute("SELECT opportunity_key FROM event_records").fetchall()
         letters = conn.execute("SELECT reason, opportunity_key FROM dead_letters").fetchall()
@@ -151,10 +151,10 @@ def test_event_for_an_archived_opportunity_is_stored_late_not_orphaned(database_
     key = encode_ulid(T0, os.urandom(10))
     closed = close_opportunity(opportunity(key), [_event(key, "e1")])
     straggler = StoredEvent(_event(key, "e2", "click"), excluded_reason="unknown_opportunity")
-    partition = PostgresSink(database_url).build("pg", 0, 1)
-    partition.write_batch([closed])
-    partition.write_batch([OrphanEvents(key, (straggler,))])
-    partition.close()
+    writer = PostgresWriter(database_url)
+    writer.write([closed])
+    writer.write([OrphanEvents(key, (straggler,))])
+    writer.close()
     with psycopg.connect(database_url) as conn:
         row = conn.execute(
             "SELECT late, excluded_reason FROM event_records WHERE event_id = 'e2'"
@@ -169,11 +169,11 @@ def test_a_late_event_leaves_the_archive_and_records_what_it_would_have_changed(
     impression = _event(key, "e1", "impression", revenue_micros=1_500, currency="USD")
     closed = close_opportunity(opportunity(key), [_event(key, "e0"), impression])
     late_click = _event(key, "e2", "click")  # within the window, but after the close
-    partition = PostgresSink(database_url).build("pg", 0, 1)
+    writer = PostgresWriter(database_url)
     # Archive and late event in one batch: the ledger must still find the archive.
-    partition.write_batch([closed, LateEvent(StoredEvent(late_click, late=True))])
-    partition.write_batch([LateEvent(StoredEvent(late_click, late=True))])  # replayed: no-op
-    partition.close()
+    writer.write([closed, LateEvent(StoredEvent(late_click, late=True))])
+    writer.write([LateEvent(StoredEvent(late_click, late=True))])  # replayed: no-op
+    writer.close()
     with psycopg.connect(database_url) as conn:
         outcome = conn.execute("SELECT outcome FROM archive_records").fetchone()
         ledger = conn.execute(
@@ -192,8 +192,7 @@ def test_committed_batches_and_rows_are_reported(database_url: str) -> None:
     written: list[int] = []
     key = encode_ulid(T0, os.urandom(10))
     closed = close_opportunity(opportunity(key), [_event(key, "e1")])
-    sink = PostgresSink(database_url, counters=WriteCounters(batch_written=written.append))
-    partition = sink.build("pg", 0, 1)
-    partition.write_batch([closed])
-    partition.close()
+    writer = PostgresWriter(database_url, counters=WriteCounters(batch_written=written.append))
+    writer.write([closed])
+    writer.close()
     assert written == [4]  # opportunity, delivery, event, archive: one transaction
