@@ -32,6 +32,7 @@ processes, ``-r`` recovery directory). Settings come from the environment
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import os
 
@@ -154,6 +155,21 @@ def build_production_flow(
     )
 
 
+def _tune_gc() -> None:
+    """Collect young objects every 50,000 allocations, not every 700.
+
+    The worker allocates a few objects per message and keeps a large heap
+    of open opportunities; with the default threshold the cyclic collector
+    runs thousands of times a second and walks survivors again and again.
+    The state holds no reference cycles, so collecting less often costs
+    little memory. ``MEDIATION_GC_THRESHOLD`` overrides it (0: the default).
+    """
+    threshold = _env_ms("MEDIATION_GC_THRESHOLD", 50_000)
+    if threshold:
+        gc.set_threshold(threshold, 20, 100)
+    gc.freeze()  # what was built so far (modules, settings) is never garbage
+
+
 def production_flow() -> Dataflow:
     """Entry point for ``bytewax.run``: settings from the environment."""
     logging.basicConfig(
@@ -161,6 +177,7 @@ def production_flow() -> Dataflow:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     settings = Settings.from_env()
+    _tune_gc()
     port = _env_ms("MEDIATION_WORKER_METRICS_PORT", 0)  # a plain integer, like the others
     host = os.environ.get("MEDIATION_WORKER_METRICS_HOST") or "127.0.0.1"
     index = _env_ms("MEDIATION_WORKER_PROCESS_INDEX", 0)  # plain integers, like the others

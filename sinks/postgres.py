@@ -31,7 +31,7 @@ from storage.db import DatabaseUnavailableError, connect
 from storage.partitions import ensure_partitions
 
 from .records import SinkItem, unwritable
-from .rows import COLUMNS, TableRows, event_conflict_row, rows_for
+from .rows import COLUMNS, TableRows, event_conflict_row, json_value, rows_for
 
 __all__ = ["PostgresWriter", "WriteCounters"]
 
@@ -336,8 +336,7 @@ def _late_not_orphaned(
 
 def _content(row: tuple[object, ...]) -> tuple[object, ...]:
     """An event row's client content, in the column order of ``_EXISTING_EVENTS[3:]``."""
-    attrs = row[11].obj if isinstance(row[11], Jsonb) else row[11]
-    return (row[3], row[4], row[5], row[8], row[9], row[10], attrs)
+    return (row[3], row[4], row[5], row[8], row[9], row[10], json_value(row[11]))
 
 
 def _same_event(stored: tuple[object, ...], ours: tuple[object, ...]) -> bool:
