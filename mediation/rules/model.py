@@ -104,7 +104,7 @@ class Event:
             self.source_id,
             self.revenue_micros,
             self.currency,
-            tuple(sorted((k, repr(v)) for k, v in self.attrs.items())),
+            tuple(sorted((k, repr(v)) for k, v in self.attrs.items())) if self.attrs else (),
         )
 
     def content_digest(self) -> bytes:

@@ -119,7 +119,7 @@ def on_opportunity(
             kept[key] = copies
         else:
             outputs.extend(_app_mismatch(copy, opportunity) for copy in copies)
-    state = replace(state, opportunity=opportunity, copies=kept)
+    state = Open(state.opportunity_key, opportunity, kept)
     return state, tuple(outputs)
 
 
@@ -134,8 +134,9 @@ def on_event(
     if state.opportunity is not None and event.app_id != state.opportunity.app_id:
         return state, (_app_mismatch(event, state.opportunity),)
     key = _event_key(event)
-    fields = event.client_fields()
     copies = list(state.copies.get(key, ()))
+    # Hot: most events arrive once, and then there is nothing to compare.
+    fields = event.client_fields() if copies else None
     for index, copy in enumerate(copies):
         if copy.client_fields() == fields:
             if _copy_rank(event) >= _copy_rank(copy):
@@ -167,7 +168,7 @@ def on_event(
         copies.append(event)
     updated = dict(state.copies)
     updated[key] = tuple(copies)
-    return replace(state, copies=updated), _EMPTY
+    return Open(state.opportunity_key, state.opportunity, updated), _EMPTY
 
 
 def _settle_conflicts(state: Open) -> tuple[tuple[Event, ...], tuple[Output, ...]]:
