@@ -50,7 +50,8 @@ _INSERTS = {
     )
     for table, columns in COLUMNS.items()
 }
-_EVENT_KEY_RETURNING = sql.SQL(" RETURNING day, event_id, app_id")
+# Days as the text the rows carry (``sinks.rows``), to match keys with them.
+_EVENT_KEY_RETURNING = sql.SQL(" RETURNING to_char(day, 'YYYY-MM-DD'), event_id, app_id")
 # Below this many rows a table's rows go in as one pipelined executemany;
 # from here on COPY into a transaction-scoped staging table and one
 # INSERT ... SELECT ... ON CONFLICT DO NOTHING is several times faster.
@@ -75,10 +76,12 @@ def _stage_sql(table: str, columns: tuple[str, ...]) -> tuple[sql.Composed, ...]
 
 
 _STAGE_SQL = {table: _stage_sql(table, columns) for table, columns in COLUMNS.items()}
+# ``day`` and ``ts`` as the text the rows carry (``sinks.rows``), to compare.
 _EXISTING_EVENTS = """
-SELECT day, event_id, app_id, opportunity_key, type, ts, source_id, revenue_micros,
-       currency, attrs
-FROM event_records WHERE day = ANY(%s) AND event_id = ANY(%s) AND app_id = ANY(%s)
+SELECT to_char(day, 'YYYY-MM-DD'), event_id, app_id, opportunity_key, type,
+       to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS') || '+00',
+       source_id, revenue_micros, currency, attrs
+FROM event_records WHERE day = ANY(%s::date[]) AND event_id = ANY(%s) AND app_id = ANY(%s)
 """
 _LATE = COLUMNS["event_records"].index("late")
 _INSERT_AMENDMENT = """
@@ -320,7 +323,7 @@ def _late_not_orphaned(
         key
         for (key,) in cur.execute(
             "SELECT opportunity_key FROM archive_records "
-            "WHERE day = ANY(%s) AND opportunity_key = ANY(%s)",
+            "WHERE day = ANY(%s::date[]) AND opportunity_key = ANY(%s)",
             (list({r[0] for r in orphans}), list({r[3] for r in orphans})),
         ).fetchall()
     }
