@@ -108,7 +108,7 @@ class StateCounts:
     def _add(self, state: rules.OpportunityState | None, sign: int) -> None:
         if isinstance(state, rules.Open):
             self.open += sign
-            self.open_events += sign * len(state.copies)
+            self.open_events += sign * len(state.events)
         elif isinstance(state, rules.Archived):
             self.tombstones += sign
 
@@ -136,7 +136,7 @@ class ClosingBucket(StatefulBatchLogic[Opportunity | Event, Output, BucketState]
         self._heap: list[tuple[int, str]] = []
         self._due_of: dict[str, int] = {}
         for key, state in (resume or {}).items():
-            self._store(key, None, state)
+            self._store(key, None, rules.from_snapshot(state))
 
     def _store(
         self, key: str, before: rules.OpportunityState | None, after: rules.OpportunityState | None

@@ -109,8 +109,15 @@ def build_production_flow(
         source = TrackedKafkaSource(
             brokers,
             [topics.opportunities, topics.events],
-            # Low fetch wait: the local broker otherwise holds fetches long.
-            add_config={"fetch.wait.max.ms": "10"},
+            add_config={
+                # Low fetch wait: the local broker otherwise holds fetches long.
+                "fetch.wait.max.ms": "10",
+                # Read-ahead per partition: 1 MiB is well over a second of
+                # input at full speed. librdkafka's default (64 MiB) held
+                # hundreds of MiB of prefetched messages in a catching-up
+                # worker, memory its allocator then kept.
+                "queued.max.messages.kbytes": "1024",
+            },
             # Consumer errors come out as items (dead letters), not exceptions.
             raise_on_errors=False,
             watermark=watermark,

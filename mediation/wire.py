@@ -160,11 +160,54 @@ def _shared_opt(value: str | None) -> str | None:
     return None if value is None else sys.intern(value)
 
 
+# Decoded values the worker holds many equal copies of while opportunities
+# are open, shared instead: contexts and waterfalls repeat per app and
+# config, and most events have no attrs. Records are immutable, so sharing
+# is safe; each cache stops growing at _SHARED_LIMIT entries (hostile
+# variety then just gets its own copies).
+_SHARED_LIMIT = 10_000
+_CONTEXTS: dict[tuple[tuple[str, str], ...], dict[str, Any]] = {}
+_WATERFALLS: dict[tuple[tuple[str, int, int], ...], tuple[WaterfallEntry, ...]] = {}
+_EMPTY_OBJECT: dict[str, Any] = {}
+
+
+_SETTINGS: dict[int, int] = {}  # an opportunity's window, grace and skew, from its config
+
+
+def _shared_setting(value: int) -> int:
+    # Integers above 256 are objects of their own (32 bytes each).
+    return _SETTINGS.get(value) or _share(_SETTINGS, value, value)
+
+
+def _share(cache: dict[Any, Any], key: Any, value: Any) -> Any:
+    if len(cache) < _SHARED_LIMIT:
+        cache[key] = value
+    return value
+
+
 def _shared_context(context: dict[str, Any]) -> dict[str, Any]:
-    return {
+    if not context:
+        return _EMPTY_OBJECT
+    signature = tuple(context.items())
+    if all(type(value) is str for _key, value in signature):  # hashable, and 1 != True
+        shared = _CONTEXTS.get(signature)
+        if shared is not None:
+            return shared
+    else:
+        signature = ()
+    interned = {
         sys.intern(k): sys.intern(v) if isinstance(v, str) and len(v) <= 32 else v
         for k, v in context.items()
     }
+    return _share(_CONTEXTS, signature, interned) if signature else interned
+
+
+def _shared_waterfall(entries: tuple[tuple[str, int, int], ...]) -> tuple[WaterfallEntry, ...]:
+    shared = _WATERFALLS.get(entries)
+    if shared is None:
+        waterfall = tuple(WaterfallEntry(sys.intern(s), f, t) for s, f, t in entries)
+        shared = _share(_WATERFALLS, entries, waterfall)
+    return shared
 
 
 def _key(doc: Mapping[str, Any]) -> str:
@@ -188,13 +231,13 @@ def _checked_opportunity(value: bytes | None) -> Opportunity:
     raw_waterfall = delivery.get("waterfall")
     if not isinstance(raw_waterfall, list):
         raise WireError("invalid_field", "delivery.waterfall must be a list")
-    waterfall = []
+    entries = []
     for entry in raw_waterfall:
         if not isinstance(entry, dict):
             raise WireError("invalid_field", "waterfall entries must be objects")
-        waterfall.append(
-            WaterfallEntry(
-                _shared(_str(entry, "source_id")),
+        entries.append(
+            (
+                _str(entry, "source_id"),
                 _int(entry, "floor_micros", 0, _MAX_REVENUE_MICROS),
                 _int(entry, "timeout_ms"),
             )
@@ -214,11 +257,11 @@ def _checked_opportunity(value: bytes | None) -> Opportunity:
         context=_shared_context(context),
         delivery_id=_str(delivery, "delivery_id"),
         status="fill" if status == "fill" else "no_fill",  # shared constants
-        waterfall=tuple(waterfall),
+        waterfall=_shared_waterfall(tuple(entries)),
         expires_at_ms=_time(delivery, "expires_at_ms"),
-        closure_window_ms=_int(doc, "closure_window_ms"),
-        grace_ms=_int(doc, "grace_ms"),
-        skew_tolerance_ms=_int(doc, "skew_tolerance_ms"),
+        closure_window_ms=_shared_setting(_int(doc, "closure_window_ms")),
+        grace_ms=_shared_setting(_int(doc, "grace_ms")),
+        skew_tolerance_ms=_shared_setting(_int(doc, "skew_tolerance_ms")),
     )
 
 
@@ -231,7 +274,7 @@ def _checked_event(value: bytes | None) -> Event:
     revenue = doc.get("revenue_micros")
     if revenue is not None:
         revenue = _int(doc, "revenue_micros", 0, _MAX_REVENUE_MICROS)
-    attrs = doc.get("attrs") or {}
+    attrs = doc.get("attrs") or _EMPTY_OBJECT
     if not isinstance(attrs, dict):
         raise WireError("invalid_field", "attrs must be an object")
     return Event(
@@ -309,8 +352,6 @@ class _OpportunityWire(msgspec.Struct, gc=False):
     context: dict[str, Any] | None = None
 
 
-
-
 _EVENT_DECODER = msgspec.json.Decoder(_EventWire)
 _OPPORTUNITY_DECODER = msgspec.json.Decoder(_OpportunityWire)
 _intern = sys.intern
@@ -335,7 +376,7 @@ def decode_event(value: bytes | None) -> Event:
         None if source_id is None else _intern(source_id),
         wire.revenue_micros,
         None if currency is None else _intern(currency),
-        wire.attrs or {},
+        wire.attrs or _EMPTY_OBJECT,
     )
 
 
@@ -360,15 +401,17 @@ def decode_opportunity(value: bytes | None) -> Opportunity:
         wire.client_ts_ms,
         wire.config_version,
         wire.rollout_bucket,
-        _shared_context(wire.context) if wire.context else {},
+        _shared_context(wire.context) if wire.context else _EMPTY_OBJECT,
         delivery.delivery_id,
         "fill" if delivery.status == "fill" else "no_fill",
-        tuple(
-            WaterfallEntry(_intern(entry.source_id), entry.floor_micros, entry.timeout_ms)
-            for entry in delivery.waterfall
+        _shared_waterfall(
+            tuple(
+                (entry.source_id, entry.floor_micros, entry.timeout_ms)
+                for entry in delivery.waterfall
+            )
         ),
         delivery.expires_at_ms,
-        wire.closure_window_ms,
-        wire.grace_ms,
-        wire.skew_tolerance_ms,
+        _shared_setting(wire.closure_window_ms),
+        _shared_setting(wire.grace_ms),
+        _shared_setting(wire.skew_tolerance_ms),
     )

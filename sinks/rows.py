@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import orjson
@@ -129,8 +129,10 @@ def _json_text(value: object) -> str:
 _EMPTY_OBJECT = "{}"
 
 
-def _json_object(value: object) -> str:
-    return _json_text(value if isinstance(value, dict) else dict(value)) if value else _EMPTY_OBJECT
+def _json_object(value: Mapping[str, object]) -> str:
+    if not value:
+        return _EMPTY_OBJECT
+    return _json_text(value if isinstance(value, dict) else dict(value))
 
 
 def json_value(text: object) -> object:

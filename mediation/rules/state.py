@@ -43,6 +43,7 @@ __all__ = [
     "OpportunityState",
     "drain",
     "due_at_ms",
+    "from_snapshot",
     "on_event",
     "on_opportunity",
     "on_tick",
@@ -63,19 +64,28 @@ EventKey = tuple[str, str]  # (app_id, event_id): event ids are unique per app
 class Open:
     opportunity_key: str
     opportunity: Opportunity | None
-    # (app_id, event_id) -> one copy per distinct content, each the earliest
-    # received copy of that content. Conflicts are settled at close, so which
-    # copy wins never depends on the order copies arrive in. Treated as
-    # immutable: every change makes a new dict (a plain dict, because Bytewax
-    # pickles state snapshots).
-    copies: Mapping[EventKey, tuple[Event, ...]]
+    # Every copy kept: per (app_id, event_id), one copy per distinct content,
+    # each the earliest received copy of that content, in arrival order.
+    # Conflicts are settled at close, so which copy wins never depends on the
+    # order copies arrive in. A flat tuple, not a dict by event key: an
+    # opportunity holds a handful of events, and with hundreds of thousands
+    # open, a dict and two tuples per event were a sixth of the worker's
+    # memory. Scans are linear, bounded by ``max_events_per_opportunity``.
+    events: tuple[Event, ...]
 
     def winners(self) -> tuple[Event, ...]:
-        # Hot (the worker asks after every item): one copy needs no ranking.
-        return tuple(
-            copies[0] if len(copies) == 1 else min(copies, key=_copy_rank)
-            for copies in self.copies.values()
-        )
+        """The copy that counts for each event (the earliest received)."""
+        # Hot (the worker asks after every item): usually every key is distinct.
+        events = self.events
+        if len(events) < 2 or len({_event_key(e) for e in events}) == len(events):
+            return events
+        best: dict[EventKey, Event] = {}
+        for event in events:
+            key = _event_key(event)
+            kept = best.get(key)
+            if kept is None or _copy_rank(event) < _copy_rank(kept):
+                best[key] = event
+        return tuple(best.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +99,18 @@ class Archived:
 
 
 OpportunityState = Open | Archived
+
+
+def from_snapshot(state: OpportunityState) -> OpportunityState:
+    """A state as restored from a recovery snapshot, in today's shape.
+
+    Snapshots written before ``Open.events`` was a flat tuple hold a dict
+    of (app_id, event_id) -> copies in its place.
+    """
+    if isinstance(state, Open) and isinstance(state.events, Mapping):
+        flat = tuple(copy for copies in state.events.values() for copy in copies)
+        return Open(state.opportunity_key, state.opportunity, flat)
+    return state
 
 
 def _copy_rank(event: Event) -> tuple[int, int, str]:
@@ -109,18 +131,15 @@ def on_opportunity(
         # Re-delivery after close: the archive record already stands.
         return state, _EMPTY
     if state is None:
-        state = Open(opportunity.opportunity_key, None, {})
+        return Open(opportunity.opportunity_key, opportunity, ()), _EMPTY
     if state.opportunity is not None:
         return state, _EMPTY  # duplicate delivery of the same sync request
-    outputs: list[Output] = []
-    kept: dict[EventKey, tuple[Event, ...]] = {}
-    for key, copies in state.copies.items():
-        if key[0] == opportunity.app_id:
-            kept[key] = copies
-        else:
-            outputs.extend(_app_mismatch(copy, opportunity) for copy in copies)
-    state = Open(state.opportunity_key, opportunity, kept)
-    return state, tuple(outputs)
+    app_id = opportunity.app_id
+    kept = tuple(event for event in state.events if event.app_id == app_id)
+    outputs = tuple(
+        _app_mismatch(event, opportunity) for event in state.events if event.app_id != app_id
+    )
+    return Open(state.opportunity_key, opportunity, kept), outputs
 
 
 def on_event(
@@ -130,33 +149,22 @@ def on_event(
     if isinstance(state, Archived):
         return _on_event_after_archive(state, event)
     if state is None:
-        state = Open(event.opportunity_key, None, {})
+        return Open(event.opportunity_key, None, (event,)), _EMPTY
     if state.opportunity is not None and event.app_id != state.opportunity.app_id:
         return state, (_app_mismatch(event, state.opportunity),)
-    key = _event_key(event)
-    copies = list(state.copies.get(key, ()))
-    # Hot: most events arrive once, and then there is nothing to compare.
-    fields = event.client_fields() if copies else None
-    for index, copy in enumerate(copies):
-        if copy.client_fields() == fields:
-            if _copy_rank(event) >= _copy_rank(copy):
-                return state, _EMPTY  # a resend: absorbed
-            copies[index] = event
-            break
-    else:
-        # Bounded state: a flood on one key must not stall the worker (the
-        # cost of an opportunity grows with its events). Only hostile or
-        # broken clients get here; which copies are refused then depends on
-        # arrival order.
-        if not copies and len(state.copies) >= policy.max_events_per_opportunity:
-            return state, (
-                _refused(
-                    event,
-                    TOO_MANY_EVENTS,
-                    f"opportunity already holds {policy.max_events_per_opportunity} events",
-                ),
-            )
-        if len(copies) >= _MAX_CONFLICTING_COPIES:
+    events = state.events
+    event_id, app_id = event.event_id, event.app_id
+    same_id = [i for i, e in enumerate(events) if e.event_id == event_id and e.app_id == app_id]
+    if same_id:  # hot path skips this: most events arrive once
+        fields = event.client_fields()
+        for index in same_id:
+            copy = events[index]
+            if copy.client_fields() == fields:
+                if _copy_rank(event) >= _copy_rank(copy):
+                    return state, _EMPTY  # a resend: absorbed
+                replaced = (*events[:index], event, *events[index + 1 :])
+                return Open(state.opportunity_key, state.opportunity, replaced), _EMPTY
+        if len(same_id) >= _MAX_CONFLICTING_COPIES:
             return state, (
                 _refused(
                     event,
@@ -165,21 +173,33 @@ def on_event(
                     f"{_MAX_CONFLICTING_COPIES} conflicting copies",
                 ),
             )
-        copies.append(event)
-    updated = dict(state.copies)
-    updated[key] = tuple(copies)
-    return Open(state.opportunity_key, state.opportunity, updated), _EMPTY
+    # Bounded state: a flood on one key must not stall the worker (the cost
+    # of an opportunity grows with its events). Only hostile or broken
+    # clients get here; which copies are refused then depends on arrival
+    # order.
+    if len(events) >= policy.max_events_per_opportunity:
+        return state, (
+            _refused(
+                event,
+                TOO_MANY_EVENTS,
+                f"opportunity already holds {policy.max_events_per_opportunity} events",
+            ),
+        )
+    return Open(state.opportunity_key, state.opportunity, (*events, event)), _EMPTY
 
 
 def _settle_conflicts(state: Open) -> tuple[tuple[Event, ...], tuple[Output, ...]]:
     """The winning copy of every event, and a dead letter per losing content."""
+    events = state.events
+    if len({_event_key(e) for e in events}) == len(events):
+        return events, _EMPTY  # the common case: nothing to rank
+    copies: dict[EventKey, list[Event]] = {}
+    for event in events:
+        copies.setdefault(_event_key(event), []).append(event)
     winners: list[Event] = []
     letters: list[Output] = []
-    for copies in state.copies.values():
-        if len(copies) == 1:  # the common case: nothing to rank
-            winners.append(copies[0])
-            continue
-        ranked = sorted(copies, key=_copy_rank)
+    for same_event in copies.values():
+        ranked = sorted(same_event, key=_copy_rank)
         winners.append(ranked[0])
         letters.extend(_duplicate_conflict(loser, ranked[0]) for loser in ranked[1:])
     return tuple(winners), tuple(letters)

@@ -16,6 +16,7 @@ from mediation.rules import (
     close_opportunity,
     drain,
     due_at_ms,
+    from_snapshot,
     on_event,
     on_opportunity,
     on_tick,
@@ -403,3 +404,21 @@ def test_tombstones_from_older_snapshots_still_absorb_resends(make_opportunity, 
     other = dataclasses.replace(event, type="click")
     _state, (letter,) = on_event(old_style, other, 0, POLICY)
     assert letter.reason == DUPLICATE_CONFLICT  # type: ignore[union-attr]
+
+
+def test_snapshots_of_the_earlier_dict_layout_are_flattened(make_opportunity, make_event):
+    """Recovery stores written before ``Open.events`` was a flat tuple still resume."""
+    opportunity = make_opportunity()
+    first = make_event(event_id="e1")
+    other_content = dataclasses.replace(first, revenue_micros=7)
+    second = make_event(event_id="e2")
+    legacy = Open(
+        opportunity.opportunity_key,
+        opportunity,
+        {("app_1", "e1"): (first, other_content), ("app_1", "e2"): (second,)},  # type: ignore[arg-type]
+    )
+    restored = from_snapshot(legacy)
+    assert restored == Open(
+        opportunity.opportunity_key, opportunity, (first, other_content, second)
+    )
+    assert from_snapshot(restored) is restored

@@ -44,12 +44,44 @@ ODD_VALUES = st.one_of(
     st.none(),
     st.booleans(),
     st.sampled_from(
-        [0, -1, 1, 2**31 - 1, 2**31, 2**53 - 1, 2**53, 2**64, -(2**63), 32_767, 32_768,
-         MAX_TIME_MS, MAX_TIME_MS + 1, 1.0, 1.5, float("nan"), "", "x" * 128, "x" * 129,
-         "a\x00b", "\ud800", "fill", "no_fill", "impression", "event.v1", "opportunity.v1",
-         KEY, KEY.lower(), "8" + KEY[1:], "ZZZZZZZZZZ" + KEY[10:], KEY + "\n", [], {}, [{}],
-         {"a": [1, {"b": None}]}]
-    ),  # fmt: skip
+        [
+            0,
+            -1,
+            1,
+            2**31 - 1,
+            2**31,
+            2**53 - 1,
+            2**53,
+            2**64,
+            -(2**63),
+            32_767,
+            32_768,
+            MAX_TIME_MS,
+            MAX_TIME_MS + 1,
+            1.0,
+            1.5,
+            float("nan"),
+            "",
+            "x" * 128,
+            "x" * 129,
+            "a\x00b",
+            "\ud800",
+            "fill",
+            "no_fill",
+            "impression",
+            "event.v1",
+            "opportunity.v1",
+            KEY,
+            KEY.lower(),
+            "8" + KEY[1:],
+            "ZZZZZZZZZZ" + KEY[10:],
+            KEY + "\n",
+            [],
+            {},
+            [{}],
+            {"a": [1, {"b": None}]},
+        ]
+    ),
     st.text(max_size=140),
     st.integers(),
 )
@@ -62,10 +94,10 @@ def _mutate(doc: dict[str, Any], data: st.DataObject) -> dict[str, Any]:
         if isinstance(doc.get("delivery"), dict) and data.draw(st.booleans()):
             target = doc["delivery"]
             waterfall = target.get("waterfall")
-            if isinstance(waterfall, list) and waterfall and isinstance(waterfall[0], dict):
-                if data.draw(st.booleans()):
-                    target = waterfall[0]
-        field = data.draw(st.sampled_from(sorted(target) + ["unknown_field"]))
+            descend = isinstance(waterfall, list) and waterfall and isinstance(waterfall[0], dict)
+            if descend and data.draw(st.booleans()):
+                target = waterfall[0]
+        field = data.draw(st.sampled_from([*sorted(target), "unknown_field"]))
         if data.draw(st.integers(0, 4)) == 0:
             target.pop(field, None)
         else:
@@ -106,7 +138,10 @@ def test_fast_opportunity_decoding_agrees_with_the_checks(data: st.DataObject) -
      b'{"schema": "event.v1", "schema": "event.v1"}', b"{" * 10_000],
 )  # fmt: skip
 def test_malformed_values_get_the_checks_reason(value: bytes | None) -> None:
-    for fast, checked in ((decode_event, _checked_event), (decode_opportunity, _checked_opportunity)):
+    for fast, checked in (
+        (decode_event, _checked_event),
+        (decode_opportunity, _checked_opportunity),
+    ):
         with pytest.raises(WireError) as expected:
             checked(value)
         with pytest.raises(WireError) as raised:
