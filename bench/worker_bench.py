@@ -242,38 +242,59 @@ def _wait_for_bytewax(pid: int) -> None:
         time.sleep(0.05)
 
 
+def _counts(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def _worker_commands(workers: int, processes: int) -> list[list[str]]:
+    """``mediation worker`` command lines: one process with ``-w workers``, or a
+    cluster of ``processes`` processes with one worker each (``-i``/``-a``)."""
+    if processes == 1:
+        return [mediation_command("worker", "-w", str(workers), "--metrics-port", "0")]
+    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+    return [
+        mediation_command("worker", "-w", "1", "-i", str(index), "-a", addresses,
+                          "--metrics-port", "0")
+        for index in range(processes)
+    ]  # fmt: skip
+
+
 def _run_worker(
     env: dict[str, str],
-    workers: int,
+    name: str,
+    commands: list[list[str]],
     counts: dict[str, int],
     database_url: str,
-    log: Path,
+    log_dir: Path,
     profile: Path | None = None,
 ) -> dict[str, float]:
+    """Run the worker process(es) until every row is stored; CPU and RSS summed over them."""
     started = time.monotonic()
-    rss = 0.0
+    rss: dict[int, float] = {}
     with (
-        running(
-            "worker",
-            mediation_command("worker", "-w", str(workers), "--metrics-port", "0"),
-            env,
-            log,
-        ) as worker,
+        contextlib.ExitStack() as processes,
         psycopg.connect(database_url, autocommit=True) as conn,
         contextlib.ExitStack() as sampling,
     ):
+        workers = [
+            processes.enter_context(
+                running(f"{name}-{index}", command, env, log_dir / f"{name}-{index}.log")
+            )
+            for index, command in enumerate(commands)
+        ]
         if profile is not None:
-            _wait_for_bytewax(worker.pid)  # py-spy would lose it across the exec
-            sampling.enter_context(py_spy(worker.pid, profile, gil_only=True))
+            _wait_for_bytewax(workers[0].pid)  # py-spy would lose it across the exec
+            sampling.enter_context(py_spy(workers[0].pid, profile, gil_only=True))
         deadline = started + 3_600
         while True:
-            if not worker.alive():
-                raise RuntimeError(f"worker exited: {worker.tail()}")
-            with contextlib.suppress(OSError):
-                rss = max(rss, peak_rss_mib(worker.pid))
+            for worker in workers:
+                if not worker.alive():
+                    raise RuntimeError(f"worker exited: {worker.tail()}")
+                with contextlib.suppress(OSError):
+                    rss[worker.pid] = max(rss.get(worker.pid, 0.0), peak_rss_mib(worker.pid))
             archived, stored = _count(conn, "archive_records"), _count(conn, "event_records")
             print(
-                f"\r  -w {workers}: {time.monotonic() - started:6.1f}s  "
+                f"\r  {name}: {time.monotonic() - started:6.1f}s  "
                 f"{stored:,}/{counts['events']:,} events  "
                 f"{archived:,}/{counts['opportunities']:,} archives",
                 end="",
@@ -281,7 +302,7 @@ def _run_worker(
             )
             if archived >= counts["opportunities"] and stored >= counts["events"]:
                 print(file=sys.stderr)
-                cpu = cpu_seconds(worker.pid)
+                cpu = sum(cpu_seconds(worker.pid) for worker in workers)
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError("worker did not finish within an hour")
@@ -295,7 +316,7 @@ def _run_worker(
     return {
         "seconds": seconds,
         "worker_cpu_s": cpu,
-        "peak_rss_mib": rss,
+        "peak_rss_mib": sum(rss.values()),
         "dead_letters": letters,
         "late_events": late,
     }
@@ -356,6 +377,11 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--workers", default="1,2", help="comma-separated -w values to run")
     parser.add_argument(
+        "--processes",
+        default="",
+        help="comma-separated process counts to run as a cluster (-i/-a), one worker each",
+    )
+    parser.add_argument(
         "--open-state",
         type=int,
         default=0,
@@ -390,7 +416,9 @@ def main() -> int:
         results: dict[str, dict[str, float]] = {}
         with _fresh_database(base.database_url) as url:
             results["raw"] = _run_raw(bootstrap, prefix, counts["messages"], url)
-        for workers in [int(w) for w in args.workers.split(",")]:
+        runs = [(f"worker-w{w}", w, 1) for w in _counts(args.workers)]
+        runs += [(f"worker-p{p}", 1, p) for p in _counts(args.processes)]
+        for name, workers, processes in runs:
             with _fresh_database(base.database_url) as url:
                 env = _worker_env(
                     url,
@@ -400,15 +428,16 @@ def main() -> int:
                     MEDIATION_DEFAULT_CLOSURE_WINDOW_MS=str(WINDOW_MS),
                     MEDIATION_DEFAULT_GRACE_MS=str(GRACE_MS),
                 )
-                results[f"worker-w{workers}"] = _run_worker(
+                results[name] = _run_worker(
                     env,
-                    workers,
+                    name,
+                    _worker_commands(workers, processes),
                     counts,
                     url,
-                    scratch / f"worker-w{workers}.log",
-                    args.profile / f"worker-w{workers}.collapsed" if args.profile else None,
+                    scratch,
+                    args.profile / f"{name}.collapsed" if args.profile else None,
                 )
-                print(f"worker -w {workers}: {results[f'worker-w{workers}']}", file=sys.stderr)
+                print(f"{name}: {results[name]}", file=sys.stderr)
         broker_rss = peak_rss_mib(broker.pid)
 
     for figures in results.values():

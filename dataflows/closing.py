@@ -39,6 +39,8 @@ from mediation.rules import state as rules
 from mediation.rules.model import Event, Opportunity, Output, Policy
 from mediation.rules.ulid import ulid_time_ms_unchecked
 
+from .inflight import InFlight
+
 __all__ = [
     "BUCKET_MS",
     "BUCKET_SHARDS",
@@ -123,8 +125,10 @@ class ClosingBucket(StatefulBatchLogic[Opportunity | Event, Output, BucketState]
         wall_ms: Callable[[], int] = now_ms,
         event_time_pace: Callable[[], float] = steady_pace,
         counts: StateCounts | None = None,
+        in_flight: InFlight | None = None,
     ):
         self._policy = policy
+        self._in_flight = in_flight
         self._clock_ms = clock_ms  # event time: the input watermark in production
         self._wall_ms = wall_ms  # what Bytewax's notification timer runs on
         self._event_time_pace = event_time_pace  # event ms per wall ms, lately
@@ -178,6 +182,8 @@ class ClosingBucket(StatefulBatchLogic[Opportunity | Event, Output, BucketState]
             self._store(key, before, after)
             if produced:
                 outputs.extend(produced)
+        if self._in_flight is not None:
+            self._in_flight.applied(len(values))
         return self._verdict(outputs)
 
     def on_notify(self) -> tuple[Iterable[Output], bool]:
@@ -249,6 +255,7 @@ def closing_builder(
     drain_on_eof: bool,
     event_time_pace: Callable[[], float] = steady_pace,
     counts: StateCounts | None = None,
+    in_flight: InFlight | None = None,
 ) -> Callable[[BucketState | None], ClosingBucket]:
     def build(resume: BucketState | None) -> ClosingBucket:
         return ClosingBucket(
@@ -258,6 +265,7 @@ def closing_builder(
             drain_on_eof,
             event_time_pace=event_time_pace,
             counts=counts,
+            in_flight=in_flight,
         )
 
     return build

@@ -12,6 +12,15 @@ While any process's value is missing (not started yet, or gone) or Redis
 cannot be reached, the cluster clock holds at its last value: closing waits,
 nothing closes early. One process alone does not use this (its own
 watermark already covers every partition).
+
+Each process also publishes its in-flight counters (records decoded and
+handed to the closing step, records applied there: ``dataflows/inflight.py``).
+A record read by one process may be applied by another, so only the sums
+over the cluster say whether anything read is still on its way;
+``in_flight`` is that difference (positive, i.e. "wait", while any process
+is unknown). The sums come from values published up to 200 ms apart, so
+they are exact once reading has paused for longer than that, which is when
+the watermark asks (a partition read to its end, settled).
 """
 
 from __future__ import annotations
@@ -22,6 +31,8 @@ from collections.abc import Callable
 
 import redis
 from redis.exceptions import RedisError
+
+from .inflight import InFlight
 
 __all__ = ["ClusterWatermark"]
 
@@ -39,8 +50,11 @@ class ClusterWatermark:
         process_index: int,
         process_count: int,
         interval_s: float = 0.2,
+        in_flight: InFlight | None = None,
     ):
         self._local_ms = local_ms
+        self._local_in_flight = in_flight or InFlight()
+        self._cluster_in_flight = 1  # unknown until every process has spoken: wait
         self._redis = redis.Redis.from_url(redis_url, socket_timeout=1.0)
         self._keys = [f"{namespace}worker-watermark:{i}" for i in range(process_count)]
         self._own_key = self._keys[process_index]
@@ -59,12 +73,22 @@ class ClusterWatermark:
     def now_ms(self) -> int:
         return min(self._cluster_ms, self._local_ms())
 
+    def in_flight(self) -> int:
+        """Records read anywhere in the cluster and not yet applied (as of the last sync)."""
+        return self._cluster_in_flight
+
     def sync_once(self) -> None:
-        """Publish this process's watermark; take the cluster's minimum if all are known."""
-        self._redis.set(self._own_key, self._local_ms(), px=_TTL_MS)
-        known = [int(value) for value in self._redis.mget(self._keys) if value is not None]
-        if len(known) == len(self._keys):
-            self._cluster_ms = min(known)
+        """Publish this process's watermark and counters; take the cluster's if all are known."""
+        sent, applied = self._local_in_flight.counts()
+        self._redis.set(self._own_key, f"{self._local_ms()}:{sent}:{applied}", px=_TTL_MS)
+        known = [_fields(value) for value in self._redis.mget(self._keys) if value is not None]
+        if len(known) < len(self._keys):
+            return
+        self._cluster_ms = min(published[0] for published in known)
+        if all(len(published) == 3 for published in known):
+            self._cluster_in_flight = sum(p[1] for p in known) - sum(p[2] for p in known)
+        else:  # a process of an earlier version publishes no counters: keep waiting
+            self._cluster_in_flight = 1
 
     def _run(self) -> None:
         failing = False
@@ -77,3 +101,9 @@ class ClusterWatermark:
                     log.warning("cluster watermark not shared (closing holds): %s", exc)
                 failing = True
             self._stop.wait(self._interval_s)
+
+
+def _fields(value: bytes | str) -> list[int]:
+    """``watermark:sent:applied`` (or a bare watermark, from an earlier version)."""
+    text = value.decode() if isinstance(value, bytes) else value
+    return [int(part) for part in text.split(":")]

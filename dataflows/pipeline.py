@@ -30,6 +30,7 @@ from sinks.records import DeadLetterRecord, SinkItem, dead_letter_from_rules, en
 
 from .closing import closing_builder, steady_pace
 from .decode import Decoded, decode_message
+from .inflight import InFlight
 from .metrics import WorkerMetrics
 from .watermark import InputWatermark
 
@@ -79,6 +80,7 @@ def build_flow(
     breaker_sink: Sink[SourceOutcome] | None = None,
     watermark: InputWatermark | None = None,
     metrics: WorkerMetrics | None = None,
+    in_flight: InFlight | None = None,
 ) -> Dataflow:
     """Build the dataflow.
 
@@ -91,7 +93,9 @@ def build_flow(
     input ends (tests, batch re-processing); production tails forever.
     ``watermark``, when given, is fed every input message; production passes
     one and uses its ``now_ms`` as ``clock_ms`` so that closing follows event
-    time (see ``dataflows/watermark.py``).
+    time (see ``dataflows/watermark.py``). ``in_flight``, when given, counts
+    records handed to the closing step and applied there (the watermark asks
+    it before a drained partition follows the wall clock).
     """
     flow = Dataflow(flow_id)
     raw, input_errors = messages(flow)
@@ -104,7 +108,10 @@ def build_flow(
             watermark.observe_batch(messages)
         if metrics is not None:
             metrics.observe_messages(message.topic for message in messages)
-        return [decode_message(topics, message) for message in messages]
+        decoded = [decode_message(topics, message) for message in messages]
+        if in_flight is not None:  # records for the closing step (the rest are dead letters)
+            in_flight.sent(sum(1 for item in decoded if type(item) is tuple))
+        return decoded
 
     decoded = op.flat_map_batch("decode", raw, observe_and_decode)
     branch = op.branch("split_decoded", decoded, lambda item: isinstance(item, tuple))
@@ -114,7 +121,9 @@ def build_flow(
     # A new step id for the bucketed state (recovery stores of the earlier
     # per-opportunity layout are not resumed into it; docs/operations.md).
     outputs = op.stateful_batch(
-        "closing_buckets", keyed, closing_builder(policy, clock_ms, drain_on_eof, pace, counts)
+        "closing_buckets",
+        keyed,
+        closing_builder(policy, clock_ms, drain_on_eof, pace, counts, in_flight),
     )
 
     def to_sink_item(key_output: tuple[str, Output]) -> SinkItem:

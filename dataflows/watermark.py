@@ -10,12 +10,14 @@ become orphans. The worker's clock is therefore this watermark:
 - a partition read to the end of its log (its next offset has reached the
   broker's high watermark, polled by ``dataflows/lag.py``) has nothing more
   to wait for: it advances with the wall clock, once ``settle_ms`` (1 s,
-  ``MEDIATION_DRAIN_SETTLE_MS``) have passed since its last read. Until then
-  it holds at its last timestamp: the last messages read are still on their
-  way to the closing step (with several workers, through Bytewax's exchange,
-  which a saturated CPU slows down), and their opportunities must not close
-  without them (a backlog's tail would otherwise turn its own last events
-  late);
+  ``MEDIATION_DRAIN_SETTLE_MS``) have passed since its last read *and*
+  nothing read is still in flight (``in_flight``: records decoded but not
+  yet applied by the closing step, over the whole cluster; see
+  ``dataflows/inflight.py``). Until then it holds at its last timestamp:
+  the last messages read are still on their way to the closing step (with
+  several workers, through Bytewax's exchange, which a saturated CPU slows
+  down), and their opportunities must not close without them (a backlog's
+  tail would otherwise turn its own last events late);
 - a partition read live (its last message was fresh when read) advances
   with the wall clock too, minus the lag it was read with; a partition
   still catching up only advances as it is read, and holds while reading
@@ -64,6 +66,7 @@ class InputWatermark:
         high_watermarks: Callable[[], Mapping[PartitionKey, int]] | None = None,
         reuse_ms: int = 5,
         low_watermarks: Callable[[], Mapping[PartitionKey, int]] | None = None,
+        in_flight: Callable[[], int] = lambda: 0,
     ):
         self._idle_ms = idle_ms
         self._live_lag_ms = live_lag_ms
@@ -71,6 +74,7 @@ class InputWatermark:
         self._wall_ms = wall_ms
         self._high_watermarks = high_watermarks
         self._low_watermarks = low_watermarks
+        self._in_flight = in_flight
         # (topic, partition) -> the offset this process starts reading it from
         self._assigned: dict[PartitionKey, int] = {}
         self._reuse_ms = reuse_ms
@@ -180,11 +184,15 @@ class InputWatermark:
             if any(high > 0 and key not in seen for key, high in highs.items()):
                 return self._started_ms - self._idle_ms
         marks = []
+        settled: bool | None = None  # asked once per computation, when needed
         for key, (timestamp, read_at, next_offset) in progress:
             high = highs.get(key)
             if high is not None and next_offset >= high:
                 if wall - read_at >= self._settle_ms:
-                    continue  # read to the end of the log: nothing more to wait for
+                    if settled is None:
+                        settled = self._in_flight() <= 0
+                    if settled:
+                        continue  # read to the end and all of it applied: nothing to wait for
                 marks.append(timestamp)  # what was read last is still on its way
                 continue
             if high is None and wall - read_at > self._idle_ms:

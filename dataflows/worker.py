@@ -21,7 +21,8 @@ processes, ``-r`` recovery directory). Settings come from the environment
   through Redis (``dataflows/cluster_clock.py``).
 - ``MEDIATION_DRAIN_SETTLE_MS`` (default 1000): how long a partition read
   to the end of its log holds its event time before following the wall
-  clock (``dataflows/watermark.py``).
+  clock, at the least: it also waits until every record read has been
+  applied by the closing step (``dataflows/watermark.py``, ``dataflows/inflight.py``).
 - ``MEDIATION_SINK_WRITERS`` (default 2): Postgres writer threads (each
   with its connection) for the whole cluster; records are spread over them
   by ``opportunity_key`` (``sinks/pipelined.py``).
@@ -54,6 +55,7 @@ from sinks.records import DeadLetterRecord
 from .cluster_clock import ClusterWatermark
 from .decode import kafka_error_letter
 from .faults import with_crash_drill
+from .inflight import InFlight
 from .lag import HighWatermarkPoller
 from .metrics import WorkerMetrics
 from .pipeline import RawMessage, build_flow
@@ -99,10 +101,17 @@ def build_production_flow(
     topics = settings.topics
 
     highs = HighWatermarkPoller(brokers, [topics.opportunities, topics.events]).start()
+    in_flight = InFlight()
+    cluster: ClusterWatermark | None = None  # set below with several processes
+
+    def records_in_flight() -> int:
+        return cluster.in_flight() if cluster is not None else in_flight.local()
+
     watermark = InputWatermark(
         high_watermarks=highs.highs,
         low_watermarks=highs.lows,
         settle_ms=_env_ms("MEDIATION_DRAIN_SETTLE_MS", 1_000),
+        in_flight=records_in_flight,
     )
 
     def kafka_input(flow: Dataflow) -> tuple[Stream[RawMessage], Stream[DeadLetterRecord]]:
@@ -130,17 +139,15 @@ def build_production_flow(
 
     clock_ms = watermark.now_ms
     if process_count > 1:
-        clock_ms = (
-            ClusterWatermark(
-                watermark.now_ms,
-                settings.redis_url,
-                settings.topic_prefix,
-                process_index,
-                process_count,
-            )
-            .start()
-            .now_ms
-        )
+        cluster = ClusterWatermark(
+            watermark.now_ms,
+            settings.redis_url,
+            settings.topic_prefix,
+            process_index,
+            process_count,
+            in_flight=in_flight,
+        ).start()
+        clock_ms = cluster.now_ms
     metrics = WorkerMetrics(clock_ms, positions=watermark.positions, highs=highs.highs)
     metrics.serve(metrics_port, metrics_host)
     return build_flow(
@@ -163,6 +170,7 @@ def build_production_flow(
         breaker_sink=RedisBreakerSink(settings.redis_url, settings.topic_prefix),
         watermark=watermark,
         metrics=metrics,
+        in_flight=in_flight,
     )
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import uuid
 
 import pytest
+import redis
 
 from dataflows.cluster_clock import ClusterWatermark
+from dataflows.inflight import InFlight
 from mediation.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -39,3 +41,34 @@ def test_each_process_closes_on_the_minimum_and_holds_while_one_is_missing(
     second.sync_once()
     first.sync_once()
     assert first.now_ms() == 5_000  # never ahead of its own watermark either
+
+
+def test_records_in_flight_are_summed_over_the_cluster(services: Settings) -> None:
+    """A record decoded by one process and applied by another is in flight until then."""
+    namespace = f"t{uuid.uuid4().hex[:8]}."
+    reader, owner = InFlight(), InFlight()
+    first = ClusterWatermark(_Local(0), services.redis_url, namespace, 0, 2, in_flight=reader)
+    second = ClusterWatermark(_Local(0), services.redis_url, namespace, 1, 2, in_flight=owner)
+    first.sync_once()
+    assert first.in_flight() > 0  # the other process is unknown: wait
+
+    reader.sent(10)  # the first process reads 10 records; the second owns 4 of them
+    reader.applied(6)
+    second.sync_once()
+    first.sync_once()
+    assert first.in_flight() == 4
+
+    owner.applied(4)
+    second.sync_once()
+    first.sync_once()
+    assert first.in_flight() == 0
+    assert reader.local() == 4  # on its own, the reader cannot know
+
+
+def test_a_process_publishing_no_counters_keeps_the_cluster_waiting(services: Settings) -> None:
+    namespace = f"t{uuid.uuid4().hex[:8]}."
+    first = ClusterWatermark(_Local(5_000), services.redis_url, namespace, 0, 2)
+    redis.Redis.from_url(services.redis_url).set(f"{namespace}worker-watermark:1", 4_000, px=5_000)
+    first.sync_once()
+    assert first.now_ms() == 4_000
+    assert first.in_flight() > 0

@@ -11,6 +11,7 @@ from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
+from dataflows.inflight import InFlight
 from dataflows.pipeline import build_flow
 from mediation.rules.model import (
     ClosedOpportunity,
@@ -48,7 +49,7 @@ def _message(topic: str, value: bytes, offset: int, key: bytes = b"k") -> KafkaS
     )
 
 
-def _run(messages: list[KafkaSourceMessage]) -> list[object]:
+def _run(messages: list[KafkaSourceMessage], in_flight: InFlight | None = None) -> list[object]:
     out: list[object] = []
 
     def source(flow: Dataflow):  # type: ignore[no-untyped-def]
@@ -63,6 +64,7 @@ def _run(messages: list[KafkaSourceMessage]) -> list[object]:
         policy=Policy(),
         clock_ms=lambda: T0,
         drain_on_eof=True,
+        in_flight=in_flight,
     )
     run_main(flow)
     return out
@@ -93,6 +95,20 @@ def test_duplicated_and_reordered_events_close_into_one_archive_record() -> None
     )
     assert archive.counted_events == 3
     assert not [item for item in out if isinstance(item, DeadLetterRecord)]
+
+
+def test_every_record_handed_to_the_closing_step_is_counted_applied() -> None:
+    key = encode_ulid(T0, os.urandom(10))
+    in_flight = InFlight()
+    _run(
+        [
+            _message(TOPICS.opportunities, encode_opportunity(opportunity(key)), 0),
+            _message(TOPICS.events, encode_event(_event(key, "e1", "loaded", 100)), 1),
+            _message(TOPICS.events, b"{oops", 2),  # a dead letter: never handed over
+        ],
+        in_flight,
+    )
+    assert in_flight.counts() == (2, 2)
 
 
 def test_malformed_message_becomes_a_dead_letter_with_its_source_position() -> None:

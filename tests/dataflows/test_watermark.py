@@ -84,6 +84,20 @@ def test_a_backlog_read_to_the_end_of_its_log_follows_the_wall_clock() -> None:
     assert mark.positions() == {("t", 0): 100}
 
 
+def test_a_drained_partition_waits_for_what_it_read_to_be_applied() -> None:
+    wall = _Wall(T0 + 3_600_000)
+    highs = {("t", 0): 100}
+    in_flight = [3]  # records decoded but not yet applied by the closing step
+    mark = InputWatermark(
+        wall_ms=wall, high_watermarks=lambda: highs, reuse_ms=0, in_flight=lambda: in_flight[0]
+    )
+    mark.observe(_message(0, T0 + 5, offset=99))
+    wall.now += 5_000  # settled long ago, but three records are still on their way
+    assert mark.now_ms() == T0 + 5
+    in_flight[0] = 0
+    assert mark.now_ms() == wall.now
+
+
 def test_the_watermark_is_reused_for_a_few_milliseconds() -> None:
     wall = _Wall(T0)
     mark = InputWatermark(wall_ms=wall, reuse_ms=5)
