@@ -377,6 +377,12 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--workers", default="1,2", help="comma-separated -w values to run")
     parser.add_argument(
+        "--lateness-ms",
+        type=int,
+        default=LATENESS_MS,
+        help="the workers' allowed lateness (MEDIATION_ALLOWED_LATENESS_MS)",
+    )
+    parser.add_argument(
         "--processes",
         default="",
         help="comma-separated process counts to run as a cluster (-i/-a), one worker each",
@@ -424,7 +430,7 @@ def main() -> int:
                     url,
                     bootstrap,
                     prefix,
-                    MEDIATION_ALLOWED_LATENESS_MS=str(LATENESS_MS),
+                    MEDIATION_ALLOWED_LATENESS_MS=str(args.lateness_ms),
                     MEDIATION_DEFAULT_CLOSURE_WINDOW_MS=str(WINDOW_MS),
                     MEDIATION_DEFAULT_GRACE_MS=str(GRACE_MS),
                 )

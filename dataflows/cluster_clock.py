@@ -16,11 +16,9 @@ watermark already covers every partition).
 Each process also publishes its in-flight counters (records decoded and
 handed to the closing step, records applied there: ``dataflows/inflight.py``).
 A record read by one process may be applied by another, so only the sums
-over the cluster say whether anything read is still on its way;
-``in_flight`` is that difference (positive, i.e. "wait", while any process
-is unknown). The sums come from values published up to 200 ms apart, so
-they are exact once reading has paused for longer than that, which is when
-the watermark asks (a partition read to its end, settled).
+over the cluster say whether what was read has arrived; ``flight`` gives
+them (this process's own counts fresh, the others' as last published,
+at most 200 ms old), or ``None`` while any process is unknown (wait).
 """
 
 from __future__ import annotations
@@ -54,7 +52,9 @@ class ClusterWatermark:
     ):
         self._local_ms = local_ms
         self._local_in_flight = in_flight or InFlight()
-        self._cluster_in_flight = 1  # unknown until every process has spoken: wait
+        # The other processes' (sent, applied) sums; None until all have spoken.
+        self._others: tuple[int, int] | None = None
+        self._process_index = process_index
         self._redis = redis.Redis.from_url(redis_url, socket_timeout=1.0)
         self._keys = [f"{namespace}worker-watermark:{i}" for i in range(process_count)]
         self._own_key = self._keys[process_index]
@@ -73,9 +73,13 @@ class ClusterWatermark:
     def now_ms(self) -> int:
         return min(self._cluster_ms, self._local_ms())
 
-    def in_flight(self) -> int:
-        """Records read anywhere in the cluster and not yet applied (as of the last sync)."""
-        return self._cluster_in_flight
+    def flight(self) -> tuple[int, int] | None:
+        """(sent, applied) over the cluster, or None while a process is unknown."""
+        others = self._others
+        if others is None:
+            return None
+        sent, applied = self._local_in_flight.counts()
+        return sent + others[0], applied + others[1]
 
     def sync_once(self) -> None:
         """Publish this process's watermark and counters; take the cluster's if all are known."""
@@ -85,10 +89,11 @@ class ClusterWatermark:
         if len(known) < len(self._keys):
             return
         self._cluster_ms = min(published[0] for published in known)
-        if all(len(published) == 3 for published in known):
-            self._cluster_in_flight = sum(p[1] for p in known) - sum(p[2] for p in known)
+        others = [p for index, p in enumerate(known) if index != self._process_index]
+        if all(len(published) == 3 for published in others):
+            self._others = (sum(p[1] for p in others), sum(p[2] for p in others))
         else:  # a process of an earlier version publishes no counters: keep waiting
-            self._cluster_in_flight = 1
+            self._others = None
 
     def _run(self) -> None:
         failing = False

@@ -1,15 +1,14 @@
 """Records on their way to the closing step: handed over, not yet applied.
 
-The input watermark lets a partition read to the end of its log follow the
-wall clock. That is only safe once what was read from it has reached the
-closing step: between the two lie Bytewax's exchange (records go to the
-worker that owns their bucket, across threads or, with several processes,
-over the network) and its queues, which a saturated CPU drains slowly. A
-fixed settle time guesses; these two counters know. Decoding counts the
-records it hands over (``sent``), the closing step the ones it applied
-(``applied``); their difference is what is still in flight. With several
-processes the counters are summed over the cluster
-(``dataflows/cluster_clock.py``).
+Between decoding and the closing step lie Bytewax's exchange (records go to
+the worker that owns their bucket, across threads or, with several
+processes, over the network) and its queues, which a saturated CPU drains
+slowly. The input watermark must not move past what has not arrived yet:
+decoding counts the records it hands over (``sent``), the closing step the
+ones it applied (``applied``), and the watermark releases a value only
+once as many have been applied as had been sent when it was computed
+(``dataflows/watermark.py``). With several processes the counters are
+summed over the cluster (``dataflows/cluster_clock.py``).
 """
 
 from __future__ import annotations
@@ -37,7 +36,3 @@ class InFlight:
         """(sent, applied) so far, read together."""
         with self._lock:
             return self._sent, self._applied
-
-    def local(self) -> int:
-        sent, applied = self.counts()
-        return sent - applied

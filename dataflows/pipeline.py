@@ -94,8 +94,8 @@ def build_flow(
     ``watermark``, when given, is fed every input message; production passes
     one and uses its ``now_ms`` as ``clock_ms`` so that closing follows event
     time (see ``dataflows/watermark.py``). ``in_flight``, when given, counts
-    records handed to the closing step and applied there (the watermark asks
-    it before a drained partition follows the wall clock).
+    records handed to the closing step and applied there (the watermark is
+    released only as far as they have been applied).
     """
     flow = Dataflow(flow_id)
     raw, input_errors = messages(flow)
@@ -104,13 +104,15 @@ def build_flow(
     # per partition and topic), decode each message. Bytewax's per-step cost
     # is paid per item or per batch, so steps are few and batched.
     def observe_and_decode(messages: list[RawMessage]) -> list[Decoded | DeadLetterRecord]:
+        decoded = [decode_message(topics, message) for message in messages]
+        # Counted as sent before the watermark sees their timestamps: a value
+        # computed from them is released only once they have been applied.
+        if in_flight is not None:  # records for the closing step (the rest are dead letters)
+            in_flight.sent(sum(1 for item in decoded if type(item) is tuple))
         if watermark is not None:
             watermark.observe_batch(messages)
         if metrics is not None:
             metrics.observe_messages(message.topic for message in messages)
-        decoded = [decode_message(topics, message) for message in messages]
-        if in_flight is not None:  # records for the closing step (the rest are dead letters)
-            in_flight.sent(sum(1 for item in decoded if type(item) is tuple))
         return decoded
 
     decoded = op.flat_map_batch("decode", raw, observe_and_decode)

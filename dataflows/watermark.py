@@ -10,14 +10,7 @@ become orphans. The worker's clock is therefore this watermark:
 - a partition read to the end of its log (its next offset has reached the
   broker's high watermark, polled by ``dataflows/lag.py``) has nothing more
   to wait for: it advances with the wall clock, once ``settle_ms`` (1 s,
-  ``MEDIATION_DRAIN_SETTLE_MS``) have passed since its last read *and*
-  nothing read is still in flight (``in_flight``: records decoded but not
-  yet applied by the closing step, over the whole cluster; see
-  ``dataflows/inflight.py``). Until then it holds at its last timestamp:
-  the last messages read are still on their way to the closing step (with
-  several workers, through Bytewax's exchange, which a saturated CPU slows
-  down), and their opportunities must not close without them (a backlog's
-  tail would otherwise turn its own last events late);
+  ``MEDIATION_DRAIN_SETTLE_MS``) have passed since its last read;
 - a partition read live (its last message was fresh when read) advances
   with the wall clock too, minus the lag it was read with; a partition
   still catching up only advances as it is read, and holds while reading
@@ -33,7 +26,17 @@ become orphans. The worker's clock is therefore this watermark:
 - without assignments (no Kafka source told us), for ``idle_ms`` after
   start, while any partition that holds data has delivered nothing to this
   process, the watermark holds (before the start);
-- the watermark is the minimum over the partitions, never ahead of the wall clock.
+- the watermark is the minimum over the partitions, never ahead of the wall clock;
+- and it is *released* only once every record read before it was computed
+  has been applied by the closing step (``flight``: records decoded and
+  handed over, records applied, counted by ``dataflows/inflight.py``; with
+  several processes, summed over the cluster). Between reading and closing
+  lie Bytewax's exchange and its queues (records go to the worker that owns
+  their bucket, across threads or processes), which a saturated CPU drains
+  slowly: a catching-up cluster of two processes had queued more than the
+  allowed lateness and closed 7% of a backlog's events late. Each computed
+  value waits, with the count of records sent when it was computed, until
+  that many have been applied.
 
 Each process sees only its own partitions; with several processes a key's
 events may be read elsewhere, so the dataflow closes on the cluster's
@@ -42,6 +45,7 @@ minimum of these watermarks (``dataflows/cluster_clock.py``).
 
 from __future__ import annotations
 
+import collections
 import threading
 from collections.abc import Callable, Iterable, Mapping
 
@@ -54,6 +58,7 @@ __all__ = ["InputWatermark", "PartitionKey"]
 
 PartitionKey = tuple[str, int]
 _PACE_WINDOW_MS = 1_000
+_MAX_PENDING = 10_000
 
 
 class InputWatermark:
@@ -66,7 +71,7 @@ class InputWatermark:
         high_watermarks: Callable[[], Mapping[PartitionKey, int]] | None = None,
         reuse_ms: int = 5,
         low_watermarks: Callable[[], Mapping[PartitionKey, int]] | None = None,
-        in_flight: Callable[[], int] = lambda: 0,
+        flight: Callable[[], tuple[int, int] | None] = lambda: (0, 0),
     ):
         self._idle_ms = idle_ms
         self._live_lag_ms = live_lag_ms
@@ -74,7 +79,10 @@ class InputWatermark:
         self._wall_ms = wall_ms
         self._high_watermarks = high_watermarks
         self._low_watermarks = low_watermarks
-        self._in_flight = in_flight
+        self._flight = flight
+        # Computed values not yet released: (value, records sent when computed).
+        self._pending: collections.deque[tuple[int, int]] = collections.deque()
+        self._released = -(2**62)
         # (topic, partition) -> the offset this process starts reading it from
         self._assigned: dict[PartitionKey, int] = {}
         self._reuse_ms = reuse_ms
@@ -137,7 +145,7 @@ class InputWatermark:
         cached_at, cached = self._cached
         if 0 <= wall - cached_at < self._reuse_ms:
             return cached
-        mark = self._compute(wall)
+        mark = self._release(self._compute(wall))
         self._cached = (wall, mark)
         if self._pace_anchor is None:
             self._pace_anchor = (wall, mark)
@@ -146,6 +154,21 @@ class InputWatermark:
             self._pace = max(0.0, (mark - anchor_mark) / (wall - anchor_wall))
             self._pace_anchor = (wall, mark)
         return mark
+
+    def _release(self, computed: int) -> int:
+        """The latest computed value all of whose reads have reached the closing step."""
+        flight = self._flight()
+        if flight is None:  # a process of the cluster is unknown: hold
+            return self._released
+        sent, applied = flight
+        pending = self._pending
+        if computed != (pending[-1][0] if pending else self._released):
+            if len(pending) >= _MAX_PENDING:
+                pending.pop()  # keep the oldest ones: dropping the newest only delays
+            pending.append((computed, sent))
+        while pending and pending[0][1] <= applied:
+            self._released = pending.popleft()[0]
+        return self._released
 
     def pace(self) -> float:
         """Event-time ms per wall-clock ms over the last second or so (1.0 when live)."""
@@ -184,15 +207,11 @@ class InputWatermark:
             if any(high > 0 and key not in seen for key, high in highs.items()):
                 return self._started_ms - self._idle_ms
         marks = []
-        settled: bool | None = None  # asked once per computation, when needed
         for key, (timestamp, read_at, next_offset) in progress:
             high = highs.get(key)
             if high is not None and next_offset >= high:
                 if wall - read_at >= self._settle_ms:
-                    if settled is None:
-                        settled = self._in_flight() <= 0
-                    if settled:
-                        continue  # read to the end and all of it applied: nothing to wait for
+                    continue  # read to the end of the log: nothing more to wait for
                 marks.append(timestamp)  # what was read last is still on its way
                 continue
             if high is None and wall - read_at > self._idle_ms:

@@ -21,8 +21,7 @@ processes, ``-r`` recovery directory). Settings come from the environment
   through Redis (``dataflows/cluster_clock.py``).
 - ``MEDIATION_DRAIN_SETTLE_MS`` (default 1000): how long a partition read
   to the end of its log holds its event time before following the wall
-  clock, at the least: it also waits until every record read has been
-  applied by the closing step (``dataflows/watermark.py``, ``dataflows/inflight.py``).
+  clock (``dataflows/watermark.py``).
 - ``MEDIATION_SINK_WRITERS`` (default 2): Postgres writer threads (each
   with its connection) for the whole cluster; records are spread over them
   by ``opportunity_key`` (``sinks/pipelined.py``).
@@ -104,14 +103,14 @@ def build_production_flow(
     in_flight = InFlight()
     cluster: ClusterWatermark | None = None  # set below with several processes
 
-    def records_in_flight() -> int:
-        return cluster.in_flight() if cluster is not None else in_flight.local()
+    def flight() -> tuple[int, int] | None:
+        return cluster.flight() if cluster is not None else in_flight.counts()
 
     watermark = InputWatermark(
         high_watermarks=highs.highs,
         low_watermarks=highs.lows,
         settle_ms=_env_ms("MEDIATION_DRAIN_SETTLE_MS", 1_000),
-        in_flight=records_in_flight,
+        flight=flight,
     )
 
     def kafka_input(flow: Dataflow) -> tuple[Stream[RawMessage], Stream[DeadLetterRecord]]:

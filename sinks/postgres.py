@@ -50,8 +50,6 @@ _INSERTS = {
     )
     for table, columns in COLUMNS.items()
 }
-# Days as the text the rows carry (``sinks.rows``), to match keys with them.
-_EVENT_KEY_RETURNING = sql.SQL(" RETURNING to_char(day, 'YYYY-MM-DD'), event_id, app_id")
 # Below this many rows a table's rows go in as one pipelined executemany;
 # from here on COPY into a transaction-scoped staging table and one
 # INSERT ... SELECT ... ON CONFLICT DO NOTHING is several times faster.
@@ -77,7 +75,7 @@ def _stage_sql(table: str, columns: tuple[str, ...]) -> tuple[sql.Composed, ...]
 
 _STAGE_SQL = {table: _stage_sql(table, columns) for table, columns in COLUMNS.items()}
 # ``day`` and ``ts`` as the text the rows carry (``sinks.rows``), to compare.
-_EXISTING_EVENTS = """
+_STORED_EVENTS = """
 SELECT to_char(day, 'YYYY-MM-DD'), event_id, app_id, opportunity_key, type,
        to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS') || '+00',
        source_id, revenue_micros, currency, attrs
@@ -212,29 +210,19 @@ def _retryable(exc: Exception) -> bool:
 
 
 def _insert(
-    cur: psycopg.Cursor[tuple[object, ...]],
-    table: str,
-    rows: list[tuple[object, ...]],
-    returning: sql.Composable | None = None,
-) -> set[tuple[object, ...]]:
-    """Insert ``rows`` (duplicates of stored rows are skipped); the ``returning`` rows."""
-    inserted: set[tuple[object, ...]] = set()
+    cur: psycopg.Cursor[tuple[object, ...]], table: str, rows: list[tuple[object, ...]]
+) -> int:
+    """Insert ``rows`` (duplicates of stored rows are skipped); how many were new."""
     if len(rows) < COPY_THRESHOLD:
-        query = _INSERTS[table] if returning is None else _INSERTS[table] + returning
-        cur.executemany(query, rows, returning=returning is not None)
-        while returning is not None:
-            inserted.update(cur.fetchall())
-            if not cur.nextset():
-                break
-        return inserted
+        cur.executemany(_INSERTS[table], rows)
+        return cur.rowcount
     create, copy_in, insert, drop = _STAGE_SQL[table]
     cur.execute(create)
     with cur.copy(copy_in) as copy:
         for row in rows:
             copy.write_row(row)
-    cur.execute(insert if returning is None else insert + returning)
-    if returning is not None:
-        inserted.update(cur.fetchall())
+    cur.execute(insert)
+    inserted = cur.rowcount
     cur.execute(drop)  # the same table may be staged again in this transaction
     return inserted
 
@@ -243,7 +231,7 @@ def _insert_events(
     cur: psycopg.Cursor[tuple[object, ...]], rows: list[tuple[object, ...]]
 ) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
     """Insert events; return dead-letter rows for ids already stored with other
-    content, and the late events that were new.
+    content, and the late events (for the amendment ledger).
 
     ``event_id`` is unique per app, so a stored row with the same key and the
     same content is this event again (a replayed batch: absorbed), while
@@ -260,25 +248,31 @@ def _insert_events(
         if first is not row and not _same_event(_content(first), _content(row)):
             letters.append(event_conflict_row(row, _content(first)))
     unique = list(first_by_key.values())
-    inserted = _insert(cur, "event_records", unique, returning=_EVENT_KEY_RETURNING)
-    late = [row for row in unique if row[_LATE] and (row[0], row[1], row[2]) in inserted]
-    missing = [row for row in unique if (row[0], row[1], row[2]) not in inserted]
-    if not missing:
-        return letters, late
-    existing = {
+    late = [row for row in unique if row[_LATE]]
+    if _insert(cur, "event_records", unique) == len(unique):
+        return letters, late  # the usual case: every event was new
+    # Some were stored already (a batch written again after a restart, or an
+    # event id reused): compare every one with what is stored now. Rows this
+    # batch inserted match themselves; amendments of late events stored
+    # before are absorbed by the ledger's key.
+    stored = {
         (row[0], row[1], row[2]): row[3:]
         for row in cur.execute(
-            _EXISTING_EVENTS,
-            ([r[0] for r in missing], [r[1] for r in missing], [r[2] for r in missing]),
+            _STORED_EVENTS,
+            ([r[0] for r in unique], [r[1] for r in unique], [r[2] for r in unique]),
         ).fetchall()
     }
-    for row in missing:
-        stored = existing.get((row[0], row[1], row[2]))
-        if stored is None or _same_event(stored, _content(row)):
+    conflicting = set()
+    for row in unique:
+        key = (row[0], row[1], row[2])
+        kept = stored.get(key)
+        if kept is None or _same_event(kept, _content(row)):
             continue
-        letters.append(event_conflict_row(row, stored))
-    if letters:
-        log.warning("%d event id(s) reused with other content; dead-lettered", len(letters))
+        conflicting.add(key)
+        letters.append(event_conflict_row(row, kept))
+    if conflicting:
+        log.warning("%d event id(s) reused with other content; dead-lettered", len(conflicting))
+        late = [row for row in late if (row[0], row[1], row[2]) not in conflicting]
     return letters, late
 
 
@@ -338,7 +332,7 @@ def _late_not_orphaned(
 
 
 def _content(row: tuple[object, ...]) -> tuple[object, ...]:
-    """An event row's client content, in the column order of ``_EXISTING_EVENTS[3:]``."""
+    """An event row's client content, in the column order of ``_STORED_EVENTS[3:]``."""
     return (row[3], row[4], row[5], row[8], row[9], row[10], json_value(row[11]))
 
 

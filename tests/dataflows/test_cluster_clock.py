@@ -44,25 +44,26 @@ def test_each_process_closes_on_the_minimum_and_holds_while_one_is_missing(
 
 
 def test_records_in_flight_are_summed_over_the_cluster(services: Settings) -> None:
-    """A record decoded by one process and applied by another is in flight until then."""
+    """A record decoded by one process and applied by another counts on both sides."""
     namespace = f"t{uuid.uuid4().hex[:8]}."
     reader, owner = InFlight(), InFlight()
     first = ClusterWatermark(_Local(0), services.redis_url, namespace, 0, 2, in_flight=reader)
     second = ClusterWatermark(_Local(0), services.redis_url, namespace, 1, 2, in_flight=owner)
     first.sync_once()
-    assert first.in_flight() > 0  # the other process is unknown: wait
+    assert first.flight() is None  # the other process is unknown: wait
 
     reader.sent(10)  # the first process reads 10 records; the second owns 4 of them
     reader.applied(6)
     second.sync_once()
     first.sync_once()
-    assert first.in_flight() == 4
+    assert first.flight() == (10, 6)
 
     owner.applied(4)
     second.sync_once()
     first.sync_once()
-    assert first.in_flight() == 0
-    assert reader.local() == 4  # on its own, the reader cannot know
+    assert first.flight() == (10, 10)
+    reader.sent(1)  # its own counts are read fresh
+    assert first.flight() == (11, 10)
 
 
 def test_a_process_publishing_no_counters_keeps_the_cluster_waiting(services: Settings) -> None:
@@ -71,4 +72,4 @@ def test_a_process_publishing_no_counters_keeps_the_cluster_waiting(services: Se
     redis.Redis.from_url(services.redis_url).set(f"{namespace}worker-watermark:1", 4_000, px=5_000)
     first.sync_once()
     assert first.now_ms() == 4_000
-    assert first.in_flight() > 0
+    assert first.flight() is None

@@ -84,18 +84,44 @@ def test_a_backlog_read_to_the_end_of_its_log_follows_the_wall_clock() -> None:
     assert mark.positions() == {("t", 0): 100}
 
 
-def test_a_drained_partition_waits_for_what_it_read_to_be_applied() -> None:
+def test_the_watermark_waits_for_what_was_read_to_be_applied() -> None:
+    """Records still on their way to the closing step hold the watermark back."""
+    wall = _Wall(T0 + 3_600_000)
+    flight = [0, 0]  # records sent to the closing step, records applied there
+    mark = InputWatermark(wall_ms=wall, reuse_ms=0, flight=lambda: (flight[0], flight[1]))
+    mark.observe(_message(0, T0, offset=1))
+    assert mark.now_ms() == T0
+    flight[0] += 3  # three more records decoded and handed over...
+    mark.observe(_message(0, T0 + 500, offset=4))
+    assert mark.now_ms() == T0  # ...not applied yet: T0 + 500 waits
+    flight[1] += 2
+    assert mark.now_ms() == T0
+    flight[1] += 1
+    assert mark.now_ms() == T0 + 500
+
+
+def test_a_drained_partition_follows_the_wall_clock_once_all_it_read_is_applied() -> None:
     wall = _Wall(T0 + 3_600_000)
     highs = {("t", 0): 100}
-    in_flight = [3]  # records decoded but not yet applied by the closing step
+    flight = [5, 2]
     mark = InputWatermark(
-        wall_ms=wall, high_watermarks=lambda: highs, reuse_ms=0, in_flight=lambda: in_flight[0]
+        wall_ms=wall,
+        high_watermarks=lambda: highs,
+        reuse_ms=0,
+        flight=lambda: (flight[0], flight[1]),
     )
     mark.observe(_message(0, T0 + 5, offset=99))
     wall.now += 5_000  # settled long ago, but three records are still on their way
-    assert mark.now_ms() == T0 + 5
-    in_flight[0] = 0
+    assert mark.now_ms() < T0
+    flight[1] = 5
     assert mark.now_ms() == wall.now
+
+
+def test_an_unknown_cluster_member_holds_the_watermark() -> None:
+    wall = _Wall(T0 + 3_600_000)
+    mark = InputWatermark(wall_ms=wall, reuse_ms=0, flight=lambda: None)
+    mark.observe(_message(0, T0, offset=1))
+    assert mark.now_ms() < T0
 
 
 def test_the_watermark_is_reused_for_a_few_milliseconds() -> None:
