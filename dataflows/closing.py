@@ -39,7 +39,7 @@ from mediation.rules import state as rules
 from mediation.rules.model import Event, Opportunity, Output, Policy
 from mediation.rules.ulid import ulid_time_ms_unchecked
 
-from .inflight import InFlight
+from .inflight import DeliveryLedger, Marker
 
 __all__ = [
     "BUCKET_MS",
@@ -115,7 +115,7 @@ class StateCounts:
             self.tombstones += sign
 
 
-class ClosingBucket(StatefulBatchLogic[Opportunity | Event, Output, BucketState]):
+class ClosingBucket(StatefulBatchLogic[Opportunity | Event | Marker, Output, BucketState]):
     def __init__(
         self,
         resume: BucketState | None,
@@ -125,10 +125,10 @@ class ClosingBucket(StatefulBatchLogic[Opportunity | Event, Output, BucketState]
         wall_ms: Callable[[], int] = now_ms,
         event_time_pace: Callable[[], float] = steady_pace,
         counts: StateCounts | None = None,
-        in_flight: InFlight | None = None,
+        ledger: DeliveryLedger | None = None,
     ):
         self._policy = policy
-        self._in_flight = in_flight
+        self._ledger = ledger
         self._clock_ms = clock_ms  # event time: the input watermark in production
         self._wall_ms = wall_ms  # what Bytewax's notification timer runs on
         self._event_time_pace = event_time_pace  # event ms per wall ms, lately
@@ -167,12 +167,17 @@ class ClosingBucket(StatefulBatchLogic[Opportunity | Event, Output, BucketState]
     def _verdict(self, outputs: list[Output]) -> tuple[Iterable[Output], bool]:
         return outputs, _RETAIN if self._states else _DISCARD
 
-    def on_batch(self, values: list[Opportunity | Event]) -> tuple[Iterable[Output], bool]:
+    def on_batch(self, values: list[Opportunity | Event | Marker]) -> tuple[Iterable[Output], bool]:
         now = self._clock_ms()
         policy = self._policy
         states = self._states
         outputs: list[Output] = []
         for value in values:
+            if isinstance(value, Marker):
+                # The records of its input batch for this bucket are in.
+                if self._ledger is not None:
+                    self._ledger.applied(value)
+                continue
             key = value.opportunity_key
             before = states.get(key)
             if isinstance(value, Opportunity):
@@ -182,8 +187,6 @@ class ClosingBucket(StatefulBatchLogic[Opportunity | Event, Output, BucketState]
             self._store(key, before, after)
             if produced:
                 outputs.extend(produced)
-        if self._in_flight is not None:
-            self._in_flight.applied(len(values))
         return self._verdict(outputs)
 
     def on_notify(self) -> tuple[Iterable[Output], bool]:
@@ -255,7 +258,7 @@ def closing_builder(
     drain_on_eof: bool,
     event_time_pace: Callable[[], float] = steady_pace,
     counts: StateCounts | None = None,
-    in_flight: InFlight | None = None,
+    ledger: DeliveryLedger | None = None,
 ) -> Callable[[BucketState | None], ClosingBucket]:
     def build(resume: BucketState | None) -> ClosingBucket:
         return ClosingBucket(
@@ -265,7 +268,7 @@ def closing_builder(
             drain_on_eof,
             event_time_pace=event_time_pace,
             counts=counts,
-            in_flight=in_flight,
+            ledger=ledger,
         )
 
     return build

@@ -13,12 +13,12 @@ cannot be reached, the cluster clock holds at its last value: closing waits,
 nothing closes early. One process alone does not use this (its own
 watermark already covers every partition).
 
-Each process also publishes its in-flight counters (records decoded and
-handed to the closing step, records applied there: ``dataflows/inflight.py``).
-A record read by one process may be applied by another, so only the sums
-over the cluster say whether what was read has arrived; ``flight`` gives
-them (this process's own counts fresh, the others' as last published,
-at most 200 ms old), or ``None`` while any process is unknown (wait).
+The cluster clock also relays the acknowledgements of batch markers
+(``dataflows/inflight.py``): a marker applied by another process than the
+one that read its batch is pushed, every 200 ms, to that process's
+``<prefix>worker-acks:<sender>`` (a set of receipts, expiring after a
+minute unread), which the reading process applies and then removes. While
+Redis is away the acknowledgements wait, and so does closing.
 """
 
 from __future__ import annotations
@@ -30,13 +30,14 @@ from collections.abc import Callable
 import redis
 from redis.exceptions import RedisError
 
-from .inflight import InFlight
+from .inflight import DeliveryLedger
 
 __all__ = ["ClusterWatermark"]
 
 log = logging.getLogger(__name__)
 
 _TTL_MS = 5_000
+_ACKS_TTL_MS = 60_000
 
 
 class ClusterWatermark:
@@ -48,13 +49,11 @@ class ClusterWatermark:
         process_index: int,
         process_count: int,
         interval_s: float = 0.2,
-        in_flight: InFlight | None = None,
+        ledger: DeliveryLedger | None = None,
     ):
         self._local_ms = local_ms
-        self._local_in_flight = in_flight or InFlight()
-        # The other processes' (sent, applied) sums; None until all have spoken.
-        self._others: tuple[int, int] | None = None
-        self._process_index = process_index
+        self._ledger = ledger
+        self._namespace = namespace
         self._redis = redis.Redis.from_url(redis_url, socket_timeout=1.0)
         self._keys = [f"{namespace}worker-watermark:{i}" for i in range(process_count)]
         self._own_key = self._keys[process_index]
@@ -73,27 +72,43 @@ class ClusterWatermark:
     def now_ms(self) -> int:
         return min(self._cluster_ms, self._local_ms())
 
-    def flight(self) -> tuple[int, int] | None:
-        """(sent, applied) over the cluster, or None while a process is unknown."""
-        others = self._others
-        if others is None:
-            return None
-        sent, applied = self._local_in_flight.counts()
-        return sent + others[0], applied + others[1]
-
     def sync_once(self) -> None:
-        """Publish this process's watermark and counters; take the cluster's if all are known."""
-        sent, applied = self._local_in_flight.counts()
-        self._redis.set(self._own_key, f"{self._local_ms()}:{sent}:{applied}", px=_TTL_MS)
-        known = [_fields(value) for value in self._redis.mget(self._keys) if value is not None]
-        if len(known) < len(self._keys):
-            return
-        self._cluster_ms = min(published[0] for published in known)
-        others = [p for index, p in enumerate(known) if index != self._process_index]
-        if all(len(published) == 3 for published in others):
-            self._others = (sum(p[1] for p in others), sum(p[2] for p in others))
-        else:  # a process of an earlier version publishes no counters: keep waiting
-            self._others = None
+        """Publish this process's watermark, relay marker acknowledgements,
+        and take the cluster's minimum if every process is known."""
+        self._redis.set(self._own_key, self._local_ms(), px=_TTL_MS)
+        if self._ledger is not None:
+            self._relay_acknowledgements(self._ledger)
+        known = [int(value) for value in self._redis.mget(self._keys) if value is not None]
+        if len(known) == len(self._keys):
+            self._cluster_ms = min(known)
+
+    def _relay_acknowledgements(self, ledger: DeliveryLedger) -> None:
+        outgoing = ledger.take_remote()
+        try:
+            if outgoing:
+                pipe = self._redis.pipeline(transaction=False)
+                for sender, receipts in outgoing.items():
+                    key = self._acks_key(sender)
+                    pipe.sadd(key, *receipts)
+                    pipe.pexpire(key, _ACKS_TTL_MS)
+                pipe.execute()
+        except (RedisError, ValueError):
+            for sender, receipts in outgoing.items():  # sent again next round
+                ledger.owe(sender, receipts)
+            raise
+        # Read, apply, then remove what was read: a lost reply leaves receipts
+        # to be read again (applying one twice changes nothing), never lost.
+        own = self._acks_key(ledger.sender)
+        received = [
+            member.decode() if isinstance(member, bytes) else member
+            for member in self._redis.smembers(own)
+        ]
+        if received:
+            ledger.acknowledge(received)
+            self._redis.srem(own, *received)
+
+    def _acks_key(self, sender: str) -> str:
+        return f"{self._namespace}worker-acks:{sender}"
 
     def _run(self) -> None:
         failing = False
@@ -106,9 +121,3 @@ class ClusterWatermark:
                     log.warning("cluster watermark not shared (closing holds): %s", exc)
                 failing = True
             self._stop.wait(self._interval_s)
-
-
-def _fields(value: bytes | str) -> list[int]:
-    """``watermark:sent:applied`` (or a bare watermark, from an earlier version)."""
-    text = value.decode() if isinstance(value, bytes) else value
-    return [int(part) for part in text.split(":")]

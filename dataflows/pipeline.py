@@ -23,14 +23,22 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.outputs import FixedPartitionedSink, Sink
 
 from mediation.rules.breaker import source_outcomes
-from mediation.rules.model import ClosedOpportunity, DeadLetter, LateEvent, Output, Policy
+from mediation.rules.model import (
+    ClosedOpportunity,
+    DeadLetter,
+    Event,
+    LateEvent,
+    Opportunity,
+    Output,
+    Policy,
+)
 from mediation.settings import Topics
 from sinks.breakers import SourceOutcome
 from sinks.records import DeadLetterRecord, SinkItem, dead_letter_from_rules, encode_dead_letter
 
 from .closing import closing_builder, steady_pace
 from .decode import Decoded, decode_message
-from .inflight import InFlight
+from .inflight import DeliveryLedger, Marker
 from .metrics import WorkerMetrics
 from .watermark import InputWatermark
 
@@ -80,7 +88,7 @@ def build_flow(
     breaker_sink: Sink[SourceOutcome] | None = None,
     watermark: InputWatermark | None = None,
     metrics: WorkerMetrics | None = None,
-    in_flight: InFlight | None = None,
+    ledger: DeliveryLedger | None = None,
 ) -> Dataflow:
     """Build the dataflow.
 
@@ -93,9 +101,10 @@ def build_flow(
     input ends (tests, batch re-processing); production tails forever.
     ``watermark``, when given, is fed every input message; production passes
     one and uses its ``now_ms`` as ``clock_ms`` so that closing follows event
-    time (see ``dataflows/watermark.py``). ``in_flight``, when given, counts
-    records handed to the closing step and applied there (the watermark is
-    released only as far as they have been applied).
+    time (see ``dataflows/watermark.py``). ``ledger``, when given, follows
+    each input batch's records with markers and learns when they have all
+    reached the closing step (the watermark is released only that far;
+    ``dataflows/inflight.py``).
     """
     flow = Dataflow(flow_id)
     raw, input_errors = messages(flow)
@@ -103,12 +112,17 @@ def build_flow(
     # One Python call per input batch: observe it (event time, metrics, once
     # per partition and topic), decode each message. Bytewax's per-step cost
     # is paid per item or per batch, so steps are few and batched.
-    def observe_and_decode(messages: list[RawMessage]) -> list[Decoded | DeadLetterRecord]:
-        decoded = [decode_message(topics, message) for message in messages]
-        # Counted as sent before the watermark sees their timestamps: a value
-        # computed from them is released only once they have been applied.
-        if in_flight is not None:  # records for the closing step (the rest are dead letters)
-            in_flight.sent(sum(1 for item in decoded if type(item) is tuple))
+    def observe_and_decode(
+        messages: list[RawMessage],
+    ) -> list[Decoded | tuple[str, Marker] | DeadLetterRecord]:
+        decoded: list[Decoded | tuple[str, Marker] | DeadLetterRecord] = [
+            decode_message(topics, message) for message in messages
+        ]
+        # Issued before the watermark sees the batch's timestamps: a value
+        # computed from them is released only once the markers are applied.
+        if ledger is not None:
+            buckets = {item[0] for item in decoded if type(item) is tuple}
+            decoded.extend(ledger.issue(buckets))
         if watermark is not None:
             watermark.observe_batch(messages)
         if metrics is not None:
@@ -117,7 +131,7 @@ def build_flow(
 
     decoded = op.flat_map_batch("decode", raw, observe_and_decode)
     branch = op.branch("split_decoded", decoded, lambda item: isinstance(item, tuple))
-    keyed: Stream[Decoded] = branch.trues  # type: ignore[assignment]
+    keyed: Stream[tuple[str, Opportunity | Event | Marker]] = branch.trues  # type: ignore[assignment]
     pace = watermark.pace if watermark is not None else steady_pace
     counts = metrics.state if metrics is not None else None
     # A new step id for the bucketed state (recovery stores of the earlier
@@ -125,7 +139,7 @@ def build_flow(
     outputs = op.stateful_batch(
         "closing_buckets",
         keyed,
-        closing_builder(policy, clock_ms, drain_on_eof, pace, counts, in_flight),
+        closing_builder(policy, clock_ms, drain_on_eof, pace, counts, ledger),
     )
 
     def to_sink_item(key_output: tuple[str, Output]) -> SinkItem:

@@ -23,20 +23,21 @@ become orphans. The worker's clock is therefore this watermark:
   long that takes: with several workers, or a large backlog, one partition
   may start delivering well after the others, and its opportunities' events
   must not find them closed;
+- until the broker's high watermarks are known (the first poll), it holds;
 - without assignments (no Kafka source told us), for ``idle_ms`` after
   start, while any partition that holds data has delivered nothing to this
   process, the watermark holds (before the start);
 - the watermark is the minimum over the partitions, never ahead of the wall clock;
 - and it is *released* only once every record read before it was computed
-  has been applied by the closing step (``flight``: records decoded and
-  handed over, records applied, counted by ``dataflows/inflight.py``; with
-  several processes, summed over the cluster). Between reading and closing
-  lie Bytewax's exchange and its queues (records go to the worker that owns
-  their bucket, across threads or processes), which a saturated CPU drains
-  slowly: a catching-up cluster of two processes had queued more than the
-  allowed lateness and closed 7% of a backlog's events late. Each computed
-  value waits, with the count of records sent when it was computed, until
-  that many have been applied.
+  has reached the closing step (``flight``: input batches issued, and up to
+  which one all are complete, from ``dataflows/inflight.py``'s markers).
+  Between reading and closing lie Bytewax's exchange and its queues
+  (records go to the worker that owns their bucket, across threads or
+  processes), which a saturated CPU drains slowly: a catching-up cluster of
+  two processes had queued more than the allowed lateness and closed 7% of
+  a backlog's events late. Each computed value waits, with the number of
+  the last batch issued when it was computed, until that batch and all
+  before it are complete.
 
 Each process sees only its own partitions; with several processes a key's
 events may be read elsewhere, so the dataflow closes on the cluster's
@@ -194,6 +195,13 @@ class InputWatermark:
             progress = list(self._latest.items())
             assigned = bool(self._assigned)
         highs = self._high_watermarks() if self._high_watermarks is not None else {}
+        if self._high_watermarks is not None and not highs:
+            # The broker has not been asked yet (just started): whether any
+            # partition holds data is unknown, so nothing may close. (With
+            # several processes the cluster clock asks at once, before the
+            # first poll; the wall clock it got then let a cluster close its
+            # backlog's first opportunities before their events were read.)
+            return self._cached[1]
         if assigned:
             if self._waiting_for_first_delivery({key for key, _ in progress}, highs):
                 return self._cached[1]  # hold where it is (never moves back)

@@ -54,7 +54,7 @@ from sinks.records import DeadLetterRecord
 from .cluster_clock import ClusterWatermark
 from .decode import kafka_error_letter
 from .faults import with_crash_drill
-from .inflight import InFlight
+from .inflight import DeliveryLedger
 from .lag import HighWatermarkPoller
 from .metrics import WorkerMetrics
 from .pipeline import RawMessage, build_flow
@@ -100,17 +100,12 @@ def build_production_flow(
     topics = settings.topics
 
     highs = HighWatermarkPoller(brokers, [topics.opportunities, topics.events]).start()
-    in_flight = InFlight()
-    cluster: ClusterWatermark | None = None  # set below with several processes
-
-    def flight() -> tuple[int, int] | None:
-        return cluster.flight() if cluster is not None else in_flight.counts()
-
+    ledger = DeliveryLedger(process_index)
     watermark = InputWatermark(
         high_watermarks=highs.highs,
         low_watermarks=highs.lows,
         settle_ms=_env_ms("MEDIATION_DRAIN_SETTLE_MS", 1_000),
-        flight=flight,
+        flight=ledger.progress,
     )
 
     def kafka_input(flow: Dataflow) -> tuple[Stream[RawMessage], Stream[DeadLetterRecord]]:
@@ -138,15 +133,18 @@ def build_production_flow(
 
     clock_ms = watermark.now_ms
     if process_count > 1:
-        cluster = ClusterWatermark(
-            watermark.now_ms,
-            settings.redis_url,
-            settings.topic_prefix,
-            process_index,
-            process_count,
-            in_flight=in_flight,
-        ).start()
-        clock_ms = cluster.now_ms
+        clock_ms = (
+            ClusterWatermark(
+                watermark.now_ms,
+                settings.redis_url,
+                settings.topic_prefix,
+                process_index,
+                process_count,
+                ledger=ledger,
+            )
+            .start()
+            .now_ms
+        )
     metrics = WorkerMetrics(clock_ms, positions=watermark.positions, highs=highs.highs)
     metrics.serve(metrics_port, metrics_host)
     return build_flow(
@@ -169,7 +167,7 @@ def build_production_flow(
         breaker_sink=RedisBreakerSink(settings.redis_url, settings.topic_prefix),
         watermark=watermark,
         metrics=metrics,
-        in_flight=in_flight,
+        ledger=ledger,
     )
 
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
-import redis
 
 from dataflows.cluster_clock import ClusterWatermark
-from dataflows.inflight import InFlight
+from dataflows.inflight import DeliveryLedger
 from mediation.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -43,33 +42,22 @@ def test_each_process_closes_on_the_minimum_and_holds_while_one_is_missing(
     assert first.now_ms() == 5_000  # never ahead of its own watermark either
 
 
-def test_records_in_flight_are_summed_over_the_cluster(services: Settings) -> None:
-    """A record decoded by one process and applied by another counts on both sides."""
+def test_markers_applied_by_another_process_are_acknowledged_through_redis(
+    services: Settings,
+) -> None:
     namespace = f"t{uuid.uuid4().hex[:8]}."
-    reader, owner = InFlight(), InFlight()
-    first = ClusterWatermark(_Local(0), services.redis_url, namespace, 0, 2, in_flight=reader)
-    second = ClusterWatermark(_Local(0), services.redis_url, namespace, 1, 2, in_flight=owner)
-    first.sync_once()
-    assert first.flight() is None  # the other process is unknown: wait
+    reader, owner = DeliveryLedger(0), DeliveryLedger(1)
+    first = ClusterWatermark(_Local(0), services.redis_url, namespace, 0, 2, ledger=reader)
+    second = ClusterWatermark(_Local(0), services.redis_url, namespace, 1, 2, ledger=owner)
+    markers = reader.issue(["bucket-a", "bucket-b"])  # one batch, for two buckets
+    assert reader.progress() == (1, 0)
 
-    reader.sent(10)  # the first process reads 10 records; the second owns 4 of them
-    reader.applied(6)
+    reader.applied(markers[0][1])  # bucket-a lives on the reading process
+    owner.applied(markers[1][1])  # bucket-b on the other one
+    first.sync_once()
+    assert reader.progress() == (1, 0)  # not relayed yet
     second.sync_once()
     first.sync_once()
-    assert first.flight() == (10, 6)
-
-    owner.applied(4)
-    second.sync_once()
-    first.sync_once()
-    assert first.flight() == (10, 10)
-    reader.sent(1)  # its own counts are read fresh
-    assert first.flight() == (11, 10)
-
-
-def test_a_process_publishing_no_counters_keeps_the_cluster_waiting(services: Settings) -> None:
-    namespace = f"t{uuid.uuid4().hex[:8]}."
-    first = ClusterWatermark(_Local(5_000), services.redis_url, namespace, 0, 2)
-    redis.Redis.from_url(services.redis_url).set(f"{namespace}worker-watermark:1", 4_000, px=5_000)
-    first.sync_once()
-    assert first.now_ms() == 4_000
-    assert first.flight() is None
+    assert reader.progress() == (1, 1)
+    first.sync_once()  # taken once: nothing is applied twice
+    assert reader.progress() == (1, 1)

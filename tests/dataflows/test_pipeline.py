@@ -11,7 +11,7 @@ from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from dataflows.inflight import InFlight
+from dataflows.inflight import DeliveryLedger
 from dataflows.pipeline import build_flow
 from mediation.rules.model import (
     ClosedOpportunity,
@@ -49,7 +49,7 @@ def _message(topic: str, value: bytes, offset: int, key: bytes = b"k") -> KafkaS
     )
 
 
-def _run(messages: list[KafkaSourceMessage], in_flight: InFlight | None = None) -> list[object]:
+def _run(messages: list[KafkaSourceMessage], ledger: DeliveryLedger | None = None) -> list[object]:
     out: list[object] = []
 
     def source(flow: Dataflow):  # type: ignore[no-untyped-def]
@@ -64,7 +64,7 @@ def _run(messages: list[KafkaSourceMessage], in_flight: InFlight | None = None) 
         policy=Policy(),
         clock_ms=lambda: T0,
         drain_on_eof=True,
-        in_flight=in_flight,
+        ledger=ledger,
     )
     run_main(flow)
     return out
@@ -97,18 +97,22 @@ def test_duplicated_and_reordered_events_close_into_one_archive_record() -> None
     assert not [item for item in out if isinstance(item, DeadLetterRecord)]
 
 
-def test_every_record_handed_to_the_closing_step_is_counted_applied() -> None:
+def test_every_input_batch_is_complete_once_its_markers_are_applied() -> None:
     key = encode_ulid(T0, os.urandom(10))
-    in_flight = InFlight()
-    _run(
+    other = encode_ulid(T0 + 60_000, os.urandom(10))  # another bucket
+    ledger = DeliveryLedger()
+    out = _run(
         [
             _message(TOPICS.opportunities, encode_opportunity(opportunity(key)), 0),
             _message(TOPICS.events, encode_event(_event(key, "e1", "loaded", 100)), 1),
-            _message(TOPICS.events, b"{oops", 2),  # a dead letter: never handed over
+            _message(TOPICS.opportunities, encode_opportunity(opportunity(other)), 2),
+            _message(TOPICS.events, b"{oops", 3),  # a dead letter: no marker for it
         ],
-        in_flight,
+        ledger,
     )
-    assert in_flight.counts() == (2, 2)
+    issued, complete = ledger.progress()
+    assert issued >= 1 and complete == issued
+    assert len([item for item in out if isinstance(item, ClosedOpportunity)]) == 2
 
 
 def test_malformed_message_becomes_a_dead_letter_with_its_source_position() -> None:

@@ -117,6 +117,16 @@ def test_a_drained_partition_follows_the_wall_clock_once_all_it_read_is_applied(
     assert mark.now_ms() == wall.now
 
 
+def test_before_the_first_high_watermark_poll_the_watermark_holds() -> None:
+    """Just started: whether any partition holds data is not known yet."""
+    wall = _Wall(T0)
+    highs: dict[tuple[str, int], int] = {}
+    mark = InputWatermark(wall_ms=wall, high_watermarks=lambda: highs, reuse_ms=0)
+    assert mark.now_ms() < T0 - 3_600_000  # not the wall clock: nothing may close
+    highs[("t", 0)] = 0  # polled: the partition is empty
+    assert mark.now_ms() == wall.now
+
+
 def test_an_unknown_cluster_member_holds_the_watermark() -> None:
     wall = _Wall(T0 + 3_600_000)
     mark = InputWatermark(wall_ms=wall, reuse_ms=0, flight=lambda: None)
