@@ -26,7 +26,7 @@ become orphans. The worker's clock is therefore this watermark:
 - until the broker's high watermarks are known (the first poll), it holds;
 - without assignments (no Kafka source told us), for ``idle_ms`` after
   start, while any partition that holds data has delivered nothing to this
-  process, the watermark holds (before the start);
+  process, the watermark holds where it is;
 - the watermark is the minimum over the partitions, never ahead of the wall clock;
 - and it is *released* only once every record read before it was computed
   has reached the closing step (``flight``: input batches issued, and up to
@@ -210,10 +210,13 @@ class InputWatermark:
             # nothing yet may be one of ours still warming up (its backlog
             # must not find its opportunities closed). Partitions of other
             # processes, or already read to the end before a restart, never
-            # deliver: the hold ends ``idle_ms`` after start.
+            # deliver: the hold ends ``idle_ms`` after start. It holds where
+            # it is: a backlog's data may be older than any time derived
+            # from the start (holding at "start - idle_ms" let a cluster
+            # close a backlog's first opportunities before their events).
             seen = {key for key, _progress in progress}
             if any(high > 0 and key not in seen for key, high in highs.items()):
-                return self._started_ms - self._idle_ms
+                return self._cached[1]
         marks = []
         for key, (timestamp, read_at, next_offset) in progress:
             high = highs.get(key)

@@ -222,7 +222,7 @@ def test_just_started_a_partition_with_data_that_delivered_nothing_holds_the_wat
     highs = {("t", 0): 10, ("t", 1): 10}
     mark = InputWatermark(idle_ms=10_000, wall_ms=wall, high_watermarks=lambda: highs, reuse_ms=0)
     mark.observe(_message(0, T0 - 60_000, offset=9))  # partition 0 read to its end
-    assert mark.now_ms() == T0 - 10_000  # partition 1 may still be warming up
+    assert mark.now_ms() < T0 - 60_000  # partition 1 may still be warming up, with older data
     mark.observe(_message(1, T0 - 60_000, offset=9))
     assert mark.now_ms() == T0 - 60_000  # both read to the end, settling
     wall.now = T0 + 1_000
