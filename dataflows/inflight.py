@@ -103,6 +103,11 @@ class DeliveryLedger:
             remote, self._remote = self._remote, defaultdict(set)
         return dict(remote)
 
+    def outstanding(self) -> int:
+        """Batches issued whose markers are not all applied yet."""
+        with self._lock:
+            return len(self._outstanding)
+
     def progress(self) -> tuple[int, int]:
         """(batches issued, every batch up to this one complete)."""
         with self._lock:

@@ -65,6 +65,7 @@ class WorkerMetrics:
         registry: CollectorRegistry | None = None,
         positions: Callable[[], Mapping[PartitionKey, int]] | None = None,
         highs: Callable[[], Mapping[PartitionKey, int]] | None = None,
+        batches_in_flight: Callable[[], int] | None = None,
     ):
         self.registry = registry or CollectorRegistry()
         self.messages = Counter(
@@ -127,9 +128,16 @@ class WorkerMetrics:
         ).set_function(lambda: state.tombstones)
         Gauge(
             "mediation_worker_open_events",
-            "Distinct events held by open opportunities",
+            "Event copies held by open opportunities",
             registry=self.registry,
         ).set_function(lambda: state.open_events)
+        if batches_in_flight is not None:
+            Gauge(
+                "mediation_worker_input_batches_in_flight",
+                "Input batches read by this process whose records have not all reached "
+                "the closing step yet; the watermark waits for them",
+                registry=self.registry,
+            ).set_function(batches_in_flight)
         if positions is not None and highs is not None:
             self.registry.register(_PartitionLag(positions, highs))
 

@@ -145,7 +145,12 @@ def build_production_flow(
             .start()
             .now_ms
         )
-    metrics = WorkerMetrics(clock_ms, positions=watermark.positions, highs=highs.highs)
+    metrics = WorkerMetrics(
+        clock_ms,
+        positions=watermark.positions,
+        highs=highs.highs,
+        batches_in_flight=ledger.outstanding,
+    )
     metrics.serve(metrics_port, metrics_host)
     return build_flow(
         messages=kafka_input,

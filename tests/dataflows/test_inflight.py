@@ -15,8 +15,10 @@ def test_a_batch_is_complete_when_every_bucket_applied_its_marker() -> None:
     assert ledger.progress() == (2, 0)
     ledger.applied(first[0][1])
     assert ledger.progress() == (2, 0)
+    assert ledger.outstanding() == 1
     ledger.applied(first[1][1])
     assert ledger.progress() == (2, 2)
+    assert ledger.outstanding() == 0
 
 
 def test_a_batch_of_dead_letters_only_is_complete_at_once() -> None:

@@ -7,7 +7,8 @@ import os
 from builders import T0, opportunity
 from bytewax.connectors.kafka import KafkaSourceMessage
 
-from dataflows.closing import ClosingBucket
+from dataflows.closing import ClosingBucket, bucket_of
+from dataflows.inflight import DeliveryLedger
 from dataflows.metrics import WorkerMetrics
 from dataflows.watermark import InputWatermark
 from mediation.rules.model import ClosedOpportunity, Event, Policy
@@ -248,3 +249,16 @@ def test_an_assigned_partition_with_data_holds_until_it_delivers_however_long() 
     assert mark.now_ms() == 0  # partition 1 has data and has delivered nothing
     mark.observe(_message(1, T0 - 50_000, offset=3))
     assert mark.now_ms() == T0 - 60_000  # now the minimum of what was read
+
+
+def test_input_batches_in_flight_are_a_gauge() -> None:
+    key = encode_ulid(T0, os.urandom(10))
+    ledger = DeliveryLedger()
+    clock = _Wall(T0)
+    metrics = WorkerMetrics(clock, batches_in_flight=ledger.outstanding)
+    logic = ClosingBucket(None, Policy(), clock, False, clock, ledger=ledger)
+    ((bucket, marker),) = ledger.issue([bucket_of(key)])
+    assert metrics.registry.get_sample_value("mediation_worker_input_batches_in_flight") == 1
+    logic.on_batch([opportunity(key), marker])
+    assert metrics.registry.get_sample_value("mediation_worker_input_batches_in_flight") == 0
+    assert bucket == bucket_of(key)
