@@ -116,20 +116,20 @@ def _same_verdict(value: bytes, fast: Any, checked: Any) -> None:
     assert fast(value) == expected
 
 
-@settings(max_examples=400, deadline=None)
-@given(st.data())
-def test_fast_event_decoding_agrees_with_the_checks(data: st.DataObject) -> None:
-    doc = _mutate(json.loads(encode_event(EVENT)), data)
-    value = json.dumps(doc, allow_nan=True).encode("utf-8", "surrogatepass")
-    _same_verdict(value, decode_event, _checked_event)
+DECODERS = {
+    "event": (encode_event(EVENT), decode_event, _checked_event),
+    "opportunity": (encode_opportunity(OPPORTUNITY), decode_opportunity, _checked_opportunity),
+}
 
 
+@pytest.mark.parametrize("kind", sorted(DECODERS))
 @settings(max_examples=400, deadline=None)
-@given(st.data())
-def test_fast_opportunity_decoding_agrees_with_the_checks(data: st.DataObject) -> None:
-    doc = _mutate(json.loads(encode_opportunity(OPPORTUNITY)), data)
+@given(data=st.data())
+def test_fast_decoding_agrees_with_the_checks(kind: str, data: st.DataObject) -> None:
+    valid, fast, checked = DECODERS[kind]
+    doc = _mutate(json.loads(valid), data)
     value = json.dumps(doc, allow_nan=True).encode("utf-8", "surrogatepass")
-    _same_verdict(value, decode_opportunity, _checked_opportunity)
+    _same_verdict(value, fast, checked)
 
 
 @pytest.mark.parametrize(
