@@ -33,11 +33,11 @@ become orphans. The worker's clock is therefore this watermark:
   which one all are complete, from ``dataflows/inflight.py``'s markers).
   Between reading and closing lie Bytewax's exchange and its queues
   (records go to the worker that owns their bucket, across threads or
-  processes), which a saturated CPU drains slowly: a catching-up cluster of
-  two processes had queued more than the allowed lateness and closed 7% of
-  a backlog's events late. Each computed value waits, with the number of
-  the last batch issued when it was computed, until that batch and all
-  before it are complete.
+  processes), which a saturated CPU drains slowly; a value computed from
+  the timestamps read must not close opportunities whose records are still
+  queued there. Each computed value waits, with the number of the last
+  batch issued when it was computed, until that batch and all before it
+  are complete.
 
 Each process sees only its own partitions; with several processes a key's
 events may be read elsewhere, so the dataflow closes on the cluster's
@@ -72,7 +72,7 @@ class InputWatermark:
         high_watermarks: Callable[[], Mapping[PartitionKey, int]] | None = None,
         reuse_ms: int = 5,
         low_watermarks: Callable[[], Mapping[PartitionKey, int]] | None = None,
-        flight: Callable[[], tuple[int, int] | None] = lambda: (0, 0),
+        flight: Callable[[], tuple[int, int]] = lambda: (0, 0),
     ):
         self._idle_ms = idle_ms
         self._live_lag_ms = live_lag_ms
@@ -81,7 +81,7 @@ class InputWatermark:
         self._high_watermarks = high_watermarks
         self._low_watermarks = low_watermarks
         self._flight = flight
-        # Computed values not yet released: (value, records sent when computed).
+        # Computed values not yet released: (value, last batch issued when computed).
         self._pending: collections.deque[tuple[int, int]] = collections.deque()
         self._released = -(2**62)
         # (topic, partition) -> the offset this process starts reading it from
@@ -158,16 +158,13 @@ class InputWatermark:
 
     def _release(self, computed: int) -> int:
         """The latest computed value all of whose reads have reached the closing step."""
-        flight = self._flight()
-        if flight is None:  # a process of the cluster is unknown: hold
-            return self._released
-        sent, applied = flight
+        issued, complete = self._flight()
         pending = self._pending
         if computed != (pending[-1][0] if pending else self._released):
             if len(pending) >= _MAX_PENDING:
                 pending.pop()  # keep the oldest ones: dropping the newest only delays
-            pending.append((computed, sent))
-        while pending and pending[0][1] <= applied:
+            pending.append((computed, issued))
+        while pending and pending[0][1] <= complete:
             self._released = pending.popleft()[0]
         return self._released
 

@@ -85,36 +85,35 @@ def test_a_backlog_read_to_the_end_of_its_log_follows_the_wall_clock() -> None:
     assert mark.positions() == {("t", 0): 100}
 
 
-def test_the_watermark_waits_for_what_was_read_to_be_applied() -> None:
-    """Records still on their way to the closing step hold the watermark back."""
+def test_the_watermark_waits_for_what_was_read_to_reach_the_closing_step() -> None:
     wall = _Wall(T0 + 3_600_000)
-    flight = [0, 0]  # records sent to the closing step, records applied there
-    mark = InputWatermark(wall_ms=wall, reuse_ms=0, flight=lambda: (flight[0], flight[1]))
+    batches = [0, 0]  # input batches issued; every batch up to this one complete
+    mark = InputWatermark(wall_ms=wall, reuse_ms=0, flight=lambda: (batches[0], batches[1]))
     mark.observe(_message(0, T0, offset=1))
     assert mark.now_ms() == T0
-    flight[0] += 3  # three more records decoded and handed over...
+    batches[0] += 2  # two more batches decoded and handed over...
     mark.observe(_message(0, T0 + 500, offset=4))
-    assert mark.now_ms() == T0  # ...not applied yet: T0 + 500 waits
-    flight[1] += 2
+    assert mark.now_ms() == T0  # ...not complete yet: T0 + 500 waits
+    batches[1] += 1
     assert mark.now_ms() == T0
-    flight[1] += 1
+    batches[1] += 1
     assert mark.now_ms() == T0 + 500
 
 
-def test_a_drained_partition_follows_the_wall_clock_once_all_it_read_is_applied() -> None:
+def test_a_drained_partition_follows_the_wall_clock_once_all_it_read_has_arrived() -> None:
     wall = _Wall(T0 + 3_600_000)
     highs = {("t", 0): 100}
-    flight = [5, 2]
+    batches = [5, 2]
     mark = InputWatermark(
         wall_ms=wall,
         high_watermarks=lambda: highs,
         reuse_ms=0,
-        flight=lambda: (flight[0], flight[1]),
+        flight=lambda: (batches[0], batches[1]),
     )
     mark.observe(_message(0, T0 + 5, offset=99))
-    wall.now += 5_000  # settled long ago, but three records are still on their way
+    wall.now += 5_000  # settled long ago, but three batches are still on their way
     assert mark.now_ms() < T0
-    flight[1] = 5
+    batches[1] = 5
     assert mark.now_ms() == wall.now
 
 
@@ -126,13 +125,6 @@ def test_before_the_first_high_watermark_poll_the_watermark_holds() -> None:
     assert mark.now_ms() < T0 - 3_600_000  # not the wall clock: nothing may close
     highs[("t", 0)] = 0  # polled: the partition is empty
     assert mark.now_ms() == wall.now
-
-
-def test_an_unknown_cluster_member_holds_the_watermark() -> None:
-    wall = _Wall(T0 + 3_600_000)
-    mark = InputWatermark(wall_ms=wall, reuse_ms=0, flight=lambda: None)
-    mark.observe(_message(0, T0, offset=1))
-    assert mark.now_ms() < T0
 
 
 def test_the_watermark_is_reused_for_a_few_milliseconds() -> None:
