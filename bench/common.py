@@ -9,9 +9,14 @@ import signal
 import statistics
 import subprocess
 import sys
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg import sql
 
 from mediation.devstack import broker_command, wait_port
 from mediation.processes import ChildProcess, free_port, running
@@ -19,6 +24,7 @@ from mediation.processes import ChildProcess, free_port, running
 __all__ = [
     "cpu_seconds",
     "current_rss_mib",
+    "fresh_database",
     "machine",
     "median",
     "peak_rss_mib",
@@ -128,3 +134,23 @@ def _print_hottest(out: Path) -> None:
             f"  {100 * count / total:5.1f}  {100 * inclusive[frame] / total:5.1f}  {frame[:110]}",
             file=sys.stderr,
         )
+
+
+@contextlib.contextmanager
+def fresh_database(base_url: str) -> Iterator[str]:
+    """A new migrated database beside ``base_url``'s, dropped afterwards."""
+    from storage.migrate import migrate
+
+    name = f"mediation_bench_{uuid.uuid4().hex[:8]}"
+    admin = urlsplit(base_url)._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = urlsplit(base_url)._replace(path=f"/{name}").geturl()
+    try:
+        migrate(url)
+        yield url
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )

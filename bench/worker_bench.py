@@ -32,7 +32,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import psycopg
@@ -41,7 +40,15 @@ from psycopg import sql
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import cpu_seconds, current_rss_mib, machine, peak_rss_mib, private_broker, py_spy
+from bench.common import (
+    cpu_seconds,
+    current_rss_mib,
+    fresh_database,
+    machine,
+    peak_rss_mib,
+    private_broker,
+    py_spy,
+)
 from mediation.processes import free_port, mediation_command, running
 from mediation.rules.model import Event, Opportunity, WaterfallEntry
 from mediation.rules.ulid import encode_ulid
@@ -49,7 +56,6 @@ from mediation.settings import Settings
 from mediation.tables import render_table
 from mediation.topics import ensure_topics
 from mediation.wire import encode_event, encode_opportunity
-from storage.migrate import migrate
 
 PARTITIONS = 4
 WINDOW_MS, GRACE_MS, LATENESS_MS = 2_000, 500, 500
@@ -173,23 +179,6 @@ def _produce(producer: Producer, topic: str, key: bytes, value: bytes, timestamp
             return
         except BufferError:
             producer.poll(0.1)
-
-
-@contextlib.contextmanager
-def _fresh_database(base_url: str) -> Iterator[str]:
-    name = f"mediation_bench_{uuid.uuid4().hex[:8]}"
-    admin = urlsplit(base_url)._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = urlsplit(base_url)._replace(path=f"/{name}").geturl()
-    try:
-        migrate(url)
-        yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 def _run_raw(bootstrap: str, prefix: str, total: int, database_url: str) -> dict[str, float]:
@@ -420,12 +409,12 @@ def main() -> int:
         print(f"prefilled {counts} in {prefill_s:.1f}s", file=sys.stderr)
 
         results: dict[str, dict[str, float]] = {}
-        with _fresh_database(base.database_url) as url:
+        with fresh_database(base.database_url) as url:
             results["raw"] = _run_raw(bootstrap, prefix, counts["messages"], url)
         runs = [(f"worker-w{w}", w, 1) for w in _counts(args.workers)]
         runs += [(f"worker-p{p}", 1, p) for p in _counts(args.processes)]
         for name, workers, processes in runs:
-            with _fresh_database(base.database_url) as url:
+            with fresh_database(base.database_url) as url:
                 env = _worker_env(
                     url,
                     bootstrap,
@@ -504,7 +493,7 @@ def _open_state_main(opportunities: int) -> int:
         ensure_topics(bootstrap, settings.topics.all(), partitions=PARTITIONS)
         counts = _prefill(bootstrap, prefix, events_wanted, window_ms=3_600_000)
         print(f"prefilled {counts}", file=sys.stderr)
-        url = stack.enter_context(_fresh_database(base.database_url))
+        url = stack.enter_context(fresh_database(base.database_url))
         env = _worker_env(url, bootstrap, prefix)
         figures = _open_state(env, counts, scratch / "worker-open.log")
     print(json.dumps({"bench": "worker-open-state", "machine": machine(), **figures}))

@@ -161,6 +161,56 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0 if all(report.error is None for report in reports) else 1
 
 
+def cmd_tier(args: argparse.Namespace) -> int:
+    from storage.cold import ColdStoreError, open_cold_store
+    from storage.db import connect
+    from storage.partitions import PARTITIONED_TABLES
+    from storage.tier_job import run_tiering
+
+    from .rules.tiering import parse_hot_days
+    from .tables import render_table
+
+    settings = _settings()
+    tables = args.table or list(PARTITIONED_TABLES)
+    unknown = sorted(set(tables) - set(PARTITIONED_TABLES))
+    if unknown or args.hot_days < 1:
+        problem = f"unknown table(s) {', '.join(unknown)}" if unknown else "--hot-days must be >= 1"
+        print(f"mediation tier: {problem}", file=sys.stderr)
+        return 2
+    try:
+        hot_days = parse_hot_days(args.hot_days_for or [], PARTITIONED_TABLES)
+    except ValueError as exc:
+        print(f"mediation tier: --hot-days-for: {exc}", file=sys.stderr)
+        return 2
+    today = args.today or dt.datetime.now(dt.UTC).date()
+    store = open_cold_store(settings.cold_storage_url, settings.aws_endpoint_url)
+    try:
+        with connect(settings.database_url) as conn:
+            results = run_tiering(
+                conn,
+                store,
+                today,
+                tables=tables,
+                hot_days=hot_days,
+                default_hot_days=args.hot_days,
+                dry_run=args.dry_run,
+            )
+    except ColdStoreError as exc:
+        print(f"mediation tier: {exc}", file=sys.stderr)
+        return 1
+    print(
+        render_table(
+            f"tiering to {store.url} (hot: {args.hot_days} days before {today}"
+            + (", dry run)" if args.dry_run else ")"),
+            ["table", "day", "rows", "action"],
+            [[r.table, r.day.isoformat(), r.rows, r.action] for r in results],
+        )
+    )
+    if not results:
+        print("nothing to tier")
+    return 1 if any(r.action.startswith("failed") for r in results) else 0
+
+
 def cmd_dlq(args: argparse.Namespace) -> int:
     from storage.deadletters import list_dead_letters, redrive
 
@@ -425,6 +475,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="a worker process's /metrics URL; repeat for each process "
         "(default http://127.0.0.1:9464/metrics)",
     )
+
+    tier = _add(
+        sub,
+        "tier",
+        cmd_tier,
+        "Move day partitions older than the hot retention to Parquet in COLD_STORAGE_URL "
+        "(export, verify, record, drop; safe to re-run after a crash)",
+    )
+    tier.add_argument("--hot-days", type=int, default=30, help="days kept in Postgres (default 30)")
+    tier.add_argument(
+        "--hot-days-for",
+        action="append",
+        metavar="TABLE=DAYS",
+        help="another hot retention for one table (repeatable)",
+    )
+    tier.add_argument("--table", action="append", help="only this table (repeatable)")
+    tier.add_argument(
+        "--today", type=dt.date.fromisoformat, help="the day to count from (default: today, UTC)"
+    )
+    tier.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
 
     dlq = _add(sub, "dlq", cmd_dlq, "List dead letters, or re-drive them to their source topic")
     dlq.add_argument("action", choices=["list", "redrive"])

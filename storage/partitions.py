@@ -14,7 +14,7 @@ from collections.abc import Iterable
 import psycopg
 from psycopg import sql
 
-__all__ = ["PARTITIONED_TABLES", "ensure_partitions", "partition_name"]
+__all__ = ["PARTITIONED_TABLES", "PARTITION_DDL_LOCK", "ensure_partitions", "partition_name"]
 
 PARTITIONED_TABLES: tuple[str, ...] = (
     "opportunity_records",
@@ -25,7 +25,7 @@ PARTITIONED_TABLES: tuple[str, ...] = (
     "audit_records",
     "dead_letters",
 )
-_LOCK_KEY = 0x70617274  # "part": serialises partition DDL across workers
+PARTITION_DDL_LOCK = 0x70617274  # "part": serialises partition DDL across workers
 
 
 def partition_name(table: str, day: dt.date) -> str:
@@ -48,7 +48,7 @@ def ensure_partitions(
     tables = tuple(tables)
     created = 0
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_DDL_LOCK,))
         existing = {
             row[0]
             for row in conn.execute(

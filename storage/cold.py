@@ -1,0 +1,163 @@
+"""Cold storage: where tiered day partitions live as Parquet (``spec/contracts.md`` section 7).
+
+One small interface over ``file://`` (a directory) and ``s3://bucket/prefix``
+(AWS, MinIO, R2 or the local moto server, by ``AWS_ENDPOINT_URL``). Objects
+are written whole: a ``file://`` object lands under a temporary name and is
+renamed into place, and an S3 upload is complete or absent, so a reader
+never sees half an object.
+
+Keys are relative to the store's root, with ``/`` separators
+(``event_records/day=2026-11-25/part-00000.parquet``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import boto3
+from botocore.exceptions import ClientError
+
+__all__ = ["ColdStore", "ColdStoreError", "FileColdStore", "S3ColdStore", "open_cold_store"]
+
+
+class ColdStoreError(RuntimeError):
+    """The cold store cannot be reached or refused an operation."""
+
+
+class ColdStore(Protocol):
+    url: str
+
+    def upload(self, local: Path, key: str) -> None: ...
+
+    def put_bytes(self, key: str, data: bytes) -> None: ...
+
+    def download(self, key: str, local: Path) -> None: ...
+
+    def get_bytes(self, key: str) -> bytes: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def location(self, key: str) -> str: ...
+
+
+class FileColdStore:
+    def __init__(self, root: Path):
+        self.root = root
+        self.url = root.as_uri()
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if self.root.resolve() not in path.parents:
+            raise ColdStoreError(f"key {key!r} leaves the store's root")
+        return path
+
+    def _write(self, key: str, fill: Any) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        fill(temporary)
+        os.replace(temporary, path)  # atomic: whole or absent
+
+    def upload(self, local: Path, key: str) -> None:
+        self._write(key, lambda target: shutil.copyfile(local, target))
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._write(key, lambda target: target.write_bytes(data))
+
+    def download(self, key: str, local: Path) -> None:
+        try:
+            shutil.copyfile(self._path(key), local)
+        except FileNotFoundError as exc:
+            raise ColdStoreError(f"{self.location(key)} does not exist") from exc
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise ColdStoreError(f"{self.location(key)} does not exist") from exc
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def location(self, key: str) -> str:
+        return f"{self.url.rstrip('/')}/{key}"
+
+
+class S3ColdStore:
+    def __init__(self, bucket: str, prefix: str, endpoint_url: str | None = None):
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self._client = boto3.client("s3", endpoint_url=endpoint_url)
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _call(self, what: str, key: str, call: Any) -> Any:
+        try:
+            return call()
+        except ClientError as exc:
+            raise ColdStoreError(f"{what} {self.location(key)}: {exc}") from exc
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket when it does not exist (local stacks; production buckets exist)."""
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            self._client.create_bucket(Bucket=self.bucket)
+
+    def upload(self, local: Path, key: str) -> None:
+        self._call(
+            "upload to",
+            key,
+            lambda: self._client.upload_file(str(local), self.bucket, self._key(key)),
+        )
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._call(
+            "write",
+            key,
+            lambda: self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data),
+        )
+
+    def download(self, key: str, local: Path) -> None:
+        self._call(
+            "download",
+            key,
+            lambda: self._client.download_file(self.bucket, self._key(key), str(local)),
+        )
+
+    def get_bytes(self, key: str) -> bytes:
+        response = self._call(
+            "read", key, lambda: self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+        )
+        body: bytes = response["Body"].read()
+        return body
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise ColdStoreError(f"look up {self.location(key)}: {exc}") from exc
+        return True
+
+    def location(self, key: str) -> str:
+        return f"{self.url}/{key}"
+
+
+def open_cold_store(url: str, endpoint_url: str | None = None) -> FileColdStore | S3ColdStore:
+    """The store at ``COLD_STORAGE_URL`` (``file:///abs/path`` or ``s3://bucket/prefix``)."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        return FileColdStore(Path(parts.path))
+    if parts.scheme == "s3" and parts.netloc:
+        return S3ColdStore(parts.netloc, parts.path, endpoint_url)
+    raise ColdStoreError(
+        f"cold storage URL must be file:///abs/path or s3://bucket/prefix: {url!r}"
+    )

@@ -1,0 +1,175 @@
+"""``mediation tier``: move aged day partitions to cold storage, verified, then drop them.
+
+For every partitioned table and every day older than its hot retention
+(``mediation.rules.tiering``), in this order, each step safe to repeat:
+
+1. **export** the partition to Parquet with its manifest last
+   (``storage/tiering.py``), unless a manifest is already there and
+   verifies: a re-run after a crash never exports a day twice;
+2. **verify**: read the objects back, compare rows and checksum with the
+   manifest, and the row count with Postgres;
+3. **record** the day in ``tiering_catalog`` (location, rows, checksum);
+4. **drop**: detach and drop the partition and mark the catalog row
+   dropped, in one transaction.
+
+A crash between any two steps leaves a state the next run finishes:
+objects without a catalog row are verified (or exported again) and
+recorded; a recorded day still in Postgres is verified again and dropped.
+``MEDIATION_TIER_CRASH_AFTER=exported|verified|recorded`` (drills only)
+SIGKILLs the job right after that step of its first day.
+
+Rows that arrive for a day after it was tiered (very late events) land in a
+partition the sink creates again; this job leaves such a day alone (the
+catalog says it is dropped) and says so.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import signal
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from mediation.rules.tiering import DEFAULT_HOT_DAYS, days_to_tier
+
+from .cold import ColdStore
+from .partitions import PARTITION_DDL_LOCK, PARTITIONED_TABLES, partition_name
+from .tiering import TieringError, day_prefix, export_day, read_manifest, verify_day
+
+__all__ = ["CRASH_POINTS", "TierResult", "partition_days", "run_tiering"]
+
+log = logging.getLogger(__name__)
+
+CRASH_POINTS = ("exported", "verified", "recorded")
+
+
+@dataclass(frozen=True)
+class TierResult:
+    table: str
+    day: dt.date
+    rows: int | None
+    action: str  # tiered | would tier | failed: ... | back in Postgres after tiering
+
+
+def partition_days(conn: psycopg.Connection, table: str) -> list[dt.date]:
+    """The days ``table`` has a partition for (named ``<table>_YYYYMMDD``)."""
+    names = conn.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = %s",
+        (table,),
+    ).fetchall()
+    days = []
+    for (name,) in names:
+        suffix = str(name)[len(table) + 1 :]
+        try:
+            days.append(dt.datetime.strptime(suffix, "%Y%m%d").date())
+        except ValueError:
+            log.warning("partition %s of %s is not named by day; left alone", name, table)
+    return sorted(days)
+
+
+def _catalog(conn: psycopg.Connection, table: str, day: dt.date) -> tuple[object, ...] | None:
+    return conn.execute(
+        "SELECT rows, checksum, dropped_at FROM tiering_catalog WHERE table_name = %s AND day = %s",
+        (table, day),
+    ).fetchone()
+
+
+def _rows(conn: psycopg.Connection, table: str, day: dt.date) -> int:
+    row = conn.execute(
+        sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(partition_name(table, day)))
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _crash_drill(step: str) -> None:
+    if os.environ.get("MEDIATION_TIER_CRASH_AFTER") == step:
+        os.environ.pop("MEDIATION_TIER_CRASH_AFTER")  # once
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _tier_one(conn: psycopg.Connection, store: ColdStore, table: str, day: dt.date) -> int:
+    entry = _catalog(conn, table, day)
+    manifest = None
+    if read_manifest(store, table, day) is not None:
+        try:
+            manifest = verify_day(conn, store, table, day)
+        except TieringError as exc:
+            log.warning("%s %s: cold copy does not verify (%s); exporting again", table, day, exc)
+    if manifest is None:
+        export_day(conn, store, table, day)
+        _crash_drill("exported")
+        manifest = verify_day(conn, store, table, day)
+    _crash_drill("verified")
+    if entry is None or entry[:2] != (manifest.rows, manifest.checksum):
+        conn.execute(
+            "INSERT INTO tiering_catalog (table_name, day, location, rows, checksum, exported_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (table_name, day) DO UPDATE SET "
+            "location = excluded.location, rows = excluded.rows, checksum = excluded.checksum, "
+            "exported_at = excluded.exported_at, dropped_at = NULL",
+            (
+                table,
+                day,
+                store.location(day_prefix(table, day)),
+                manifest.rows,
+                manifest.checksum,
+                dt.datetime.fromisoformat(manifest.exported_at),
+            ),
+        )
+    _crash_drill("recorded")
+    with conn.transaction():
+        # The sink creates partitions under this lock: no race with it.
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_DDL_LOCK,))
+        name = sql.Identifier(partition_name(table, day))
+        conn.execute(
+            sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(sql.Identifier(table), name)
+        )
+        conn.execute(sql.SQL("DROP TABLE {}").format(name))
+        conn.execute(
+            "UPDATE tiering_catalog SET dropped_at = now() WHERE table_name = %s AND day = %s",
+            (table, day),
+        )
+    return manifest.rows
+
+
+def run_tiering(
+    conn: psycopg.Connection,
+    store: ColdStore,
+    today: dt.date,
+    *,
+    tables: Iterable[str] = PARTITIONED_TABLES,
+    hot_days: Mapping[str, int] | None = None,
+    default_hot_days: int = DEFAULT_HOT_DAYS,
+    dry_run: bool = False,
+) -> list[TierResult]:
+    """Tier every aged day of ``tables``; ``conn`` must be in autocommit mode."""
+    results = []
+    for table in tables:
+        retention = (hot_days or {}).get(table, default_hot_days)
+        for day in days_to_tier(partition_days(conn, table), today, retention):
+            entry = _catalog(conn, table, day)
+            if entry is not None and entry[2] is not None:
+                # Dropped before, yet a partition exists again: rows arrived
+                # for the day after it was tiered. Left for a person to look at.
+                results.append(
+                    TierResult(
+                        table, day, _rows(conn, table, day), "back in Postgres after tiering"
+                    )
+                )
+                continue
+            if dry_run:
+                results.append(TierResult(table, day, _rows(conn, table, day), "would tier"))
+                continue
+            try:
+                rows = _tier_one(conn, store, table, day)
+            except (TieringError, psycopg.Error) as exc:
+                log.error("%s %s: not tiered: %s", table, day, exc)
+                results.append(TierResult(table, day, None, f"failed: {exc}"))
+                continue
+            results.append(TierResult(table, day, rows, "tiered"))
+    return results
