@@ -92,7 +92,16 @@ class S3ColdStore:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
-        self._client = boto3.client("s3", endpoint_url=endpoint_url)
+        local: dict[str, str] = {}
+        if _is_loopback(endpoint_url) and not os.environ.get("AWS_ACCESS_KEY_ID"):
+            # The local S3 server (`mediation dev up`) takes any credentials;
+            # boto3 refuses to sign without some.
+            local = {
+                "aws_access_key_id": "local",
+                "aws_secret_access_key": "local",
+                "region_name": os.environ.get("AWS_REGION", "us-east-1"),
+            }
+        self._client = boto3.client("s3", endpoint_url=endpoint_url, **local)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -149,6 +158,10 @@ class S3ColdStore:
 
     def location(self, key: str) -> str:
         return f"{self.url}/{key}"
+
+
+def _is_loopback(url: str | None) -> bool:
+    return bool(url) and urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
 
 
 def open_cold_store(url: str, endpoint_url: str | None = None) -> FileColdStore | S3ColdStore:

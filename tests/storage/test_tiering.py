@@ -81,17 +81,9 @@ def store(
     request: pytest.FixtureRequest,
     tmp_path: Path,
     services: Settings,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> ColdStore:
     if request.param == "file":
         return FileColdStore(tmp_path / "cold")
-    # The local S3 server takes any credentials; boto3 wants some.
-    for name, value in (
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_DEFAULT_REGION", "us-east-1"),
-    ):
-        monkeypatch.setenv(name, os.environ.get(name, value))
     s3 = open_cold_store(f"s3://tiering-tests/{uuid.uuid4().hex[:8]}", services.aws_endpoint_url
                          or "http://127.0.0.1:9000")  # fmt: skip
     assert isinstance(s3, S3ColdStore)
