@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mediation.rules.model import Opportunity, WaterfallEntry
+from mediation.rules.model import Event, Opportunity, WaterfallEntry
 
 T0 = 1_760_000_000_000
 
@@ -34,3 +34,23 @@ def opportunity(key: str, **overrides: Any) -> Opportunity:
     }
     fields.update(overrides)
     return Opportunity(**fields)
+
+
+def event(
+    key: str, event_id: str, type_: str, at: int, received_after: int = 0, **overrides: Any
+) -> Event:
+    """An event of app ``app`` from ``net_a``, ``at`` ms after ``T0``; impressions earn 500."""
+    fields: dict[str, Any] = {
+        "event_id": event_id,
+        "app_id": "app",
+        "opportunity_key": key,
+        "type": type_,
+        "ts_ms": T0 + at,
+        "server_ts_ms": T0 + at,
+        "received_at_ms": T0 + at + received_after,
+        "source_id": "net_a",
+        "revenue_micros": 500 if type_ == "impression" else None,
+        "currency": "USD" if type_ == "impression" else None,
+        **overrides,
+    }
+    return Event(**fields)

@@ -7,6 +7,7 @@ import os
 import bytewax.operators as op
 import orjson
 from builders import T0, opportunity
+from builders import event as _event
 from bytewax.connectors.kafka import KafkaSourceMessage
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
@@ -26,21 +27,6 @@ from sinks.breakers import SourceOutcome
 from sinks.records import DeadLetterRecord
 
 TOPICS = Topics.with_prefix("test.")
-
-
-def _event(key: str, event_id: str, type_: str, at: int, received_at: int = 0) -> Event:
-    return Event(
-        event_id=event_id,
-        app_id="app",
-        opportunity_key=key,
-        type=type_,
-        ts_ms=T0 + at,
-        server_ts_ms=T0 + at,
-        received_at_ms=T0 + at + received_at,
-        source_id="net_a",
-        revenue_micros=500 if type_ == "impression" else None,
-        currency="USD" if type_ == "impression" else None,
-    )
 
 
 def _message(topic: str, value: bytes, offset: int, key: bytes = b"k") -> KafkaSourceMessage:
@@ -145,7 +131,7 @@ def test_event_without_opportunity_is_stored_as_orphan_when_drained() -> None:
 def test_conflicting_copy_of_an_event_is_dead_lettered_and_the_first_copy_counts() -> None:
     key = encode_ulid(T0, os.urandom(10))
     original = _event(key, "e1", "impression", 100)
-    conflicting = _event(key, "e1", "impression", 150, received_at=5_000)
+    conflicting = _event(key, "e1", "impression", 150, received_after=5_000)
     out = _run(
         [
             _message(TOPICS.opportunities, encode_opportunity(opportunity(key)), 0),

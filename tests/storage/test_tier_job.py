@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from test_tiering import DAY, _fill_day
+from conftest import DAY
 
 from mediation.processes import mediation_command
 from storage.cold import FileColdStore
@@ -56,25 +56,23 @@ def _tier(database_url: str, cold: Path, crash_after: str | None = None) -> int:
 
 
 def test_aged_days_are_exported_verified_recorded_and_dropped(
-    database_url: str, tmp_path: Path
+    conn: psycopg.Connection, filled_database: str, file_store: FileColdStore
 ) -> None:
-    _fill_day(database_url)
-    store = FileColdStore(tmp_path / "cold")
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        planned = run_tiering(conn, store, TODAY, dry_run=True)
-        assert {(r.table, r.action) for r in planned} == {
-            (table, "would tier") for table in PARTITIONED_TABLES
-        }
-        assert DAY in partition_days(conn, "event_records")  # a dry run changes nothing
-        kept = run_tiering(conn, store, DAY + dt.timedelta(days=30))
-        assert kept == []  # still within the 30 hot days
+    store = file_store
+    planned = run_tiering(conn, store, TODAY, dry_run=True)
+    assert {(r.table, r.action) for r in planned} == {
+        (table, "would tier") for table in PARTITIONED_TABLES
+    }
+    assert DAY in partition_days(conn, "event_records")  # a dry run changes nothing
+    kept = run_tiering(conn, store, DAY + dt.timedelta(days=30))
+    assert kept == []  # still within the 30 hot days
 
-        results = run_tiering(conn, store, TODAY)
-        assert {r.action for r in results} == {"tiered"}
-        rows = {r.table: r.rows for r in results}
-        assert rows["event_records"] == 60 and rows["archive_records"] == 30
-        assert run_tiering(conn, store, TODAY) == []  # nothing left to do
-    for table, (in_postgres, catalog, manifest) in _state(database_url, store).items():
+    results = run_tiering(conn, store, TODAY)
+    assert {r.action for r in results} == {"tiered"}
+    rows = {r.table: r.rows for r in results}
+    assert rows["event_records"] == 60 and rows["archive_records"] == 30
+    assert run_tiering(conn, store, TODAY) == []  # nothing left to do
+    for table, (in_postgres, catalog, manifest) in _state(filled_database, store).items():
         assert not in_postgres, table
         assert catalog is not None and catalog[2] is True, table
         assert manifest is not None and catalog[:2] == manifest[:2], table
@@ -82,11 +80,9 @@ def test_aged_days_are_exported_verified_recorded_and_dropped(
 
 @pytest.mark.parametrize("crash_after", CRASH_POINTS)
 def test_a_crash_between_steps_is_finished_by_the_next_run(
-    database_url: str, tmp_path: Path, crash_after: str
+    filled_database: str, file_store: FileColdStore, crash_after: str
 ) -> None:
-    _fill_day(database_url)
-    cold = tmp_path / "cold"
-    store = FileColdStore(cold)
+    database_url, store, cold = filled_database, file_store, file_store.root
     assert _tier(database_url, cold, crash_after) == -9  # SIGKILLed after that step
     crashed = _state(database_url, store)["event_records"]
     assert crashed[0] is True  # still in Postgres: nothing dropped before the end
@@ -101,19 +97,14 @@ def test_a_crash_between_steps_is_finished_by_the_next_run(
 
 
 def test_a_cold_copy_that_does_not_verify_is_exported_again(
-    database_url: str, tmp_path: Path
+    conn: psycopg.Connection, file_store: FileColdStore
 ) -> None:
-    _fill_day(database_url)
-    store = FileColdStore(tmp_path / "cold")
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        first = export_day(conn, store, "archive_records", DAY)
-        (store.root / first.files[0].key).write_bytes(b"not parquet")  # damaged
-        (result,) = run_tiering(conn, store, TODAY, tables=["archive_records"])
-        assert result.action == "tiered"
+    store = file_store
+    first = export_day(conn, store, "archive_records", DAY)
+    (store.root / first.files[0].key).write_bytes(b"not parquet")  # damaged
+    (result,) = run_tiering(conn, store, TODAY, tables=["archive_records"])
+    assert result.action == "tiered"
     manifest = read_manifest(store, "archive_records", DAY)
     assert manifest is not None and manifest.exported_at != first.exported_at
-    with (
-        psycopg.connect(database_url, autocommit=True) as conn,
-        pytest.raises(psycopg.errors.UndefinedTable),
-    ):
+    with pytest.raises(psycopg.errors.UndefinedTable):
         verify_day(conn, store, "archive_records", DAY)  # its partition is gone now

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import uuid
 from pathlib import Path
 
@@ -11,14 +10,9 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from builders import T0, opportunity
+from conftest import DAY
 
-from mediation.rules.closure import close_opportunity
-from mediation.rules.model import Event
-from mediation.rules.ulid import encode_ulid, ulid_day
 from mediation.settings import Settings
-from sinks.postgres import PostgresWriter
-from sinks.records import DeadLetterRecord
 from storage.cold import ColdStore, ColdStoreError, FileColdStore, S3ColdStore, open_cold_store
 from storage.partitions import PARTITIONED_TABLES
 from storage.tiering import (
@@ -33,57 +27,15 @@ from storage.tiering import (
 
 pytestmark = pytest.mark.integration
 
-DAY = ulid_day(encode_ulid(T0, bytes(10)))
-
-
-def _event(key: str, event_id: str, type_: str, at: int, **extra: object) -> Event:
-    return Event(
-        event_id=event_id,
-        app_id="app",
-        opportunity_key=key,
-        type=type_,
-        ts_ms=T0 + at,
-        server_ts_ms=T0 + at,
-        received_at_ms=T0 + at + 50,
-        source_id="net_a",
-        attrs={"k": "v\tw\n", "n": 1} if type_ == "click" else {},
-        **extra,
-    )  # type: ignore[arg-type]
-
-
-def _fill_day(database_url: str, opportunities: int = 30) -> None:
-    items: list[object] = []
-    for n in range(opportunities):
-        key = encode_ulid(T0 + n, os.urandom(10))
-        events = [_event(key, f"{key}-1", "loaded", 10), _event(key, f"{key}-2", "click", 20)]
-        items.append(close_opportunity(opportunity(key), events))
-    items.append(
-        DeadLetterRecord(
-            id="t:0:1",
-            day=DAY,
-            reason="invalid_json",
-            detail="oops",
-            app_id=None,
-            opportunity_key=None,
-            source_topic="t",
-            source_partition=0,
-            source_offset=1,
-            payload=b"\x00\xff{oops",
-        )
-    )
-    writer = PostgresWriter(database_url)
-    writer.write(items)  # type: ignore[arg-type]
-    writer.close()
-
 
 @pytest.fixture(params=["file", "s3"])
 def store(
     request: pytest.FixtureRequest,
-    tmp_path: Path,
+    file_store: FileColdStore,
     services: Settings,
 ) -> ColdStore:
     if request.param == "file":
-        return FileColdStore(tmp_path / "cold")
+        return file_store
     s3 = open_cold_store(f"s3://tiering-tests/{uuid.uuid4().hex[:8]}", services.aws_endpoint_url
                          or "http://127.0.0.1:9000")  # fmt: skip
     assert isinstance(s3, S3ColdStore)
@@ -91,24 +43,24 @@ def store(
     return s3
 
 
-def test_every_partitioned_table_exports_and_verifies(database_url: str, store: ColdStore) -> None:
-    _fill_day(database_url)
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        for table in PARTITIONED_TABLES:
-            manifest = export_day(conn, store, table, DAY)
-            assert store.exists(day_prefix(table, DAY) + MANIFEST_NAME)
-            assert verify_day(conn, store, table, DAY) == manifest
-            assert read_manifest(store, table, DAY) == manifest
-        counts = {table: read_manifest(store, table, DAY).rows for table in PARTITIONED_TABLES}  # type: ignore[union-attr]
+def test_every_partitioned_table_exports_and_verifies(
+    conn: psycopg.Connection, store: ColdStore
+) -> None:
+    for table in PARTITIONED_TABLES:
+        manifest = export_day(conn, store, table, DAY)
+        assert store.exists(day_prefix(table, DAY) + MANIFEST_NAME)
+        assert verify_day(conn, store, table, DAY) == manifest
+        assert read_manifest(store, table, DAY) == manifest
+    counts = {table: read_manifest(store, table, DAY).rows for table in PARTITIONED_TABLES}  # type: ignore[union-attr]
     assert counts["archive_records"] == 30 and counts["event_records"] == 60
     assert counts["dead_letters"] == 1
 
 
-def test_rows_are_sorted_by_key_in_zstd_parquet(database_url: str, tmp_path: Path) -> None:
-    _fill_day(database_url)
-    store = FileColdStore(tmp_path / "cold")
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        manifest = export_day(conn, store, "event_records", DAY, rows_per_file=25, batch_rows=10)
+def test_rows_are_sorted_by_key_in_zstd_parquet(
+    conn: psycopg.Connection, file_store: FileColdStore
+) -> None:
+    store = file_store
+    manifest = export_day(conn, store, "event_records", DAY, rows_per_file=25, batch_rows=10)
     assert [f.rows for f in manifest.files] == [30, 30]  # split after the batch that filled it
     assert manifest.sort == ["opportunity_key", "server_ts", "event_id", "app_id"]
     keys: list[str] = []
@@ -120,26 +72,26 @@ def test_rows_are_sorted_by_key_in_zstd_parquet(database_url: str, tmp_path: Pat
 
 
 def test_verification_fails_when_postgres_or_the_objects_differ(
-    database_url: str, tmp_path: Path
+    conn: psycopg.Connection, file_store: FileColdStore
 ) -> None:
-    _fill_day(database_url)
-    store = FileColdStore(tmp_path / "cold")
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        export_day(conn, store, "archive_records", DAY)
-        conn.execute("DELETE FROM archive_records WHERE opportunity_key = "
-                     "(SELECT min(opportunity_key) FROM archive_records)")  # fmt: skip
-        with pytest.raises(TieringError, match="Postgres holds 29 rows, the export 30"):
-            verify_day(conn, store, "archive_records", DAY)
+    store = file_store
+    export_day(conn, store, "archive_records", DAY)
+    conn.execute(
+        "DELETE FROM archive_records WHERE opportunity_key = "
+        "(SELECT min(opportunity_key) FROM archive_records)"
+    )
+    with pytest.raises(TieringError, match="Postgres holds 29 rows, the export 30"):
+        verify_day(conn, store, "archive_records", DAY)
 
-        export_day(conn, store, "event_records", DAY)
-        manifest_key = day_prefix("event_records", DAY) + MANIFEST_NAME
-        tampered = store.get_bytes(manifest_key).replace(b'"checksum": "', b'"checksum": "0')
-        store.put_bytes(manifest_key, tampered)
-        with pytest.raises(TieringError, match="checksum"):
-            verify_day(conn, store, "event_records", DAY)
+    export_day(conn, store, "event_records", DAY)
+    manifest_key = day_prefix("event_records", DAY) + MANIFEST_NAME
+    tampered = store.get_bytes(manifest_key).replace(b'"checksum": "', b'"checksum": "0')
+    store.put_bytes(manifest_key, tampered)
+    with pytest.raises(TieringError, match="checksum"):
+        verify_day(conn, store, "event_records", DAY)
 
-        with pytest.raises(TieringError, match="no manifest"):
-            verify_day(conn, store, "delivery_records", DAY)
+    with pytest.raises(TieringError, match="no manifest"):
+        verify_day(conn, store, "delivery_records", DAY)
 
 
 def test_cold_store_urls() -> None:
