@@ -9,8 +9,9 @@ For every partitioned table and every day older than its hot retention
 2. **verify**: read the objects back, compare rows and checksum with the
    manifest, and the row count with Postgres;
 3. **record** the day in ``tiering_catalog`` (location, rows, checksum);
-4. **drop**: detach and drop the partition and mark the catalog row
-   dropped, in one transaction.
+4. **drop**: lock the partition, count its rows once more (a write since
+   the export fails the step, and the next run exports again), detach and
+   drop it and mark the catalog row dropped, in one transaction.
 
 A crash between any two steps leaves a state the next run finishes:
 objects without a catalog row are verified (or exported again) and
@@ -126,6 +127,14 @@ def _tier_one(conn: psycopg.Connection, store: ColdStore, table: str, day: dt.da
         # The sink creates partitions under this lock: no race with it.
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_DDL_LOCK,))
         name = sql.Identifier(partition_name(table, day))
+        # Rows written into the day since it was verified would be lost with
+        # it: with writes locked out, count once more.
+        conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(name))
+        if _rows(conn, table, day) != manifest.rows:
+            raise TieringError(
+                f"{table} {day}: rows were written since the export; it is exported again "
+                "on the next run"
+            )
         conn.execute(
             sql.SQL("ALTER TABLE {} DETACH PARTITION {}").format(sql.Identifier(table), name)
         )

@@ -108,3 +108,24 @@ def test_a_cold_copy_that_does_not_verify_is_exported_again(
     assert manifest is not None and manifest.exported_at != first.exported_at
     with pytest.raises(psycopg.errors.UndefinedTable):
         verify_day(conn, store, "archive_records", DAY)  # its partition is gone now
+
+
+def test_a_write_after_verification_stops_the_drop_and_the_next_run_exports_again(
+    conn: psycopg.Connection, file_store: FileColdStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def late_write(step: str) -> None:
+        if step == "recorded":  # between verification and the drop
+            conn.execute(
+                "INSERT INTO dead_letters (day, id, reason, detail, payload) "
+                "VALUES (%s, 'late:1', 'invalid_json', 'late', '')",
+                (DAY,),
+            )
+
+    monkeypatch.setattr("storage.tier_job._crash_drill", late_write)
+    (failed,) = run_tiering(conn, file_store, TODAY, tables=["dead_letters"])
+    assert failed.action.startswith("failed") and "written since the export" in failed.action
+    assert DAY in partition_days(conn, "dead_letters")  # nothing lost
+
+    monkeypatch.undo()
+    (tiered,) = run_tiering(conn, file_store, TODAY, tables=["dead_letters"])
+    assert (tiered.action, tiered.rows) == ("tiered", 2)
