@@ -198,16 +198,19 @@ def cmd_tier(args: argparse.Namespace) -> int:
     except ColdStoreError as exc:
         print(f"mediation tier: {exc}", file=sys.stderr)
         return 1
+    title = f"tiering to {store.url} (hot: {args.hot_days} days before {today}" + (
+        ", dry run)" if args.dry_run else ")"
+    )
+    if not results:
+        print(f"{title}: nothing to tier")
+        return 0
     print(
         render_table(
-            f"tiering to {store.url} (hot: {args.hot_days} days before {today}"
-            + (", dry run)" if args.dry_run else ")"),
+            title,
             ["table", "day", "rows", "action"],
             [[r.table, r.day.isoformat(), r.rows, r.action] for r in results],
         )
     )
-    if not results:
-        print("nothing to tier")
     return 1 if any(r.action.startswith("failed") for r in results) else 0
 
 
