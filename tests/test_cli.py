@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from mediation.cli import build_parser
+from mediation.cli import build_parser, main
 
 COMMANDS = [
     "dev",
     "migrate",
     "partitions",
+    "tier",
     "seed",
     "keys",
     "dlq",
@@ -48,3 +49,18 @@ def test_worker_flags_mirror_bytewax_run() -> None:
         "a:1;b:1",
         "/rec",
     )
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--table", "nope"], "unknown table(s) nope"),
+        (["--hot-days", "0"], "--hot-days must be >= 1"),
+        (["--hot-days-for", "event_records=0"], "TABLE=DAYS"),
+    ],
+)
+def test_tier_refuses_bad_flags_before_touching_anything(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["tier", *flags]) == 2
+    assert message in capsys.readouterr().err
