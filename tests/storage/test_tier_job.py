@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import DAY
+from tiering_data import DAY
 
 from mediation.processes import mediation_command
 from storage.cold import FileColdStore

@@ -10,7 +10,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import DAY
+from tiering_data import DAY
 
 from mediation.settings import Settings
 from storage.cold import ColdStore, ColdStoreError, FileColdStore, S3ColdStore, open_cold_store
