@@ -14,7 +14,7 @@ from storage.cold import FileColdStore
 
 @pytest.fixture
 def filled_database(database_url: str) -> str:
-    """A database holding DAY: 30 closed opportunities, 60 events, 1 dead letter."""
+    """A database holding DAY: 30 closed opportunities, 61 events (1 late), 1 dead letter."""
     fill_day(database_url)
     return database_url
 

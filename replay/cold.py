@@ -1,0 +1,117 @@
+"""Reading opportunities' stored inputs and archive records back from cold storage.
+
+A tiered day is a set of Parquet files per table (``storage/tiering.py``),
+sorted by ``opportunity_key``: a lookup by key reads only the row groups
+whose statistics can hold it. ``load`` decides per table and day, through
+``tiering_catalog``, whether rows are in Postgres or in cold storage, so
+callers see one store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tempfile
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pyarrow.parquet as pq
+
+from mediation.rules.model import ArchiveRecord
+from mediation.rules.ulid import ulid_day
+from storage.cold import ColdStore
+from storage.tiering import TieringError, read_manifest
+
+from . import hot
+from .records import StoredInputs, archive_of
+
+__all__ = ["cold_rows", "load_archives", "load_inputs", "tiered_days"]
+
+_DELIVERY_COLUMNS = ("delivery_id", "status", "waterfall", "expires_at")
+
+
+def cold_rows(
+    store: ColdStore, table: str, day: dt.date, keys: Iterable[str]
+) -> list[dict[str, Any]]:
+    """The rows of ``table`` on a tiered ``day`` whose ``opportunity_key`` is in ``keys``."""
+    manifest = read_manifest(store, table, day)
+    if manifest is None:
+        raise TieringError(f"{table} {day}: catalogued as tiered, but no manifest in {store.url}")
+    wanted = sorted(set(keys))
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="mediation-replay-") as scratch:
+        for exported in manifest.files:
+            local = Path(scratch) / "part.parquet"
+            store.download(exported.key, local)
+            found = pq.read_table(local, filters=[("opportunity_key", "in", wanted)])
+            rows.extend(found.to_pylist())
+    return rows
+
+
+def tiered_days(conn: psycopg.Connection, tables: Iterable[str]) -> set[tuple[str, dt.date]]:
+    """(table, day) pairs that were dropped from Postgres after tiering."""
+    return {
+        (str(table), day)
+        for table, day in conn.execute(
+            "SELECT table_name, day FROM tiering_catalog "
+            "WHERE dropped_at IS NOT NULL AND table_name = ANY(%s)",
+            (list(tables),),
+        ).fetchall()
+    }
+
+
+def _split(
+    keys: Iterable[str], table: str, tiered: set[tuple[str, dt.date]]
+) -> tuple[list[str], dict[dt.date, list[str]]]:
+    """Keys whose day of ``table`` is hot, and the cold ones by day."""
+    hot_keys: list[str] = []
+    cold: dict[dt.date, list[str]] = defaultdict(list)
+    for key in sorted(set(keys)):
+        day = ulid_day(key)
+        if (table, day) in tiered:
+            cold[day].append(key)
+        else:
+            hot_keys.append(key)
+    return hot_keys, cold
+
+
+def load_inputs(
+    conn: psycopg.Connection, store: ColdStore, keys: Iterable[str]
+) -> dict[str, StoredInputs]:
+    """Every opportunity of ``keys`` with its events, from whichever tier holds each day."""
+    keys = sorted(set(keys))
+    tiered = tiered_days(conn, ("opportunity_records", "delivery_records", "event_records"))
+    if not tiered:
+        return hot.load_inputs(conn, keys)
+    opportunities: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    hot_keys, cold_days = _split(keys, "opportunity_records", tiered)
+    opportunities += hot.opportunity_rows(conn, hot_keys) if hot_keys else []
+    for day, day_keys in cold_days.items():
+        deliveries = {
+            row["opportunity_key"]: row
+            for row in cold_rows(store, "delivery_records", day, day_keys)
+        }
+        for row in cold_rows(store, "opportunity_records", day, day_keys):
+            delivery = deliveries.get(row["opportunity_key"])
+            if delivery is not None:
+                opportunities.append({**row, **{c: delivery[c] for c in _DELIVERY_COLUMNS}})
+    hot_keys, cold_days = _split(keys, "event_records", tiered)
+    events += hot.event_rows(conn, hot_keys) if hot_keys else []
+    for day, day_keys in cold_days.items():
+        events += cold_rows(store, "event_records", day, day_keys)
+    return hot.inputs_from_rows(opportunities, events)
+
+
+def load_archives(
+    conn: psycopg.Connection, store: ColdStore, keys: Iterable[str]
+) -> dict[str, ArchiveRecord]:
+    """The archive record of each of ``keys``, from whichever tier holds its day."""
+    hot_keys, cold_days = _split(keys, "archive_records", tiered_days(conn, ["archive_records"]))
+    archives = hot.load_archives(conn, hot_keys) if hot_keys else {}
+    for day, day_keys in cold_days.items():
+        for row in cold_rows(store, "archive_records", day, day_keys):
+            archives[row["opportunity_key"]] = archive_of(row)
+    return archives
