@@ -214,6 +214,78 @@ def cmd_tier(args: argparse.Namespace) -> int:
     return 1 if any(r.action.startswith("failed") for r in results) else 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    import getpass
+
+    import orjson
+
+    from mediation.rules.closure import RULE_VERSION
+    from mediation.rules.replay import summary
+    from mediation.rules.ulid import is_ulid
+    from replay.run import record_replay, replay_keys
+    from storage.cold import open_cold_store
+    from storage.db import connect
+
+    from .tables import render_table
+
+    bad = [key for key in args.key if not is_ulid(key)]
+    if bad:
+        print(f"mediation replay: not an opportunity key: {', '.join(bad)}", file=sys.stderr)
+        return 2
+    if args.rule_version not in (None, RULE_VERSION):
+        print(
+            f"mediation replay: unknown rule version {args.rule_version!r}; known: {RULE_VERSION}",
+            file=sys.stderr,
+        )
+        return 2
+    settings = _settings()
+    store = open_cold_store(settings.cold_storage_url, settings.aws_endpoint_url)
+    with connect(settings.database_url) as conn:
+        results = replay_keys(conn, store, args.key, args.mode, args.rule_version)
+        replay_id, digest = record_replay(
+            conn,
+            getpass.getuser(),
+            {"opportunity_keys": sorted(set(args.key))},
+            args.mode,
+            args.rule_version,
+            results,
+        )
+    if args.format == "jsonl":
+        for result in results:
+            print(orjson.dumps(result, option=orjson.OPT_SORT_KEYS).decode())
+    else:
+        rows = []
+        for result in results:
+            if "missing" in result:
+                rows.append([result["opportunity_key"], "-", "-", "-", f"no {result['missing']}"])
+                continue
+            archive = result["archive"]
+            after = result.get("recomputed", archive)
+            if args.mode == "snapshot":
+                verdict = "inputs match" if result["inputs_hash_matches"] else "INPUTS CHANGED"
+            else:
+                verdict = ", ".join(sorted(result["changes"])) or "no change"
+            rows.append(
+                [
+                    result["opportunity_key"],
+                    f"{archive['outcome']} -> {after['outcome']}",
+                    f"{archive['revenue_micros']} -> {after['revenue_micros']}",
+                    f"{archive['credited_source_id']} -> {after['credited_source_id']}",
+                    verdict,
+                ]
+            )
+        print(
+            render_table(
+                f"replay {args.mode} #{replay_id}",
+                ["opportunity_key", "outcome", "revenue micros", "credited", "result"],
+                rows,
+            )
+        )
+        print(f"summary: {summary(results)}")
+    print(f"result hash: {digest}", file=sys.stderr)
+    return 1 if any("missing" in result for result in results) else 0
+
+
 def cmd_dlq(args: argparse.Namespace) -> int:
     from storage.deadletters import list_dead_letters, redrive
 
@@ -498,6 +570,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--today", type=dt.date.fromisoformat, help="the day to count from (default: today, UTC)"
     )
     tier.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+
+    replay = _add(
+        sub,
+        "replay",
+        cmd_replay,
+        "Replay opportunities by key from hot or cold storage (snapshot or recompute), "
+        "recorded in replay_records",
+    )
+    replay.add_argument(
+        "--key", action="append", required=True, help="opportunity_key (repeatable)"
+    )
+    replay.add_argument("--mode", choices=["snapshot", "recompute"], default="snapshot")
+    replay.add_argument(
+        "--rule-version", help="recompute with this rule version (default: the archive's)"
+    )
+    replay.add_argument("--format", choices=["table", "jsonl"], default="table")
 
     dlq = _add(sub, "dlq", cmd_dlq, "List dead letters, or re-drive them to their source topic")
     dlq.add_argument("action", choices=["list", "redrive"])

@@ -11,6 +11,7 @@ COMMANDS = [
     "migrate",
     "partitions",
     "tier",
+    "replay",
     "seed",
     "keys",
     "dlq",

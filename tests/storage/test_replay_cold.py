@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+import orjson
 import psycopg
 import pytest
 from builders import T0
 from tiering_data import DAY, fill_day
 
+from mediation.cli import main
 from mediation.rules.ulid import encode_ulid
 from replay import cold, hot
 from storage.cold import FileColdStore
@@ -47,3 +49,43 @@ def test_a_day_catalogued_as_tiered_without_its_objects_is_an_error(
     elsewhere = FileColdStore(file_store.root.parent / "elsewhere")  # not where it went
     with pytest.raises(TieringError, match="no manifest"):
         cold.load_archives(conn, elsewhere, [encode_ulid(T0, bytes(10))])
+
+
+def test_replay_gives_the_same_hash_hot_and_cold_and_is_recorded(
+    database_url: str, file_store: FileColdStore, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    keys = fill_day(database_url, 10)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.delenv("SUPABASE_DB_URL", raising=False)
+    monkeypatch.setenv("COLD_STORAGE_URL", file_store.root.as_uri())
+    missing = encode_ulid(T0 + 5, bytes(10))  # no such opportunity
+
+    def replay(mode: str) -> tuple[int, str, str]:
+        code = main(["replay", "--mode", mode, "--format", "jsonl",
+                     *(arg for key in [*keys, missing] for arg in ("--key", key))])  # fmt: skip
+        out, err = capsys.readouterr()
+        return code, out, err.split("result hash: ")[1].strip()
+
+    hot_runs = {mode: replay(mode) for mode in ("snapshot", "recompute")}
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        run_tiering(conn, file_store, DAY + dt.timedelta(days=31))
+        assert not hot.load_inputs(conn, keys)  # the day is cold now
+    for mode, (code, out, digest) in hot_runs.items():
+        assert code == 1  # one key has no records
+        assert replay(mode) == (code, out, digest)  # byte for byte, hash for hash
+    snapshot = [orjson.loads(line) for line in hot_runs["snapshot"][1].splitlines()]
+    assert all(r.get("inputs_hash_matches") for r in snapshot if "missing" not in r)
+    recompute = [orjson.loads(line) for line in hot_runs["recompute"][1].splitlines()]
+    assert [r["opportunity_key"] for r in recompute if "missing" not in r if r["changes"]] == [
+        keys[0]  # its late impression would change the record
+    ]
+    with psycopg.connect(database_url) as conn:
+        recorded = conn.execute(
+            "SELECT mode, result_hash, diff_summary FROM replay_records ORDER BY id"
+        ).fetchall()
+    assert [(mode, digest) for mode, digest, _ in recorded] == [
+        ("snapshot", hot_runs["snapshot"][2]),
+        ("recompute", hot_runs["recompute"][2]),
+    ] * 2
+    assert recorded[1][2]["changed"] == 1
