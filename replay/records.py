@@ -39,42 +39,45 @@ def _currency(value: str | None) -> str | None:
     return value.strip() if value else None
 
 
+# Columns stored under the record's field name, with the same value.
+_OPPORTUNITY_AS_IS = (
+    "opportunity_key", "app_id", "placement_id", "device_hash", "config_version",
+    "rollout_bucket", "delivery_id", "status", "closure_window_ms", "grace_ms",
+    "skew_tolerance_ms",
+)  # fmt: skip
+_EVENT_AS_IS = ("event_id", "app_id", "opportunity_key", "type", "source_id", "revenue_micros")
+_ARCHIVE_AS_IS = (
+    "opportunity_key", "app_id", "placement_id", "close_reason", "outcome", "rewarded",
+    "credited_source_id", "revenue_micros", "counted_events", "excluded_events",
+    "config_version", "rule_version", "inputs_hash",
+)  # fmt: skip
+
+
+def _as_is(row: Row, names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: row[name] for name in names}
+
+
 def opportunity_of(row: Row) -> Opportunity:
     """From an ``opportunity_records`` row joined with its ``delivery_records`` row."""
     return Opportunity(
-        opportunity_key=row["opportunity_key"],
-        app_id=row["app_id"],
-        placement_id=row["placement_id"],
-        device_hash=row["device_hash"],
+        **_as_is(row, _OPPORTUNITY_AS_IS),
         ts_ms=ms_of_datetime(row["ts"]),
         client_ts_ms=ms_of_datetime(row["client_ts"]),
-        config_version=row["config_version"],
-        rollout_bucket=row["rollout_bucket"],
         context=_json(row["context"]),
-        delivery_id=row["delivery_id"],
-        status=row["status"],
         waterfall=tuple(
             WaterfallEntry(e["source_id"], e["floor_micros"], e["timeout_ms"])
             for e in _json(row["waterfall"])
         ),
         expires_at_ms=ms_of_datetime(row["expires_at"]),
-        closure_window_ms=row["closure_window_ms"],
-        grace_ms=row["grace_ms"],
-        skew_tolerance_ms=row["skew_tolerance_ms"],
     )
 
 
 def event_of(row: Row) -> Event:
     return Event(
-        event_id=row["event_id"],
-        app_id=row["app_id"],
-        opportunity_key=row["opportunity_key"],
-        type=row["type"],
+        **_as_is(row, _EVENT_AS_IS),
         ts_ms=ms_of_datetime(row["ts"]),
         server_ts_ms=ms_of_datetime(row["server_ts"]),
         received_at_ms=ms_of_datetime(row["received_at"]),
-        source_id=row["source_id"],
-        revenue_micros=row["revenue_micros"],
         currency=_currency(row["currency"]),
         attrs=_json(row["attrs"]),
     )
@@ -82,21 +85,9 @@ def event_of(row: Row) -> Event:
 
 def archive_of(row: Row) -> ArchiveRecord:
     return ArchiveRecord(
-        opportunity_key=row["opportunity_key"],
-        app_id=row["app_id"],
-        placement_id=row["placement_id"],
+        **_as_is(row, _ARCHIVE_AS_IS),
         opened_at_ms=ms_of_datetime(row["opened_at"]),
         closed_at_ms=ms_of_datetime(row["closed_at"]),
-        close_reason=row["close_reason"],
-        outcome=row["outcome"],
-        rewarded=row["rewarded"],
-        credited_source_id=row["credited_source_id"],
-        revenue_micros=row["revenue_micros"],
         currency=_currency(row["currency"]),
         counts=_json(row["counts"]),
-        counted_events=row["counted_events"],
-        excluded_events=row["excluded_events"],
-        config_version=row["config_version"],
-        rule_version=row["rule_version"],
-        inputs_hash=row["inputs_hash"],
     )
