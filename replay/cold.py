@@ -10,10 +10,8 @@ callers see one store.
 from __future__ import annotations
 
 import datetime as dt
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -41,12 +39,13 @@ def cold_rows(
         raise TieringError(f"{table} {day}: catalogued as tiered, but no manifest in {store.url}")
     wanted = sorted(set(keys))
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="mediation-replay-") as scratch:
-        for exported in manifest.files:
-            local = Path(scratch) / "part.parquet"
-            store.download(exported.key, local)
-            found = pq.read_table(local, filters=[("opportunity_key", "in", wanted)])
-            rows.extend(found.to_pylist())
+    for exported in manifest.files:
+        # Read in place (ranges, on S3): the footer, then only the row groups
+        # whose opportunity_key statistics can hold the keys.
+        found = pq.read_table(
+            store.arrow_source(exported.key), filters=[("opportunity_key", "in", wanted)]
+        )
+        rows.extend(found.to_pylist())
     return rows
 
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import boto3
+import pyarrow.fs as pafs
 from botocore.exceptions import ClientError
 
 __all__ = ["ColdStore", "ColdStoreError", "FileColdStore", "S3ColdStore", "open_cold_store"]
@@ -42,6 +43,10 @@ class ColdStore(Protocol):
     def exists(self, key: str) -> bool: ...
 
     def location(self, key: str) -> str: ...
+
+    def arrow_source(self, key: str) -> Any:
+        """Something ``pyarrow.parquet`` reads with random access (row groups only)."""
+        ...
 
 
 class FileColdStore:
@@ -86,6 +91,12 @@ class FileColdStore:
     def location(self, key: str) -> str:
         return f"{self.url.rstrip('/')}/{key}"
 
+    def arrow_source(self, key: str) -> str:
+        path = self._path(key)
+        if not path.is_file():
+            raise ColdStoreError(f"{self.location(key)} does not exist")
+        return str(path)
+
 
 class S3ColdStore:
     def __init__(self, bucket: str, prefix: str, endpoint_url: str | None = None):
@@ -102,6 +113,9 @@ class S3ColdStore:
                 "region_name": os.environ.get("AWS_REGION", "us-east-1"),
             }
         self._client = boto3.client("s3", endpoint_url=endpoint_url, **local)
+        self._endpoint_url = endpoint_url
+        self._local_credentials = bool(local)
+        self._arrow_fs: Any = None  # made on first use
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
@@ -158,6 +172,21 @@ class S3ColdStore:
 
     def location(self, key: str) -> str:
         return f"{self.url}/{key}"
+
+    def arrow_source(self, key: str) -> Any:
+        """A file Arrow reads by range requests: a key lookup fetches its row groups only."""
+        if self._arrow_fs is None:
+            options: dict[str, Any] = {"region": os.environ.get("AWS_REGION", "us-east-1")}
+            if self._endpoint_url:
+                parts = urlsplit(self._endpoint_url)
+                options |= {"endpoint_override": parts.netloc, "scheme": parts.scheme or "https"}
+            if self._local_credentials:
+                options |= {"access_key": "local", "secret_key": "local"}
+            self._arrow_fs = pafs.S3FileSystem(**options)
+        try:
+            return self._arrow_fs.open_input_file(f"{self.bucket}/{self._key(key)}")
+        except OSError as exc:
+            raise ColdStoreError(f"read {self.location(key)}: {exc}") from exc
 
 
 def _is_loopback(url: str | None) -> bool:

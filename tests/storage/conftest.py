@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,7 +10,8 @@ import psycopg
 import pytest
 from tiering_data import fill_day
 
-from storage.cold import FileColdStore
+from mediation.settings import Settings
+from storage.cold import ColdStore, FileColdStore, S3ColdStore, open_cold_store
 
 
 @pytest.fixture
@@ -28,3 +30,18 @@ def conn(filled_database: str) -> Iterator[psycopg.Connection]:
 @pytest.fixture
 def file_store(tmp_path: Path) -> FileColdStore:
     return FileColdStore(tmp_path / "cold")
+
+
+@pytest.fixture(params=["file", "s3"])
+def store(
+    request: pytest.FixtureRequest,
+    file_store: FileColdStore,
+    services: Settings,
+) -> ColdStore:
+    if request.param == "file":
+        return file_store
+    s3 = open_cold_store(f"s3://tiering-tests/{uuid.uuid4().hex[:8]}", services.aws_endpoint_url
+                         or "http://127.0.0.1:9000")  # fmt: skip
+    assert isinstance(s3, S3ColdStore)
+    s3.ensure_bucket()
+    return s3

@@ -13,7 +13,7 @@ from tiering_data import DAY, fill_day
 from mediation.cli import main
 from mediation.rules.ulid import encode_ulid
 from replay import cold, hot
-from storage.cold import FileColdStore
+from storage.cold import ColdStore, FileColdStore
 from storage.tier_job import run_tiering
 from storage.tiering import TieringError
 
@@ -23,7 +23,7 @@ NEXT_DAY_MS = T0 + 86_400_000
 
 
 def test_inputs_and_archives_are_the_same_from_postgres_and_from_parquet(
-    database_url: str, file_store: FileColdStore
+    database_url: str, store: ColdStore
 ) -> None:
     keys = fill_day(database_url, 20) + fill_day(database_url, 5, start_ms=NEXT_DAY_MS)
     with psycopg.connect(database_url, autocommit=True) as conn:
@@ -32,12 +32,12 @@ def test_inputs_and_archives_are_the_same_from_postgres_and_from_parquet(
         assert any(stored.late_events for stored in inputs.values())
 
         # Only the first day is old enough: the keys now span both tiers.
-        tiered = run_tiering(conn, file_store, DAY + dt.timedelta(days=31))
+        tiered = run_tiering(conn, store, DAY + dt.timedelta(days=31))
         assert {(r.day, r.action) for r in tiered} == {(DAY, "tiered")}
         assert hot.load_inputs(conn, keys).keys() < inputs.keys()  # the first day left Postgres
 
-        assert cold.load_inputs(conn, file_store, keys) == inputs
-        assert cold.load_archives(conn, file_store, keys) == archives
+        assert cold.load_inputs(conn, store, keys) == inputs
+        assert cold.load_archives(conn, store, keys) == archives
     for key, stored in inputs.items():
         assert hot.recompute(stored) == archives[key]  # the rules agree with the archive
 

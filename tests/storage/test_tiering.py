@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from pathlib import Path
 
 import psycopg
@@ -12,8 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from tiering_data import DAY
 
-from mediation.settings import Settings
-from storage.cold import ColdStore, ColdStoreError, FileColdStore, S3ColdStore, open_cold_store
+from storage.cold import ColdStore, ColdStoreError, FileColdStore, open_cold_store
 from storage.partitions import PARTITIONED_TABLES
 from storage.tiering import (
     MANIFEST_NAME,
@@ -26,21 +24,6 @@ from storage.tiering import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(params=["file", "s3"])
-def store(
-    request: pytest.FixtureRequest,
-    file_store: FileColdStore,
-    services: Settings,
-) -> ColdStore:
-    if request.param == "file":
-        return file_store
-    s3 = open_cold_store(f"s3://tiering-tests/{uuid.uuid4().hex[:8]}", services.aws_endpoint_url
-                         or "http://127.0.0.1:9000")  # fmt: skip
-    assert isinstance(s3, S3ColdStore)
-    s3.ensure_bucket()
-    return s3
 
 
 def test_every_partitioned_table_exports_and_verifies(
