@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import fresh_database, machine, peak_rss_mib
 from mediation.settings import Settings
+from mediation.summary import percentile
 from mediation.tables import render_table
 from replay.cold import cold_rows
 from storage.cold import S3ColdStore, open_cold_store
@@ -59,13 +60,6 @@ SELECT %(day)s::date,
        NULL
 FROM generate_series(1, %(rows)s) AS g
 """
-
-
-def percentile(values: list[float], pct: int) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
 def main() -> int:

@@ -36,8 +36,6 @@ class ColdStore(Protocol):
 
     def put_bytes(self, key: str, data: bytes) -> None: ...
 
-    def download(self, key: str, local: Path) -> None: ...
-
     def get_bytes(self, key: str) -> bytes: ...
 
     def exists(self, key: str) -> bool: ...
@@ -72,12 +70,6 @@ class FileColdStore:
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self._write(key, lambda target: target.write_bytes(data))
-
-    def download(self, key: str, local: Path) -> None:
-        try:
-            shutil.copyfile(self._path(key), local)
-        except FileNotFoundError as exc:
-            raise ColdStoreError(f"{self.location(key)} does not exist") from exc
 
     def get_bytes(self, key: str) -> bytes:
         try:
@@ -145,13 +137,6 @@ class S3ColdStore:
             "write",
             key,
             lambda: self._client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data),
-        )
-
-    def download(self, key: str, local: Path) -> None:
-        self._call(
-            "download",
-            key,
-            lambda: self._client.download_file(self.bucket, self._key(key), str(local)),
         )
 
     def get_bytes(self, key: str) -> bytes:

@@ -40,7 +40,14 @@ from mediation.rules.tiering import DEFAULT_HOT_DAYS, days_to_tier
 
 from .cold import ColdStore
 from .partitions import PARTITION_DDL_LOCK, PARTITIONED_TABLES, partition_name
-from .tiering import TieringError, day_prefix, export_day, read_manifest, verify_day
+from .tiering import (
+    TieringError,
+    day_prefix,
+    export_day,
+    partition_rows,
+    read_manifest,
+    verify_day,
+)
 
 __all__ = ["CRASH_POINTS", "TierResult", "partition_days", "run_tiering"]
 
@@ -79,13 +86,6 @@ def _catalog(conn: psycopg.Connection, table: str, day: dt.date) -> tuple[object
         "SELECT rows, checksum, dropped_at FROM tiering_catalog WHERE table_name = %s AND day = %s",
         (table, day),
     ).fetchone()
-
-
-def _rows(conn: psycopg.Connection, table: str, day: dt.date) -> int:
-    row = conn.execute(
-        sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(partition_name(table, day)))
-    ).fetchone()
-    return int(row[0]) if row else 0
 
 
 def _crash_drill(step: str) -> None:
@@ -130,7 +130,7 @@ def _tier_one(conn: psycopg.Connection, store: ColdStore, table: str, day: dt.da
         # Rows written into the day since it was verified would be lost with
         # it: with writes locked out, count once more.
         conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(name))
-        if _rows(conn, table, day) != manifest.rows:
+        if partition_rows(conn, table, day) != manifest.rows:
             raise TieringError(
                 f"{table} {day}: rows were written since the export; it is exported again "
                 "on the next run"
@@ -167,12 +167,17 @@ def run_tiering(
                 # for the day after it was tiered. Left for a person to look at.
                 results.append(
                     TierResult(
-                        table, day, _rows(conn, table, day), "back in Postgres after tiering"
+                        table,
+                        day,
+                        partition_rows(conn, table, day),
+                        "back in Postgres after tiering",
                     )
                 )
                 continue
             if dry_run:
-                results.append(TierResult(table, day, _rows(conn, table, day), "would tier"))
+                results.append(
+                    TierResult(table, day, partition_rows(conn, table, day), "would tier")
+                )
                 continue
             try:
                 rows = _tier_one(conn, store, table, day)

@@ -50,6 +50,7 @@ __all__ = [
     "TieringError",
     "day_prefix",
     "export_day",
+    "partition_rows",
     "read_manifest",
     "verify_day",
 ]
@@ -191,6 +192,18 @@ def _columns(conn: psycopg.Connection, table: str) -> list[tuple[str, str]]:
     return [(str(name), str(kind)) for name, kind in rows]
 
 
+def _arrow_schema(columns: list[tuple[str, str]]) -> pa.Schema:
+    return pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in columns])
+
+
+def partition_rows(conn: psycopg.Connection, table: str, day: dt.date) -> int:
+    """How many rows ``table``'s partition of ``day`` holds in Postgres now."""
+    row = conn.execute(
+        sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(partition_name(table, day)))
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def _sort_columns(conn: psycopg.Connection, table: str) -> list[str]:
     primary = [
         str(name)
@@ -243,13 +256,12 @@ def export_day(
     *,
     rows_per_file: int = 2_000_000,
     batch_rows: int = 50_000,
-    now: dt.datetime | None = None,
 ) -> Manifest:
     """Write ``table``'s partition of ``day`` to ``store`` and its manifest last."""
     columns = _columns(conn, table)
     names = [name for name, _kind in columns]
     sort = _sort_columns(conn, table)
-    schema = pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in columns])
+    schema = _arrow_schema(columns)
     digest = TableDigest(schema)
     files: list[ExportedFile] = []
     total = 0
@@ -292,7 +304,7 @@ def export_day(
         columns=names,
         sort=sort,
         files=files,
-        exported_at=(now or dt.datetime.now(dt.UTC)).isoformat(),
+        exported_at=dt.datetime.now(dt.UTC).isoformat(),
     )
     store.put_bytes(day_prefix(table, day) + MANIFEST_NAME, manifest.to_json())
     return manifest
@@ -306,13 +318,9 @@ def read_manifest(store: ColdStore, table: str, day: dt.date) -> Manifest | None
 
 
 def _parquet_batches(store: ColdStore, manifest: Manifest) -> Iterator[pa.RecordBatch]:
-    with tempfile.TemporaryDirectory(prefix="mediation-verify-") as scratch:
-        for exported in manifest.files:
-            local = Path(scratch) / "part.parquet"
-            store.download(exported.key, local)
-            yield from pq.ParquetFile(local).iter_batches(
-                batch_size=100_000, columns=manifest.columns
-            )
+    for exported in manifest.files:
+        parquet = pq.ParquetFile(store.arrow_source(exported.key))
+        yield from parquet.iter_batches(batch_size=100_000, columns=manifest.columns)
 
 
 def verify_day(conn: psycopg.Connection, store: ColdStore, table: str, day: dt.date) -> Manifest:
@@ -324,15 +332,12 @@ def verify_day(conn: psycopg.Connection, store: ColdStore, table: str, day: dt.d
     manifest = read_manifest(store, table, day)
     if manifest is None:
         raise TieringError(f"{table} {day}: no manifest in {store.url} (export incomplete)")
-    (in_postgres,) = conn.execute(
-        sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(partition_name(table, day)))
-    ).fetchone() or (0,)
+    in_postgres = partition_rows(conn, table, day)
     if in_postgres != manifest.rows:
         raise TieringError(
             f"{table} {day}: Postgres holds {in_postgres} rows, the export {manifest.rows}"
         )
-    schema = pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in _columns(conn, table)])
-    digest = TableDigest(schema)
+    digest = TableDigest(_arrow_schema(_columns(conn, table)))
     try:
         for batch in _parquet_batches(store, manifest):
             digest.update(batch)
