@@ -27,8 +27,6 @@ from .records import StoredInputs, archive_of
 
 __all__ = ["cold_rows", "load_archives", "load_inputs", "tiered_days"]
 
-_DELIVERY_COLUMNS = ("delivery_id", "status", "waterfall", "expires_at")
-
 
 def cold_rows(
     store: ColdStore, table: str, day: dt.date, keys: Iterable[str]
@@ -61,56 +59,48 @@ def tiered_days(conn: psycopg.Connection, tables: Iterable[str]) -> set[tuple[st
     }
 
 
-def _split(
-    keys: Iterable[str], table: str, tiered: set[tuple[str, dt.date]]
-) -> tuple[list[str], dict[dt.date, list[str]]]:
-    """Keys whose day of ``table`` is hot, and the cold ones by day."""
+def _rows(
+    conn: psycopg.Connection,
+    store: ColdStore,
+    tiered: set[tuple[str, dt.date]],
+    table: str,
+    keys: Iterable[str],
+) -> list[dict[str, Any]]:
+    """The rows of ``table`` for ``keys``, each day from the tier that holds it now.
+
+    Decided per table: while a day is being tiered, some of its tables may
+    already be in cold storage and others still in Postgres.
+    """
     hot_keys: list[str] = []
-    cold: dict[dt.date, list[str]] = defaultdict(list)
+    cold_days: dict[dt.date, list[str]] = defaultdict(list)
     for key in sorted(set(keys)):
         day = ulid_day(key)
         if (table, day) in tiered:
-            cold[day].append(key)
+            cold_days[day].append(key)
         else:
             hot_keys.append(key)
-    return hot_keys, cold
+    rows = hot.table_rows(conn, table, hot_keys)
+    for day, day_keys in cold_days.items():
+        rows += cold_rows(store, table, day, day_keys)
+    return rows
 
 
 def load_inputs(
     conn: psycopg.Connection, store: ColdStore, keys: Iterable[str]
 ) -> dict[str, StoredInputs]:
-    """Every opportunity of ``keys`` with its events, from whichever tier holds each day."""
+    """Every opportunity of ``keys`` with its events, from whichever tier holds each table's day."""
     keys = sorted(set(keys))
-    tiered = tiered_days(conn, ("opportunity_records", "delivery_records", "event_records"))
-    if not tiered:
-        return hot.load_inputs(conn, keys)
-    opportunities: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
-    hot_keys, cold_days = _split(keys, "opportunity_records", tiered)
-    opportunities += hot.opportunity_rows(conn, hot_keys) if hot_keys else []
-    for day, day_keys in cold_days.items():
-        deliveries = {
-            row["opportunity_key"]: row
-            for row in cold_rows(store, "delivery_records", day, day_keys)
-        }
-        for row in cold_rows(store, "opportunity_records", day, day_keys):
-            delivery = deliveries.get(row["opportunity_key"])
-            if delivery is not None:
-                opportunities.append({**row, **{c: delivery[c] for c in _DELIVERY_COLUMNS}})
-    hot_keys, cold_days = _split(keys, "event_records", tiered)
-    events += hot.event_rows(conn, hot_keys) if hot_keys else []
-    for day, day_keys in cold_days.items():
-        events += cold_rows(store, "event_records", day, day_keys)
-    return hot.inputs_from_rows(opportunities, events)
+    tables = ("opportunity_records", "delivery_records", "event_records")
+    tiered = tiered_days(conn, tables)
+    return hot.inputs_from_rows(*(_rows(conn, store, tiered, table, keys) for table in tables))
 
 
 def load_archives(
     conn: psycopg.Connection, store: ColdStore, keys: Iterable[str]
 ) -> dict[str, ArchiveRecord]:
     """The archive record of each of ``keys``, from whichever tier holds its day."""
-    hot_keys, cold_days = _split(keys, "archive_records", tiered_days(conn, ["archive_records"]))
-    archives = hot.load_archives(conn, hot_keys) if hot_keys else {}
-    for day, day_keys in cold_days.items():
-        for row in cold_rows(store, "archive_records", day, day_keys):
-            archives[row["opportunity_key"]] = archive_of(row)
-    return archives
+    tiered = tiered_days(conn, ["archive_records"])
+    return {
+        row["opportunity_key"]: archive_of(row)
+        for row in _rows(conn, store, tiered, "archive_records", keys)
+    }

@@ -1,8 +1,10 @@
 """Reading opportunities' stored inputs and archive records back from hot Postgres.
 
-Rows are turned back into the rules' records (``replay/records.py``) so
-that ``close_opportunity`` can recompute the closing record, exactly as the
-worker computed it; ``replay/cold.py`` does the same from Parquet.
+Each table is read on its own (``table_rows``) and the rows are joined and
+turned back into the rules' records here (``inputs_from_rows``, with
+``replay/records.py``), so that ``close_opportunity`` can recompute the
+closing record exactly as the worker computed it. ``replay/cold.py`` reads
+the same tables from Parquet, table by table, and joins them the same way.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from mediation.rules.closure import close_opportunity
@@ -21,79 +24,89 @@ from mediation.rules.ulid import ulid_day
 from .records import StoredInputs, archive_of, event_of, opportunity_of
 
 __all__ = [
+    "DELIVERY_COLUMNS",
     "StoredInputs",
-    "event_rows",
     "inputs_from_rows",
     "load_archives",
     "load_inputs",
-    "opportunity_rows",
     "recompute",
+    "table_rows",
 ]
 
-
-_OPP_SQL = """
-SELECT o.opportunity_key, o.app_id, o.placement_id, o.device_hash, o.ts, o.client_ts,
-       o.config_version, o.rollout_bucket, o.context, o.closure_window_ms, o.grace_ms,
-       o.skew_tolerance_ms, d.delivery_id, d.status, d.waterfall, d.expires_at
-FROM opportunity_records o
-JOIN delivery_records d ON d.day = o.day AND d.opportunity_key = o.opportunity_key
-WHERE o.day = ANY(%s) AND o.opportunity_key = ANY(%s)
-"""
-_EVENTS_SQL = """
-SELECT opportunity_key, event_id, app_id, type, ts, server_ts, received_at, source_id,
-       revenue_micros, currency, attrs, late
-FROM event_records
-WHERE day = ANY(%s) AND opportunity_key = ANY(%s)
-"""
-_ARCHIVE_SQL = """
-SELECT opportunity_key, app_id, placement_id, opened_at, closed_at, close_reason, outcome,
-       rewarded, credited_source_id, revenue_micros, currency, counts, counted_events,
-       excluded_events, config_version, rule_version, inputs_hash
-FROM archive_records WHERE day = ANY(%s) AND opportunity_key = ANY(%s)
-"""
+DELIVERY_COLUMNS = ("delivery_id", "status", "waterfall", "expires_at")
+_COLUMNS: dict[str, tuple[str, ...]] = {
+    "opportunity_records": (
+        "opportunity_key", "app_id", "placement_id", "device_hash", "ts", "client_ts",
+        "config_version", "rollout_bucket", "context", "closure_window_ms", "grace_ms",
+        "skew_tolerance_ms",
+    ),
+    "delivery_records": ("opportunity_key", *DELIVERY_COLUMNS),
+    "event_records": (
+        "opportunity_key", "event_id", "app_id", "type", "ts", "server_ts", "received_at",
+        "source_id", "revenue_micros", "currency", "attrs", "late",
+    ),
+    "archive_records": (
+        "opportunity_key", "app_id", "placement_id", "opened_at", "closed_at", "close_reason",
+        "outcome", "rewarded", "credited_source_id", "revenue_micros", "currency", "counts",
+        "counted_events", "excluded_events", "config_version", "rule_version", "inputs_hash",
+    ),
+}  # fmt: skip
 
 
-def _rows(conn: psycopg.Connection, query: str, keys: list[str]) -> list[dict[str, Any]]:
+def table_rows(conn: psycopg.Connection, table: str, keys: Iterable[str]) -> list[dict[str, Any]]:
+    """The rows of ``table`` whose ``opportunity_key`` is in ``keys`` (one day each)."""
+    keys = sorted(set(keys))
+    if not keys:
+        return []
+    query = sql.SQL("SELECT {} FROM {} WHERE day = ANY(%s) AND opportunity_key = ANY(%s)").format(
+        sql.SQL(", ").join(map(sql.Identifier, _COLUMNS[table])), sql.Identifier(table)
+    )
     days = sorted({ulid_day(key) for key in keys})
     with conn.cursor(row_factory=dict_row) as cursor:
         return cursor.execute(query, (days, keys)).fetchall()
 
 
 def inputs_from_rows(
-    opportunities: Iterable[Mapping[str, Any]], events: Iterable[Mapping[str, Any]]
+    opportunities: Iterable[Mapping[str, Any]],
+    deliveries: Iterable[Mapping[str, Any]],
+    events: Iterable[Mapping[str, Any]],
 ) -> dict[str, StoredInputs]:
-    """Each opportunity with its events (late ones apart), from stored rows of any tier."""
+    """Each opportunity (with its delivery) and its events, late ones apart, from rows of any tier.
+
+    An opportunity without its delivery row is left out, as the join in
+    Postgres would.
+    """
+    delivery_of = {row["opportunity_key"]: row for row in deliveries}
     on_time: dict[str, list[Event]] = defaultdict(list)
     late: dict[str, list[Event]] = defaultdict(list)
     for row in events:
         (late if row["late"] else on_time)[row["opportunity_key"]].append(event_of(row))
-    return {
-        row["opportunity_key"]: StoredInputs(
-            opportunity_of(row),
-            tuple(on_time.get(row["opportunity_key"], ())),
-            tuple(late.get(row["opportunity_key"], ())),
+    inputs = {}
+    for row in opportunities:
+        key = row["opportunity_key"]
+        delivery = delivery_of.get(key)
+        if delivery is None:
+            continue
+        joined = {**row, **{column: delivery[column] for column in DELIVERY_COLUMNS}}
+        inputs[key] = StoredInputs(
+            opportunity_of(joined), tuple(on_time.get(key, ())), tuple(late.get(key, ()))
         )
-        for row in opportunities
-    }
-
-
-def opportunity_rows(conn: psycopg.Connection, keys: list[str]) -> list[dict[str, Any]]:
-    """``opportunity_records`` rows of ``keys``, each with its delivery's columns."""
-    return _rows(conn, _OPP_SQL, keys)
-
-
-def event_rows(conn: psycopg.Connection, keys: list[str]) -> list[dict[str, Any]]:
-    return _rows(conn, _EVENTS_SQL, keys)
+    return inputs
 
 
 def load_inputs(conn: psycopg.Connection, keys: Iterable[str]) -> dict[str, StoredInputs]:
     keys = sorted(set(keys))
-    return inputs_from_rows(opportunity_rows(conn, keys), event_rows(conn, keys))
+    return inputs_from_rows(
+        table_rows(conn, "opportunity_records", keys),
+        table_rows(conn, "delivery_records", keys),
+        table_rows(conn, "event_records", keys),
+    )
 
 
 def load_archives(conn: psycopg.Connection, keys: Iterable[str]) -> dict[str, ArchiveRecord]:
-    keys = sorted(set(keys))
-    return {row["opportunity_key"]: archive_of(row) for row in _rows(conn, _ARCHIVE_SQL, keys)}
+    return {
+        row["opportunity_key"]: archive_of(row) for row in table_rows(conn, "archive_records", keys)
+    }
 
 
 def recompute(inputs: StoredInputs, include_late: bool = False) -> ArchiveRecord:

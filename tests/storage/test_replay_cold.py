@@ -89,3 +89,16 @@ def test_replay_gives_the_same_hash_hot_and_cold_and_is_recorded(
         ("recompute", hot_runs["recompute"][2]),
     ] * 2
     assert recorded[1][2]["changed"] == 1
+
+
+def test_a_day_split_mid_tiering_reads_each_table_from_where_it_is(
+    conn: psycopg.Connection, file_store: FileColdStore
+) -> None:
+    keys = [row[0] for row in conn.execute("SELECT opportunity_key FROM archive_records")]
+    inputs, archives = hot.load_inputs(conn, keys), hot.load_archives(conn, keys)
+    # The tier job goes table by table: for a while a day is half in cold storage.
+    run_tiering(conn, file_store, DAY + dt.timedelta(days=31), tables=["opportunity_records"])
+    assert cold.load_inputs(conn, file_store, keys) == inputs
+    run_tiering(conn, file_store, DAY + dt.timedelta(days=31), tables=["event_records"])
+    assert cold.load_inputs(conn, file_store, keys) == inputs
+    assert cold.load_archives(conn, file_store, keys) == archives
