@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import sql
 
-from .settings import Settings
+from .settings import LOOPBACK_HOSTS, Settings
 from .topics import ensure_topics
 
 __all__ = [
@@ -51,7 +51,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_S3_ENDPOINT = "http://127.0.0.1:9000"
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 class DevStackError(RuntimeError):
@@ -157,7 +156,7 @@ def _postgres(settings: Settings, runtime: _Runtime) -> ServiceStatus:
     address = f"{host}:{port}"
     state = "reused"
     if not _port_open(host, port):
-        if host not in _LOOPBACK:
+        if host not in LOOPBACK_HOSTS:
             raise DevStackError(f"Postgres at {address} is not reachable (DATABASE_URL)")
         if shutil.which("pg_ctlcluster") is None or not Path("/etc/postgresql").is_dir():
             raise DevStackError(
@@ -189,7 +188,7 @@ def _redis(settings: Settings, runtime: _Runtime) -> ServiceStatus:
     address = f"{host}:{port}"
     if _port_open(host, port):
         return ServiceStatus("redis", address, "reused")
-    if host not in _LOOPBACK:
+    if host not in LOOPBACK_HOSTS:
         raise DevStackError(f"Redis at {address} is not reachable (REDIS_URL)")
     binary = shutil.which("redis-server")
     if binary is None:
@@ -230,7 +229,7 @@ def _broker(settings: Settings, runtime: _Runtime) -> ServiceStatus:
     port = int(port_text)
     state = "reused"
     if not _port_open(host, port):
-        if host not in _LOOPBACK:
+        if host not in LOOPBACK_HOSTS:
             raise DevStackError(f"Kafka at {first} is not reachable (KAFKA_BOOTSTRAP_SERVERS)")
         runtime.spawn("kafka", broker_command(host, port))
         wait_port("Kafka-wire broker", host, port, 20, runtime.log_file("kafka"))
@@ -252,7 +251,7 @@ def _s3(settings: Settings, runtime: _Runtime) -> ServiceStatus:
     host, port = url.hostname or "127.0.0.1", url.port or 80
     if _port_open(host, port):
         return ServiceStatus("s3", endpoint, "reused")
-    if host not in _LOOPBACK:
+    if host not in LOOPBACK_HOSTS:
         raise DevStackError(f"S3 endpoint {endpoint} is not reachable (AWS_ENDPOINT_URL)")
     moto = Path(sys.executable).with_name("moto_server")
     if not moto.exists():

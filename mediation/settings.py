@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-__all__ = ["PROJECT_ROOT", "Settings", "SettingsError", "Topics"]
+__all__ = ["LOOPBACK_HOSTS", "PROJECT_ROOT", "Settings", "SettingsError", "Topics"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -22,6 +22,8 @@ DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/mediation"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_KAFKA = "127.0.0.1:9092"
 DEFAULT_TOPIC_PREFIX = "mediation."
+# Hosts of this machine: local services (dev stack, tests) live there.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class SettingsError(ValueError):

@@ -22,6 +22,8 @@ import boto3
 import pyarrow.fs as pafs
 from botocore.exceptions import ClientError
 
+from mediation.settings import LOOPBACK_HOSTS
+
 __all__ = ["ColdStore", "ColdStoreError", "FileColdStore", "S3ColdStore", "open_cold_store"]
 
 
@@ -175,7 +177,7 @@ class S3ColdStore:
 
 
 def _is_loopback(url: str | None) -> bool:
-    return bool(url) and urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
+    return bool(url) and urlsplit(url).hostname in LOOPBACK_HOSTS
 
 
 def open_cold_store(url: str, endpoint_url: str | None = None) -> FileColdStore | S3ColdStore:
