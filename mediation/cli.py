@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
@@ -217,73 +218,44 @@ def cmd_tier(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     import getpass
 
-    import orjson
-
-    from mediation.rules.closure import RULE_VERSION
-    from mediation.rules.replay import summary
-    from mediation.rules.ulid import is_ulid
-    from replay.run import record_replay, replay_keys
+    from mediation.rules.replay import ReplayRequest, ReplayRequestError, Selection, instant_ms
+    from replay.output import open_output
+    from replay.run import run_replay
     from storage.cold import open_cold_store
     from storage.db import connect
 
-    from .tables import render_table
-
-    bad = [key for key in args.key if not is_ulid(key)]
-    if bad:
-        print(f"mediation replay: not an opportunity key: {', '.join(bad)}", file=sys.stderr)
-        return 2
-    if args.rule_version not in (None, RULE_VERSION):
-        print(
-            f"mediation replay: unknown rule version {args.rule_version!r}; known: {RULE_VERSION}",
-            file=sys.stderr,
-        )
-        return 2
-    settings = _settings()
-    store = open_cold_store(settings.cold_storage_url, settings.aws_endpoint_url)
-    with connect(settings.database_url) as conn:
-        results = replay_keys(conn, store, args.key, args.mode, args.rule_version)
-        replay_id, digest = record_replay(
-            conn,
-            getpass.getuser(),
-            {"opportunity_keys": sorted(set(args.key))},
-            args.mode,
-            args.rule_version,
-            results,
-        )
-    if args.format == "jsonl":
-        for result in results:
-            print(orjson.dumps(result, option=orjson.OPT_SORT_KEYS).decode())
-    else:
-        rows = []
-        for result in results:
-            if "missing" in result:
-                rows.append([result["opportunity_key"], "-", "-", "-", f"no {result['missing']}"])
-                continue
-            archive = result["archive"]
-            after = result.get("recomputed", archive)
-            if args.mode == "snapshot":
-                verdict = "inputs match" if result["inputs_hash_matches"] else "INPUTS CHANGED"
-            else:
-                verdict = ", ".join(sorted(result["changes"])) or "no change"
-            rows.append(
-                [
-                    result["opportunity_key"],
-                    f"{archive['outcome']} -> {after['outcome']}",
-                    f"{archive['revenue_micros']} -> {after['revenue_micros']}",
-                    f"{archive['credited_source_id']} -> {after['credited_source_id']}",
-                    verdict,
-                ]
+    try:
+        if args.key and (args.start or args.end):
+            raise ReplayRequestError("give --key, or --from and --to, not both")
+        if args.key:
+            selection = Selection.of_keys(args.key)
+        elif args.start and args.end:
+            selection = Selection.of_range(
+                instant_ms(args.start, "--from"),
+                instant_ms(args.end, "--to"),
+                args.app_id,
+                args.placement_id,
             )
-        print(
-            render_table(
-                f"replay {args.mode} #{replay_id}",
-                ["opportunity_key", "outcome", "revenue micros", "credited", "result"],
-                rows,
-            )
+        else:
+            raise ReplayRequestError("give --key (repeatable), or --from and --to")
+        request = ReplayRequest(selection, args.mode, args.rule_version, args.config_version)
+        settings = _settings()
+        store = open_cold_store(settings.cold_storage_url, settings.aws_endpoint_url)
+        output = open_output(
+            args.format, args.output, sys.stdout.buffer, f"replay {args.mode}", print
         )
-        print(f"summary: {summary(results)}")
-    print(f"result hash: {digest}", file=sys.stderr)
-    return 1 if any("missing" in result for result in results) else 0
+        with connect(settings.database_url, autocommit=True) as conn:
+            replay_id, digest, location = run_replay(
+                conn, store, request, output, requested_by=getpass.getuser()
+            )
+    except (ReplayRequestError, ValueError) as exc:
+        print(f"mediation replay: {exc}", file=sys.stderr)
+        return 2
+    print(f"replay #{replay_id}: {digest.summary()}", file=sys.stderr)
+    if location:
+        print(f"written to {location}", file=sys.stderr)
+    print(f"result hash: {digest.hexdigest()}", file=sys.stderr)
+    return 1 if digest.missing and selection.keys else 0
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
@@ -389,7 +361,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
     from dataflows.recovery import ensure_recovery_partitions
 
@@ -575,17 +546,29 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "replay",
         cmd_replay,
-        "Replay opportunities by key from hot or cold storage (snapshot or recompute), "
-        "recorded in replay_records",
+        "Replay opportunities by key or time range from hot and cold storage (snapshot or "
+        "recompute), recorded in replay_records; the result hash goes to stderr",
     )
+    replay.add_argument("--key", action="append", help="opportunity_key (repeatable)")
     replay.add_argument(
-        "--key", action="append", required=True, help="opportunity_key (repeatable)"
+        "--from", dest="start", help="range start, inclusive: ISO 8601 (UTC unless given) or ms"
     )
+    replay.add_argument("--to", dest="end", help="range end, exclusive")
+    replay.add_argument("--app-id", help="with a range: only this app")
+    replay.add_argument("--placement-id", help="with a range: only this placement")
     replay.add_argument("--mode", choices=["snapshot", "recompute"], default="snapshot")
     replay.add_argument(
         "--rule-version", help="recompute with this rule version (default: the archive's)"
     )
-    replay.add_argument("--format", choices=["table", "jsonl"], default="table")
+    replay.add_argument(
+        "--config-version",
+        type=int,
+        help="recompute with this config snapshot's windows (default: the one that was active)",
+    )
+    replay.add_argument("--format", choices=["table", "jsonl", "parquet"], default="table")
+    replay.add_argument(
+        "--output", type=Path, help="write JSONL or Parquet here (JSONL default: stdout)"
+    )
 
     dlq = _add(sub, "dlq", cmd_dlq, "List dead letters, or re-drive them to their source topic")
     dlq.add_argument("action", choices=["list", "redrive"])

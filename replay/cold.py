@@ -1,106 +1,145 @@
-"""Reading opportunities' stored inputs and archive records back from cold storage.
+"""Reading a selection's stored inputs and archive records from hot and cold storage as one.
 
 A tiered day is a set of Parquet files per table (``storage/tiering.py``),
-sorted by ``opportunity_key``: a lookup by key reads only the row groups
-whose statistics can hold it. ``load`` decides per table and day, through
-``tiering_catalog``, whether rows are in Postgres or in cold storage, so
-callers see one store.
+sorted by ``opportunity_key``: a key lookup or a key range reads only the
+row groups whose statistics can hold it, in place (ranges on S3).
+
+``load`` decides per table and day through ``tiering_catalog``: a day
+whose partition was dropped is read from its Parquet; Postgres is read for
+every day, since a dropped day's partition can exist again (very late
+events written after tiering). Rows are merged on the table's primary key,
+the cold copy first, so a day split across both tiers is never counted
+twice and nothing written after tiering is missed. While a day is being
+tiered, some of its tables may already be cold and others still hot; the
+choice is per table.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mediation.rules.model import ArchiveRecord
-from mediation.rules.ulid import ulid_day
+from mediation.rules.replay import Selection
 from storage.cold import ColdStore
 from storage.tiering import TieringError, read_manifest
 
 from . import hot
 from .records import StoredInputs, archive_of
 
-__all__ = ["cold_rows", "load_archives", "load_inputs", "tiered_days"]
+__all__ = ["RECORD_TABLES", "Loaded", "TieredDays", "cold_rows", "load", "table_rows"]
+
+RECORD_TABLES = ("opportunity_records", "delivery_records", "event_records", "archive_records")
+_PRIMARY: dict[str, tuple[str, ...]] = {"event_records": ("event_id", "app_id")}
+
+
+@dataclass(frozen=True)
+class TieredDays:
+    """Per (table, day), from ``tiering_catalog``: dropped from Postgres, or deleted for good."""
+
+    dropped: frozenset[tuple[str, dt.date]]
+    deleted: frozenset[tuple[str, dt.date]]
+
+    @classmethod
+    def read(cls, conn: psycopg.Connection, days: Iterable[dt.date]) -> TieredDays:
+        rows = conn.execute(
+            "SELECT table_name, day, deleted_at IS NOT NULL FROM tiering_catalog "
+            "WHERE dropped_at IS NOT NULL AND table_name = ANY(%s) AND day = ANY(%s)",
+            (list(RECORD_TABLES), list(days)),
+        ).fetchall()
+        return cls(
+            frozenset((str(table), day) for table, day, deleted in rows if not deleted),
+            frozenset((str(table), day) for table, day, deleted in rows if deleted),
+        )
+
+    def deleted_days(self, selection: Selection) -> list[dt.date]:
+        """Days of the selection whose cold records were deleted by retention."""
+        return sorted({day for table, day in self.deleted if day in selection.days()})
+
+
+def _arrow_filter(table: str, selection: Selection) -> Any:
+    key = pc.field("opportunity_key")
+    if not selection.is_range:
+        return key.isin(list(selection.keys))
+    low, high = selection.key_bounds()
+    condition = (key >= low) & (key < high)
+    for name in ("app_id", "placement_id"):
+        value = getattr(selection, name)
+        if value is not None and name in hot.COLUMNS[table]:
+            condition &= pc.field(name) == value
+    return condition
 
 
 def cold_rows(
-    store: ColdStore, table: str, day: dt.date, keys: Iterable[str]
+    store: ColdStore, table: str, day: dt.date, selection: Selection
 ) -> list[dict[str, Any]]:
-    """The rows of ``table`` on a tiered ``day`` whose ``opportunity_key`` is in ``keys``."""
+    """The rows of ``table`` on a tiered ``day`` that are in ``selection``."""
     manifest = read_manifest(store, table, day)
     if manifest is None:
         raise TieringError(f"{table} {day}: catalogued as tiered, but no manifest in {store.url}")
-    wanted = sorted(set(keys))
+    where = _arrow_filter(table, selection)
     rows: list[dict[str, Any]] = []
     for exported in manifest.files:
-        # Read in place (ranges, on S3): the footer, then only the row groups
-        # whose opportunity_key statistics can hold the keys.
+        # Read in place: the footer, then only the row groups whose
+        # opportunity_key statistics can hold the selection.
         found = pq.read_table(
-            store.arrow_source(exported.key), filters=[("opportunity_key", "in", wanted)]
+            store.arrow_source(exported.key), columns=list(hot.COLUMNS[table]), filters=where
         )
         rows.extend(found.to_pylist())
     return rows
 
 
-def tiered_days(conn: psycopg.Connection, tables: Iterable[str]) -> set[tuple[str, dt.date]]:
-    """(table, day) pairs that were dropped from Postgres after tiering."""
-    return {
-        (str(table), day)
-        for table, day in conn.execute(
-            "SELECT table_name, day FROM tiering_catalog "
-            "WHERE dropped_at IS NOT NULL AND table_name = ANY(%s)",
-            (list(tables),),
-        ).fetchall()
-    }
-
-
-def _rows(
+def table_rows(
     conn: psycopg.Connection,
     store: ColdStore,
-    tiered: set[tuple[str, dt.date]],
+    tiered: TieredDays,
     table: str,
-    keys: Iterable[str],
+    selection: Selection,
 ) -> list[dict[str, Any]]:
-    """The rows of ``table`` for ``keys``, each day from the tier that holds it now.
-
-    Decided per table: while a day is being tiered, some of its tables may
-    already be in cold storage and others still in Postgres.
-    """
-    hot_keys: list[str] = []
-    cold_days: dict[dt.date, list[str]] = defaultdict(list)
-    for key in sorted(set(keys)):
-        day = ulid_day(key)
-        if (table, day) in tiered:
-            cold_days[day].append(key)
-        else:
-            hot_keys.append(key)
-    rows = hot.table_rows(conn, table, hot_keys)
-    for day, day_keys in cold_days.items():
-        rows += cold_rows(store, table, day, day_keys)
-    return rows
+    """The rows of ``table`` in ``selection``, from both tiers, each primary key once."""
+    cold = [
+        row
+        for day in selection.days()
+        if (table, day) in tiered.dropped
+        for row in cold_rows(store, table, day, selection)
+    ]
+    warm = hot.table_rows(conn, table, selection)
+    if not cold:
+        return warm
+    primary = _PRIMARY.get(table, ("opportunity_key",))
+    seen = {tuple(row[name] for name in primary) for row in cold}
+    return cold + [row for row in warm if tuple(row[name] for name in primary) not in seen]
 
 
-def load_inputs(
-    conn: psycopg.Connection, store: ColdStore, keys: Iterable[str]
-) -> dict[str, StoredInputs]:
-    """Every opportunity of ``keys`` with its events, from whichever tier holds each table's day."""
-    keys = sorted(set(keys))
-    tables = ("opportunity_records", "delivery_records", "event_records")
-    tiered = tiered_days(conn, tables)
-    return hot.inputs_from_rows(*(_rows(conn, store, tiered, table, keys) for table in tables))
+@dataclass(frozen=True)
+class Loaded:
+    inputs: dict[str, StoredInputs]
+    archives: dict[str, ArchiveRecord]
+    deleted_days: list[dt.date]
 
 
-def load_archives(
-    conn: psycopg.Connection, store: ColdStore, keys: Iterable[str]
-) -> dict[str, ArchiveRecord]:
-    """The archive record of each of ``keys``, from whichever tier holds its day."""
-    tiered = tiered_days(conn, ["archive_records"])
-    return {
-        row["opportunity_key"]: archive_of(row)
-        for row in _rows(conn, store, tiered, "archive_records", keys)
-    }
+def load(conn: psycopg.Connection, store: ColdStore, selection: Selection) -> Loaded:
+    """Every opportunity of ``selection`` with its events, and its archive record."""
+    tiered = TieredDays.read(conn, selection.days())
+
+    def rows(table: str) -> list[dict[str, Any]]:
+        return table_rows(conn, store, tiered, table, selection)
+
+    opportunities, archives = rows("opportunity_records"), rows("archive_records")
+    deliveries, events = rows("delivery_records"), rows("event_records")
+    if selection.placement_id is not None:
+        # Deliveries and events carry no placement: keep those of the
+        # selected opportunities.
+        keys = {row["opportunity_key"] for row in opportunities}
+        events = [row for row in events if row["opportunity_key"] in keys]
+    return Loaded(
+        hot.inputs_from_rows(opportunities, deliveries, events),
+        {row["opportunity_key"]: archive_of(row) for row in archives},
+        tiered.deleted_days(selection),
+    )

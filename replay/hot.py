@@ -1,6 +1,7 @@
 """Reading opportunities' stored inputs and archive records back from hot Postgres.
 
-Each table is read on its own (``table_rows``) and the rows are joined and
+Each table is read on its own (``table_rows``, for a ``Selection``: keys,
+or a key range with app and placement filters) and the rows are joined and
 turned back into the rules' records here (``inputs_from_rows``, with
 ``replay/records.py``), so that ``close_opportunity`` can recompute the
 closing record exactly as the worker computed it. ``replay/cold.py`` reads
@@ -19,11 +20,12 @@ from psycopg.rows import dict_row
 
 from mediation.rules.closure import close_opportunity
 from mediation.rules.model import ArchiveRecord, Event
-from mediation.rules.ulid import ulid_day
+from mediation.rules.replay import Selection
 
 from .records import StoredInputs, archive_of, event_of, opportunity_of
 
 __all__ = [
+    "COLUMNS",
     "DELIVERY_COLUMNS",
     "StoredInputs",
     "inputs_from_rows",
@@ -34,7 +36,7 @@ __all__ = [
 ]
 
 DELIVERY_COLUMNS = ("delivery_id", "status", "waterfall", "expires_at")
-_COLUMNS: dict[str, tuple[str, ...]] = {
+COLUMNS: dict[str, tuple[str, ...]] = {
     "opportunity_records": (
         "opportunity_key", "app_id", "placement_id", "device_hash", "ts", "client_ts",
         "config_version", "rollout_bucket", "context", "closure_window_ms", "grace_ms",
@@ -53,17 +55,31 @@ _COLUMNS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
-def table_rows(conn: psycopg.Connection, table: str, keys: Iterable[str]) -> list[dict[str, Any]]:
-    """The rows of ``table`` whose ``opportunity_key`` is in ``keys`` (one day each)."""
-    keys = sorted(set(keys))
-    if not keys:
+def table_rows(conn: psycopg.Connection, table: str, selection: Selection) -> list[dict[str, Any]]:
+    """The rows of ``table`` in ``selection`` that Postgres holds (filters the table has)."""
+    columns = COLUMNS[table]
+    if selection.is_range:
+        low, high = selection.key_bounds()
+        conditions: list[sql.Composable] = [
+            sql.SQL("opportunity_key >= %s AND opportunity_key < %s")
+        ]
+        params: list[Any] = [low, high]
+        for name in ("app_id", "placement_id"):
+            value = getattr(selection, name)
+            if value is not None and name in columns:
+                conditions.append(sql.SQL("{} = %s").format(sql.Identifier(name)))
+                params.append(value)
+    elif selection.keys:
+        conditions, params = [sql.SQL("opportunity_key = ANY(%s)")], [list(selection.keys)]
+    else:
         return []
-    query = sql.SQL("SELECT {} FROM {} WHERE day = ANY(%s) AND opportunity_key = ANY(%s)").format(
-        sql.SQL(", ").join(map(sql.Identifier, _COLUMNS[table])), sql.Identifier(table)
+    query = sql.SQL("SELECT {} FROM {} WHERE day = ANY(%s) AND {}").format(
+        sql.SQL(", ").join(map(sql.Identifier, columns)),
+        sql.Identifier(table),
+        sql.SQL(" AND ").join(conditions),
     )
-    days = sorted({ulid_day(key) for key in keys})
     with conn.cursor(row_factory=dict_row) as cursor:
-        return cursor.execute(query, (days, keys)).fetchall()
+        return cursor.execute(query, (selection.days(), *params)).fetchall()
 
 
 def inputs_from_rows(
@@ -95,17 +111,20 @@ def inputs_from_rows(
 
 
 def load_inputs(conn: psycopg.Connection, keys: Iterable[str]) -> dict[str, StoredInputs]:
-    keys = sorted(set(keys))
+    """Inputs of ``keys`` that Postgres holds (the sink's amendments; replay uses ``cold.load``)."""
+    selection = Selection(keys=tuple(sorted(set(keys))))
     return inputs_from_rows(
-        table_rows(conn, "opportunity_records", keys),
-        table_rows(conn, "delivery_records", keys),
-        table_rows(conn, "event_records", keys),
+        table_rows(conn, "opportunity_records", selection),
+        table_rows(conn, "delivery_records", selection),
+        table_rows(conn, "event_records", selection),
     )
 
 
 def load_archives(conn: psycopg.Connection, keys: Iterable[str]) -> dict[str, ArchiveRecord]:
+    selection = Selection(keys=tuple(sorted(set(keys))))
     return {
-        row["opportunity_key"]: archive_of(row) for row in table_rows(conn, "archive_records", keys)
+        row["opportunity_key"]: archive_of(row)
+        for row in table_rows(conn, "archive_records", selection)
     }
 
 

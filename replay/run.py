@@ -1,70 +1,181 @@
-"""Replaying opportunities by key from hot or cold storage; requests go to ``replay_records``."""
+"""Running a replay: a selection in, results out in key order, recorded in ``replay_records``.
+
+``replay_results`` streams results chunk by chunk (a time window, or a
+thousand keys, at a time) so a long range never holds more than one chunk
+in memory. ``run_replay`` records the request, feeds every result to an
+output (``replay/output.py``) and to a ``ResultDigest`` (hash and
+summary), and records the outcome: the CLI and the API's inline answers
+and jobs all go through it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from mediation.rules.closure import RULE_VERSION
-from mediation.rules.replay import recompute_result, result_hash, snapshot_result, summary
+from mediation.rules.replay import (
+    ReplayRequest,
+    ReplayRequestError,
+    ResultDigest,
+    WindowOverride,
+    missing_result,
+    recompute_result,
+    snapshot_result,
+)
+from mediation.rules.waterfall import ConfigError, parse_config
 from storage.cold import ColdStore
 
 from . import cold
+from .output import Output
 
-__all__ = ["record_replay", "replay_keys"]
+__all__ = [
+    "DEFAULT_WINDOW_MS",
+    "finish_record",
+    "replay_results",
+    "run_replay",
+    "start_record",
+]
+
+# An hour of the seed's peak traffic in one chunk is ~200k opportunities.
+DEFAULT_WINDOW_MS = 10 * 60 * 1000
 
 
-def replay_keys(
+class _WindowOverrides:
+    """The named config snapshot of each app, read once per app."""
+
+    def __init__(self, conn: psycopg.Connection, version: int):
+        self._conn, self._version = conn, version
+        self._of_app: dict[str, WindowOverride] = {}
+
+    def __call__(self, app_id: str) -> WindowOverride:
+        if app_id not in self._of_app:
+            row = self._conn.execute(
+                "SELECT body FROM config_snapshots WHERE app_id = %s AND version = %s",
+                (app_id, self._version),
+            ).fetchone()
+            if row is None:
+                raise ReplayRequestError(f"app {app_id} has no config version {self._version}")
+            try:
+                config = parse_config(self._version, row[0])
+            except ConfigError as exc:
+                raise ReplayRequestError(f"app {app_id} config {self._version}: {exc}") from exc
+            self._of_app[app_id] = WindowOverride(
+                self._version, config.closure_window_ms, config.grace_ms, config.skew_tolerance_ms
+            )
+        return self._of_app[app_id]
+
+
+def replay_results(
     conn: psycopg.Connection,
     store: ColdStore,
-    keys: Iterable[str],
-    mode: str,
-    rule_version: str | None = None,
-) -> list[dict[str, Any]]:
-    """One result per key, in key order; a key without stored records says so."""
-    keys = sorted(set(keys))
-    inputs = cold.load_inputs(conn, store, keys)
-    archives = cold.load_archives(conn, store, keys)
-    results: list[dict[str, Any]] = []
-    for key in keys:
-        stored, archive = inputs.get(key), archives.get(key)
-        if stored is None or archive is None:
-            missing = "archive record" if archive is None else "opportunity record"
-            results.append({"opportunity_key": key, "mode": mode, "missing": missing})
-        elif mode == "snapshot":
-            results.append(snapshot_result(stored.opportunity, stored.events, archive))
-        else:
-            results.append(
-                recompute_result(
-                    stored.opportunity, stored.events, stored.late_events, archive, rule_version
+    request: ReplayRequest,
+    window_ms: int = DEFAULT_WINDOW_MS,
+) -> Iterator[dict[str, Any]]:
+    """One result per selected opportunity, in key order.
+
+    A key selection answers every key, those without records with what is
+    missing; a range answers the opportunities it finds.
+    """
+    mode = request.mode
+    overrides = _WindowOverrides(conn, request.config_version) if request.config_version else None
+    for chunk in request.selection.chunks(window_ms):
+        loaded = cold.load(conn, store, chunk)
+        inputs, archives = loaded.inputs, loaded.archives
+        keys = chunk.keys if not chunk.is_range else sorted(inputs.keys() | archives.keys())
+        deleted = {day.isoformat() for day in loaded.deleted_days}
+        for key in keys:
+            stored, archive = inputs.get(key), archives.get(key)
+            if stored is None or archive is None:
+                missing = "archive record" if archive is None else "opportunity record"
+                if deleted:
+                    missing += f" (deleted by retention: {', '.join(sorted(deleted))})"
+                yield missing_result(key, mode, missing)
+            elif mode == "snapshot":
+                yield snapshot_result(stored.opportunity, stored.events, archive)
+            else:
+                yield recompute_result(
+                    stored.opportunity,
+                    stored.events,
+                    stored.late_events,
+                    archive,
+                    request.rule_version,
+                    overrides(archive.app_id) if overrides else None,
                 )
-            )
-    return results
 
 
-def record_replay(
-    conn: psycopg.Connection,
-    requested_by: str,
-    selector: dict[str, Any],
-    mode: str,
-    rule_version: str | None,
-    results: list[dict[str, Any]],
-) -> tuple[int, str]:
-    """Write the request to ``replay_records``; its id and the results' hash."""
-    digest = result_hash(results)
+def start_record(
+    conn: psycopg.Connection, requested_by: str, request: ReplayRequest, status: str = "running"
+) -> int:
+    """Record the request in ``replay_records``; its id."""
     row = conn.execute(
-        "INSERT INTO replay_records (requested_by, selector, mode, rule_version, result_hash, "
-        "diff_summary) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+        "INSERT INTO replay_records (requested_by, selector, mode, rule_version, config_version, "
+        "status) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
         (
             requested_by,
-            Jsonb(selector),
-            mode,
-            rule_version or RULE_VERSION,
-            digest,
-            Jsonb(summary(results)),
+            Jsonb(request.selection.describe()),
+            request.mode,
+            request.rule_version or RULE_VERSION,
+            request.config_version,
+            status,
         ),
     ).fetchone()
-    return (int(row[0]) if row else 0), digest
+    assert row is not None
+    return int(row[0])
+
+
+def finish_record(
+    conn: psycopg.Connection,
+    replay_id: int,
+    digest: ResultDigest | None,
+    location: str | None = None,
+    error: str | None = None,
+) -> None:
+    """Mark the request done (hash, summary, where the result is) or failed (why)."""
+    conn.execute(
+        "UPDATE replay_records SET status = %s, result_hash = %s, diff_summary = %s, "
+        "records = %s, result_location = %s, error = %s, finished_at = %s WHERE id = %s",
+        (
+            "failed" if error else "done",
+            digest.hexdigest() if digest and not error else None,
+            Jsonb(digest.summary()) if digest and not error else None,
+            digest.records if digest and not error else None,
+            location,
+            error,
+            dt.datetime.now(dt.UTC),
+            replay_id,
+        ),
+    )
+
+
+def run_replay(
+    conn: psycopg.Connection,
+    store: ColdStore,
+    request: ReplayRequest,
+    output: Output,
+    *,
+    requested_by: str,
+    replay_id: int | None = None,
+    window_ms: int = DEFAULT_WINDOW_MS,
+) -> tuple[int, ResultDigest, str | None]:
+    """Replay into ``output`` and record it; the record's id, the digest and the output's location.
+
+    ``conn`` must be in autocommit mode: the record is visible while the
+    replay runs, and says ``failed`` (with the reason) if it does not finish.
+    """
+    if replay_id is None:
+        replay_id = start_record(conn, requested_by, request)
+    digest = ResultDigest()
+    try:
+        for result in replay_results(conn, store, request, window_ms):
+            output.write(result, digest.add(result))
+        location = output.close()
+    except Exception as exc:
+        finish_record(conn, replay_id, None, error=f"{type(exc).__name__}: {exc}")
+        raise
+    finish_record(conn, replay_id, digest, location)
+    return replay_id, digest, location

@@ -1,37 +1,256 @@
-"""Replay results (``spec/contracts.md`` section 8), pure: stored inputs in, canonical data out.
+"""Replay (``spec/contracts.md`` section 8), pure: selections, results, their hash and summary.
 
-- ``snapshot``: the archived closing record and the exact inputs it counted,
-  with a check that ``inputs_hash`` still matches them;
+- A ``Selection`` names what to replay: opportunity keys, or a time range
+  (half-open, on the opportunity's time) with optional app and placement.
+  Opportunity keys are ULIDs minted from the request's time, so a range is
+  also a key range: Postgres and the Parquet row-group statistics both
+  prune by it.
+- ``snapshot``: the archived closing record and the exact inputs it
+  counted, with a check that ``inputs_hash`` still matches them;
 - ``recompute``: the rules run again over every stored input, late events
-  included, with a field-by-field diff against the archive.
+  included, with a field-by-field diff against the archive; optionally
+  under another rule version or another config snapshot's windows.
 
-Results are plain JSON data; ``result_hash`` is SHA-256 over their
-canonical JSON (sorted keys, no spaces), so the same selection gives the
-same hash wherever its days are stored.
+Results are plain JSON data. Their canonical form is one line of JSON per
+result (orjson, sorted keys, no spaces), in ``opportunity_key`` order; the
+result hash is SHA-256 over those lines, so ``sha256sum`` of a JSONL
+output gives it too, and the same selection gives the same hash wherever
+its days are stored.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import hashlib
-import json
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
+import orjson
+
 from .amendment import AMENDABLE_FIELDS
-from .closure import close_opportunity, inputs_hash
+from .closure import RULE_VERSION, close_opportunity, inputs_hash
 from .model import ArchiveRecord, Event, Opportunity, event_as_dict
+from .ulid import day_of_ms, encode_ulid, is_ulid, ulid_time_ms
 
 __all__ = [
+    "DIFF_FIELDS",
     "MODES",
-    "canonical_json",
+    "RULE_VERSIONS",
+    "ReplayRequest",
+    "ReplayRequestError",
+    "ResultDigest",
+    "Selection",
+    "WindowOverride",
+    "canonical_line",
+    "instant_ms",
+    "missing_result",
+    "parse_request",
     "recompute_result",
     "result_hash",
     "snapshot_result",
-    "summary",
 ]
 
 MODES = ("snapshot", "recompute")
+RULE_VERSIONS = (RULE_VERSION,)
+# What a dispute compares: the amendable fields, and which rules and config
+# produced the record.
+DIFF_FIELDS = (*AMENDABLE_FIELDS, "config_version", "rule_version")
+MAX_KEYS = 10_000
+_NO_RANDOMNESS = bytes(10)
+
+
+class ReplayRequestError(ValueError):
+    """A replay request that cannot be served as asked; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Opportunities to replay: ``keys``, or ``[start_ms, end_ms)`` with optional filters."""
+
+    keys: tuple[str, ...] = ()
+    start_ms: int | None = None
+    end_ms: int | None = None
+    app_id: str | None = None
+    placement_id: str | None = None
+
+    @classmethod
+    def of_keys(cls, keys: Iterable[str]) -> Selection:
+        keys = tuple(sorted(set(keys)))
+        bad = [key for key in keys if not is_ulid(key)]
+        if bad:
+            raise ReplayRequestError(f"not an opportunity key: {', '.join(bad[:5])}")
+        if not keys:
+            raise ReplayRequestError("no opportunity key given")
+        if len(keys) > MAX_KEYS:
+            raise ReplayRequestError(f"at most {MAX_KEYS} keys per request; use a time range")
+        return cls(keys=keys)
+
+    @classmethod
+    def of_range(
+        cls,
+        start_ms: int,
+        end_ms: int,
+        app_id: str | None = None,
+        placement_id: str | None = None,
+    ) -> Selection:
+        if not 0 <= start_ms < end_ms < 1 << 48:
+            raise ReplayRequestError(
+                f"the range must have from < to, both in epoch ms, got {start_ms} .. {end_ms}"
+            )
+        return cls((), start_ms, end_ms, app_id or None, placement_id or None)
+
+    @property
+    def is_range(self) -> bool:
+        return self.start_ms is not None
+
+    def days(self) -> list[dt.date]:
+        """The UTC days (partitions) the selection touches, in order."""
+        if not self.is_range:
+            return sorted({day_of_ms(ulid_time_ms(key)) for key in self.keys})
+        assert self.start_ms is not None and self.end_ms is not None
+        first, last = day_of_ms(self.start_ms), day_of_ms(self.end_ms - 1)
+        return [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
+
+    def key_bounds(self) -> tuple[str, str]:
+        """``[low, high)`` on ``opportunity_key`` for a range (keys sort by their time)."""
+        assert self.start_ms is not None and self.end_ms is not None
+        return encode_ulid(self.start_ms, _NO_RANDOMNESS), encode_ulid(self.end_ms, _NO_RANDOMNESS)
+
+    def chunks(self, window_ms: int, keys_per_chunk: int = 1_000) -> Iterator[Selection]:
+        """The selection in consecutive parts, in key order, to bound memory."""
+        if not self.is_range:
+            for at in range(0, len(self.keys), keys_per_chunk):
+                yield Selection(keys=self.keys[at : at + keys_per_chunk])
+            return
+        assert self.start_ms is not None and self.end_ms is not None
+        for start in range(self.start_ms, self.end_ms, window_ms):
+            end = min(start + window_ms, self.end_ms)
+            yield dataclasses.replace(self, start_ms=start, end_ms=end)
+
+    def describe(self) -> dict[str, Any]:
+        """The selector as recorded in ``replay_records`` (JSON)."""
+        if not self.is_range:
+            return {"opportunity_keys": list(self.keys)}
+        selector: dict[str, Any] = {"from_ms": self.start_ms, "to_ms": self.end_ms}
+        if self.app_id:
+            selector["app_id"] = self.app_id
+        if self.placement_id:
+            selector["placement_id"] = self.placement_id
+        return selector
+
+
+@dataclass(frozen=True, slots=True)
+class WindowOverride:
+    """A config snapshot's closing windows, to recompute as if it had been active."""
+
+    config_version: int
+    closure_window_ms: int
+    grace_ms: int
+    skew_tolerance_ms: int
+
+    def apply(self, opportunity: Opportunity) -> Opportunity:
+        return dataclasses.replace(
+            opportunity,
+            config_version=self.config_version,
+            closure_window_ms=self.closure_window_ms,
+            grace_ms=self.grace_ms,
+            skew_tolerance_ms=self.skew_tolerance_ms,
+        )
+
+
+@dataclass(frozen=True)
+class ReplayRequest:
+    selection: Selection
+    mode: str = "snapshot"
+    rule_version: str | None = None
+    config_version: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ReplayRequestError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.rule_version is not None and self.rule_version not in RULE_VERSIONS:
+            raise ReplayRequestError(
+                f"unknown rule version {self.rule_version!r}; known: {', '.join(RULE_VERSIONS)}"
+            )
+        if self.mode == "snapshot" and (self.rule_version or self.config_version):
+            raise ReplayRequestError(
+                "a snapshot returns what was archived; rule_version and config_version "
+                "need mode recompute"
+            )
+
+
+def instant_ms(value: object, name: str) -> int:
+    """Epoch milliseconds from an integer or an ISO 8601 text (a date is its midnight UTC)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            return int(text)
+        try:
+            moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=dt.UTC)  # times are UTC unless they say otherwise
+            return int(moment.timestamp() * 1000)
+    raise ReplayRequestError(
+        f"{name} must be epoch milliseconds or an ISO 8601 time, got {value!r}"
+    )
+
+
+def _optional_text(body: Mapping[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 128):
+        raise ReplayRequestError(f"{name} must be a non-empty string of at most 128 characters")
+    return value
+
+
+def parse_request(body: Mapping[str, Any]) -> ReplayRequest:
+    """A replay request from its JSON body (the replay API); ``ReplayRequestError`` says why not."""
+    known = {"opportunity_key", "opportunity_keys", "from", "to", "app_id", "placement_id",
+             "mode", "rule_version", "config_version", "format"}  # fmt: skip
+    unknown = sorted(set(body) - known)
+    if unknown:
+        raise ReplayRequestError(f"unknown fields: {', '.join(unknown)}")
+    keys = body.get("opportunity_keys")
+    if "opportunity_key" in body:
+        keys = [body["opportunity_key"], *(keys or [])]
+    ranged = "from" in body or "to" in body
+    if (keys is None) == (not ranged):
+        raise ReplayRequestError("give opportunity_key(s), or from and to, not both")
+    if keys is not None:
+        if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
+            raise ReplayRequestError("opportunity_keys must be a list of strings")
+        if body.get("app_id") or body.get("placement_id"):
+            raise ReplayRequestError("app_id and placement_id filter a time range, not keys")
+        selection = Selection.of_keys(keys)
+    else:
+        if "from" not in body or "to" not in body:
+            raise ReplayRequestError("a time range needs both from and to")
+        selection = Selection.of_range(
+            instant_ms(body["from"], "from"),
+            instant_ms(body["to"], "to"),
+            _optional_text(body, "app_id"),
+            _optional_text(body, "placement_id"),
+        )
+    config_version = body.get("config_version")
+    if config_version is not None and (
+        isinstance(config_version, bool) or not isinstance(config_version, int)
+        or config_version <= 0
+    ):  # fmt: skip
+        raise ReplayRequestError("config_version must be a positive integer")
+    mode = body.get("mode", "snapshot")
+    rule_version = body.get("rule_version")
+    if not isinstance(mode, str) or (
+        rule_version is not None and not isinstance(rule_version, str)
+    ):
+        raise ReplayRequestError("mode and rule_version must be strings")
+    return ReplayRequest(selection, mode, rule_version, config_version)
 
 
 def _archive(archive: ArchiveRecord) -> dict[str, Any]:
@@ -61,8 +280,11 @@ def recompute_result(
     late_events: Sequence[Event],
     archive: ArchiveRecord,
     rule_version: str | None = None,
+    config: WindowOverride | None = None,
 ) -> dict[str, Any]:
     """The rules' record over every stored input (late ones too) and what differs."""
+    if config is not None:
+        opportunity = config.apply(opportunity)
     recomputed = close_opportunity(
         opportunity, [*events, *late_events], rule_version or archive.rule_version
     ).archive
@@ -75,33 +297,80 @@ def recompute_result(
         "recomputed": after,
         "changes": {
             name: {"archive": before[name], "recomputed": after[name]}
-            for name in AMENDABLE_FIELDS
+            for name in DIFF_FIELDS
             if before[name] != after[name]
         },
     }
 
 
-def canonical_json(value: object) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+def missing_result(key: str, mode: str, missing: str) -> dict[str, Any]:
+    return {"opportunity_key": key, "mode": mode, "missing": missing}
 
 
-def result_hash(results: Iterable[Mapping[str, Any]]) -> str:
-    """SHA-256 of the results' canonical JSON, in ``opportunity_key`` order."""
-    ordered = sorted(results, key=lambda result: str(result["opportunity_key"]))
-    return hashlib.sha256(canonical_json(ordered)).hexdigest()
+def canonical_line(result: Mapping[str, Any]) -> bytes:
+    """One result's canonical JSON line (sorted keys, no spaces, UTF-8, ``\\n``)."""
+    return orjson.dumps(result, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
 
 
-def summary(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """How many records, how many would change, and how often each field changes."""
-    records = changed = 0
-    fields: dict[str, int] = {}
-    for result in results:
-        records += 1
-        changes = result.get("changes") or {}
+class ResultDigest:
+    """The hash and the summary of results fed in ``opportunity_key`` order.
+
+    The summary says how many records would change and how: per field, the
+    outcome transitions, and the revenue difference.
+    """
+
+    def __init__(self) -> None:
+        self._sha = hashlib.sha256()
+        self._last_key = ""
+        self.records = self.changed = self.missing = 0
+        self._fields: Counter[str] = Counter()
+        self._outcomes: Counter[str] = Counter()
+        self._revenue_delta = 0
+
+    def add(self, result: Mapping[str, Any]) -> bytes:
+        """Account for ``result``; its canonical line."""
+        key = str(result["opportunity_key"])
+        if key <= self._last_key:
+            raise ValueError(f"results out of key order: {key} after {self._last_key}")
+        self._last_key = key
+        line = canonical_line(result)
+        self._sha.update(line)
+        self.records += 1
+        if "missing" in result:
+            self.missing += 1
+            return line
+        changes: Mapping[str, Any] = result.get("changes") or {}
         if result.get("inputs_hash_matches") is False:
             changes = {"inputs_hash": True}
         if changes:
-            changed += 1
-        for name in changes:
-            fields[name] = fields.get(name, 0) + 1
-    return {"records": records, "changed": changed, "fields": dict(sorted(fields.items()))}
+            self.changed += 1
+            self._fields.update(list(changes))  # the names (a mapping would add its values)
+        if "outcome" in changes:
+            self._outcomes[
+                f"{changes['outcome']['archive']} -> {changes['outcome']['recomputed']}"
+            ] += 1
+        if "revenue_micros" in changes:
+            revenue = changes["revenue_micros"]
+            self._revenue_delta += revenue["recomputed"] - revenue["archive"]
+        return line
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "records": self.records,
+            "changed": self.changed,
+            "missing": self.missing,
+            "fields": dict(sorted(self._fields.items())),
+            "outcomes": dict(sorted(self._outcomes.items())),
+            "revenue_micros_delta": self._revenue_delta,
+        }
+
+
+def result_hash(results: Iterable[Mapping[str, Any]]) -> str:
+    """SHA-256 of the results' canonical lines, in ``opportunity_key`` order."""
+    digest = ResultDigest()
+    for result in sorted(results, key=lambda result: str(result["opportunity_key"])):
+        digest.add(result)
+    return digest.hexdigest()

@@ -11,6 +11,7 @@ from builders import T0
 from tiering_data import DAY, fill_day
 
 from mediation.cli import main
+from mediation.rules.replay import Selection
 from mediation.rules.ulid import encode_ulid
 from replay import cold, hot
 from storage.cold import ColdStore, FileColdStore
@@ -20,6 +21,10 @@ from storage.tiering import TieringError
 pytestmark = pytest.mark.integration
 
 NEXT_DAY_MS = T0 + 86_400_000
+
+
+def _loaded(conn: psycopg.Connection, store: ColdStore, keys: list[str]) -> cold.Loaded:
+    return cold.load(conn, store, Selection(keys=tuple(sorted(keys))))
 
 
 def test_inputs_and_archives_are_the_same_from_postgres_and_from_parquet(
@@ -36,8 +41,8 @@ def test_inputs_and_archives_are_the_same_from_postgres_and_from_parquet(
         assert {(r.day, r.action) for r in tiered} == {(DAY, "tiered")}
         assert hot.load_inputs(conn, keys).keys() < inputs.keys()  # the first day left Postgres
 
-        assert cold.load_inputs(conn, store, keys) == inputs
-        assert cold.load_archives(conn, store, keys) == archives
+        assert _loaded(conn, store, keys).inputs == inputs
+        assert _loaded(conn, store, keys).archives == archives
     for key, stored in inputs.items():
         assert hot.recompute(stored) == archives[key]  # the rules agree with the archive
 
@@ -48,7 +53,7 @@ def test_a_day_catalogued_as_tiered_without_its_objects_is_an_error(
     run_tiering(conn, file_store, DAY + dt.timedelta(days=31))
     elsewhere = FileColdStore(file_store.root.parent / "elsewhere")  # not where it went
     with pytest.raises(TieringError, match="no manifest"):
-        cold.load_archives(conn, elsewhere, [encode_ulid(T0, bytes(10))])
+        _loaded(conn, elsewhere, [encode_ulid(T0, bytes(10))])
 
 
 def test_replay_gives_the_same_hash_hot_and_cold_and_is_recorded(
@@ -98,7 +103,7 @@ def test_a_day_split_mid_tiering_reads_each_table_from_where_it_is(
     inputs, archives = hot.load_inputs(conn, keys), hot.load_archives(conn, keys)
     # The tier job goes table by table: for a while a day is half in cold storage.
     run_tiering(conn, file_store, DAY + dt.timedelta(days=31), tables=["opportunity_records"])
-    assert cold.load_inputs(conn, file_store, keys) == inputs
+    assert _loaded(conn, file_store, keys).inputs == inputs
     run_tiering(conn, file_store, DAY + dt.timedelta(days=31), tables=["event_records"])
-    assert cold.load_inputs(conn, file_store, keys) == inputs
-    assert cold.load_archives(conn, file_store, keys) == archives
+    assert _loaded(conn, file_store, keys).inputs == inputs
+    assert _loaded(conn, file_store, keys).archives == archives

@@ -1,0 +1,164 @@
+"""Where replay results go: a terminal table, JSONL (the canonical lines), or Parquet.
+
+Every output takes each result with its canonical line, in key order, and
+``close`` returns where the output is (a path) or ``None`` for a stream.
+JSONL is the canonical form itself: ``sha256sum`` of the file is the
+result hash. Parquet has one row per result, with the changed fields and
+the headline values as columns and the whole result as canonical JSON, so
+analysts can filter in Arrow, pandas or DuckDB without parsing first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mediation.tables import render_table
+
+__all__ = ["FORMATS", "JsonlOutput", "Output", "ParquetOutput", "TableOutput", "open_output"]
+
+FORMATS = ("table", "jsonl", "parquet")
+
+
+class Output(Protocol):
+    def write(self, result: dict[str, Any], line: bytes) -> None: ...
+
+    def close(self) -> str | None: ...
+
+
+class JsonlOutput:
+    def __init__(self, stream: IO[bytes], path: Path | None = None):
+        self._stream, self._path = stream, path
+
+    def write(self, result: dict[str, Any], line: bytes) -> None:
+        self._stream.write(line)
+
+    def close(self) -> str | None:
+        self._stream.flush()
+        if self._path is not None:
+            self._stream.close()
+        return str(self._path) if self._path else None
+
+
+PARQUET_SCHEMA = pa.schema(
+    [
+        ("opportunity_key", pa.string()),
+        ("mode", pa.string()),
+        ("missing", pa.string()),
+        ("changed_fields", pa.list_(pa.string())),
+        ("outcome", pa.string()),
+        ("recomputed_outcome", pa.string()),
+        ("revenue_micros", pa.int64()),
+        ("recomputed_revenue_micros", pa.int64()),
+        ("credited_source_id", pa.string()),
+        ("recomputed_credited_source_id", pa.string()),
+        ("inputs_hash_matches", pa.bool_()),
+        ("result_json", pa.string()),
+    ]
+)
+
+
+class ParquetOutput:
+    _BATCH = 20_000
+
+    def __init__(self, path: Path):
+        self._path = path
+        self._writer = pq.ParquetWriter(path, PARQUET_SCHEMA, compression="zstd")
+        self._rows: list[dict[str, Any]] = []
+
+    def write(self, result: dict[str, Any], line: bytes) -> None:
+        archive = result.get("archive") or {}
+        recomputed = result.get("recomputed") or {}
+        self._rows.append(
+            {
+                "opportunity_key": result["opportunity_key"],
+                "mode": result["mode"],
+                "missing": result.get("missing"),
+                "changed_fields": sorted(result.get("changes") or ()),
+                "outcome": archive.get("outcome"),
+                "recomputed_outcome": recomputed.get("outcome"),
+                "revenue_micros": archive.get("revenue_micros"),
+                "recomputed_revenue_micros": recomputed.get("revenue_micros"),
+                "credited_source_id": archive.get("credited_source_id"),
+                "recomputed_credited_source_id": recomputed.get("credited_source_id"),
+                "inputs_hash_matches": result.get("inputs_hash_matches"),
+                "result_json": line.rstrip(b"\n").decode(),
+            }
+        )
+        if len(self._rows) >= self._BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._rows:
+            self._writer.write_table(pa.Table.from_pylist(self._rows, schema=PARQUET_SCHEMA))
+            self._rows = []
+
+    def close(self) -> str | None:
+        self._flush()
+        self._writer.close()
+        return str(self._path)
+
+
+class TableOutput:
+    """The first ``limit`` results as a table for a person; the summary says the rest."""
+
+    def __init__(self, title: str, print_line: Callable[[str], None], limit: int = 50):
+        self._title, self._print, self._limit = title, print_line, limit
+        self._rows: list[list[object]] = []
+        self._count = 0
+
+    def write(self, result: dict[str, Any], line: bytes) -> None:
+        self._count += 1
+        if len(self._rows) < self._limit:
+            self._rows.append(_table_row(result))
+
+    def close(self) -> str | None:
+        title = self._title
+        if self._count > len(self._rows):
+            title += f" (first {len(self._rows)} of {self._count:,}; --format jsonl for all)"
+        self._print(
+            render_table(
+                title,
+                ["opportunity_key", "outcome", "revenue micros", "credited", "result"],
+                self._rows,
+            )
+        )
+        return None
+
+
+def _table_row(result: dict[str, Any]) -> list[object]:
+    key = result["opportunity_key"]
+    if "missing" in result:
+        return [key, "-", "-", "-", f"no {result['missing']}"]
+    archive = result["archive"]
+    after = result.get("recomputed", archive)
+    if result["mode"] == "snapshot":
+        verdict = "inputs match" if result["inputs_hash_matches"] else "INPUTS CHANGED"
+    else:
+        verdict = ", ".join(sorted(result["changes"])) or "no change"
+    return [
+        key,
+        f"{archive['outcome']} -> {after['outcome']}",
+        f"{archive['revenue_micros']} -> {after['revenue_micros']}",
+        f"{archive['credited_source_id']} -> {after['credited_source_id']}",
+        verdict,
+    ]
+
+
+def open_output(
+    fmt: str, path: Path | None, stdout: IO[bytes], title: str, print_line: Callable[[str], None]
+) -> Output:
+    """The output for ``fmt``; JSONL goes to ``path`` or ``stdout``, Parquet needs a path."""
+    if fmt == "table":
+        return TableOutput(title, print_line)
+    if fmt == "jsonl":
+        return JsonlOutput(path.open("wb"), path) if path else JsonlOutput(stdout)
+    if fmt == "parquet":
+        if path is None:
+            raise ValueError("--format parquet needs --output PATH")
+        return ParquetOutput(path)
+    raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
