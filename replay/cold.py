@@ -28,12 +28,21 @@ import pyarrow.parquet as pq
 from mediation.rules.model import ArchiveRecord
 from mediation.rules.replay import Selection
 from storage.cold import ColdStore
+from storage.tier_job import partition_days
 from storage.tiering import TieringError, read_manifest
 
 from . import hot
 from .records import StoredInputs, archive_of
 
-__all__ = ["RECORD_TABLES", "Loaded", "TieredDays", "cold_rows", "load", "table_rows"]
+__all__ = [
+    "RECORD_TABLES",
+    "Loaded",
+    "TieredDays",
+    "cold_rows",
+    "load",
+    "stored_days",
+    "table_rows",
+]
 
 RECORD_TABLES = ("opportunity_records", "delivery_records", "event_records", "archive_records")
 _PRIMARY: dict[str, tuple[str, ...]] = {"event_records": ("event_id", "app_id")}
@@ -61,6 +70,18 @@ class TieredDays:
     def deleted_days(self, selection: Selection) -> list[dt.date]:
         """Days of the selection whose cold records were deleted by retention."""
         return sorted({day for table, day in self.deleted if day in selection.days()})
+
+
+def stored_days(conn: psycopg.Connection) -> set[dt.date]:
+    """Days that hold opportunities or archive records, hot or cold."""
+    tables = ("opportunity_records", "archive_records")
+    catalogued = conn.execute(
+        "SELECT day FROM tiering_catalog WHERE table_name = ANY(%s) AND deleted_at IS NULL",
+        (list(tables),),
+    ).fetchall()
+    return {day for (day,) in catalogued} | {
+        day for table in tables for day in partition_days(conn, table)
+    }
 
 
 def _arrow_filter(table: str, selection: Selection) -> Any:

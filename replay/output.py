@@ -2,6 +2,9 @@
 
 Every output takes each result with its canonical line, in key order, and
 ``close`` returns where the output is (a path) or ``None`` for a stream.
+A file is written under a ``.partial`` name and renamed when complete;
+``abort`` removes it, so a failed replay never leaves a file that looks
+whole.
 JSONL is the canonical form itself: ``sha256sum`` of the file is the
 result hash. Parquet has one row per result, with the changed fields and
 the headline values as columns and the whole result as canonical JSON, so
@@ -29,19 +32,38 @@ class Output(Protocol):
 
     def close(self) -> str | None: ...
 
+    def abort(self) -> None: ...
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(path.name + ".partial")
+
 
 class JsonlOutput:
-    def __init__(self, stream: IO[bytes], path: Path | None = None):
-        self._stream, self._path = stream, path
+    """To ``path`` (through a partial file), or to ``stream`` when there is no path."""
+
+    def __init__(self, stream: IO[bytes] | None = None, path: Path | None = None):
+        self._path = path
+        opened = _partial(path).open("wb") if path else stream
+        if opened is None:
+            raise ValueError("JSONL output needs a stream or a path")
+        self._stream: IO[bytes] = opened
 
     def write(self, result: dict[str, Any], line: bytes) -> None:
         self._stream.write(line)
 
     def close(self) -> str | None:
         self._stream.flush()
+        if self._path is None:
+            return None
+        self._stream.close()
+        _partial(self._path).replace(self._path)
+        return str(self._path)
+
+    def abort(self) -> None:
         if self._path is not None:
             self._stream.close()
-        return str(self._path) if self._path else None
+            _partial(self._path).unlink(missing_ok=True)
 
 
 PARQUET_SCHEMA = pa.schema(
@@ -67,7 +89,7 @@ class ParquetOutput:
 
     def __init__(self, path: Path):
         self._path = path
-        self._writer = pq.ParquetWriter(path, PARQUET_SCHEMA, compression="zstd")
+        self._writer = pq.ParquetWriter(_partial(path), PARQUET_SCHEMA, compression="zstd")
         self._rows: list[dict[str, Any]] = []
 
     def write(self, result: dict[str, Any], line: bytes) -> None:
@@ -100,7 +122,12 @@ class ParquetOutput:
     def close(self) -> str | None:
         self._flush()
         self._writer.close()
+        _partial(self._path).replace(self._path)
         return str(self._path)
+
+    def abort(self) -> None:
+        self._writer.close()
+        _partial(self._path).unlink(missing_ok=True)
 
 
 class TableOutput:
@@ -129,6 +156,9 @@ class TableOutput:
         )
         return None
 
+    def abort(self) -> None:
+        pass  # nothing printed yet
+
 
 def _table_row(result: dict[str, Any]) -> list[object]:
     key = result["opportunity_key"]
@@ -156,7 +186,7 @@ def open_output(
     if fmt == "table":
         return TableOutput(title, print_line)
     if fmt == "jsonl":
-        return JsonlOutput(path.open("wb"), path) if path else JsonlOutput(stdout)
+        return JsonlOutput(path=path) if path else JsonlOutput(stdout)
     if fmt == "parquet":
         if path is None:
             raise ValueError("--format parquet needs --output PATH")

@@ -83,7 +83,9 @@ def replay_results(
     """
     mode = request.mode
     overrides = _WindowOverrides(conn, request.config_version) if request.config_version else None
-    for chunk in request.selection.chunks(window_ms):
+    selection = request.selection
+    days = cold.stored_days(conn) if selection.is_range else None
+    for chunk in selection.chunks(window_ms, days):
         loaded = cold.load(conn, store, chunk)
         inputs, archives = loaded.inputs, loaded.archives
         keys = chunk.keys if not chunk.is_range else sorted(inputs.keys() | archives.keys())
@@ -175,6 +177,7 @@ def run_replay(
             output.write(result, digest.add(result))
         location = output.close()
     except Exception as exc:
+        output.abort()
         finish_record(conn, replay_id, None, error=f"{type(exc).__name__}: {exc}")
         raise
     finish_record(conn, replay_id, digest, location)

@@ -59,6 +59,9 @@ RULE_VERSIONS = (RULE_VERSION,)
 # produced the record.
 DIFF_FIELDS = (*AMENDABLE_FIELDS, "config_version", "rule_version")
 MAX_KEYS = 10_000
+MAX_KEYS_PER_CHUNK = 1_000
+_EPOCH_DAY = dt.date(1970, 1, 1)
+_MS_PER_DAY = 86_400_000
 _NO_RANDOMNESS = bytes(10)
 
 
@@ -119,16 +122,30 @@ class Selection:
         assert self.start_ms is not None and self.end_ms is not None
         return encode_ulid(self.start_ms, _NO_RANDOMNESS), encode_ulid(self.end_ms, _NO_RANDOMNESS)
 
-    def chunks(self, window_ms: int, keys_per_chunk: int = 1_000) -> Iterator[Selection]:
-        """The selection in consecutive parts, in key order, to bound memory."""
+    def chunks(
+        self, window_ms: int, stored_days: Iterable[dt.date] | None = None
+    ) -> Iterator[Selection]:
+        """The selection in consecutive parts, in key order, to bound memory.
+
+        A range is cut at day boundaries and into windows; with
+        ``stored_days``, days that hold nothing are skipped, so a range over
+        years costs what its stored days cost.
+        """
         if not self.is_range:
-            for at in range(0, len(self.keys), keys_per_chunk):
-                yield Selection(keys=self.keys[at : at + keys_per_chunk])
+            for at in range(0, len(self.keys), MAX_KEYS_PER_CHUNK):
+                yield Selection(keys=self.keys[at : at + MAX_KEYS_PER_CHUNK])
             return
         assert self.start_ms is not None and self.end_ms is not None
-        for start in range(self.start_ms, self.end_ms, window_ms):
-            end = min(start + window_ms, self.end_ms)
-            yield dataclasses.replace(self, start_ms=start, end_ms=end)
+        days = self.days()
+        if stored_days is not None:
+            days = sorted(set(days) & set(stored_days))
+        for day in days:
+            day_start = (day - _EPOCH_DAY).days * _MS_PER_DAY
+            start = max(self.start_ms, day_start)
+            end_of_day = min(self.end_ms, day_start + _MS_PER_DAY)
+            for window_start in range(start, end_of_day, window_ms):
+                end = min(window_start + window_ms, end_of_day)
+                yield dataclasses.replace(self, start_ms=window_start, end_ms=end)
 
     def describe(self) -> dict[str, Any]:
         """The selector as recorded in ``replay_records`` (JSON)."""

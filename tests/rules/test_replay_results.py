@@ -116,8 +116,13 @@ def test_a_range_selection_touches_its_days_and_chunks_in_key_order() -> None:
     assert selection.days() == [dt.date(2026, 11, 24), dt.date(2026, 11, 25)]
     chunks = list(selection.chunks(1_500_000))
     assert [(c.start_ms - start, c.end_ms - start) for c in chunks] == [
-        (0, 1_500_000), (1_500_000, 3_000_000), (3_000_000, 3_600_000),
+        (0, 1_500_000), (1_500_000, 1_800_000),  # cut at midnight
+        (1_800_000, 3_300_000), (3_300_000, 3_600_000),
     ]  # fmt: skip
+    # Days holding nothing are skipped.
+    only_second = list(selection.chunks(1_500_000, stored_days=[dt.date(2026, 11, 25)]))
+    assert only_second == chunks[2:]
+    assert list(Selection.of_range(0, 2**47).chunks(60_000, stored_days=[])) == []
     assert all(c.app_id == "a" for c in chunks)
     bounds = [c.key_bounds() for c in chunks]
     assert all(low < high for low, high in bounds)
@@ -182,13 +187,13 @@ def test_replay_api_bodies_are_parsed_or_refused_with_the_reason() -> None:
             "opportunity_key": KEY,
             "mode": "recompute",
             "config_version": True,
-        },  # fmt: skip
+        },
         "mode must be one of": {"opportunity_key": KEY, "mode": "delete"},
         "unknown rule version": {
             "opportunity_key": KEY,
             "mode": "recompute",
             "rule_version": "r9",
-        },  # fmt: skip
+        },
         "need mode recompute": {"opportunity_key": KEY, "config_version": 2},
         "at most 128": {"from": 0, "to": 1, "app_id": "x" * 129},
     }

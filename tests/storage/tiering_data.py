@@ -15,20 +15,51 @@ from sinks.records import DeadLetterRecord
 DAY = ulid_day(encode_ulid(T0, bytes(10)))
 
 
-def fill_day(database_url: str, opportunities: int = 30, start_ms: int = T0) -> list[str]:
-    """Closed opportunities (one with a late event) and a dead letter; their keys."""
+def fill_day(
+    database_url: str,
+    opportunities: int = 30,
+    start_ms: int = T0,
+    *,
+    step_ms: int = 1,
+    apps: tuple[str, ...] = ("app",),
+    placements: tuple[str, ...] = ("p",),
+) -> list[str]:
+    """Closed opportunities (the first with a late event) and a dead letter; their keys.
+
+    Opportunity ``n`` is at ``start_ms + n * step_ms``, of ``apps[n % len]``
+    and ``placements[n % len]``.
+    """
     day = ulid_day(encode_ulid(start_ms, bytes(10)))
     items: list[object] = []
     keys = []
     for n in range(opportunities):
-        key = encode_ulid(start_ms + n, os.urandom(10))
+        ts_ms = start_ms + n * step_ms
+        key = encode_ulid(ts_ms, os.urandom(10))
         keys.append(key)
+        app = apps[n % len(apps)]
+        shift = ts_ms - T0  # the builders' times are relative to T0
         events = [
-            event(key, f"{key}-1", "loaded", 10, received_after=50),
-            event(key, f"{key}-2", "click", 20, received_after=50, attrs={"k": "v\tw\n", "n": 1}),
+            event(key, f"{key}-1", "loaded", shift + 10, received_after=50, app_id=app),
+            event(
+                key,
+                f"{key}-2",
+                "click",
+                shift + 20,
+                received_after=50,
+                app_id=app,
+                attrs={"k": "v\tw\n", "n": 1},
+            ),
         ]
-        items.append(close_opportunity(opportunity(key, ts_ms=start_ms + n), events))
-    late = event(keys[0], f"{keys[0]}-late", "impression", 60_000, received_after=50)
+        items.append(
+            close_opportunity(
+                opportunity(
+                    key, ts_ms=ts_ms, app_id=app, placement_id=placements[n % len(placements)]
+                ),
+                events,
+            )
+        )
+    late = event(keys[0], f"{keys[0]}-late", "impression", start_ms - T0 + 60_000,
+                 received_after=50, app_id=apps[0])  # fmt: skip
     items.append(LateEvent(StoredEvent(late, late=True)))
     items.append(
         DeadLetterRecord(
