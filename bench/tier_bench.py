@@ -29,6 +29,7 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import fresh_database, machine, peak_rss_mib
+from mediation.rules.replay import Selection
 from mediation.settings import Settings
 from mediation.summary import percentile
 from mediation.tables import render_table
@@ -107,7 +108,7 @@ def main() -> int:
             lookups_ms = []
             for key in sample:  # what replay reads for one key of a cold day
                 started = time.monotonic()
-                found = cold_rows(store, "event_records", DAY, [key])
+                found = cold_rows(store, "event_records", DAY, Selection(keys=(key,)))
                 lookups_ms.append((time.monotonic() - started) * 1000)
                 assert found, key
     parquet_bytes = sum(f.bytes for f in manifest.files)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 
-__all__ = ["datetime_of_ms", "ms_of_datetime", "now_ms"]
+__all__ = ["datetime_of_ms", "now_ms"]
 
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -21,7 +21,3 @@ def now_ms() -> int:
 
 def datetime_of_ms(ms: int) -> dt.datetime:
     return _EPOCH + dt.timedelta(milliseconds=ms)
-
-
-def ms_of_datetime(value: dt.datetime) -> int:
-    return (value - _EPOCH) // dt.timedelta(milliseconds=1)

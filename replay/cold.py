@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -112,8 +113,17 @@ def cold_rows(
         found = pq.read_table(
             store.arrow_source(exported.key), columns=list(hot.COLUMNS[table]), filters=where
         )
-        rows.extend(found.to_pylist())
+        rows.extend(_epoch_ms(found).to_pylist())
     return rows
+
+
+def _epoch_ms(table: pa.Table) -> pa.Table:
+    """Timestamps as epoch milliseconds, as ``replay.hot`` reads them from Postgres."""
+    for index, name in enumerate(table.column_names):
+        if name in hot.TIMESTAMP_COLUMNS:
+            column = table.column(index).cast(pa.timestamp("ms", tz="UTC"), safe=False)
+            table = table.set_column(index, name, column.cast(pa.int64()))
+    return table
 
 
 def table_rows(

@@ -27,6 +27,8 @@ from .records import StoredInputs, archive_of, event_of, opportunity_of
 __all__ = [
     "COLUMNS",
     "DELIVERY_COLUMNS",
+    "JSON_COLUMNS",
+    "TIMESTAMP_COLUMNS",
     "StoredInputs",
     "inputs_from_rows",
     "load_archives",
@@ -53,6 +55,21 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "counted_events", "excluded_events", "config_version", "rule_version", "inputs_hash",
     ),
 }  # fmt: skip
+# Read as epoch milliseconds and JSON text from either tier: what the
+# records are made of, and cheaper than datetimes and decoded jsonb.
+TIMESTAMP_COLUMNS = frozenset(
+    {"ts", "client_ts", "expires_at", "server_ts", "received_at", "opened_at", "closed_at"}
+)
+JSON_COLUMNS = frozenset({"context", "waterfall", "attrs", "counts"})
+
+
+def _select(name: str) -> sql.Composable:
+    column = sql.Identifier(name)
+    if name in TIMESTAMP_COLUMNS:
+        return sql.SQL("floor(extract(epoch FROM {0}) * 1000)::int8 AS {0}").format(column)
+    if name in JSON_COLUMNS:
+        return sql.SQL("{0}::text AS {0}").format(column)
+    return column
 
 
 def table_rows(conn: psycopg.Connection, table: str, selection: Selection) -> list[dict[str, Any]]:
@@ -74,7 +91,7 @@ def table_rows(conn: psycopg.Connection, table: str, selection: Selection) -> li
     else:
         return []
     query = sql.SQL("SELECT {} FROM {} WHERE day = ANY(%s) AND {}").format(
-        sql.SQL(", ").join(map(sql.Identifier, columns)),
+        sql.SQL(", ").join(map(_select, columns)),
         sql.Identifier(table),
         sql.SQL(" AND ").join(conditions),
     )

@@ -1,21 +1,20 @@
 """Stored rows back into the rules' records, whichever tier they come from.
 
-Rows are mappings of column name to value, as psycopg's ``dict_row`` gives
-them from Postgres and Arrow's ``to_pylist`` from Parquet. The two differ
-only where the storage types do: ``jsonb`` is a decoded value from
-Postgres and JSON text from Parquet, and ``char(3)`` currencies may carry
-padding. Everything else (timestamps as aware datetimes) is the same.
+Rows are mappings of column name to value, as ``replay.hot.table_rows``
+reads them from Postgres and ``replay.cold.cold_rows`` from Parquet: both
+give timestamps as epoch milliseconds and ``jsonb`` as JSON text.
+``char(3)`` currencies may carry padding.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from mediation.clock import ms_of_datetime
 from mediation.rules.model import ArchiveRecord, Event, Opportunity, WaterfallEntry
 
 __all__ = ["StoredInputs", "archive_of", "event_of", "opportunity_of"]
@@ -31,8 +30,22 @@ class StoredInputs:
     late_events: tuple[Event, ...]
 
 
-def _json(value: Any) -> Any:
-    return orjson.loads(value) if isinstance(value, str | bytes) else value
+_json = orjson.loads
+
+
+# Waterfalls, contexts and attrs repeat across a range (one config, a few
+# countries, mostly empty attrs): decoded once per distinct text and shared,
+# read-only, as the worker shares them.
+@functools.lru_cache(maxsize=4096)
+def _waterfall(text: str) -> tuple[WaterfallEntry, ...]:
+    return tuple(
+        WaterfallEntry(e["source_id"], e["floor_micros"], e["timeout_ms"]) for e in _json(text)
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _small_json(text: str) -> Any:
+    return _json(text)
 
 
 def _currency(value: str | None) -> str | None:
@@ -61,33 +74,30 @@ def opportunity_of(row: Row) -> Opportunity:
     """From an ``opportunity_records`` row joined with its ``delivery_records`` row."""
     return Opportunity(
         **_as_is(row, _OPPORTUNITY_AS_IS),
-        ts_ms=ms_of_datetime(row["ts"]),
-        client_ts_ms=ms_of_datetime(row["client_ts"]),
-        context=_json(row["context"]),
-        waterfall=tuple(
-            WaterfallEntry(e["source_id"], e["floor_micros"], e["timeout_ms"])
-            for e in _json(row["waterfall"])
-        ),
-        expires_at_ms=ms_of_datetime(row["expires_at"]),
+        ts_ms=row["ts"],
+        client_ts_ms=row["client_ts"],
+        context=_small_json(row["context"]),
+        waterfall=_waterfall(row["waterfall"]),
+        expires_at_ms=row["expires_at"],
     )
 
 
 def event_of(row: Row) -> Event:
     return Event(
         **_as_is(row, _EVENT_AS_IS),
-        ts_ms=ms_of_datetime(row["ts"]),
-        server_ts_ms=ms_of_datetime(row["server_ts"]),
-        received_at_ms=ms_of_datetime(row["received_at"]),
+        ts_ms=row["ts"],
+        server_ts_ms=row["server_ts"],
+        received_at_ms=row["received_at"],
         currency=_currency(row["currency"]),
-        attrs=_json(row["attrs"]),
+        attrs=_small_json(row["attrs"]),
     )
 
 
 def archive_of(row: Row) -> ArchiveRecord:
     return ArchiveRecord(
         **_as_is(row, _ARCHIVE_AS_IS),
-        opened_at_ms=ms_of_datetime(row["opened_at"]),
-        closed_at_ms=ms_of_datetime(row["closed_at"]),
+        opened_at_ms=row["opened_at"],
+        closed_at_ms=row["closed_at"],
         currency=_currency(row["currency"]),
         counts=_json(row["counts"]),
     )

@@ -49,7 +49,7 @@ from .tiering import (
     verify_day,
 )
 
-__all__ = ["CRASH_POINTS", "TierResult", "partition_days", "run_tiering"]
+__all__ = ["CRASH_POINTS", "TierResult", "partition_days", "run_tiering", "tier_day"]
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,8 @@ def _crash_drill(step: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _tier_one(conn: psycopg.Connection, store: ColdStore, table: str, day: dt.date) -> int:
+def tier_day(conn: psycopg.Connection, store: ColdStore, table: str, day: dt.date) -> int:
+    """Export, verify, record and drop one day of one table (the four steps); its rows."""
     entry = _catalog(conn, table, day)
     manifest = None
     if read_manifest(store, table, day) is not None:
@@ -180,7 +181,7 @@ def run_tiering(
                 )
                 continue
             try:
-                rows = _tier_one(conn, store, table, day)
+                rows = tier_day(conn, store, table, day)
             except (TieringError, psycopg.Error) as exc:
                 log.error("%s %s: not tiered: %s", table, day, exc)
                 results.append(TierResult(table, day, None, f"failed: {exc}"))

@@ -25,7 +25,7 @@ import datetime as dt
 import hashlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -270,8 +270,13 @@ def parse_request(body: Mapping[str, Any]) -> ReplayRequest:
     return ReplayRequest(selection, mode, rule_version, config_version)
 
 
+_ARCHIVE_FIELDS = tuple(field.name for field in dataclasses.fields(ArchiveRecord))
+
+
 def _archive(archive: ArchiveRecord) -> dict[str, Any]:
-    document = asdict(archive)
+    # Field by field: dataclasses.asdict deep-copies every value, and was
+    # half the cost of a range recompute.
+    document = {name: getattr(archive, name) for name in _ARCHIVE_FIELDS}
     document["counts"] = dict(archive.counts)
     return document
 

@@ -1,0 +1,205 @@
+"""Replay: a one-hour range recomputed from Postgres and from Parquet, and key lookups.
+
+Writes one hour of traffic at the seed's rate (``--opportunities``, 180,000
+by default: 4.33M requests a day / 24, with 1.8 events each) through the
+Postgres sink into a fresh database, the way the worker writes it. Then:
+
+1. ``mediation replay --from --to --mode recompute`` of the hour with every
+   day hot, through ``run_replay`` into a JSONL stream (discarded), recorded
+   in ``replay_records`` as the CLI does;
+2. the day is tiered (export, verify, record, drop: ``tier_day``) to a
+   ``file://`` store (``--s3``: the local S3 server) and the same range is
+   recomputed from Parquet; its hash must equal the hot one;
+3. ``--lookups`` random keys are replayed one at a time from cold storage.
+
+Reports events/s (stored events of the range / seconds), opportunities/s,
+peak RSS and the key lookups' p50/p95. The issue's target: a one-hour range
+recompute at >= 100,000 events/s; a key from cold storage in p95 <= 300 ms
+on file://, <= 1 s through the S3 server. ``--repeat`` runs each range
+replay several times and reports the median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import fresh_database, machine, median, peak_rss_mib
+from mediation.rules.closure import close_opportunity
+from mediation.rules.model import ClosedOpportunity, Event, Opportunity, WaterfallEntry
+from mediation.rules.replay import ReplayRequest, Selection
+from mediation.rules.ulid import day_of_ms, encode_ulid
+from mediation.settings import Settings
+from mediation.summary import percentile
+from mediation.tables import render_table
+from replay.cold import RECORD_TABLES
+from replay.output import JsonlOutput
+from replay.run import replay_results, run_replay
+from sinks.postgres import PostgresWriter
+from storage.cold import ColdStore, S3ColdStore, open_cold_store
+from storage.tier_job import tier_day
+
+HOUR_START_MS = 1_768_478_400_000  # 2026-01-15 12:00 UTC
+HOUR_MS = 3_600_000
+WATERFALL = tuple(WaterfallEntry(f"net_{n}", 100 * (6 - n), 1_500) for n in range(4))
+
+
+def _traffic(opportunities: int, rng: random.Random) -> list[object]:
+    """Closed opportunities spread over the hour: ~1.8 events each, the seed's mix."""
+    items: list[object] = []
+    for n in range(opportunities):
+        ts = HOUR_START_MS + n * HOUR_MS // opportunities
+        key = encode_ulid(ts, rng.randbytes(10))
+        app = f"app{n % 20}"
+        opportunity = Opportunity(
+            opportunity_key=key, app_id=app, placement_id=f"pl{n % 5}", device_hash=f"d{n}",
+            ts_ms=ts, client_ts_ms=ts - 40, config_version=3, rollout_bucket=n % 100,
+            context={"country": "US", "os": "android"}, delivery_id=f"del{n}", status="fill",
+            waterfall=WATERFALL, expires_at_ms=ts + 60_000, closure_window_ms=1_800_000,
+            grace_ms=30_000, skew_tolerance_ms=300_000,
+        )  # fmt: skip
+        source = f"net_{n % 4}"
+        events = []
+        for offset, kind, share in ((900, "loaded", 0.85), (2_500, "impression", 0.6),
+                                    (9_000, "closed", 0.3), (4_000, "click", 0.05)):  # fmt: skip
+            if rng.random() < share:
+                at = ts + offset + rng.randrange(500)
+                impression = kind == "impression"
+                events.append(
+                    Event(
+                        event_id=f"{key}-{kind}", app_id=app, opportunity_key=key, type=kind,
+                        ts_ms=at - 30, server_ts_ms=at, received_at_ms=at + 200,
+                        source_id=source, revenue_micros=1_250 if impression else None,
+                        currency="USD" if impression else None,
+                        attrs={"attempt": 1} if kind == "loaded" else {},
+                    )
+                )  # fmt: skip
+        items.append(close_opportunity(opportunity, events))
+    return items
+
+
+def _fill(url: str, opportunities: int) -> tuple[list[str], int]:
+    """The hour's traffic written by the sink; its keys and its number of events."""
+    items = _traffic(opportunities, random.Random(7))
+    writer = PostgresWriter(url)
+    for start in range(0, len(items), 5_000):
+        writer.write(items[start : start + 5_000])  # type: ignore[arg-type]
+    writer.close()
+    closed = [item for item in items if isinstance(item, ClosedOpportunity)]
+    return [item.opportunity.opportunity_key for item in closed], sum(
+        len(item.events) for item in closed
+    )
+
+
+def _replay_hour(conn: psycopg.Connection, store: ColdStore) -> tuple[float, str, int]:
+    request = ReplayRequest(Selection.of_range(HOUR_START_MS, HOUR_START_MS + HOUR_MS), "recompute")
+    with open(os.devnull, "wb") as sink:
+        started = time.monotonic()
+        _, digest, _ = run_replay(conn, store, request, JsonlOutput(sink), requested_by="bench")
+        return time.monotonic() - started, digest.hexdigest(), digest.records
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--opportunities", type=int, default=180_000)
+    parser.add_argument("--s3", action="store_true", help="tier to the local S3 server")
+    parser.add_argument("--lookups", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    base = Settings.from_env()
+    with fresh_database(base.database_url) as url, tempfile.TemporaryDirectory() as scratch:
+        if args.s3:
+            store: ColdStore = open_cold_store(
+                f"s3://replay-bench/{uuid.uuid4().hex[:8]}",
+                base.aws_endpoint_url or "http://127.0.0.1:9000",
+            )
+            assert isinstance(store, S3ColdStore)
+            store.ensure_bucket()
+        else:
+            store = open_cold_store(Path(scratch, "cold").as_uri())
+        started = time.monotonic()
+        keys, events = _fill(url, args.opportunities)
+        fill_s = time.monotonic() - started
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE")
+            hot_runs = [_replay_hour(conn, store) for _ in range(args.repeat)]
+            day = day_of_ms(HOUR_START_MS)
+            for table in RECORD_TABLES:
+                tier_day(conn, store, table, day)
+            cold_runs = [_replay_hour(conn, store) for _ in range(args.repeat)]
+            rng = random.Random(11)
+            lookups_ms = []
+            for key in rng.sample(keys, min(args.lookups, len(keys))):
+                request = ReplayRequest(Selection.of_keys([key]))
+                started = time.monotonic()
+                (result,) = replay_results(conn, store, request)
+                lookups_ms.append((time.monotonic() - started) * 1000)
+                assert "missing" not in result, key
+    hashes = {digest for _, digest, _ in hot_runs + cold_runs}
+    if len(hashes) != 1:
+        print(f"replay hashes differ between hot and cold: {hashes}", file=sys.stderr)
+        return 1
+    records = hot_runs[0][2]
+    hot_s = median([seconds for seconds, _, _ in hot_runs])
+    cold_s = median([seconds for seconds, _, _ in cold_runs])
+    figures = {
+        "opportunities": records,
+        "events": events,
+        "fill_s": fill_s,
+        "hot_s": hot_s,
+        "cold_s": cold_s,
+        "hot_events_per_s": events / hot_s,
+        "cold_events_per_s": events / cold_s,
+        "hot_opportunities_per_s": records / hot_s,
+        "cold_opportunities_per_s": records / cold_s,
+        "lookup_p50_ms": percentile(lookups_ms, 50),
+        "lookup_p95_ms": percentile(lookups_ms, 95),
+        "peak_rss_mib": peak_rss_mib(os.getpid()),
+        "store": "s3" if args.s3 else "file",
+        "repeat": args.repeat,
+    }
+    print(json.dumps({"bench": "replay", "machine": machine(), **figures}))
+    print(
+        render_table(
+            f"replay recompute of one hour ({records:,} opportunities, {events:,} events, "
+            f"{figures['store']}; median of {args.repeat})",
+            ["source", "seconds", "events/s", "opportunities/s"],
+            [
+                [
+                    "Postgres",
+                    round(hot_s, 2),
+                    round(figures["hot_events_per_s"]),
+                    round(figures["hot_opportunities_per_s"]),
+                ],
+                [
+                    "Parquet",
+                    round(cold_s, 2),
+                    round(figures["cold_events_per_s"]),
+                    round(figures["cold_opportunities_per_s"]),
+                ],
+            ],
+        ),
+        file=sys.stderr,
+    )
+    print(
+        f"key replay from cold storage: p50 {figures['lookup_p50_ms']:.0f} ms, "
+        f"p95 {figures['lookup_p95_ms']:.0f} ms ({len(lookups_ms)} keys); "
+        f"peak RSS {figures['peak_rss_mib']:.0f} MiB",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
