@@ -16,6 +16,7 @@ choice is per table.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -41,11 +42,12 @@ __all__ = [
     "TieredDays",
     "cold_rows",
     "load",
-    "stored_days",
+    "opportunities_per_day",
     "table_rows",
 ]
 
 RECORD_TABLES = ("opportunity_records", "delivery_records", "event_records", "archive_records")
+_MS_PER_DAY = 86_400_000
 _PRIMARY: dict[str, tuple[str, ...]] = {"event_records": ("event_id", "app_id")}
 
 
@@ -73,16 +75,34 @@ class TieredDays:
         return sorted({day for table, day in self.deleted if day in selection.days()})
 
 
-def stored_days(conn: psycopg.Connection) -> set[dt.date]:
-    """Days that hold opportunities or archive records, hot or cold."""
-    tables = ("opportunity_records", "archive_records")
-    catalogued = conn.execute(
-        "SELECT day FROM tiering_catalog WHERE table_name = ANY(%s) AND deleted_at IS NULL",
-        (list(tables),),
-    ).fetchall()
-    return {day for (day,) in catalogued} | {
-        day for table in tables for day in partition_days(conn, table)
-    }
+def opportunities_per_day(conn: psycopg.Connection, selection: Selection) -> dict[dt.date, int]:
+    """About how many opportunities each day's part of a range holds, hot and cold.
+
+    Exact for Postgres (an index-only count); for a tiered day, its
+    catalogued rows in proportion to the part of the day. Sizes the chunks.
+    """
+    catalogued = dict(
+        conn.execute(
+            "SELECT day, rows FROM tiering_catalog WHERE table_name = 'opportunity_records' "
+            "AND dropped_at IS NOT NULL AND deleted_at IS NULL AND day = ANY(%s)",
+            (selection.days(),),
+        ).fetchall()
+    )
+    hot_days = set(partition_days(conn, "opportunity_records"))
+    counts = {}
+    for day, start, end in selection.day_spans():
+        if day not in hot_days and day not in catalogued:
+            continue  # nothing stored (a range may span years)
+        low, high = dataclasses.replace(selection, start_ms=start, end_ms=end).key_bounds()
+        row = conn.execute(
+            "SELECT count(*) FROM opportunity_records WHERE day = %s "
+            "AND opportunity_key >= %s AND opportunity_key < %s",
+            (day, low, high),
+        ).fetchone()
+        # Rounded up: a tiered day with any rows is never skipped.
+        in_cold = -(-catalogued.get(day, 0) * (end - start) // _MS_PER_DAY)
+        counts[day] = (int(row[0]) if row else 0) + in_cold
+    return counts
 
 
 def _arrow_filter(table: str, selection: Selection) -> Any:

@@ -1,11 +1,11 @@
 """Running a replay: a selection in, results out in key order, recorded in ``replay_records``.
 
-``replay_results`` streams results chunk by chunk (a time window, or a
-thousand keys, at a time) so a long range never holds more than one chunk
-in memory. ``run_replay`` records the request, feeds every result to an
-output (``replay/output.py``) and to a ``ResultDigest`` (hash and
-summary), and records the outcome: the CLI and the API's inline answers
-and jobs all go through it.
+``replay_results`` streams results chunk by chunk (a time window of about
+``CHUNK_ROWS`` opportunities, or a thousand keys, at a time) so a long
+range never holds more than one chunk in memory. ``run_replay`` records
+the request, feeds every result to an output (``replay/output.py``) and
+to a ``ResultDigest`` (hash and summary), and records the outcome: the
+CLI and the API's inline answers and jobs all go through it.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from psycopg.types.json import Jsonb
 
 from mediation.rules.closure import RULE_VERSION
 from mediation.rules.replay import (
+    CHUNK_ROWS,
     ReplayRequest,
     ReplayRequestError,
-    ResultDigest,
     WindowOverride,
     missing_result,
     recompute_result,
@@ -31,18 +31,15 @@ from mediation.rules.waterfall import ConfigError, parse_config
 from storage.cold import ColdStore
 
 from . import cold
+from .digest import ResultDigest
 from .output import Output
 
 __all__ = [
-    "DEFAULT_WINDOW_MS",
     "finish_record",
     "replay_results",
     "run_replay",
     "start_record",
 ]
-
-# An hour of the seed's peak traffic in one chunk is ~200k opportunities.
-DEFAULT_WINDOW_MS = 10 * 60 * 1000
 
 
 class _WindowOverrides:
@@ -74,7 +71,7 @@ def replay_results(
     conn: psycopg.Connection,
     store: ColdStore,
     request: ReplayRequest,
-    window_ms: int = DEFAULT_WINDOW_MS,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> Iterator[dict[str, Any]]:
     """One result per selected opportunity, in key order.
 
@@ -84,8 +81,8 @@ def replay_results(
     mode = request.mode
     overrides = _WindowOverrides(conn, request.config_version) if request.config_version else None
     selection = request.selection
-    days = cold.stored_days(conn) if selection.is_range else None
-    for chunk in selection.chunks(window_ms, days):
+    day_rows = cold.opportunities_per_day(conn, selection) if selection.is_range else None
+    for chunk in selection.chunks(day_rows, chunk_rows):
         loaded = cold.load(conn, store, chunk)
         inputs, archives = loaded.inputs, loaded.archives
         keys = chunk.keys if not chunk.is_range else sorted(inputs.keys() | archives.keys())
@@ -162,7 +159,7 @@ def run_replay(
     *,
     requested_by: str,
     replay_id: int | None = None,
-    window_ms: int = DEFAULT_WINDOW_MS,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> tuple[int, ResultDigest, str | None]:
     """Replay into ``output`` and record it; the record's id, the digest and the output's location.
 
@@ -173,7 +170,7 @@ def run_replay(
         replay_id = start_record(conn, requested_by, request)
     digest = ResultDigest()
     try:
-        for result in replay_results(conn, store, request, window_ms):
+        for result in replay_results(conn, store, request, chunk_rows):
             output.write(result, digest.add(result))
         location = output.close()
     except Exception as exc:

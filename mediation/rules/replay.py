@@ -11,24 +11,17 @@
   included, with a field-by-field diff against the archive; optionally
   under another rule version or another config snapshot's windows.
 
-Results are plain JSON data. Their canonical form is one line of JSON per
-result (orjson, sorted keys, no spaces), in ``opportunity_key`` order; the
-result hash is SHA-256 over those lines, so ``sha256sum`` of a JSONL
-output gives it too, and the same selection gives the same hash wherever
-its days are stored.
+Results are plain JSON data; ``replay/digest.py`` gives their canonical
+lines and hash.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import orjson
 
 from .amendment import AMENDABLE_FIELDS
 from .closure import RULE_VERSION, close_opportunity, inputs_hash
@@ -41,15 +34,12 @@ __all__ = [
     "RULE_VERSIONS",
     "ReplayRequest",
     "ReplayRequestError",
-    "ResultDigest",
     "Selection",
     "WindowOverride",
-    "canonical_line",
     "instant_ms",
     "missing_result",
     "parse_request",
     "recompute_result",
-    "result_hash",
     "snapshot_result",
 ]
 
@@ -60,6 +50,9 @@ RULE_VERSIONS = (RULE_VERSION,)
 DIFF_FIELDS = (*AMENDABLE_FIELDS, "config_version", "rule_version")
 MAX_KEYS = 10_000
 MAX_KEYS_PER_CHUNK = 1_000
+# Opportunities replayed at a time: bounds memory (~100 MB) while keeping
+# the per-chunk cost (a query per table, Parquet footers) small.
+CHUNK_ROWS = 20_000
 _EPOCH_DAY = dt.date(1970, 1, 1)
 _MS_PER_DAY = 86_400_000
 _NO_RANDOMNESS = bytes(10)
@@ -122,30 +115,41 @@ class Selection:
         assert self.start_ms is not None and self.end_ms is not None
         return encode_ulid(self.start_ms, _NO_RANDOMNESS), encode_ulid(self.end_ms, _NO_RANDOMNESS)
 
-    def chunks(
-        self, window_ms: int, stored_days: Iterable[dt.date] | None = None
-    ) -> Iterator[Selection]:
-        """The selection in consecutive parts, in key order, to bound memory.
+    def day_spans(self) -> list[tuple[dt.date, int, int]]:
+        """Per day the range touches: ``(day, start_ms, end_ms)`` of its part of the range."""
+        assert self.start_ms is not None and self.end_ms is not None
+        spans = []
+        for day in self.days():
+            day_start = (day - _EPOCH_DAY).days * _MS_PER_DAY
+            spans.append(
+                (day, max(self.start_ms, day_start), min(self.end_ms, day_start + _MS_PER_DAY))
+            )
+        return spans
 
-        A range is cut at day boundaries and into windows; with
-        ``stored_days``, days that hold nothing are skipped, so a range over
-        years costs what its stored days cost.
+    def chunks(
+        self, day_rows: Mapping[dt.date, int] | None = None, chunk_rows: int = CHUNK_ROWS
+    ) -> Iterator[Selection]:
+        """The selection in consecutive parts, in key order, each of about ``chunk_rows``.
+
+        A range is cut at day boundaries, then into equal windows sized
+        from ``day_rows`` (opportunities stored in each day's part of the
+        range; days missing from it hold nothing and are skipped), so a
+        range over years costs what its stored days cost.
         """
         if not self.is_range:
             for at in range(0, len(self.keys), MAX_KEYS_PER_CHUNK):
                 yield Selection(keys=self.keys[at : at + MAX_KEYS_PER_CHUNK])
             return
-        assert self.start_ms is not None and self.end_ms is not None
-        days = self.days()
-        if stored_days is not None:
-            days = sorted(set(days) & set(stored_days))
-        for day in days:
-            day_start = (day - _EPOCH_DAY).days * _MS_PER_DAY
-            start = max(self.start_ms, day_start)
-            end_of_day = min(self.end_ms, day_start + _MS_PER_DAY)
-            for window_start in range(start, end_of_day, window_ms):
-                end = min(window_start + window_ms, end_of_day)
-                yield dataclasses.replace(self, start_ms=window_start, end_ms=end)
+        for day, start, end in self.day_spans():
+            rows = chunk_rows if day_rows is None else day_rows.get(day, 0)
+            if rows <= 0:
+                continue
+            parts = -(-rows // chunk_rows)  # ceiling
+            window = -(-(end - start) // parts)
+            for window_start in range(start, end, window):
+                yield dataclasses.replace(
+                    self, start_ms=window_start, end_ms=min(window_start + window, end)
+                )
 
     def describe(self) -> dict[str, Any]:
         """The selector as recorded in ``replay_records`` (JSON)."""
@@ -327,72 +331,3 @@ def recompute_result(
 
 def missing_result(key: str, mode: str, missing: str) -> dict[str, Any]:
     return {"opportunity_key": key, "mode": mode, "missing": missing}
-
-
-def canonical_line(result: Mapping[str, Any]) -> bytes:
-    """One result's canonical JSON line (sorted keys, no spaces, UTF-8, ``\\n``)."""
-    return orjson.dumps(result, option=orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE)
-
-
-class ResultDigest:
-    """The hash and the summary of results fed in ``opportunity_key`` order.
-
-    The summary says how many records would change and how: per field, the
-    outcome transitions, and the revenue difference.
-    """
-
-    def __init__(self) -> None:
-        self._sha = hashlib.sha256()
-        self._last_key = ""
-        self.records = self.changed = self.missing = 0
-        self._fields: Counter[str] = Counter()
-        self._outcomes: Counter[str] = Counter()
-        self._revenue_delta = 0
-
-    def add(self, result: Mapping[str, Any]) -> bytes:
-        """Account for ``result``; its canonical line."""
-        key = str(result["opportunity_key"])
-        if key <= self._last_key:
-            raise ValueError(f"results out of key order: {key} after {self._last_key}")
-        self._last_key = key
-        line = canonical_line(result)
-        self._sha.update(line)
-        self.records += 1
-        if "missing" in result:
-            self.missing += 1
-            return line
-        changes: Mapping[str, Any] = result.get("changes") or {}
-        if result.get("inputs_hash_matches") is False:
-            changes = {"inputs_hash": True}
-        if changes:
-            self.changed += 1
-            self._fields.update(list(changes))  # the names (a mapping would add its values)
-        if "outcome" in changes:
-            self._outcomes[
-                f"{changes['outcome']['archive']} -> {changes['outcome']['recomputed']}"
-            ] += 1
-        if "revenue_micros" in changes:
-            revenue = changes["revenue_micros"]
-            self._revenue_delta += revenue["recomputed"] - revenue["archive"]
-        return line
-
-    def hexdigest(self) -> str:
-        return self._sha.hexdigest()
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "records": self.records,
-            "changed": self.changed,
-            "missing": self.missing,
-            "fields": dict(sorted(self._fields.items())),
-            "outcomes": dict(sorted(self._outcomes.items())),
-            "revenue_micros_delta": self._revenue_delta,
-        }
-
-
-def result_hash(results: Iterable[Mapping[str, Any]]) -> str:
-    """SHA-256 of the results' canonical lines, in ``opportunity_key`` order."""
-    digest = ResultDigest()
-    for result in sorted(results, key=lambda result: str(result["opportunity_key"])):
-        digest.add(result)
-    return digest.hexdigest()

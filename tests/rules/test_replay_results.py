@@ -15,17 +15,15 @@ from mediation.rules import close_opportunity
 from mediation.rules.replay import (
     ReplayRequest,
     ReplayRequestError,
-    ResultDigest,
     Selection,
     WindowOverride,
-    canonical_line,
     instant_ms,
     parse_request,
     recompute_result,
-    result_hash,
     snapshot_result,
 )
 from mediation.rules.ulid import encode_ulid
+from replay.digest import ResultDigest, canonical_line, result_hash
 
 KEY = encode_ulid(1_760_000_000_000, bytes(10))
 
@@ -114,15 +112,16 @@ def test_a_range_selection_touches_its_days_and_chunks_in_key_order() -> None:
     start = int(dt.datetime(2026, 11, 24, 23, 30, tzinfo=dt.UTC).timestamp() * 1000)
     selection = Selection.of_range(start, start + 3_600_000, app_id="a")
     assert selection.days() == [dt.date(2026, 11, 24), dt.date(2026, 11, 25)]
-    chunks = list(selection.chunks(1_500_000))
+    # 30 minutes on each day; the first holds 30 opportunities, the second 5.
+    first, second = dt.date(2026, 11, 24), dt.date(2026, 11, 25)
+    chunks = list(selection.chunks({first: 30, second: 5}, chunk_rows=10))
     assert [(c.start_ms - start, c.end_ms - start) for c in chunks] == [
-        (0, 1_500_000), (1_500_000, 1_800_000),  # cut at midnight
-        (1_800_000, 3_300_000), (3_300_000, 3_600_000),
+        (0, 600_000), (600_000, 1_200_000), (1_200_000, 1_800_000),  # cut at midnight
+        (1_800_000, 3_600_000),
     ]  # fmt: skip
-    # Days holding nothing are skipped.
-    only_second = list(selection.chunks(1_500_000, stored_days=[dt.date(2026, 11, 25)]))
-    assert only_second == chunks[2:]
-    assert list(Selection.of_range(0, 2**47).chunks(60_000, stored_days=[])) == []
+    # Days holding nothing are skipped; so is the whole range when nothing is stored.
+    assert list(selection.chunks({second: 5}, chunk_rows=10)) == chunks[3:]
+    assert list(Selection.of_range(0, 2**47).chunks({})) == []
     assert all(c.app_id == "a" for c in chunks)
     bounds = [c.key_bounds() for c in chunks]
     assert all(low < high for low, high in bounds)

@@ -15,7 +15,8 @@ from tiering_data import DAY, fill_day
 
 from mediation.cli import main
 from mediation.rules.model import LateEvent, StoredEvent
-from mediation.rules.replay import ReplayRequest, ResultDigest, Selection
+from mediation.rules.replay import ReplayRequest, Selection
+from replay.digest import ResultDigest
 from replay.run import replay_results
 from sinks.postgres import PostgresWriter
 from storage.cold import ColdStore, FileColdStore
@@ -36,10 +37,10 @@ def _fill(database_url: str) -> list[str]:
 
 
 def _replay(
-    conn: psycopg.Connection, store: ColdStore, request: ReplayRequest, window_ms: int = 600_000
+    conn: psycopg.Connection, store: ColdStore, request: ReplayRequest, chunk_rows: int = 20_000
 ) -> tuple[list[dict[str, Any]], str]:
     digest = ResultDigest()
-    results = list(replay_results(conn, store, request, window_ms))
+    results = list(replay_results(conn, store, request, chunk_rows))
     for result in results:
         digest.add(result)
     return results, digest.hexdigest()
@@ -58,13 +59,13 @@ def test_a_range_gives_the_same_results_hot_cold_and_split_and_in_any_chunking(
     with psycopg.connect(database_url, autocommit=True) as conn:
         hot = [_replay(conn, store, request) for request in requests]
         assert [r["opportunity_key"] for r in hot[0][0]] == sorted(keys)
-        assert _replay(conn, store, requests[1], window_ms=7 * MINUTE) == hot[1]
+        assert _replay(conn, store, requests[1], chunk_rows=7) == hot[1]
         # Half-way through tiering: events are cold, the rest still hot.
         run_tiering(conn, store, TIER_FIRST_DAY, tables=["event_records"])
         assert [_replay(conn, store, request) for request in requests] == hot
         run_tiering(conn, store, TIER_FIRST_DAY)
         assert [_replay(conn, store, request) for request in requests] == hot
-        assert _replay(conn, store, requests[1], window_ms=7 * MINUTE) == hot[1]
+        assert _replay(conn, store, requests[1], chunk_rows=7) == hot[1]
 
 
 def test_filters_and_bounds_select_exactly_the_matching_opportunities(

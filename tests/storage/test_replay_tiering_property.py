@@ -23,9 +23,10 @@ from hypothesis import strategies as st
 from psycopg import sql
 from tiering_data import fill_day
 
-from mediation.rules.replay import ReplayRequest, ResultDigest, Selection
+from mediation.rules.replay import ReplayRequest, Selection
 from mediation.rules.ulid import day_of_ms
 from replay.cold import RECORD_TABLES
+from replay.digest import ResultDigest
 from replay.run import replay_results
 from storage.cold import FileColdStore
 from storage.tier_job import tier_day
