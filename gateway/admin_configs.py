@@ -43,7 +43,13 @@ from storage.db import connect
 
 from .admin import admin_route, refresh_catalog_quietly
 from .context import GatewayContext
-from .http import BodyTooLargeError, error_response, json_response, read_body
+from .http import (
+    BodyTooLargeError,
+    error_response,
+    json_response,
+    read_body,
+    small_json_object,
+)
 
 __all__ = [
     "create_config",
@@ -98,18 +104,6 @@ def _operation_json(operation: PublishOperation) -> dict[str, Any]:
         "created_by": operation.created_by,
         "updated_at": operation.updated_at.isoformat(),
     }
-
-
-async def _small_object(request: Request) -> dict[str, Any] | Response:
-    """A small JSON object body (an empty body reads as ``{}``), or the error to answer."""
-    try:
-        raw = await read_body(request, 64 * 1024)
-        body = orjson.loads(raw) if raw else {}
-    except (orjson.JSONDecodeError, BodyTooLargeError):
-        body = None
-    if not isinstance(body, dict):
-        return error_response(400, "invalid_json", "body must be a small JSON object")
-    return body
 
 
 def _int_param(request: Request, name: str) -> int | None:
@@ -242,7 +236,7 @@ async def rollback_publish_operation(request: Request, ctx: GatewayContext) -> R
     operation_id = _int_param(request, "operation_id")
     if operation_id is None:
         return error_response(404, "unknown_operation", "an operation id is an integer")
-    body = await _small_object(request)
+    body = await small_json_object(request)
     if isinstance(body, Response):
         return body
     reason = body.get("reason")
@@ -260,7 +254,7 @@ async def rollback_publish_operation(request: Request, ctx: GatewayContext) -> R
 @admin_route
 async def switch_degradation_profile(request: Request, ctx: GatewayContext) -> Response:
     app_id = request.path_params["app_id"]
-    body = await _small_object(request)
+    body = await small_json_object(request)
     if isinstance(body, Response):
         return body
     profile, reason = body.get("profile"), body.get("reason")

@@ -50,6 +50,7 @@ from .metrics import GatewayMetrics
 from .openapi import openapi_document
 from .producer import AsyncProducer
 from .ratelimit import RateLimiter
+from .replay_api import get_replay, post_replay
 from .sync import get_config, post_request
 
 __all__ = ["ROLES", "GatewayApp", "create_app"]
@@ -174,6 +175,8 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> GatewayApp:
                 rollback_publish_operation,
                 methods=["POST"],
             ),
+            Route("/v1/replay", post_replay, methods=["POST"]),
+            Route("/v1/replay/{replay_id}", get_replay, methods=["GET"]),
         ]
     if "ingest" in roles:
         routes.append(Route("/v1/events", post_events, methods=["POST"]))

@@ -10,7 +10,14 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-__all__ = ["BodyTooLargeError", "error_response", "json_response", "read_json_body"]
+__all__ = [
+    "BodyTooLargeError",
+    "error_response",
+    "json_response",
+    "read_body",
+    "read_json_body",
+    "small_json_object",
+]
 
 
 class BodyTooLargeError(ValueError):
@@ -112,3 +119,15 @@ async def read_json_body(request: Request, limit_bytes: int) -> tuple[Any, bytes
         return orjson.loads(raw), raw, None
     except orjson.JSONDecodeError as exc:
         return None, b"", error_response(400, "invalid_json", f"body is not valid JSON: {exc}")
+
+
+async def small_json_object(request: Request) -> dict[str, Any] | Response:
+    """A small JSON object body (an empty body reads as ``{}``), or the error to answer."""
+    try:
+        raw = await read_body(request, 64 * 1024)
+        body = orjson.loads(raw) if raw else {}
+    except (orjson.JSONDecodeError, BodyTooLargeError):
+        body = None
+    if not isinstance(body, dict):
+        return error_response(400, "invalid_json", "body must be a small JSON object")
+    return body

@@ -194,6 +194,7 @@ def openapi_document(roles: frozenset[str]) -> dict[str, Any]:
             },
         }
         paths.update(_config_admin_paths(admin, app_param, admin_errors))
+        paths.update(_replay_paths(admin, admin_errors))
     return {
         "openapi": "3.0.3",
         "info": {"title": "mediation gateway", "version": "1"},
@@ -394,6 +395,71 @@ def _config_admin_paths(
                     "404": _err("Unknown operation"),
                     "409": refused,
                     "422": _err("No reason given"),
+                    **admin_errors,
+                },
+            }
+        },
+    }
+
+
+_INSTANT = {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "format": "date-time"}]}
+_REPLAY_REQUEST = {
+    "type": "object",
+    "additionalProperties": False,
+    "description": "opportunity_key(s), or from and to (half-open, on the opportunity's time)",
+    "properties": {
+        "opportunity_key": _ULID,
+        "opportunity_keys": {"type": "array", "items": _ULID, "maxItems": 10_000},
+        "from": _INSTANT,
+        "to": _INSTANT,
+        "app_id": {"type": "string", "minLength": 1, "maxLength": 128},
+        "placement_id": {"type": "string", "minLength": 1, "maxLength": 128},
+        "mode": {"type": "string", "enum": ["snapshot", "recompute"], "default": "snapshot"},
+        "rule_version": {"type": "string"},
+        "config_version": {"type": "integer", "minimum": 1},
+        "format": {"type": "string", "enum": ["jsonl", "parquet"], "default": "jsonl"},
+    },
+}
+
+
+def _replay_paths(
+    admin: list[dict[str, list[str]]], admin_errors: dict[str, Any]
+) -> dict[str, Any]:
+    """Replay (gateway/replay_api.py)."""
+    return {
+        "/v1/replay": {
+            "post": {
+                "summary": "Replay by key or time range: small selections inline, large as jobs",
+                "security": admin,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _REPLAY_REQUEST}},
+                },
+                "responses": {
+                    "200": {"description": "done: replay_id, result_hash, summary, results"},
+                    "202": {"description": "queued as a job; poll Location"},
+                    "400": _err("Not a small JSON object"),
+                    "422": _err("Invalid replay request; the message says why"),
+                    "429": _err("replay_throttled or replay_queue_full; see Retry-After"),
+                    **admin_errors,
+                },
+            }
+        },
+        "/v1/replay/{replay_id}": {
+            "get": {
+                "summary": "A replay: status, result hash, summary, where its result is",
+                "security": admin,
+                "parameters": [
+                    {
+                        "name": "replay_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "integer"},
+                    }
+                ],
+                "responses": {
+                    "200": {"description": "the replay record"},
+                    "404": _err("Unknown replay"),
                     **admin_errors,
                 },
             }

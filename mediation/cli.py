@@ -258,6 +258,26 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 1 if digest.missing and selection.keys else 0
 
 
+def cmd_replay_jobs(args: argparse.Namespace) -> int:
+    import signal
+
+    from replay.jobs import serve_jobs
+    from storage.cold import open_cold_store
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    settings = _settings()
+    store = open_cold_store(settings.cold_storage_url, settings.aws_endpoint_url)
+    try:
+        ran = serve_jobs(settings.database_url, store, once=args.once, poll_s=args.poll_s)
+    except KeyboardInterrupt:
+        return 0
+    print(f"replay-jobs: {ran} job(s) run", file=sys.stderr)
+    return 0
+
+
 def cmd_dlq(args: argparse.Namespace) -> int:
     from storage.deadletters import list_dead_letters, redrive
 
@@ -569,6 +589,15 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--output", type=Path, help="write JSONL or Parquet here (JSONL default: stdout)"
     )
+
+    jobs = _add(
+        sub,
+        "replay-jobs",
+        cmd_replay_jobs,
+        "Run queued replay jobs (the replay API's large ranges); results go to cold storage",
+    )
+    jobs.add_argument("--once", action="store_true", help="stop when the queue is empty")
+    jobs.add_argument("--poll-s", type=float, default=2.0, help="queue poll interval")
 
     dlq = _add(sub, "dlq", cmd_dlq, "List dead letters, or re-drive them to their source topic")
     dlq.add_argument("action", choices=["list", "redrive"])

@@ -68,6 +68,8 @@ class Settings:
     produce_timeout_ms: int = 2000
     # One JSON line per HTTP request (no secrets) on the "mediation.access" logger.
     access_log: bool = False
+    # Replay API requests admitted per second, across the gateway fleet.
+    replay_requests_per_s: int = 2
 
     @property
     def topics(self) -> Topics:
@@ -119,6 +121,7 @@ class Settings:
             raise SettingsError("MEDIATION_ADMIN_TOKEN: must be at least 16 characters")
         partitions = _int(env, "MEDIATION_KAFKA_PARTITIONS", 4, minimum=1)
         produce_timeout = _int(env, "MEDIATION_PRODUCE_TIMEOUT_MS", 2000, minimum=50)
+        replay_rate = _int(env, "MEDIATION_REPLAY_REQUESTS_PER_S", 2, minimum=1)
         return cls(
             database_url=database_url,
             redis_url=redis_url,
@@ -131,6 +134,7 @@ class Settings:
             kafka_partitions=partitions,
             produce_timeout_ms=produce_timeout,
             access_log=env.get("MEDIATION_ACCESS_LOG", "0") == "1",
+            replay_requests_per_s=replay_rate,
         )
 
 

@@ -81,7 +81,7 @@ def opportunities_per_day(conn: psycopg.Connection, selection: Selection) -> dic
     Exact for Postgres (an index-only count); for a tiered day, its
     catalogued rows in proportion to the part of the day. Sizes the chunks.
     """
-    catalogued = dict(
+    catalogued: dict[dt.date, int] = dict(
         conn.execute(
             "SELECT day, rows FROM tiering_catalog WHERE table_name = 'opportunity_records' "
             "AND dropped_at IS NOT NULL AND deleted_at IS NULL AND day = ANY(%s)",

@@ -22,7 +22,15 @@ import pyarrow.parquet as pq
 
 from mediation.tables import render_table
 
-__all__ = ["FORMATS", "JsonlOutput", "Output", "ParquetOutput", "TableOutput", "open_output"]
+__all__ = [
+    "FORMATS",
+    "CollectedOutput",
+    "JsonlOutput",
+    "Output",
+    "ParquetOutput",
+    "TableOutput",
+    "open_output",
+]
 
 FORMATS = ("table", "jsonl", "parquet")
 
@@ -128,6 +136,22 @@ class ParquetOutput:
     def abort(self) -> None:
         self._writer.close()
         _partial(self._path).unlink(missing_ok=True)
+
+
+class CollectedOutput:
+    """The results in memory (the replay API's inline answers: small selections only)."""
+
+    def __init__(self) -> None:
+        self.results: list[dict[str, Any]] = []
+
+    def write(self, result: dict[str, Any], line: bytes) -> None:
+        self.results.append(result)
+
+    def close(self) -> str | None:
+        return None
+
+    def abort(self) -> None:
+        self.results = []
 
 
 class TableOutput:

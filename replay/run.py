@@ -11,7 +11,7 @@ CLI and the API's inline answers and jobs all go through it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -160,11 +160,14 @@ def run_replay(
     requested_by: str,
     replay_id: int | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    publish: Callable[[str | None], str | None] | None = None,
 ) -> tuple[int, ResultDigest, str | None]:
     """Replay into ``output`` and record it; the record's id, the digest and the output's location.
 
-    ``conn`` must be in autocommit mode: the record is visible while the
-    replay runs, and says ``failed`` (with the reason) if it does not finish.
+    ``publish`` takes the closed output's location and returns where it is
+    kept (a job uploads its file to cold storage). ``conn`` must be in
+    autocommit mode: the record is visible while the replay runs, and says
+    ``failed`` (with the reason) if it does not finish.
     """
     if replay_id is None:
         replay_id = start_record(conn, requested_by, request)
@@ -173,6 +176,8 @@ def run_replay(
         for result in replay_results(conn, store, request, chunk_rows):
             output.write(result, digest.add(result))
         location = output.close()
+        if publish is not None:
+            location = publish(location)
     except Exception as exc:
         output.abort()
         finish_record(conn, replay_id, None, error=f"{type(exc).__name__}: {exc}")

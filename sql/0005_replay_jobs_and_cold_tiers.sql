@@ -9,6 +9,11 @@ ALTER TABLE replay_records ADD COLUMN IF NOT EXISTS records bigint;
 ALTER TABLE replay_records ADD COLUMN IF NOT EXISTS result_location text;
 ALTER TABLE replay_records ADD COLUMN IF NOT EXISTS error text;
 ALTER TABLE replay_records ADD COLUMN IF NOT EXISTS finished_at timestamptz;
+-- A job's output format, and until when its runner holds it: a runner
+-- renews the lease as it goes; a job whose lease ran out (its runner died)
+-- is taken up again from the start (replay is deterministic).
+ALTER TABLE replay_records ADD COLUMN IF NOT EXISTS output_format text;
+ALTER TABLE replay_records ADD COLUMN IF NOT EXISTS lease_until timestamptz;
 CREATE INDEX IF NOT EXISTS replay_records_open ON replay_records (id)
     WHERE status IN ('queued', 'running');
 

@@ -151,6 +151,19 @@ class Selection:
                     self, start_ms=window_start, end_ms=min(window_start + window, end)
                 )
 
+    @classmethod
+    def from_description(cls, selector: Mapping[str, Any]) -> Selection:
+        """The selection ``describe`` recorded (a queued job's)."""
+        if "opportunity_keys" in selector:
+            return cls(keys=tuple(selector["opportunity_keys"]))
+        return cls(
+            (),
+            int(selector["from_ms"]),
+            int(selector["to_ms"]),
+            selector.get("app_id"),
+            selector.get("placement_id"),
+        )
+
     def describe(self) -> dict[str, Any]:
         """The selector as recorded in ``replay_records`` (JSON)."""
         if not self.is_range:
