@@ -163,12 +163,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_tier(args: argparse.Namespace) -> int:
-    from storage.cold import ColdStoreError, open_cold_store
+    from storage.cold import READABLE_STORAGE_CLASSES, ColdStoreError, open_cold_store
     from storage.db import connect
+    from storage.lifecycle import age_tiered_days
     from storage.partitions import PARTITIONED_TABLES
     from storage.tier_job import run_tiering
 
-    from .rules.tiering import parse_hot_days
+    from .rules.tiering import check_retention, parse_hot_days
     from .tables import render_table
 
     settings = _settings()
@@ -180,8 +181,17 @@ def cmd_tier(args: argparse.Namespace) -> int:
         return 2
     try:
         hot_days = parse_hot_days(args.hot_days_for or [], PARTITIONED_TABLES)
+        for days in {args.hot_days, *hot_days.values()}:
+            check_retention(days, args.warm_days, args.retain_days)
     except ValueError as exc:
-        print(f"mediation tier: --hot-days-for: {exc}", file=sys.stderr)
+        print(f"mediation tier: {exc}", file=sys.stderr)
+        return 2
+    if args.cold_storage_class not in READABLE_STORAGE_CLASSES:
+        print(
+            f"mediation tier: --cold-storage-class must be one of "
+            f"{', '.join(sorted(READABLE_STORAGE_CLASSES))} (replay reads cold days directly)",
+            file=sys.stderr,
+        )
         return 2
     today = args.today or dt.datetime.now(dt.UTC).date()
     store = open_cold_store(settings.cold_storage_url, settings.aws_endpoint_url)
@@ -196,11 +206,22 @@ def cmd_tier(args: argparse.Namespace) -> int:
                 default_hot_days=args.hot_days,
                 dry_run=args.dry_run,
             )
+            results += age_tiered_days(
+                conn,
+                store,
+                today,
+                tables=tables,
+                warm_days=args.warm_days,
+                retain_days=args.retain_days,
+                storage_class=args.cold_storage_class,
+                dry_run=args.dry_run,
+            )
     except ColdStoreError as exc:
         print(f"mediation tier: {exc}", file=sys.stderr)
         return 1
-    title = f"tiering to {store.url} (hot: {args.hot_days} days before {today}" + (
-        ", dry run)" if args.dry_run else ")"
+    title = (
+        f"tiering to {store.url} (hot {args.hot_days}, warm {args.warm_days}, retain "
+        f"{args.retain_days} days before {today}" + (", dry run)" if args.dry_run else ")")
     )
     if not results:
         print(f"{title}: nothing to tier")
@@ -547,9 +568,28 @@ def build_parser() -> argparse.ArgumentParser:
         "tier",
         cmd_tier,
         "Move day partitions older than the hot retention to Parquet in COLD_STORAGE_URL "
-        "(export, verify, record, drop; safe to re-run after a crash)",
+        "(export, verify, record, drop), warm days to the cold storage class, and delete days "
+        "past retention (audited); safe to re-run after a crash",
     )
     tier.add_argument("--hot-days", type=int, default=30, help="days kept in Postgres (default 30)")
+    tier.add_argument(
+        "--warm-days",
+        type=int,
+        default=180,
+        help="days before tiered objects move to the cold storage class (default 180)",
+    )
+    tier.add_argument(
+        "--retain-days",
+        type=int,
+        default=365,
+        help="days before tiered objects are deleted, with an audit record (default 365)",
+    )
+    tier.add_argument(
+        "--cold-storage-class",
+        default=os.environ.get("MEDIATION_COLD_STORAGE_CLASS", "STANDARD_IA"),
+        help="S3 storage class of the cold tier (default STANDARD_IA, or "
+        "MEDIATION_COLD_STORAGE_CLASS)",
+    )
     tier.add_argument(
         "--hot-days-for",
         action="append",

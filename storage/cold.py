@@ -8,6 +8,12 @@ never sees half an object.
 
 Keys are relative to the store's root, with ``/`` separators
 (``event_records/day=2026-11-25/part-00000.parquet``).
+
+Storage classes (the seed's warm and cold tiers) exist on S3: an object is
+moved to a cheaper class by copying it onto itself with the new class. A
+``file://`` store has one class; moving records the tier in the catalog
+only. Classes that need a restore before a read (GLACIER, DEEP_ARCHIVE)
+are refused: replay reads cold days directly.
 """
 
 from __future__ import annotations
@@ -24,7 +30,19 @@ from botocore.exceptions import ClientError
 
 from mediation.settings import LOOPBACK_HOSTS
 
-__all__ = ["ColdStore", "ColdStoreError", "FileColdStore", "S3ColdStore", "open_cold_store"]
+__all__ = [
+    "READABLE_STORAGE_CLASSES",
+    "ColdStore",
+    "ColdStoreError",
+    "FileColdStore",
+    "S3ColdStore",
+    "open_cold_store",
+]
+
+# S3 storage classes whose objects can be read at once (no restore).
+READABLE_STORAGE_CLASSES = frozenset(
+    {"STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR"}
+)
 
 
 class ColdStoreError(RuntimeError):
@@ -43,6 +61,14 @@ class ColdStore(Protocol):
     def exists(self, key: str) -> bool: ...
 
     def location(self, key: str) -> str: ...
+
+    def delete(self, key: str) -> None:
+        """Remove the object; nothing happens when it is already gone."""
+        ...
+
+    def set_storage_class(self, key: str, storage_class: str) -> str:
+        """Move the object to ``storage_class``; the class it is in now."""
+        ...
 
     def arrow_source(self, key: str) -> Any:
         """Something ``pyarrow.parquet`` reads with random access (row groups only)."""
@@ -84,6 +110,14 @@ class FileColdStore:
 
     def location(self, key: str) -> str:
         return f"{self.url.rstrip('/')}/{key}"
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def set_storage_class(self, key: str, storage_class: str) -> str:
+        if not self.exists(key):
+            raise ColdStoreError(f"{self.location(key)} does not exist")
+        return "FILE"  # a directory has one class; the catalog records the tier
 
     def arrow_source(self, key: str) -> str:
         path = self._path(key)
@@ -159,6 +193,34 @@ class S3ColdStore:
 
     def location(self, key: str) -> str:
         return f"{self.url}/{key}"
+
+    def delete(self, key: str) -> None:
+        self._call(
+            "delete",
+            key,
+            lambda: self._client.delete_object(Bucket=self.bucket, Key=self._key(key)),
+        )
+
+    def set_storage_class(self, key: str, storage_class: str) -> str:
+        if storage_class not in READABLE_STORAGE_CLASSES:
+            raise ColdStoreError(
+                f"storage class {storage_class!r} cannot be read without a restore; use one of "
+                f"{', '.join(sorted(READABLE_STORAGE_CLASSES))}"
+            )
+        source = {"Bucket": self.bucket, "Key": self._key(key)}
+        # A managed copy (multipart above its threshold) onto the same key.
+        self._call(
+            "change the storage class of",
+            key,
+            lambda: self._client.copy(
+                source,
+                self.bucket,
+                self._key(key),
+                ExtraArgs={"StorageClass": storage_class, "MetadataDirective": "COPY"},
+            ),
+        )
+        head = self._call("look up", key, lambda: self._client.head_object(**source))
+        return str(head.get("StorageClass", "STANDARD"))
 
     def arrow_source(self, key: str) -> Any:
         """A file Arrow reads by range requests: a key lookup fetches its row groups only."""

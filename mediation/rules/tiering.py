@@ -1,18 +1,76 @@
-"""Which day partitions leave the hot tier (pure; ``storage/tier_job.py`` does the moving).
+"""Which days move between the seed's tiers (pure; ``storage/tier_job.py`` and
+``storage/lifecycle.py`` do the moving).
 
-A table's day is tiered once it is older than the table's hot retention:
-with 30 days, on 2026-11-25 every day before 2026-10-26 goes to cold
-storage. Days are UTC days, the partition key of every record table.
+- **hot**: Postgres. A table's day is tiered (exported to Parquet, then
+  dropped) once it is older than the table's hot retention: with 30 days,
+  on 2026-11-25 every day before 2026-10-26.
+- **warm**: Parquet in the standard storage class, until ``warm_days``
+  (180) after the day.
+- **cold**: the same objects in an infrequent-access storage class, kept
+  until ``retain_days`` (365) after the day, then deleted (with an audit
+  record).
+
+Days are UTC days, the partition key of every record table.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
-__all__ = ["DEFAULT_HOT_DAYS", "days_to_tier", "parse_hot_days"]
+__all__ = [
+    "DEFAULT_HOT_DAYS",
+    "DEFAULT_RETAIN_DAYS",
+    "DEFAULT_WARM_DAYS",
+    "CatalogDay",
+    "check_retention",
+    "days_to_tier",
+    "lifecycle_action",
+    "parse_hot_days",
+]
 
 DEFAULT_HOT_DAYS = 30
+DEFAULT_WARM_DAYS = 180
+DEFAULT_RETAIN_DAYS = 365
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogDay:
+    """A tiered day as ``tiering_catalog`` knows it."""
+
+    table: str
+    day: dt.date
+    dropped: bool
+    moved: bool
+    deleted: bool
+
+
+def check_retention(hot_days: int, warm_days: int, retain_days: int) -> None:
+    """The tiers must follow each other: hot < warm <= retain."""
+    if not 1 <= hot_days < warm_days <= retain_days:
+        raise ValueError(
+            "retention must be 1 <= hot days < warm days <= retain days, got "
+            f"{hot_days} / {warm_days} / {retain_days}"
+        )
+
+
+def lifecycle_action(
+    entry: CatalogDay, today: dt.date, warm_days: int, retain_days: int
+) -> str | None:
+    """``"delete"``, ``"move"`` (warm to cold) or ``None`` for a catalogued day.
+
+    Only days already dropped from Postgres age further; a deleted day is
+    looked at again only to finish a deletion a crash interrupted (the
+    caller checks its objects).
+    """
+    if not entry.dropped:
+        return None
+    if entry.day < today - dt.timedelta(days=retain_days):
+        return "delete"
+    if not entry.moved and not entry.deleted and entry.day < today - dt.timedelta(days=warm_days):
+        return "move"
+    return None
 
 
 def days_to_tier(days: Iterable[dt.date], today: dt.date, hot_days: int) -> list[dt.date]:
