@@ -31,7 +31,7 @@ from replay.cold import opportunities_per_day
 from replay.jobs import JOB_FORMATS, enqueue, job_state
 from replay.output import CollectedOutput
 from replay.run import run_replay
-from storage.cold import open_cold_store
+from storage.cold import ColdStore, open_cold_store
 from storage.db import connect
 
 from .admin import admin_route
@@ -49,20 +49,20 @@ class _QueueFullError(Exception):
     pass
 
 
-def _selection_size(conn: psycopg.Connection, request: ReplayRequest) -> int:
+def _selection_size(conn: psycopg.Connection, store: ColdStore, request: ReplayRequest) -> int:
     selection = request.selection
     if not selection.is_range:
         return len(selection.keys)
-    return sum(opportunities_per_day(conn, selection).values())
+    return sum(opportunities_per_day(conn, store, selection).values())
 
 
 def _replay_or_enqueue(
     ctx: GatewayContext, request: ReplayRequest, output_format: str
 ) -> dict[str, Any]:
     settings = ctx.settings
+    store = open_cold_store(settings.cold_storage_url, settings.aws_endpoint_url)
     with connect(settings.database_url, autocommit=True) as conn:
-        if _selection_size(conn, request) <= INLINE_MAX:
-            store = open_cold_store(settings.cold_storage_url, settings.aws_endpoint_url)
+        if _selection_size(conn, store, request) <= INLINE_MAX:
             output = CollectedOutput()
             replay_id, digest, _ = run_replay(conn, store, request, output, requested_by=_ACTOR)
             return {

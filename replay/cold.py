@@ -47,7 +47,6 @@ __all__ = [
 ]
 
 RECORD_TABLES = ("opportunity_records", "delivery_records", "event_records", "archive_records")
-_MS_PER_DAY = 86_400_000
 _PRIMARY: dict[str, tuple[str, ...]] = {"event_records": ("event_id", "app_id")}
 
 
@@ -75,23 +74,21 @@ class TieredDays:
         return sorted({day for table, day in self.deleted if day in selection.days()})
 
 
-def opportunities_per_day(conn: psycopg.Connection, selection: Selection) -> dict[dt.date, int]:
+def opportunities_per_day(
+    conn: psycopg.Connection, store: ColdStore, selection: Selection
+) -> dict[dt.date, int]:
     """About how many opportunities each day's part of a range holds, hot and cold.
 
-    Exact for Postgres (an index-only count); for a tiered day, its
-    catalogued rows in proportion to the part of the day. Sizes the chunks.
+    Exact for Postgres (an index-only count); for a tiered day, the rows of
+    the Parquet row groups whose key statistics overlap the range (footers
+    only). Sizes the chunks; days that hold nothing are left out.
     """
-    catalogued: dict[dt.date, int] = dict(
-        conn.execute(
-            "SELECT day, rows FROM tiering_catalog WHERE table_name = 'opportunity_records' "
-            "AND dropped_at IS NOT NULL AND deleted_at IS NULL AND day = ANY(%s)",
-            (selection.days(),),
-        ).fetchall()
-    )
+    tiered = TieredDays.read(conn, selection.days())
     hot_days = set(partition_days(conn, "opportunity_records"))
     counts = {}
     for day, start, end in selection.day_spans():
-        if day not in hot_days and day not in catalogued:
+        cold = ("opportunity_records", day) in tiered.dropped
+        if day not in hot_days and not cold:
             continue  # nothing stored (a range may span years)
         low, high = dataclasses.replace(selection, start_ms=start, end_ms=end).key_bounds()
         row = conn.execute(
@@ -99,10 +96,26 @@ def opportunities_per_day(conn: psycopg.Connection, selection: Selection) -> dic
             "AND opportunity_key >= %s AND opportunity_key < %s",
             (day, low, high),
         ).fetchone()
-        # Rounded up: a tiered day with any rows is never skipped.
-        in_cold = -(-catalogued.get(day, 0) * (end - start) // _MS_PER_DAY)
+        in_cold = _cold_rows_between(store, day, low, high) if cold else 0
         counts[day] = (int(row[0]) if row else 0) + in_cold
     return counts
+
+
+def _cold_rows_between(store: ColdStore, day: dt.date, low: str, high: str) -> int:
+    """Rows of the day's opportunity row groups that can hold keys in ``[low, high)``."""
+    manifest = read_manifest(store, "opportunity_records", day)
+    if manifest is None:
+        raise TieringError(f"opportunity_records {day}: catalogued as tiered, but no manifest")
+    rows = 0
+    for exported in manifest.files:
+        metadata = pq.ParquetFile(store.arrow_source(exported.key)).metadata
+        column = metadata.schema.names.index("opportunity_key")
+        for index in range(metadata.num_row_groups):
+            group = metadata.row_group(index)
+            stats = group.column(column).statistics
+            if stats is None or not stats.has_min_max or (stats.max >= low and stats.min < high):
+                rows += group.num_rows
+    return rows
 
 
 def _arrow_filter(table: str, selection: Selection) -> Any:

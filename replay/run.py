@@ -81,7 +81,7 @@ def replay_results(
     mode = request.mode
     overrides = _WindowOverrides(conn, request.config_version) if request.config_version else None
     selection = request.selection
-    day_rows = cold.opportunities_per_day(conn, selection) if selection.is_range else None
+    day_rows = cold.opportunities_per_day(conn, store, selection) if selection.is_range else None
     for chunk in selection.chunks(day_rows, chunk_rows):
         loaded = cold.load(conn, store, chunk)
         inputs, archives = loaded.inputs, loaded.archives

@@ -52,7 +52,7 @@ MAX_KEYS = 10_000
 MAX_KEYS_PER_CHUNK = 1_000
 # Opportunities replayed at a time: bounds memory (~100 MB) while keeping
 # the per-chunk cost (a query per table, Parquet footers) small.
-CHUNK_ROWS = 20_000
+CHUNK_ROWS = 10_000
 _EPOCH_DAY = dt.date(1970, 1, 1)
 _MS_PER_DAY = 86_400_000
 _NO_RANDOMNESS = bytes(10)
