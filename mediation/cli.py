@@ -238,6 +238,7 @@ def cmd_tier(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     import getpass
+    import json
 
     from mediation.rules.replay import ReplayRequest, ReplayRequestError, Selection, instant_ms
     from replay.output import open_output
@@ -272,7 +273,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except (ReplayRequestError, ValueError) as exc:
         print(f"mediation replay: {exc}", file=sys.stderr)
         return 2
-    print(f"replay #{replay_id}: {digest.summary()}", file=sys.stderr)
+    print(f"replay #{replay_id}: {json.dumps(digest.summary())}", file=sys.stderr)
     if location:
         print(f"written to {location}", file=sys.stderr)
     print(f"result hash: {digest.hexdigest()}", file=sys.stderr)
