@@ -13,6 +13,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import psycopg
@@ -20,6 +21,9 @@ from psycopg import sql
 
 from mediation.devstack import broker_command, wait_port
 from mediation.processes import ChildProcess, free_port, running
+
+if TYPE_CHECKING:
+    from storage.cold import ColdStore
 
 __all__ = [
     "cpu_seconds",
@@ -154,3 +158,17 @@ def fresh_database(base_url: str) -> Iterator[str]:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+def bench_store(s3: bool, bucket: str, scratch: str, endpoint_url: str | None) -> ColdStore:
+    """A cold store for a bench: a fresh prefix on the local S3 server, or a scratch directory."""
+    from storage.cold import S3ColdStore, open_cold_store
+
+    if not s3:
+        return open_cold_store(Path(scratch, "cold").as_uri())
+    store = open_cold_store(
+        f"s3://{bucket}/{uuid.uuid4().hex[:8]}", endpoint_url or "http://127.0.0.1:9000"
+    )
+    assert isinstance(store, S3ColdStore)
+    store.ensure_bucket()
+    return store

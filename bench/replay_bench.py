@@ -30,14 +30,13 @@ import random
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import fresh_database, machine, median, peak_rss_mib
+from bench.common import bench_store, fresh_database, machine, median, peak_rss_mib
 from mediation.rules.closure import close_opportunity
 from mediation.rules.model import ClosedOpportunity, Event, Opportunity, WaterfallEntry
 from mediation.rules.replay import ReplayRequest, Selection
@@ -49,7 +48,7 @@ from replay.cold import RECORD_TABLES
 from replay.output import JsonlOutput
 from replay.run import replay_results, run_replay
 from sinks.postgres import PostgresWriter
-from storage.cold import ColdStore, S3ColdStore, open_cold_store
+from storage.cold import ColdStore
 from storage.tier_job import tier_day
 
 HOUR_START_MS = 1_768_478_400_000  # 2026-01-15 12:00 UTC
@@ -122,15 +121,7 @@ def main() -> int:
     args = parser.parse_args()
     base = Settings.from_env()
     with fresh_database(base.database_url) as url, tempfile.TemporaryDirectory() as scratch:
-        if args.s3:
-            store: ColdStore = open_cold_store(
-                f"s3://replay-bench/{uuid.uuid4().hex[:8]}",
-                base.aws_endpoint_url or "http://127.0.0.1:9000",
-            )
-            assert isinstance(store, S3ColdStore)
-            store.ensure_bucket()
-        else:
-            store = open_cold_store(Path(scratch, "cold").as_uri())
+        store = bench_store(args.s3, "replay-bench", scratch, base.aws_endpoint_url)
         started = time.monotonic()
         with multiprocessing.get_context("spawn").Pool(1) as pool:
             events = pool.apply(_fill, (url, args.opportunities))

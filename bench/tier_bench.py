@@ -21,20 +21,18 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import fresh_database, machine, peak_rss_mib
+from bench.common import bench_store, fresh_database, machine, peak_rss_mib
 from mediation.rules.replay import Selection
 from mediation.settings import Settings
 from mediation.summary import percentile
 from mediation.tables import render_table
 from replay.cold import cold_rows
-from storage.cold import S3ColdStore, open_cold_store
 from storage.partitions import ensure_partitions, partition_name
 from storage.tiering import export_day, verify_day
 
@@ -73,15 +71,7 @@ def main() -> int:
     args = parser.parse_args()
     base = Settings.from_env()
     with fresh_database(base.database_url) as url, tempfile.TemporaryDirectory() as scratch:
-        if args.s3:
-            store = open_cold_store(
-                f"s3://tier-bench/{uuid.uuid4().hex[:8]}",
-                base.aws_endpoint_url or "http://127.0.0.1:9000",
-            )
-            assert isinstance(store, S3ColdStore)
-            store.ensure_bucket()
-        else:
-            store = open_cold_store(Path(scratch, "cold").as_uri())
+        store = bench_store(args.s3, "tier-bench", scratch, base.aws_endpoint_url)
         with psycopg.connect(url, autocommit=True) as conn:
             ensure_partitions(conn, [DAY], ["event_records"])
             started = time.monotonic()

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
 from mediation.rules.closure import RULE_VERSION
 from mediation.rules.replay import ReplayRequest, Selection
@@ -30,7 +29,7 @@ from storage.cold import ColdStore
 
 from .digest import ResultDigest
 from .output import JsonlOutput, Output, ParquetOutput
-from .run import run_replay
+from .run import run_replay, start_record
 
 __all__ = [
     "JOB_FORMATS",
@@ -63,20 +62,7 @@ def enqueue(
 ) -> int:
     if output_format not in JOB_FORMATS:
         raise ValueError(f"format must be one of {', '.join(JOB_FORMATS)}")
-    row = conn.execute(
-        "INSERT INTO replay_records (requested_by, selector, mode, rule_version, config_version, "
-        "status, output_format) VALUES (%s, %s, %s, %s, %s, 'queued', %s) RETURNING id",
-        (
-            requested_by,
-            Jsonb(request.selection.describe()),
-            request.mode,
-            request.rule_version or RULE_VERSION,
-            request.config_version,
-            output_format,
-        ),
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return start_record(conn, requested_by, request, "queued", output_format)
 
 
 def claim(conn: psycopg.Connection) -> Job | None:

@@ -108,12 +108,16 @@ def replay_results(
 
 
 def start_record(
-    conn: psycopg.Connection, requested_by: str, request: ReplayRequest, status: str = "running"
+    conn: psycopg.Connection,
+    requested_by: str,
+    request: ReplayRequest,
+    status: str = "running",
+    output_format: str | None = None,
 ) -> int:
-    """Record the request in ``replay_records``; its id."""
+    """Record the request in ``replay_records`` (a job: ``queued``, its format); its id."""
     row = conn.execute(
         "INSERT INTO replay_records (requested_by, selector, mode, rule_version, config_version, "
-        "status) VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+        "status, output_format) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
         (
             requested_by,
             Jsonb(request.selection.describe()),
@@ -121,6 +125,7 @@ def start_record(
             request.rule_version or RULE_VERSION,
             request.config_version,
             status,
+            output_format,
         ),
     ).fetchone()
     assert row is not None
