@@ -69,7 +69,7 @@ class Settings:
     # One JSON line per HTTP request (no secrets) on the "mediation.access" logger.
     access_log: bool = False
     # Replay API requests admitted per second, across the gateway fleet.
-    replay_requests_per_s: int = 2
+    replay_requests_per_s: int = 5
 
     @property
     def topics(self) -> Topics:
@@ -121,7 +121,7 @@ class Settings:
             raise SettingsError("MEDIATION_ADMIN_TOKEN: must be at least 16 characters")
         partitions = _int(env, "MEDIATION_KAFKA_PARTITIONS", 4, minimum=1)
         produce_timeout = _int(env, "MEDIATION_PRODUCE_TIMEOUT_MS", 2000, minimum=50)
-        replay_rate = _int(env, "MEDIATION_REPLAY_REQUESTS_PER_S", 2, minimum=1)
+        replay_rate = _int(env, "MEDIATION_REPLAY_REQUESTS_PER_S", 5, minimum=1)
         return cls(
             database_url=database_url,
             redis_url=redis_url,
