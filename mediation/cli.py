@@ -154,12 +154,28 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .status import read_worker, render_status
+    from .status import read_gateway, read_triggers, read_worker, render_status, render_triggers
 
     urls = args.worker_metrics or ["http://127.0.0.1:9464/metrics"]
     reports = [read_worker(url) for url in urls]
     print(render_status(reports))
-    return 0 if all(report.error is None for report in reports) else 1
+    healthy = all(report.error is None for report in reports)
+    if args.window_s > 0:
+        settings = _settings()
+        gateways = args.gateway_metrics or [
+            "http://127.0.0.1:8080/metrics",
+            "http://127.0.0.1:8081/metrics",
+        ]
+        states = read_triggers(
+            gateways, reports, settings.database_url, settings.redis_url, args.window_s
+        )
+        print()
+        print(render_triggers(states))
+        unreachable = [url for url in gateways if read_gateway(url).error]
+        for url in unreachable:
+            print(f"gateway metrics unreachable: {url}")
+        healthy = healthy and not unreachable and all(s.state != "FIRING" for s in states)
+    return 0 if healthy else 1
 
 
 def cmd_tier(args: argparse.Namespace) -> int:
@@ -554,7 +570,23 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "status",
         cmd_status,
-        "Show what the worker processes report: progress, state, lag per input partition",
+        "Show what the worker processes report (progress, state, lag per input partition) "
+        "and each scaling trigger of the seed with its current value, state and action; "
+        "exit 1 when a process is unreachable or a trigger fires",
+    )
+    status.add_argument(
+        "--gateway-metrics",
+        action="append",
+        metavar="URL",
+        help="a gateway process's /metrics URL; repeat for each process "
+        "(default http://127.0.0.1:8080/metrics and :8081/metrics)",
+    )
+    status.add_argument(
+        "--window-s",
+        type=float,
+        default=5.0,
+        help="seconds over which latency, ACK success and database load are measured "
+        "(0: workers only, no triggers)",
     )
     status.add_argument(
         "--worker-metrics",

@@ -1,23 +1,47 @@
-"""``mediation status``: what the worker processes report about themselves.
+"""``mediation status``: the worker processes, and the seed's scaling triggers.
 
 Reads each worker's ``/metrics`` (Prometheus text) and prints, per
 process, what it has read and written and how far behind it is, then the
 lag of every input partition in messages. Bytewax keeps Kafka offsets in
 its recovery store, so this (high watermark minus the next offset each
 process will read) is the real consumer lag; broker-side group lag is not.
+
+Then each scaling trigger (``mediation.rules.triggers``) with its current
+value, over a short window (``window_s``): the gateways' ``/metrics`` are
+read at its start and end, so p95 latency and ACK success are those of
+the window (or since the gateways started, when the window saw no
+traffic); Postgres's active backends are sampled through it; Redis's
+memory and the workers' event-time lag are read once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import httpx
+import psycopg
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from .rules.triggers import TRIGGERS, TriggerState, evaluate, histogram_quantile
 from .tables import render_table
 
-__all__ = ["WorkerReport", "read_worker", "render_status"]
+__all__ = [
+    "GatewaySample",
+    "WorkerReport",
+    "read_gateway",
+    "read_triggers",
+    "read_worker",
+    "render_status",
+    "render_triggers",
+]
+
+_SYNC_ROUTE = "/v1/requests"
 
 # (column, metric family, how samples combine)
 _COLUMNS = (
@@ -89,3 +113,152 @@ def render_status(reports: Sequence[WorkerReport]) -> str:
         lag_rows,
     )
     return f"{workers}\n\n{partitions}"
+
+
+@dataclass
+class GatewaySample:
+    url: str
+    error: str | None = None
+    sync_buckets: dict[float, float] = field(default_factory=dict)  # le -> cumulative count
+    batches_acked: float = 0.0
+    batches_unconfirmed: float = 0.0
+
+
+def read_gateway(url: str, timeout_s: float = 3.0) -> GatewaySample:
+    """The counters the triggers need from one gateway process's ``/metrics``."""
+    try:
+        text = httpx.get(url, timeout=timeout_s).text
+    except httpx.HTTPError as exc:
+        return GatewaySample(url, error=f"unreachable: {exc}")
+    sample = GatewaySample(url)
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "mediation_http_request_seconds_bucket" and (
+                s.labels.get("route") == _SYNC_ROUTE
+            ):
+                bound = float(s.labels["le"])
+                sample.sync_buckets[bound] = sample.sync_buckets.get(bound, 0.0) + s.value
+            elif s.name == "mediation_event_batches_acked_total":
+                sample.batches_acked += s.value
+            elif s.name == "mediation_event_batches_unconfirmed_total":
+                sample.batches_unconfirmed += s.value
+    return sample
+
+
+def _sum_buckets(samples: Sequence[GatewaySample]) -> dict[float, float]:
+    total: dict[float, float] = defaultdict(float)
+    for sample in samples:
+        for bound, count in sample.sync_buckets.items():
+            total[bound] += count
+    return total
+
+
+def _p95_ms(buckets: dict[float, float]) -> float | None:
+    value = histogram_quantile(0.95, sorted(buckets.items()))
+    return None if value is None else value * 1000
+
+
+def _db_active_backends(database_url: str) -> float | None:
+    try:
+        with psycopg.connect(database_url, connect_timeout=3) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+            ).fetchone()
+    except psycopg.Error:
+        return None
+    return float(row[0]) if row else None
+
+
+def _redis_memory_percent(redis_url: str) -> tuple[float | None, str]:
+    try:
+        info = redis.Redis.from_url(redis_url, socket_timeout=2).info("memory")
+    except redis.RedisError as exc:
+        return None, f"unreachable: {exc}"
+    used = float(info.get("used_memory", 0))
+    if info.get("maxmemory"):
+        return 100 * used / float(info["maxmemory"]), "of maxmemory"
+    if info.get("total_system_memory"):
+        return 100 * used / float(info["total_system_memory"]), "of system memory (no maxmemory)"
+    return None, "neither maxmemory nor system memory reported"
+
+
+def read_triggers(
+    gateway_urls: Sequence[str],
+    workers: Sequence[WorkerReport],
+    database_url: str,
+    redis_url: str,
+    window_s: float = 5.0,
+    db_cpus: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[TriggerState]:
+    """Every scaling trigger's current value and state."""
+    cpus = db_cpus or int(os.environ.get("MEDIATION_DB_CPUS", "0") or 0) or os.cpu_count() or 1
+    before = [read_gateway(url) for url in gateway_urls]
+    active: list[float] = []
+    deadline = time.monotonic() + window_s
+    while True:
+        value = _db_active_backends(database_url)
+        if value is not None:
+            active.append(value)
+        if time.monotonic() >= deadline:
+            break
+        sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+    after = [read_gateway(url) for url in gateway_urls]
+    reachable = [(b, a) for b, a in zip(before, after, strict=True) if not (b.error or a.error)]
+    states = {}
+
+    # Sync p95 over the window; since the gateways started when the window was quiet.
+    window = {
+        bound: count - _sum_buckets([b for b, _ in reachable]).get(bound, 0.0)
+        for bound, count in _sum_buckets([a for _, a in reachable]).items()
+    }
+    p95, note = _p95_ms(window), f"last {window_s:g} s"
+    if p95 is None:
+        p95, note = _p95_ms(_sum_buckets([a for _, a in reachable])), "since start (quiet window)"
+    if not reachable:
+        note = "no gateway metrics reachable"
+    states["sync_p95_latency"] = (p95, note)
+
+    acked = sum(a.batches_acked - b.batches_acked for b, a in reachable)
+    failed = sum(a.batches_unconfirmed - b.batches_unconfirmed for b, a in reachable)
+    note = f"last {window_s:g} s"
+    if acked + failed == 0:
+        acked = sum(a.batches_acked for _, a in reachable)
+        failed = sum(a.batches_unconfirmed for _, a in reachable)
+        note = "since start (quiet window)"
+    ratio = 100 * acked / (acked + failed) if acked + failed else None
+    states["ack_success"] = (ratio, note if reachable else "no gateway metrics reachable")
+
+    lags = [r.values["event-time lag s"] for r in workers if "event-time lag s" in r.values]
+    states["consumer_lag"] = (
+        max(lags) if lags else None,
+        "max over workers" if lags else "no worker metrics reachable",
+    )
+    states["db_cpu"] = (
+        100 * sum(active) / len(active) / cpus if active else None,
+        f"mean active backends / {cpus} cores" if active else "Postgres unreachable",
+    )
+    states["redis_memory"] = _redis_memory_percent(redis_url)
+    return [evaluate(trigger, *states[trigger.name]) for trigger in TRIGGERS]
+
+
+def _value(state: TriggerState) -> str:
+    if state.value is None or math.isnan(state.value):
+        return "-"
+    return f"{state.value:,.2f} {state.trigger.unit}".replace(" %", "%")
+
+
+def render_triggers(states: Sequence[TriggerState]) -> str:
+    rows = [
+        [s.trigger.what, _value(s), s.trigger.describe_threshold(), s.state, s.note] for s in states
+    ]
+    table = render_table(
+        "scaling triggers (seed section 6; alerts hold each for its duration)",
+        ["trigger", "now", "fires when", "state", "measured"],
+        rows,
+    )
+    actions = [f"  {s.trigger.what}: {s.trigger.action}" for s in states if s.state == "FIRING"]
+    if actions:
+        table += "\n\nrecommended actions:\n" + "\n".join(actions)
+    return table

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client import start_http_server
 
 from dataflows.metrics import WorkerMetrics
+from gateway.metrics import GatewayMetrics
 from mediation.cli import main
 from mediation.processes import free_port
+from mediation.settings import Settings
+from mediation.status import WorkerReport, read_triggers, render_triggers
 
 
 def test_status_shows_progress_state_and_partition_lag(capsys: pytest.CaptureFixture[str]) -> None:
@@ -23,8 +27,9 @@ def test_status_shows_progress_state_and_partition_lag(capsys: pytest.CaptureFix
     down = f"http://127.0.0.1:{free_port()}/metrics"  # nothing listens there
 
     code = main(
-        ["status", "--worker-metrics", f"http://127.0.0.1:{port}/metrics", "--worker-metrics", down]
-    )
+        ["status", "--worker-metrics", f"http://127.0.0.1:{port}/metrics", "--worker-metrics", down,
+         "--window-s", "0"]
+    )  # fmt: skip
 
     out = capsys.readouterr().out
     assert code == 1  # one process is unreachable
@@ -35,3 +40,59 @@ def test_status_shows_progress_state_and_partition_lag(capsys: pytest.CaptureFix
     assert " 3 " in worker_line  # input batches still on their way to the closing step
     lag = [line.split() for line in out.splitlines() if line.startswith("p.events.v1")]
     assert [row[:3] for row in lag] == [["p.events.v1", "0", "10"], ["p.events.v1", "1", "0"]]
+
+
+@pytest.mark.integration
+def test_triggers_fire_on_the_windows_latency_ack_ratio_and_worker_lag(
+    services: Settings,
+) -> None:
+    gateway = GatewayMetrics.create()
+    port = free_port()
+    start_http_server(port, addr="127.0.0.1", registry=gateway.registry)
+    for _ in range(50):  # before the window: fast, all ACKed
+        gateway.observe_http("/v1/requests", 200, 0.004)
+        gateway.event_batches_acked.inc()
+
+    def traffic_during_the_window(_seconds: float) -> None:
+        for _ in range(100):
+            gateway.observe_http("/v1/requests", 200, 0.45)
+        gateway.event_batches_acked.inc(10)
+        gateway.event_batches_unconfirmed.inc(1)
+
+    worker = WorkerReport("w", values={"event-time lag s": 420.0})
+    states = {
+        s.trigger.name: s
+        for s in read_triggers(
+            [f"http://127.0.0.1:{port}/metrics"],
+            [worker],
+            services.database_url,
+            services.redis_url,
+            window_s=0.2,
+            sleep=traffic_during_the_window,
+        )
+    }
+    p95 = states["sync_p95_latency"]
+    assert p95.state == "FIRING" and p95.value is not None and 300 < p95.value <= 500
+    assert p95.note == "last 0.2 s"  # the earlier fast requests are not in it
+    ack = states["ack_success"]
+    assert ack.state == "FIRING" and ack.value == pytest.approx(100 * 10 / 11)
+    assert states["consumer_lag"].state == "FIRING"
+    assert states["db_cpu"].state in ("ok", "FIRING") and states["db_cpu"].value is not None
+    assert states["redis_memory"].value is not None
+    text = render_triggers(list(states.values()))
+    assert "recommended actions:" in text
+    assert "add gateway api processes" in text
+    assert "increase worker concurrency" in text
+
+
+def test_triggers_are_unknown_without_metrics_and_status_fails(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}/metrics"
+    code = main(["status", "--worker-metrics", nowhere, "--gateway-metrics", nowhere,
+                 "--window-s", "0.1"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "scaling triggers" in out
+    assert "no gateway metrics reachable" in out
+    assert f"gateway metrics unreachable: {nowhere}" in out
