@@ -467,25 +467,51 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from collections import Counter
+
     from .simulate import SimulationConfig, run_simulation
     from .summary import percentile
 
+    if args.profile:
+        from .peak import PROFILES, run_profile
+
+        folder, passed = run_profile(
+            _settings(), PROFILES[args.profile], args.duration, args.results
+        )
+        print(f"\n{(folder / 'report.md').read_text()}")
+        print(f"report: {folder / 'report.md'} ({'PASSED' if passed else 'FAILED'})")
+        return 0 if passed else 1
+    if not args.app_key:
+        print("mediation simulate: --app-key is required without --profile", file=sys.stderr)
+        return 2
     report = asyncio.run(
         run_simulation(
             SimulationConfig(
                 base_url=args.url,
                 app_key=args.app_key,
                 rate_rps=args.rate,
-                duration_s=args.duration,
+                duration_s=args.duration or 20.0,
                 seed=args.seed,
             )
         )
     )
+    latencies = report.request_latency_ms
+    outcomes = Counter(e.outcome for e in report.expectations.values())
     print(
-        f"requests {report.requests_sent} (ok {report.requests_ok}), events accepted "
-        f"{report.events_accepted}, rejected {dict(report.events_rejected)}, "
-        f"request p95 {percentile(report.request_latency_ms, 95):.1f} ms, "
-        f"ACK ratio {report.ack_ratio:.4f}"
+        f"requests {report.requests_sent:,} (ok {report.requests_ok:,}, errors "
+        f"{dict(report.request_errors) or 'none'}); events sent {report.events_sent:,}, "
+        f"accepted {report.events_accepted:,}, rejected {dict(report.events_rejected) or 'none'}"
+    )
+    if latencies:
+        print(
+            f"sync latency p50 {percentile(latencies, 50):.1f} ms, p95 "
+            f"{percentile(latencies, 95):.1f} ms, p99 {percentile(latencies, 99):.1f} ms; "
+            f"event batches p95 {percentile(report.batch_latency_ms, 95):.1f} ms"
+        )
+    print(f"event ACK success {100 * report.ack_ratio:.3f}% of {report.batches_sent:,} batches")
+    print(
+        f"the archive should hold {len(report.expectations):,} records: "
+        + ", ".join(f"{outcome} {n:,}" for outcome, n in sorted(outcomes.items()))
     )
     return 0
 
@@ -746,9 +772,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     simulate = _add(sub, "simulate", cmd_simulate, "Send simulated SDK traffic to a gateway")
     simulate.add_argument("--url", default="http://127.0.0.1:8080")
-    simulate.add_argument("--app-key", required=True)
+    simulate.add_argument("--app-key", help="an app write key (needed without --profile)")
     simulate.add_argument("--rate", type=float, default=50.0, help="sync requests per second")
-    simulate.add_argument("--duration", type=float, default=20.0, help="seconds")
+    simulate.add_argument(
+        "--duration", type=float, help="seconds of traffic (default 20; a profile's: 120)"
+    )
+    simulate.add_argument(
+        "--profile",
+        choices=["peak", "10x"],
+        help="run the whole local stack under the seed's peak (or ten times it), verify "
+        "closure end to end, and write a report with charts",
+    )
+    simulate.add_argument(
+        "--results",
+        type=Path,
+        help="report folder (default <data dir>/results/<time>-<profile>)",
+    )
     simulate.add_argument("--seed", type=int, default=7)
 
     add_config_commands(sub, _add)

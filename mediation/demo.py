@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from storage.db import connect
 from storage.migrate import migrate
@@ -30,9 +30,13 @@ from .settings import Settings
 from .simulate import SimulationConfig, SimulationReport, run_simulation
 from .summary import render_summary
 from .tables import render_table
-from .verify import count_archived, reconcile
+from .verify import Reconciliation, count_archived, reconcile
 
-__all__ = ["DemoOptions", "run_demo"]
+__all__ = ["DemoOptions", "PipelineRun", "run_demo", "run_pipeline"]
+
+# Called with the simulator's report so far, the seconds elapsed, and the
+# worker's /metrics URL (the peak simulation samples its time series so).
+ProgressHook = Callable[[SimulationReport, float, str], None]
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,18 @@ class DemoOptions:
     allowed_lateness_ms: int = 1_000
     seed: int = 7
     keep_services: bool = False
+    rate_schedule: tuple[tuple[float, float], ...] = ()
+    on_progress: ProgressHook | None = field(default=None, compare=False)
+    quiet: bool = False
+
+
+@dataclass
+class PipelineRun:
+    """What a run of the whole pipeline under simulated traffic gave."""
+
+    report: SimulationReport
+    reconciliation: Reconciliation
+    summary: str
 
 
 def _say(message: str) -> None:
@@ -71,6 +87,18 @@ def _wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> boo
 
 
 def run_demo(settings: Settings, options: DemoOptions) -> int:
+    run = run_pipeline(settings, options)
+    for problem in (
+        run.reconciliation.recompute_mismatches
+        + run.reconciliation.expectation_mismatches
+        + run.reconciliation.missing_event_ids
+    )[:10]:
+        _say(f"  mismatch: {problem}")
+    return 0 if run.reconciliation.ok else 1
+
+
+def run_pipeline(settings: Settings, options: DemoOptions) -> PipelineRun:
+    """Services, schema, demo app, gateway and worker, traffic, closure and reconciliation."""
     _say("== 1. local services")
     statuses = devstack.up(settings, ("postgres", "redis", "kafka"))
     _say(
@@ -89,7 +117,7 @@ def run_demo(settings: Settings, options: DemoOptions) -> int:
             _say(f"stopped services started by the demo: {', '.join(s.name for s in stopped)}")
 
 
-def _run(settings: Settings, options: DemoOptions) -> int:
+def _run(settings: Settings, options: DemoOptions) -> PipelineRun:
     _say("\n== 2. schema, partitions and demo app")
     applied = migrate(settings.database_url)
     with connect(settings.database_url) as conn:
@@ -107,7 +135,8 @@ def _run(settings: Settings, options: DemoOptions) -> int:
         f"grace {options.grace_ms} ms)"
     )
 
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
+    worker_metrics = f"http://127.0.0.1:{metrics_port}/metrics"
     env = dict(os.environ)
     env.update(
         {
@@ -129,7 +158,7 @@ def _run(settings: Settings, options: DemoOptions) -> int:
         ) as gateway,
         running(
             "worker",
-            mediation_command("worker", "-w", "1"),
+            mediation_command("worker", "-w", "1", "--metrics-port", str(metrics_port)),
             env,
             logs / "demo-worker.log",
             first_signal=signal.SIGINT,
@@ -138,7 +167,14 @@ def _run(settings: Settings, options: DemoOptions) -> int:
         gateway.wait_http(f"{base_url}/readyz", timeout_s=60)
         _say(f"gateway ready (pid {gateway.pid}); worker pid {worker.pid}")
 
-        _say(f"\n== 4. simulated SDK: {options.rate_rps:g} req/s for {options.duration_s:g}s")
+        _say(f"\n== 4. simulated SDK: {_rates(options)} for {options.duration_s:g}s")
+
+        def progress(report: SimulationReport, elapsed_s: float) -> None:
+            if not options.quiet:
+                _progress(report, elapsed_s)
+            if options.on_progress is not None:
+                options.on_progress(report, elapsed_s, worker_metrics)
+
         report = asyncio.run(
             run_simulation(
                 SimulationConfig(
@@ -147,8 +183,9 @@ def _run(settings: Settings, options: DemoOptions) -> int:
                     rate_rps=options.rate_rps,
                     duration_s=options.duration_s,
                     seed=options.seed,
+                    rate_schedule=options.rate_schedule,
                 ),
-                progress=_progress,
+                progress=progress,
             )
         )
         sys.stderr.write("\n")
@@ -180,11 +217,12 @@ def _run(settings: Settings, options: DemoOptions) -> int:
                 )
                 reconciliation = reconcile(conn, report)
             _say("\n== 6. summary (from Postgres)\n")
-            _say(render_summary(conn, report, reconciliation))
-    for problem in (
-        reconciliation.recompute_mismatches
-        + reconciliation.expectation_mismatches
-        + reconciliation.missing_event_ids
-    )[:10]:
-        _say(f"  mismatch: {problem}")
-    return 0 if reconciliation.ok else 1
+            summary = render_summary(conn, report, reconciliation)
+            _say(summary)
+    return PipelineRun(report, reconciliation, summary)
+
+
+def _rates(options: DemoOptions) -> str:
+    if not options.rate_schedule:
+        return f"{options.rate_rps:g} req/s"
+    return ", ".join(f"{rps:g} req/s from {at:g}s" for at, rps in options.rate_schedule)

@@ -71,6 +71,15 @@ class SimulationConfig:
     orphan_share: float = 0.01
     invalid_body_count: int = 2
     max_in_flight: int = 400
+    # (from second, requests per second) steps; empty: rate_rps throughout.
+    rate_schedule: tuple[tuple[float, float], ...] = ()
+
+    def rate_at(self, elapsed_s: float) -> float:
+        rate = self.rate_rps
+        for from_s, rps in self.rate_schedule:
+            if elapsed_s >= from_s:
+                rate = rps
+        return rate
 
 
 @dataclass
@@ -351,15 +360,14 @@ async def run_simulation(config: SimulationConfig, progress: Any = None) -> Simu
 
         await fleet.invalid_bodies()
         started = time.monotonic()
-        interval = 1.0 / config.rate_rps
         next_at = started
-        while time.monotonic() - started < config.duration_s:
+        while (elapsed := time.monotonic() - started) < config.duration_s:
             task = asyncio.create_task(one())
             tasks.add(task)
             task.add_done_callback(tasks.discard)
-            next_at += interval
+            next_at += 1.0 / config.rate_at(elapsed)
             if progress is not None:
-                progress(fleet.report, time.monotonic() - started)
+                progress(fleet.report, elapsed)
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
         if tasks:
             await asyncio.gather(*tasks)
