@@ -11,12 +11,14 @@ passes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 from storage.db import connect
@@ -27,16 +29,22 @@ from . import devstack
 from .processes import free_port, mediation_command, running
 from .seed import demo_config, new_app_key, seed_app
 from .settings import Settings
-from .simulate import SimulationConfig, SimulationReport, run_simulation
+from .simulate import (
+    SimulationConfig,
+    SimulationReport,
+    run_simulation,
+    run_simulation_processes,
+)
 from .summary import render_summary
 from .tables import render_table
 from .verify import Reconciliation, count_archived, reconcile
 
 __all__ = ["DemoOptions", "PipelineRun", "run_demo", "run_pipeline"]
 
-# Called with the simulator's report so far, the seconds elapsed, and the
-# worker's /metrics URL (the peak simulation samples its time series so).
-ProgressHook = Callable[[SimulationReport, float, str], None]
+# Given the gateway's and the worker's /metrics URLs, a context that runs
+# around the simulated traffic (the peak simulation samples its time series
+# in it).
+TrafficMonitor = Callable[[str, str], AbstractContextManager[object]]
 
 
 @dataclass(frozen=True)
@@ -49,8 +57,8 @@ class DemoOptions:
     seed: int = 7
     keep_services: bool = False
     rate_schedule: tuple[tuple[float, float], ...] = ()
-    on_progress: ProgressHook | None = field(default=None, compare=False)
-    quiet: bool = False
+    simulator_processes: int = 1
+    monitor: TrafficMonitor | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -169,25 +177,25 @@ def _run(settings: Settings, options: DemoOptions) -> PipelineRun:
 
         _say(f"\n== 4. simulated SDK: {_rates(options)} for {options.duration_s:g}s")
 
-        def progress(report: SimulationReport, elapsed_s: float) -> None:
-            if not options.quiet:
-                _progress(report, elapsed_s)
-            if options.on_progress is not None:
-                options.on_progress(report, elapsed_s, worker_metrics)
-
-        report = asyncio.run(
-            run_simulation(
-                SimulationConfig(
-                    base_url=base_url,
-                    app_key=app_key,
-                    rate_rps=options.rate_rps,
-                    duration_s=options.duration_s,
-                    seed=options.seed,
-                    rate_schedule=options.rate_schedule,
-                ),
-                progress=progress,
-            )
+        config = SimulationConfig(
+            base_url=base_url,
+            app_key=app_key,
+            rate_rps=options.rate_rps,
+            duration_s=options.duration_s,
+            seed=options.seed,
+            rate_schedule=options.rate_schedule,
+            closure_window_ms=options.closure_window_ms,
         )
+        monitor = (
+            options.monitor(f"{base_url}/metrics", worker_metrics)
+            if options.monitor
+            else contextlib.nullcontext()
+        )
+        with monitor:
+            if options.simulator_processes > 1:
+                report = run_simulation_processes(config, options.simulator_processes)
+            else:
+                report = asyncio.run(run_simulation(config, progress=_progress))
         sys.stderr.write("\n")
 
         wait_s = (options.closure_window_ms + options.allowed_lateness_ms) / 1000 + 60

@@ -2,26 +2,31 @@
 
 Runs the pipeline as the demo does (services, schema, demo app, gateway
 and worker as child processes) with the simulated SDK following the
-profile's rate schedule, samples a time series every second (offered and
-achieved request rate, events accepted, request p95 as the SDK sees it,
-errors, the worker's event-time lag), waits until every opportunity
-closed, reconciles Postgres against what the simulator was told, and
-writes a report (``report.md``, PNG charts, ``summary.json``) under a
-results folder. ``mediation gate`` reads the newest ``summary.json``.
+profile's rate schedule (in several processes: one Python HTTP client
+cannot offer the seed's peak), samples a time series every second from the
+gateway's and the worker's /metrics (offered and answered request rate,
+events ACKed, the gateway's sync p95, 5xx answers, the worker's event-time
+lag), waits until every opportunity closed, reconciles Postgres against
+what the simulator was told, and writes a report (``report.md``, PNG
+charts, ``summary.json``) under a results folder. ``mediation gate``
+reads the newest ``summary.json``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
 from .demo import DemoOptions, PipelineRun, run_pipeline
+from .rules.triggers import histogram_quantile
 from .settings import Settings
-from .simulate import SimulationReport
 from .status import read_worker
-from .summary import percentile
 
 __all__ = ["PROFILES", "Profile", "Sample", "Sampler", "run_profile"]
 
@@ -62,54 +67,103 @@ PROFILES = {
 class Sample:
     at_s: float
     offered_rps: float
-    requests_per_s: float
-    events_per_s: float
-    request_p95_ms: float | None
-    errors: int
+    requests_per_s: float  # sync requests the gateway answered
+    events_per_s: float  # events the gateway ACKed
+    gateway_p95_ms: float | None  # sync p95 as the gateway measured it (the trigger's measure)
+    server_errors: int  # 5xx answers
     worker_lag_s: float | None
 
 
-@dataclass
+def _totals(text_url: str) -> tuple[dict[float, float], float, float, float] | None:
+    """Sync-latency buckets, sync answers, events ACKed and 5xx answers, from a gateway."""
+    try:
+        text = httpx.get(text_url, timeout=0.5).text
+    except httpx.HTTPError:
+        return None
+    buckets: dict[float, float] = {}
+    answered = accepted = errors = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "mediation_http_request_seconds_bucket":
+                if sample.labels.get("route") == "/v1/requests":
+                    bound = float(sample.labels["le"])
+                    buckets[bound] = buckets.get(bound, 0.0) + sample.value
+            elif sample.name == "mediation_opportunities_total":
+                answered += sample.value
+            elif sample.name == "mediation_events_accepted_total":
+                accepted += sample.value
+            elif sample.name == "mediation_http_requests_total":
+                errors += sample.value if sample.labels.get("status", "").startswith("5") else 0
+    return buckets, answered, accepted, errors
+
+
 class Sampler:
-    """Turns the simulator's progress calls into one sample a second."""
+    """Reads the gateway's and the worker's /metrics every second while traffic runs."""
 
-    schedule: tuple[tuple[float, float], ...]
-    samples: list[Sample] = field(default_factory=list)
-    _last_s: float = 0.0
-    _last_requests: int = 0
-    _last_events: int = 0
-    _last_latencies: int = 0
-    _last_errors: int = 0
+    def __init__(self, schedule: tuple[tuple[float, float], ...], interval_s: float = 1.0):
+        self.schedule, self.interval_s = schedule, interval_s
+        self.samples: list[Sample] = []
+        self.gateway_buckets: dict[float, float] = {}  # over the whole run
+        self._stop = threading.Event()
+        self._urls = ("", "")
+        self._thread: threading.Thread | None = None
 
-    def __call__(self, report: SimulationReport, elapsed_s: float, worker_metrics: str) -> None:
-        span = elapsed_s - self._last_s
-        if span < 1.0:
-            return
-        latencies = report.request_latency_ms[self._last_latencies :]
-        errors = sum(report.request_errors.values()) + sum(report.batch_errors.values())
-        lag = read_worker(worker_metrics, timeout_s=0.5).values.get("event-time lag s")
-        offered = next((rps for at, rps in reversed(self.schedule) if elapsed_s >= at), 0.0)
-        self.samples.append(
-            Sample(
-                at_s=round(elapsed_s, 2),
-                offered_rps=offered,
-                requests_per_s=(report.requests_sent - self._last_requests) / span,
-                events_per_s=(report.events_accepted - self._last_events) / span,
-                request_p95_ms=percentile(latencies, 95) if latencies else None,
-                errors=errors - self._last_errors,
-                worker_lag_s=lag,
+    def __call__(self, gateway_metrics: str, worker_metrics: str) -> Sampler:
+        self._urls = (gateway_metrics, worker_metrics)
+        return self
+
+    def __enter__(self) -> Sampler:
+        self._thread = threading.Thread(target=self._run, name="peak-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _offered(self, elapsed_s: float) -> float:
+        return next((rps for at, rps in reversed(self.schedule) if elapsed_s >= at), 0.0)
+
+    def _run(self) -> None:
+        gateway_url, worker_url = self._urls
+        started = time.monotonic()
+        first = previous = _totals(gateway_url)
+        previous_at = started
+        while not self._stop.wait(self.interval_s):
+            now = time.monotonic()
+            current = _totals(gateway_url)
+            if current is None or previous is None:
+                previous, previous_at = current, now
+                continue
+            span = now - previous_at
+            window = {le: n - previous[0].get(le, 0.0) for le, n in current[0].items()}
+            p95 = histogram_quantile(0.95, sorted(window.items()))
+            lag = read_worker(worker_url, timeout_s=0.5).values.get("event-time lag s")
+            self.samples.append(
+                Sample(
+                    at_s=round(now - started, 2),
+                    offered_rps=self._offered(now - started),
+                    requests_per_s=(current[1] - previous[1]) / span,
+                    events_per_s=(current[2] - previous[2]) / span,
+                    gateway_p95_ms=None if p95 is None else p95 * 1000,
+                    server_errors=int(current[3] - previous[3]),
+                    worker_lag_s=lag,
+                )
             )
-        )
-        self._last_s, self._last_requests = elapsed_s, report.requests_sent
-        self._last_events, self._last_latencies = (
-            report.events_accepted,
-            len(report.request_latency_ms),
-        )
-        self._last_errors = errors
+            if first is not None:
+                self.gateway_buckets = {
+                    le: n - first[0].get(le, 0.0) for le, n in current[0].items()
+                }
+            previous, previous_at = current, now
 
 
 def run_profile(
-    settings: Settings, profile: Profile, duration_s: float | None, results: Path | None
+    settings: Settings,
+    profile: Profile,
+    duration_s: float | None,
+    results: Path | None,
+    simulator_processes: int = 2,
 ) -> tuple[Path, bool]:
     """Run the profile and write its report; the report's folder and whether it passed."""
     from .peak_report import write_report  # matplotlib is imported only for reports
@@ -124,13 +178,16 @@ def run_profile(
         DemoOptions(
             duration_s=duration,
             rate_rps=profile.base_rps,
+            # Under load a batch may take seconds: a window that outlasts the
+            # slowest batch keeps the simulator's expectations exact.
+            closure_window_ms=30_000,
             rate_schedule=schedule,
-            on_progress=sampler,
-            quiet=True,
+            simulator_processes=simulator_processes,
+            monitor=sampler,
         ),
     )
     folder = results or settings.data_dir / "results" / f"{started:%Y%m%dT%H%M%SZ}-{profile.name}"
     folder.mkdir(parents=True, exist_ok=True)
     passed = write_report(folder, profile, duration, sampler.samples, run, started,
-                          time.monotonic() - clock)  # fmt: skip
+                          time.monotonic() - clock, sampler.gateway_buckets)  # fmt: skip
     return folder, passed

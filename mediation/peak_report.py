@@ -8,7 +8,9 @@ The run passes when all four checks hold:
 - **load**: the simulator achieved at least 95% of the offered request rate
   (a machine that cannot generate the peak has not validated it);
 - **ACK success** >= 99.9% of event batches;
-- **sync p95** <= 300 ms, as the SDK measured it.
+- **sync p95** <= 300 ms, as the gateway measured it over the whole run
+  (the trigger's measure; the SDK side, which adds the simulator's own
+  queueing on the machine it shares, is reported beside it).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
+from .rules.triggers import histogram_quantile
 from .summary import percentile
 
 if TYPE_CHECKING:
@@ -42,17 +45,25 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def _checks(samples: list[Sample], run: PipelineRun) -> dict[str, dict[str, Any]]:
+def _checks(
+    samples: list[Sample], run: PipelineRun, gateway_buckets: dict[float, float]
+) -> dict[str, dict[str, Any]]:
     report, rec = run.report, run.reconciliation
     # Whole seconds of traffic only: the first and last samples are partial.
     steady = samples[1:-1] or samples
     achieved = _mean([s.requests_per_s / s.offered_rps for s in steady if s.offered_rps])
-    p95 = percentile(report.request_latency_ms, 95) if report.request_latency_ms else None
+    quantile = histogram_quantile(0.95, sorted(gateway_buckets.items()))
+    p95 = None if quantile is None else quantile * 1000
     return {
         "closure": {
             "value": f"{rec.archived}/{rec.opportunities} archived, "
             f"{rec.events_stored}/{rec.events_expected} events, "
-            f"{len(rec.recompute_mismatches) + len(rec.expectation_mismatches)} mismatches",
+            f"{len(rec.recompute_mismatches) + len(rec.expectation_mismatches)} mismatches"
+            + (
+                f" ({rec.expectations_late} sent after their window: outcome not compared)"
+                if rec.expectations_late
+                else ""
+            ),
             "threshold": "all, exactly once, as expected",
             "ok": rec.ok,
         },
@@ -66,7 +77,7 @@ def _checks(samples: list[Sample], run: PipelineRun) -> dict[str, dict[str, Any]
             "threshold": f">= {_ACK_SUCCESS}",
             "ok": report.ack_ratio >= _ACK_SUCCESS,
         },
-        "sync_p95_ms": {
+        "gateway_sync_p95_ms": {
             "value": round(p95, 1) if p95 is not None else None,
             "threshold": f"<= {_P95_MS:g}",
             "ok": p95 is not None and p95 <= _P95_MS,
@@ -98,11 +109,11 @@ def _charts(folder: Path, samples: list[Sample]) -> list[str]:
 
     _chart(folder / "throughput.png", "throughput", "per second", {
         "offered requests/s": points("offered_rps"),
-        "achieved requests/s": points("requests_per_s"),
-        "events accepted/s": points("events_per_s"),
+        "answered requests/s": points("requests_per_s"),
+        "events ACKed/s": points("events_per_s"),
     })  # fmt: skip
-    _chart(folder / "latency.png", "sync request p95 (SDK side)", "ms",
-           {"p95 ms": points("request_p95_ms")}, _P95_MS)  # fmt: skip
+    _chart(folder / "latency.png", "sync request p95 (gateway)", "ms",
+           {"p95 ms": points("gateway_p95_ms")}, _P95_MS)  # fmt: skip
     _chart(folder / "lag.png", "worker event-time lag", "seconds",
            {"lag s": points("worker_lag_s")}, 300.0)  # fmt: skip
     return ["throughput.png", "latency.png", "lag.png"]
@@ -116,9 +127,10 @@ def write_report(
     run: PipelineRun,
     started: dt.datetime,
     wall_s: float,
+    gateway_buckets: dict[float, float],
 ) -> bool:
     """Write the report files into ``folder``; whether every check passed."""
-    checks = _checks(samples, run)
+    checks = _checks(samples, run, gateway_buckets)
     passed = all(check["ok"] for check in checks.values())
     report = run.report
     charts = _charts(folder, samples)
@@ -167,7 +179,8 @@ def write_report(
         f"- Events: {report.events_accepted:,} accepted, "
         f"{sum(report.events_rejected.values()):,} rejected by design (malformed, orphan "
         f"tests); batch errors {dict(report.batch_errors) or 'none'}.",
-        f"- Sync latency (SDK side): p50 {summary['request_p50_ms']:.1f} ms, p95 "
+        "- Sync latency as the SDK measured it (with the simulator's own queueing): "
+        f"p50 {summary['request_p50_ms']:.1f} ms, p95 "
         f"{summary['request_p95_ms']:.1f} ms, p99 {summary['request_p99_ms']:.1f} ms; "
         f"event batches p95 {summary['batch_p95_ms']:.1f} ms.",
         f"- Worker event-time lag: max "

@@ -170,7 +170,13 @@ def render_summary(
                 ],
                 [
                     "archive == simulator's expectation",
-                    f"{r.archived - len(r.expectation_mismatches)} / {r.archived}",
+                    f"{r.archived - r.expectations_late - len(r.expectation_mismatches)} / "
+                    f"{r.archived - r.expectations_late}"
+                    + (
+                        f" ({r.expectations_late} sent after the window)"
+                        if r.expectations_late
+                        else ""
+                    ),
                 ],
                 ["ACKed event ids stored exactly once", f"{r.events_stored} / {r.events_expected}"],
                 [
