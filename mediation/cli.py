@@ -516,6 +516,35 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gate(args: argparse.Namespace) -> int:
+    from .alerting import DEPLOY_DIR
+    from .gate import run_gate
+    from .tables import render_table
+
+    settings = _settings()
+    results = args.results or settings.data_dir / "results"
+    if args.run_peak:
+        from .peak import PROFILES, run_profile
+
+        run_profile(settings, PROFILES["peak"], args.peak_duration, None)
+    checks = run_gate(
+        settings,
+        results=results,
+        alertmanager_file=args.alertmanager or DEPLOY_DIR / "alertmanager" / "alertmanager.yml",
+        max_peak_age_days=args.max_peak_age_days,
+    )
+    print(
+        render_table(
+            "go/no-go gate (seed section 8)",
+            ["item", "result", "detail"],
+            [[c.item, "pass" if c.passed else "FAIL", c.detail] for c in checks],
+        )
+    )
+    passed = all(c.passed for c in checks)
+    print(f"\n{'GO' if passed else 'NO-GO'}: {sum(c.passed for c in checks)}/{len(checks)} passed")
+    return 0 if passed else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import DemoOptions, run_demo
 
@@ -791,6 +820,27 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=7)
 
     add_config_commands(sub, _add)
+
+    gate = _add(
+        sub,
+        "gate",
+        cmd_gate,
+        "The go/no-go list: DB + migrations, Redis + broker, closure under peak simulation, "
+        "alerting and on-call routing, rollback playbook run; exit 0 only when all pass",
+    )
+    gate.add_argument("--results", type=Path, help="peak reports (default <data dir>/results)")
+    gate.add_argument(
+        "--run-peak", action="store_true", help="run mediation simulate --profile peak first"
+    )
+    gate.add_argument("--peak-duration", type=float, help="seconds of peak traffic (default 120)")
+    gate.add_argument(
+        "--max-peak-age-days", type=float, default=7.0, help="newest peak report must be younger"
+    )
+    gate.add_argument(
+        "--alertmanager",
+        type=Path,
+        help="the Alertmanager config in use (default deploy/alertmanager/alertmanager.yml)",
+    )
 
     demo = _add(
         sub,
