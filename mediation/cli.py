@@ -22,6 +22,7 @@ from .config_cli import add_config_commands
 
 if TYPE_CHECKING:
     from .settings import Settings
+    from .simulate import SimulationReport
 
 __all__ = ["main"]
 
@@ -466,6 +467,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     os.execv(sys.executable, argv)  # replaces this process: signals go straight to Bytewax
 
 
+def _simulation_progress(report: SimulationReport, elapsed_s: float) -> None:
+    if report.requests_sent % 25 == 0:
+        ok = report.batches_sent - sum(report.batch_errors.values())
+        sys.stderr.write(
+            f"\r{elapsed_s:6.1f}s  requests {report.requests_sent:7,} ok {report.requests_ok:7,}  "
+            f"events ACKed {report.events_accepted:8,}  batches ok {ok:6,}/{report.batches_sent:,}"
+        )
+        sys.stderr.flush()
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from collections import Counter
 
@@ -492,9 +503,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 rate_rps=args.rate,
                 duration_s=args.duration or 20.0,
                 seed=args.seed,
-            )
+            ),
+            progress=_simulation_progress,
         )
     )
+    sys.stderr.write("\n")
     latencies = report.request_latency_ms
     outcomes = Counter(e.outcome for e in report.expectations.values())
     print(

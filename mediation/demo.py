@@ -185,6 +185,7 @@ def _run(settings: Settings, options: DemoOptions) -> PipelineRun:
             seed=options.seed,
             rate_schedule=options.rate_schedule,
             closure_window_ms=options.closure_window_ms,
+            grace_ms=options.grace_ms,
         )
         monitor = (
             options.monitor(f"{base_url}/metrics", worker_metrics)

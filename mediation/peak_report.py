@@ -60,8 +60,9 @@ def _checks(
             f"{rec.events_stored}/{rec.events_expected} events, "
             f"{len(rec.recompute_mismatches) + len(rec.expectation_mismatches)} mismatches"
             + (
-                f" ({rec.expectations_late} sent after their window: outcome not compared)"
-                if rec.expectations_late
+                f" ({rec.expectations_delayed} with a batch the load generator delayed past "
+                "the grace or the window: outcome not compared)"
+                if rec.expectations_delayed
                 else ""
             ),
             "threshold": "all, exactly once, as expected",
@@ -187,6 +188,22 @@ def write_report(
         f"{summary['max_worker_lag_s'] if lags else 'not measured'} s.",
         "",
         *(f"![{name}]({name})" for name in charts),
+        *(
+            [
+                "",
+                "## First mismatches",
+                "",
+                "```",
+                *(
+                    run.reconciliation.recompute_mismatches
+                    + run.reconciliation.expectation_mismatches
+                    + run.reconciliation.missing_event_ids
+                )[:10],
+                "```",
+            ]
+            if not run.reconciliation.ok
+            else []
+        ),
         "",
         "## Summary from Postgres",
         "",

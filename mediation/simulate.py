@@ -82,9 +82,11 @@ class SimulationConfig:
     max_in_flight: int = 400
     # (from second, requests per second) steps; empty: rate_rps throughout.
     rate_schedule: tuple[tuple[float, float], ...] = ()
-    # The served config's closure window: batches sent later than this after
-    # the answer make their opportunity's expectation "late".
+    # The served config's closure window and grace: a batch answered later
+    # than the window after the sync answer, or slower than the grace, makes
+    # its opportunity's expectation "delayed".
     closure_window_ms: int | None = None
+    grace_ms: int | None = None
 
     def rate_at(self, elapsed_s: float) -> float:
         rate = self.rate_rps
@@ -103,10 +105,12 @@ class Expectation:
     revenue_micros: int
     rewarded: bool
     event_ids: tuple[str, ...]
-    # A batch went out after the opportunity's window had closed (an
-    # overloaded simulator): the rules exclude its events, so the outcome is
-    # not compared; its events must still be stored exactly once.
-    late: bool = False
+    # A batch took longer than the grace to be answered, or left after the
+    # window (an overloaded simulator queues it before sending): its events'
+    # server time moves by that delay, so the rules may rightly exclude some
+    # and the outcome is not compared. Its events must still be stored
+    # exactly once.
+    delayed: bool = False
 
 
 @dataclass
@@ -274,6 +278,16 @@ class _Fleet:
             events.append(event)
         return name, events
 
+    def _delayed(self, answered_at: float, posted_at: float) -> bool:
+        """Whether a batch just ACKed was slow enough to move its events past a boundary."""
+        now, config = time.monotonic(), self.config
+        # Half a second of margin: the boundaries run on the gateway's clock.
+        too_late = config.closure_window_ms and (now - answered_at) * 1000 > (
+            config.closure_window_ms - 500
+        )
+        too_slow = config.grace_ms and (now - posted_at) * 1000 > config.grace_ms - 500
+        return bool(too_late or too_slow)
+
     async def _report_events(
         self, key: str, waterfall: list[str], skew_ms: int, answered_at: float
     ) -> None:
@@ -337,15 +351,14 @@ class _Fleet:
                 extra.append(orphan)
             shuffled = batch + extra
             rng.shuffle(shuffled)
+            posted_at = time.monotonic()
             if await self._post_batch(shuffled, skew_ms) is None:
                 # Not ACKed even after retries: nothing to expect of it.
                 self.report.expectations.pop(key, None)
                 self.report.abandoned_opportunities += 1
                 return
-            window_ms = config.closure_window_ms
-            # A second of margin: the window runs on the gateway's clock.
-            if window_ms and (time.monotonic() - answered_at) * 1000 > window_ms - 1000:
-                self.report.expectations[key].late = True
+            if self._delayed(answered_at, posted_at):
+                self.report.expectations[key].delayed = True
             for event in extra:
                 if event.get("source_id") == "net_zeta":
                     self.report.orphans_sent += 1

@@ -170,11 +170,11 @@ def render_summary(
                 ],
                 [
                     "archive == simulator's expectation",
-                    f"{r.archived - r.expectations_late - len(r.expectation_mismatches)} / "
-                    f"{r.archived - r.expectations_late}"
+                    f"{r.archived - r.expectations_delayed - len(r.expectation_mismatches)} / "
+                    f"{r.archived - r.expectations_delayed}"
                     + (
-                        f" ({r.expectations_late} sent after the window)"
-                        if r.expectations_late
+                        f" ({r.expectations_delayed} delayed: not compared)"
+                        if r.expectations_delayed
                         else ""
                     ),
                 ],

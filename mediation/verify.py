@@ -34,8 +34,8 @@ class Reconciliation:
     missing_event_ids: list[str] = field(default_factory=list)
     orphans_expected: int = 0
     orphans_stored: int = 0
-    # Expectations not compared: their events were sent after the window.
-    expectations_late: int = 0
+    # Expectations not compared: a batch of theirs was delayed (Expectation.delayed).
+    expectations_delayed: int = 0
 
     @property
     def ok(self) -> bool:
@@ -68,8 +68,8 @@ def reconcile(conn: psycopg.Connection, report: SimulationReport) -> Reconciliat
             continue
         if recompute(stored) != archive:
             result.recompute_mismatches.append(key)
-        if expected.late:
-            result.expectations_late += 1
+        if expected.delayed:
+            result.expectations_delayed += 1
             continue
         got = (
             archive.outcome,
