@@ -187,7 +187,6 @@ def run_profile(
         ),
     )
     folder = results or settings.data_dir / "results" / f"{started:%Y%m%dT%H%M%SZ}-{profile.name}"
-    folder.mkdir(parents=True, exist_ok=True)
     passed = write_report(folder, profile, duration, sampler.samples, run, started,
                           time.monotonic() - clock, sampler.gateway_buckets)  # fmt: skip
     return folder, passed

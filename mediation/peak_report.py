@@ -130,7 +130,8 @@ def write_report(
     wall_s: float,
     gateway_buckets: dict[float, float],
 ) -> bool:
-    """Write the report files into ``folder``; whether every check passed."""
+    """Write the report files into ``folder`` (created); whether every check passed."""
+    folder.mkdir(parents=True, exist_ok=True)
     checks = _checks(samples, run, gateway_buckets)
     passed = all(check["ok"] for check in checks.values())
     report = run.report
