@@ -100,8 +100,13 @@ def _totals(text_url: str) -> tuple[dict[float, float], float, float, float] | N
 class Sampler:
     """Reads the gateway's and the worker's /metrics every second while traffic runs."""
 
-    def __init__(self, schedule: tuple[tuple[float, float], ...], interval_s: float = 1.0):
-        self.schedule, self.interval_s = schedule, interval_s
+    def __init__(
+        self,
+        schedule: tuple[tuple[float, float], ...],
+        duration_s: float,
+        interval_s: float = 1.0,
+    ):
+        self.schedule, self.duration_s, self.interval_s = schedule, duration_s, interval_s
         self.samples: list[Sample] = []
         self.gateway_buckets: dict[float, float] = {}  # over the whole run
         self._stop = threading.Event()
@@ -123,6 +128,9 @@ class Sampler:
             self._thread.join(timeout=5)
 
     def _offered(self, elapsed_s: float) -> float:
+        """The schedule's rate; 0 once the traffic is over (requests still queued drain)."""
+        if elapsed_s >= self.duration_s:
+            return 0.0
         return next((rps for at, rps in reversed(self.schedule) if elapsed_s >= at), 0.0)
 
     def _run(self) -> None:
@@ -170,7 +178,7 @@ def run_profile(
 
     duration = duration_s or profile.duration_s
     schedule = profile.schedule(duration)
-    sampler = Sampler(schedule)
+    sampler = Sampler(schedule, duration)
     started = dt.datetime.now(dt.UTC)
     clock = time.monotonic()
     run: PipelineRun = run_pipeline(
