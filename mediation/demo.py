@@ -148,6 +148,8 @@ def _run(settings: Settings, options: DemoOptions) -> PipelineRun:
     env = dict(os.environ)
     env.update(
         {
+            # The children use the topics this run's settings name.
+            "KAFKA_TOPIC_PREFIX": settings.topic_prefix,
             "MEDIATION_ALLOWED_LATENESS_MS": str(options.allowed_lateness_ms),
             "MEDIATION_DEFAULT_CLOSURE_WINDOW_MS": str(options.closure_window_ms),
             "MEDIATION_DEFAULT_GRACE_MS": str(options.grace_ms),

@@ -14,6 +14,7 @@ reads the newest ``summary.json``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 import time
@@ -180,6 +181,11 @@ def run_profile(
     schedule = profile.schedule(duration)
     sampler = Sampler(schedule, duration)
     started = dt.datetime.now(dt.UTC)
+    # Topics of its own: the worker then reads this run's traffic only, not
+    # every earlier run's messages (it starts without recovery state).
+    settings = dataclasses.replace(
+        settings, topic_prefix=f"{settings.topic_prefix}{profile.name}-{started:%Y%m%dT%H%M%S}."
+    )
     clock = time.monotonic()
     run: PipelineRun = run_pipeline(
         settings,

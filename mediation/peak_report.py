@@ -203,8 +203,7 @@ def write_report(
         f"event batches p95 {summary['batch_p95_ms']:.1f} ms.",
         f"- Archive records that also say what the SDK expected: {_agreement(run)}.",
         f"- Worker event-time lag: max "
-        f"{summary['max_worker_lag_s'] if lags else 'not measured'} s (at the start it "
-        "includes the catch-up on earlier runs' messages in the same topics).",
+        f"{summary['max_worker_lag_s'] if lags else 'not measured'} s.",
         "",
         *(f"![{name}]({name})" for name in charts),
         *(
