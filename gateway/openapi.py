@@ -441,6 +441,7 @@ def _replay_paths(
                     "400": _err("Not a small JSON object"),
                     "422": _err("Invalid replay request; the message says why"),
                     "429": _err("replay_throttled or replay_queue_full; see Retry-After"),
+                    "503": _err("cold_storage_unavailable: a tiered day cannot be read"),
                     **admin_errors,
                 },
             }

@@ -31,8 +31,9 @@ from replay.cold import opportunities_per_day
 from replay.jobs import JOB_FORMATS, enqueue, job_state
 from replay.output import CollectedOutput
 from replay.run import run_replay
-from storage.cold import ColdStore, open_cold_store
+from storage.cold import ColdStore, ColdStoreError, open_cold_store
 from storage.db import connect
+from storage.tiering import TieringError
 
 from .admin import admin_route
 from .context import GatewayContext
@@ -106,6 +107,11 @@ async def post_replay(request: Request, ctx: GatewayContext) -> Response:
         answer = await asyncio.to_thread(_replay_or_enqueue, ctx, replay_request, output_format)
     except ReplayRequestError as exc:
         return error_response(422, "invalid_replay_request", str(exc))
+    except (ColdStoreError, TieringError) as exc:  # the replay record says failed, with why
+        return error_response(
+            503, "cold_storage_unavailable", f"cold storage cannot be read: {exc}",
+            headers={"Retry-After": "30"},
+        )  # fmt: skip
     except _QueueFullError:
         return error_response(
             429,

@@ -260,8 +260,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from mediation.rules.replay import ReplayRequest, ReplayRequestError, Selection, instant_ms
     from replay.output import open_output
     from replay.run import run_replay
-    from storage.cold import open_cold_store
+    from storage.cold import ColdStoreError, open_cold_store
     from storage.db import connect
+    from storage.tiering import TieringError
 
     try:
         if args.key and (args.start or args.end):
@@ -290,6 +291,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except (ReplayRequestError, ValueError) as exc:
         print(f"mediation replay: {exc}", file=sys.stderr)
         return 2
+    except (ColdStoreError, TieringError) as exc:  # recorded as failed in replay_records
+        print(f"mediation replay: cold storage: {exc}", file=sys.stderr)
+        return 1
     print(f"replay #{replay_id}: {json.dumps(digest.summary())}", file=sys.stderr)
     if location:
         print(f"written to {location}", file=sys.stderr)

@@ -26,7 +26,8 @@ from urllib.parse import urlsplit
 
 import boto3
 import pyarrow.fs as pafs
-from botocore.exceptions import ClientError
+from boto3.exceptions import S3UploadFailedError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from mediation.settings import LOOPBACK_HOSTS
 
@@ -151,7 +152,9 @@ class S3ColdStore:
     def _call(self, what: str, key: str, call: Any) -> Any:
         try:
             return call()
-        except ClientError as exc:
+        except (ClientError, BotoCoreError, S3UploadFailedError) as exc:
+            # BotoCoreError: the endpoint is unreachable (connection refused,
+            # timeouts); callers see one error type either way.
             raise ColdStoreError(f"{what} {self.location(key)}: {exc}") from exc
 
     def ensure_bucket(self) -> None:
@@ -159,7 +162,11 @@ class S3ColdStore:
         try:
             self._client.head_bucket(Bucket=self.bucket)
         except ClientError:
-            self._client.create_bucket(Bucket=self.bucket)
+            self._call(
+                "create bucket for", "", lambda: self._client.create_bucket(Bucket=self.bucket)
+            )
+        except BotoCoreError as exc:
+            raise ColdStoreError(f"reach {self.url}: {exc}") from exc
 
     def upload(self, local: Path, key: str) -> None:
         self._call(
@@ -188,6 +195,8 @@ class S3ColdStore:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return False
+            raise ColdStoreError(f"look up {self.location(key)}: {exc}") from exc
+        except BotoCoreError as exc:
             raise ColdStoreError(f"look up {self.location(key)}: {exc}") from exc
         return True
 

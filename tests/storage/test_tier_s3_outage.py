@@ -1,0 +1,130 @@
+"""Fault: the S3 server dies in the middle of tiering. Nothing is dropped; the next run finishes.
+
+A private S3 server (moto, loopback, its own port) is stopped by pid right
+after the job's first upload. The job fails with the store's error and
+every day stays in Postgres, whole. With the server back (a new, empty
+one: moto keeps objects in memory), the next run exports again, verifies
+and drops, and replay gives the same hash as before the outage.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from tiering_data import DAY, fill_day
+
+from mediation.processes import free_port
+from mediation.rules.replay import ReplayRequest, Selection
+from replay.digest import ResultDigest
+from replay.run import replay_results
+from storage.cold import ColdStoreError, S3ColdStore
+from storage.tier_job import run_tiering
+
+pytestmark = pytest.mark.integration
+
+MOTO = Path(sys.executable).with_name("moto_server")
+
+
+class _S3Server:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [str(MOTO), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(self.url, timeout=0.5)
+                return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("the S3 server did not start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_server() -> Iterator[_S3Server]:
+    server = _S3Server()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class _DiesAfterFirstUpload(S3ColdStore):
+    """The real store; the server is stopped (by pid) once the first object is uploaded."""
+
+    def __init__(self, server: _S3Server, *args: Any):
+        super().__init__(*args)
+        self.server = server
+
+    def upload(self, local: Path, key: str) -> None:
+        super().upload(local, key)
+        self.server.stop()
+
+
+def _replay_hash(conn: psycopg.Connection, store: S3ColdStore) -> str:
+    start = int(dt.datetime.combine(DAY, dt.time(), dt.UTC).timestamp() * 1000)
+    request = ReplayRequest(Selection.of_range(start, start + 86_400_000), "recompute")
+    digest = ResultDigest()
+    for result in replay_results(conn, store, request):
+        digest.add(result)
+    return digest.hexdigest()
+
+
+def _partition_rows(conn: psycopg.Connection) -> dict[str, int]:
+    tables = ("opportunity_records", "delivery_records", "event_records", "archive_records")
+    return {
+        t: int(conn.execute(f"SELECT count(*) FROM {t} WHERE day = %s", (DAY,)).fetchone()[0])  # type: ignore[index]
+        for t in tables
+    }
+
+
+def test_tiering_survives_the_s3_server_dying_mid_job(
+    database_url: str, s3_server: _S3Server
+) -> None:
+    fill_day(database_url, 30)
+    bucket, prefix = "outage", uuid.uuid4().hex[:8]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        before_rows = _partition_rows(conn)
+        healthy = S3ColdStore(bucket, prefix, s3_server.url)
+        healthy.ensure_bucket()
+        before_hash = _replay_hash(conn, healthy)
+
+        dying = _DiesAfterFirstUpload(s3_server, bucket, prefix, s3_server.url)
+        with pytest.raises(ColdStoreError):
+            run_tiering(conn, dying, DAY + dt.timedelta(days=31))
+        assert _partition_rows(conn) == before_rows  # nothing dropped, nothing lost
+        dropped = conn.execute(
+            "SELECT count(*) FROM tiering_catalog WHERE dropped_at IS NOT NULL"
+        ).fetchone()
+        assert dropped == (0,)
+
+        s3_server.start()  # back, empty (moto keeps objects in memory)
+        healthy = S3ColdStore(bucket, prefix, s3_server.url)
+        healthy.ensure_bucket()
+        results = run_tiering(conn, healthy, DAY + dt.timedelta(days=31))
+        assert {r.action for r in results} == {"tiered"}
+        assert sum(_partition_rows(conn).values()) == 0  # now in cold storage only
+        assert _replay_hash(conn, healthy) == before_hash
