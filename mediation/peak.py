@@ -21,13 +21,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-from prometheus_client.parser import text_string_to_metric_families
-
 from .demo import DemoOptions, PipelineRun, run_pipeline
 from .rules.triggers import histogram_quantile
 from .settings import Settings
-from .status import read_worker
+from .status import read_gateway, read_worker
 
 __all__ = ["PROFILES", "Profile", "Sample", "Sampler", "run_profile"]
 
@@ -75,29 +72,6 @@ class Sample:
     worker_lag_s: float | None
 
 
-def _totals(text_url: str) -> tuple[dict[float, float], float, float, float] | None:
-    """Sync-latency buckets, sync answers, events ACKed and 5xx answers, from a gateway."""
-    try:
-        text = httpx.get(text_url, timeout=0.5).text
-    except httpx.HTTPError:
-        return None
-    buckets: dict[float, float] = {}
-    answered = accepted = errors = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "mediation_http_request_seconds_bucket":
-                if sample.labels.get("route") == "/v1/requests":
-                    bound = float(sample.labels["le"])
-                    buckets[bound] = buckets.get(bound, 0.0) + sample.value
-            elif sample.name == "mediation_opportunities_total":
-                answered += sample.value
-            elif sample.name == "mediation_events_accepted_total":
-                accepted += sample.value
-            elif sample.name == "mediation_http_requests_total":
-                errors += sample.value if sample.labels.get("status", "").startswith("5") else 0
-    return buckets, answered, accepted, errors
-
-
 class Sampler:
     """Reads the gateway's and the worker's /metrics every second while traffic runs."""
 
@@ -137,32 +111,35 @@ class Sampler:
     def _run(self) -> None:
         gateway_url, worker_url = self._urls
         started = time.monotonic()
-        first = previous = _totals(gateway_url)
+        first = previous = read_gateway(gateway_url, timeout_s=0.5)
         previous_at = started
         while not self._stop.wait(self.interval_s):
             now = time.monotonic()
-            current = _totals(gateway_url)
-            if current is None or previous is None:
+            current = read_gateway(gateway_url, timeout_s=0.5)
+            if current.error or previous.error:
                 previous, previous_at = current, now
                 continue
             span = now - previous_at
-            window = {le: n - previous[0].get(le, 0.0) for le, n in current[0].items()}
+            window = {
+                le: n - previous.sync_buckets.get(le, 0.0) for le, n in current.sync_buckets.items()
+            }
             p95 = histogram_quantile(0.95, sorted(window.items()))
             lag = read_worker(worker_url, timeout_s=0.5).values.get("event-time lag s")
             self.samples.append(
                 Sample(
                     at_s=round(now - started, 2),
                     offered_rps=self._offered(now - started),
-                    requests_per_s=(current[1] - previous[1]) / span,
-                    events_per_s=(current[2] - previous[2]) / span,
+                    requests_per_s=(current.sync_answered - previous.sync_answered) / span,
+                    events_per_s=(current.events_accepted - previous.events_accepted) / span,
                     gateway_p95_ms=None if p95 is None else p95 * 1000,
-                    server_errors=int(current[3] - previous[3]),
+                    server_errors=int(current.server_errors - previous.server_errors),
                     worker_lag_s=lag,
                 )
             )
-            if first is not None:
+            if not first.error:
                 self.gateway_buckets = {
-                    le: n - first[0].get(le, 0.0) for le, n in current[0].items()
+                    le: n - first.sync_buckets.get(le, 0.0)
+                    for le, n in current.sync_buckets.items()
                 }
             previous, previous_at = current, now
 

@@ -122,10 +122,13 @@ class GatewaySample:
     sync_buckets: dict[float, float] = field(default_factory=dict)  # le -> cumulative count
     batches_acked: float = 0.0
     batches_unconfirmed: float = 0.0
+    sync_answered: float = 0.0  # sync requests answered with a delivery
+    events_accepted: float = 0.0
+    server_errors: float = 0.0  # 5xx answers, every route
 
 
 def read_gateway(url: str, timeout_s: float = 3.0) -> GatewaySample:
-    """The counters the triggers need from one gateway process's ``/metrics``."""
+    """The counters the triggers (and the peak simulation) need from one gateway's ``/metrics``."""
     try:
         text = httpx.get(url, timeout=timeout_s).text
     except httpx.HTTPError as exc:
@@ -142,6 +145,12 @@ def read_gateway(url: str, timeout_s: float = 3.0) -> GatewaySample:
                 sample.batches_acked += s.value
             elif s.name == "mediation_event_batches_unconfirmed_total":
                 sample.batches_unconfirmed += s.value
+            elif s.name == "mediation_opportunities_total":
+                sample.sync_answered += s.value
+            elif s.name == "mediation_events_accepted_total":
+                sample.events_accepted += s.value
+            elif s.name == "mediation_http_requests_total" and s.labels["status"].startswith("5"):
+                sample.server_errors += s.value
     return sample
 
 

@@ -10,7 +10,6 @@ every ACKed event must be on the broker, the degradation must show in
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import orjson
 import pytest
 import redis
 from confluent_kafka import Consumer, TopicPartition
+from private_servers import PrivateServer
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
@@ -32,40 +32,27 @@ from mediation.settings import Settings
 pytestmark = pytest.mark.integration
 
 
-class _Redis:
-    def __init__(self, directory: Path):
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.directory = directory
-        self.process: subprocess.Popen[bytes] | None = None
+def _redis_server(directory: Path) -> tuple[PrivateServer, str]:
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
 
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "no", "--dir", str(self.directory)],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if redis.Redis.from_url(self.url, socket_timeout=0.2).ping():
-                    return
-            except redis.RedisError:
-                time.sleep(0.05)
-        raise RuntimeError("the private Redis did not start")
+    def ready() -> bool:
+        try:
+            return bool(redis.Redis.from_url(url, socket_timeout=0.2).ping())
+        except redis.RedisError:
+            return False
 
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+    argv = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+            "--appendonly", "no", "--dir", str(directory)]  # fmt: skip
+    return PrivateServer(argv, ready, "Redis"), url
 
 
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[_Redis]:
-    server = _Redis(tmp_path)
+def private_redis(tmp_path: Path) -> Iterator[tuple[PrivateServer, str]]:
+    server, url = _redis_server(tmp_path)
     server.start()
     try:
-        yield server
+        yield server, url
     finally:
         server.stop()
 
@@ -86,8 +73,9 @@ def _events_on_broker(settings: Settings, wanted: set[str]) -> set[str]:
 
 
 def test_the_gateway_serves_through_a_redis_outage_and_loses_nothing(
-    settings: Settings, private_redis: _Redis
+    settings: Settings, private_redis: tuple[PrivateServer, str]
 ) -> None:
+    server, redis_url = private_redis
     key = new_app_key()
     seed_app(settings.database_url, "redisfault", demo_config(), key)
     headers = {"X-App-Key": key}
@@ -111,15 +99,15 @@ def test_the_gateway_serves_through_a_redis_outage_and_loses_nothing(
             if answer.status_code == 200 and answer.json()["accepted"] == 1:
                 accepted.add(event_id)
 
-    app = create_app(replace(settings, redis_url=private_redis.url))
+    app = create_app(replace(settings, redis_url=redis_url))
     with TestClient(app) as client:
         traffic("before", 10)
-        private_redis.stop()
+        server.stop()
         started = time.monotonic()
         traffic("down", 20)
         down_s = time.monotonic() - started
         metrics = client.get("/metrics").text
-        private_redis.start()  # the same port: the client reconnects by itself
+        server.start()  # the same port: the client reconnects by itself
         time.sleep(0.5)
         traffic("after", 10)
         idempotent = {"Idempotency-Key": f"idem-{uuid.uuid4().hex}", **headers}

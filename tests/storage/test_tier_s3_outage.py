@@ -10,9 +10,7 @@ and drops, and replay gives the same hash as before the outage.
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from private_servers import PrivateServer
 from tiering_data import DAY, fill_day
 
 from mediation.processes import free_port
@@ -35,39 +34,26 @@ pytestmark = pytest.mark.integration
 MOTO = Path(sys.executable).with_name("moto_server")
 
 
-class _S3Server:
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
+def _s3_server() -> tuple[PrivateServer, str]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
 
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [str(MOTO), "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(self.url, timeout=0.5)
-                return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError("the S3 server did not start")
+    def ready() -> bool:
+        try:
+            httpx.get(url, timeout=0.5)
+        except httpx.HTTPError:
+            return False
+        return True
 
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+    return PrivateServer([str(MOTO), "-H", "127.0.0.1", "-p", str(port)], ready, "S3 server"), url
 
 
 @pytest.fixture
-def s3_server() -> Iterator[_S3Server]:
-    server = _S3Server()
+def s3_server() -> Iterator[tuple[PrivateServer, str]]:
+    server, url = _s3_server()
     server.start()
     try:
-        yield server
+        yield server, url
     finally:
         server.stop()
 
@@ -75,7 +61,7 @@ def s3_server() -> Iterator[_S3Server]:
 class _DiesAfterFirstUpload(S3ColdStore):
     """The real store; the server is stopped (by pid) once the first object is uploaded."""
 
-    def __init__(self, server: _S3Server, *args: Any):
+    def __init__(self, server: PrivateServer, *args: Any):
         super().__init__(*args)
         self.server = server
 
@@ -102,17 +88,18 @@ def _partition_rows(conn: psycopg.Connection) -> dict[str, int]:
 
 
 def test_tiering_survives_the_s3_server_dying_mid_job(
-    database_url: str, s3_server: _S3Server
+    database_url: str, s3_server: tuple[PrivateServer, str]
 ) -> None:
+    server, url = s3_server
     fill_day(database_url, 30)
     bucket, prefix = "outage", uuid.uuid4().hex[:8]
     with psycopg.connect(database_url, autocommit=True) as conn:
         before_rows = _partition_rows(conn)
-        healthy = S3ColdStore(bucket, prefix, s3_server.url)
+        healthy = S3ColdStore(bucket, prefix, url)
         healthy.ensure_bucket()
         before_hash = _replay_hash(conn, healthy)
 
-        dying = _DiesAfterFirstUpload(s3_server, bucket, prefix, s3_server.url)
+        dying = _DiesAfterFirstUpload(server, bucket, prefix, url)
         with pytest.raises(ColdStoreError):
             run_tiering(conn, dying, DAY + dt.timedelta(days=31))
         assert _partition_rows(conn) == before_rows  # nothing dropped, nothing lost
@@ -121,8 +108,8 @@ def test_tiering_survives_the_s3_server_dying_mid_job(
         ).fetchone()
         assert dropped == (0,)
 
-        s3_server.start()  # back, empty (moto keeps objects in memory)
-        healthy = S3ColdStore(bucket, prefix, s3_server.url)
+        server.start()  # back, empty (moto keeps objects in memory)
+        healthy = S3ColdStore(bucket, prefix, url)
         healthy.ensure_bucket()
         results = run_tiering(conn, healthy, DAY + dt.timedelta(days=31))
         assert {r.action for r in results} == {"tiered"}
