@@ -31,6 +31,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+_MAX_PATH_PARAM = 256
 _KEY_ERRORS = {"unknown_app": 404, "unknown_key": 404, "too_many_active_keys": 409}
 
 
@@ -64,6 +65,10 @@ def admin_route(handler: AdminHandler) -> Callable[[Request], Awaitable[Response
         refusal = admin_refusal(ctx, request)
         if refusal is not None:
             return refusal
+        if any("\x00" in v or len(v) > _MAX_PATH_PARAM for v in request.path_params.values()):
+            # No app, key, version or operation is named so; Postgres text
+            # cannot even hold a NUL.
+            return error_response(404, "not_found", "no such resource")
         return await handler(request, ctx)
 
     return route

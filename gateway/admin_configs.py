@@ -45,6 +45,7 @@ from .admin import admin_route, refresh_catalog_quietly
 from .context import GatewayContext
 from .http import (
     BodyTooLargeError,
+    contains_nul,
     error_response,
     json_response,
     read_body,
@@ -126,6 +127,8 @@ async def create_config(request: Request, ctx: GatewayContext) -> Response:
         return error_response(400, "invalid_json", f"body is not JSON: {exc}")
     if not isinstance(body, dict):
         return error_response(422, "invalid_config", "a config is a JSON object")
+    if contains_nul(body):
+        return error_response(422, "invalid_text", "text must not contain NUL characters")
     try:
         snapshot, created = await _in_thread(ctx, lambda c: push_config(c, app_id, body, _ACTOR))
     except ConfigError as exc:

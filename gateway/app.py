@@ -20,6 +20,7 @@ import orjson
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -237,13 +238,22 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> GatewayApp:
             log.info("gateway stopped (%d message(s) unflushed)", left)
 
     app = Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers={Exception: _internal_error}
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={Exception: _internal_error, HTTPException: _http_error},
     )
     hot = {route.path: route.endpoint for route in routes if route.path in _HOT_PATHS}
     return GatewayApp(app, hot, gateway_metrics, settings.access_log)
 
 
 _HOT_PATHS = frozenset({"/v1/requests", "/v1/events"})
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    # Unknown paths and methods answer in the API's error shape too.
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers or None)
 
 
 async def _internal_error(_request: Request, _exc: Exception) -> Response:

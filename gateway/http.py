@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 __all__ = [
     "BodyTooLargeError",
+    "contains_nul",
     "error_response",
     "json_response",
     "read_body",
@@ -130,4 +131,17 @@ async def small_json_object(request: Request) -> dict[str, Any] | Response:
         body = None
     if not isinstance(body, dict):
         return error_response(400, "invalid_json", "body must be a small JSON object")
+    if contains_nul(body):
+        return error_response(422, "invalid_text", "text must not contain NUL characters")
     return body
+
+
+def contains_nul(value: Any) -> bool:
+    """Whether a decoded JSON value holds a NUL character anywhere (Postgres text refuses it)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(contains_nul(v) for v in value)
+    return False
