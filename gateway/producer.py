@@ -6,6 +6,14 @@ raises ``ProduceTimeoutError``/``ProduceFailedError``. Delivery callbacks
 run on a dedicated poll thread and hand results to the event loop with
 ``call_soon_threadsafe``; a batch shares one future and one counter, so a
 500-event batch costs one loop wake-up, not 500.
+
+A message that timed out (a broker outage longer than ``message.timeout.ms``)
+makes an idempotent producer bump its epoch, which a broker may answer by
+fencing it (``PRODUCER_FENCED`` on every later send), and a fenced or
+fatally failed producer never recovers. So on such a report the poll
+thread retires the producer: a fresh one takes every new send, the old
+one's queue is purged (its batches are reported refused, so their resends
+are produced anew) and it is polled until its last report is in.
 """
 
 from __future__ import annotations
@@ -13,13 +21,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 __all__ = ["AsyncProducer", "Delivery", "ProduceFailedError", "ProduceTimeoutError"]
 
 log = logging.getLogger(__name__)
+
+# Delivery errors after which a producer never sends again: an idempotent
+# producer bumps its epoch after a timeout, and may then be fenced.
+_RETIRING_ERRORS = frozenset({KafkaError._MSG_TIMED_OUT, KafkaError.PRODUCER_FENCED})
 
 
 class ProduceTimeoutError(TimeoutError):
@@ -42,10 +54,16 @@ class ProduceFailedError(RuntimeError):
 class Delivery:
     """The broker's verdict on one batch: pending, confirmed or refused."""
 
-    __slots__ = ("confirmed", "error", "future", "loop", "remaining", "waiters")
+    __slots__ = ("confirmed", "error", "future", "loop", "on_error", "remaining", "waiters")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, count: int):
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        count: int,
+        on_error: Callable[[KafkaError], None] | None = None,
+    ):
         self.loop = loop
+        self.on_error = on_error
         self.future: asyncio.Future[None] = loop.create_future()
         self.remaining = count
         self.error: KafkaError | None = None
@@ -55,8 +73,11 @@ class Delivery:
 
     def on_delivery(self, err: KafkaError | None, _msg: object) -> None:
         # Runs on the poll thread; only this thread touches `remaining`.
-        if err is not None and self.error is None:
-            self.error = err
+        if err is not None:
+            if self.error is None:
+                self.error = err
+            if self.on_error is not None:
+                self.on_error(err)
         self.remaining -= 1
         if self.remaining == 0 and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self._finish)
@@ -102,14 +123,39 @@ class AsyncProducer:
             "message.timeout.ms": 30_000,
         }
         config.update(extra_config or {})
+        self._config = config
         self._producer = Producer(config)
+        self._retire = threading.Event()  # set on the poll thread by a delivery report
+        self._retired: list[Producer] = []  # polled until their last report is in
+        self.replacements = 0
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._poll_loop, name="kafka-poll", daemon=True)
         self._thread.start()
 
+    def _on_delivery_error(self, error: KafkaError) -> None:
+        if error.fatal() or error.code() in _RETIRING_ERRORS:
+            self._retire.set()
+
     def _poll_loop(self) -> None:
         while not self._stopping.is_set():
             self._producer.poll(0.05)
+            if self._retire.is_set():
+                self._replace()
+            for old in list(self._retired):
+                old.poll(0)
+                if len(old) == 0:
+                    self._retired.remove(old)
+
+    def _replace(self) -> None:
+        """On the poll thread: new sends go to a fresh producer; the old one's queue is failed."""
+        self._retire.clear()
+        old, self._producer = self._producer, Producer(self._config)
+        self.replacements += 1
+        log.warning(
+            "Kafka producer retired after a timed-out or fenced send; a fresh one took over"
+        )
+        old.purge(in_queue=True, in_flight=False)  # queued batches are reported refused
+        self._retired.append(old)
 
     async def send_all(
         self, topic: str, messages: Sequence[tuple[bytes, bytes]], timeout_s: float
@@ -118,7 +164,7 @@ class AsyncProducer:
         if not messages:
             return
         loop = asyncio.get_running_loop()
-        batch = Delivery(loop, len(messages))
+        batch = Delivery(loop, len(messages), self._on_delivery_error)
         produce = self._producer.produce
         on_delivery = batch.on_delivery
         for index, (key, value) in enumerate(messages):
@@ -154,6 +200,8 @@ class AsyncProducer:
         self._stopping.set()
         self._thread.join()
         left = self._producer.flush(timeout_s)
+        for old in self._retired:  # reports still owed by retired producers
+            left += old.flush(1.0)
         if left:
             log.warning("producer closed with %d message(s) unconfirmed", left)
         return int(left)

@@ -141,3 +141,64 @@ def test_paused_broker_gets_503_and_every_accepted_event_lands(
     assert accepted <= set(on_topic), sorted(accepted - set(on_topic))
     assert set(on_topic) == accepted
     assert max(on_topic.values()) == 1, {k: n for k, n in on_topic.items() if n > 1}
+
+
+PAUSE_S = 35.0  # longer than the producer's message.timeout.ms (30 s)
+
+
+def test_a_broker_stop_longer_than_the_message_timeout_loses_and_doubles_nothing(
+    settings: Settings, private_broker: str
+) -> None:
+    """The seed's fault: the broker stopped (SIGSTOP) for over 30 s while an SDK sends a burst.
+
+    The SDK sends 60 batches of 10 events, resending each on 503 after
+    Retry-After as real SDKs do; the broker stops after the 10th batch and
+    resumes 35 s later. The messages that timed out meanwhile make the
+    idempotent producer bump its epoch, which this broker answers by
+    fencing it: the gateway must replace its producer and carry on. Every
+    batch is ACKed in the end and the topic holds every ACKed event. A
+    message that timed out may still have landed (it was in flight when the
+    broker stopped), and its resend went out on the new producer: only the
+    batch in flight at the stop may be on the topic twice, which the
+    dataflow's dedup on (app_id, event_id) absorbs (``spec/contracts.md``
+    section 3).
+    """
+    bootstrap, pid_text = private_broker.split("|")
+    broker_pid = int(pid_text)
+    paused = replace(settings, kafka_bootstrap_servers=bootstrap, produce_timeout_ms=800)
+    ensure_topics(bootstrap, paused.topics.all(), partitions=2)
+    app_key = new_app_key()
+    seed_app(settings.database_url, "pause35", demo_config(), app_key)
+    key = encode_ulid(int(time.time() * 1000), os.urandom(10))
+    headers = {"X-App-Key": app_key}
+    batches = [_events(key, 10 * n, 10) for n in range(60)]
+    refused, stopped_at, resumed_at = 0, 0.0, 0.0
+    accepted: set[str] = set()
+    with TestClient(create_app(paused)) as client:
+        for n, events in enumerate(batches):
+            if n == 10:
+                os.kill(broker_pid, signal.SIGSTOP)
+                stopped_at = time.monotonic()
+            deadline = time.monotonic() + PAUSE_S + 60
+            while True:
+                if stopped_at and not resumed_at and time.monotonic() - stopped_at >= PAUSE_S:
+                    os.kill(broker_pid, signal.SIGCONT)
+                    resumed_at = time.monotonic()
+                answer = client.post("/v1/events", content=_batch(events), headers=headers)
+                if answer.status_code == 200:
+                    assert answer.json()["accepted"] == 10
+                    accepted |= {str(e["event_id"]) for e in events}
+                    break
+                assert answer.status_code == 503, answer.text
+                assert answer.json()["error"]["code"] == "broker_unavailable"
+                refused += 1
+                assert time.monotonic() < deadline, f"batch {n} never acknowledged: {answer.text}"
+                time.sleep(float(answer.headers.get("retry-after", "1")))
+    assert resumed_at and resumed_at - stopped_at >= PAUSE_S
+    assert refused >= 10  # the stop was felt: 503s, not false ACKs
+    assert len(accepted) == 600
+    on_topic = _topic_event_ids(bootstrap, paused.topics.events, 2)
+    assert set(on_topic) == accepted  # nothing ACKed is missing
+    in_flight_at_stop = {str(e["event_id"]) for e in batches[10]}
+    doubled = {event_id for event_id, n in on_topic.items() if n > 1}
+    assert doubled <= in_flight_at_stop and max(on_topic.values()) <= 2, doubled
