@@ -24,6 +24,7 @@ from pathlib import Path
 from .demo import DemoOptions, PipelineRun, run_pipeline
 from .rules.triggers import histogram_quantile
 from .settings import Settings
+from .simulate import scheduled_rate
 from .status import read_gateway, read_worker
 
 __all__ = ["PROFILES", "Profile", "Sample", "Sampler", "run_profile"]
@@ -106,7 +107,7 @@ class Sampler:
         """The schedule's rate; 0 once the traffic is over (requests still queued drain)."""
         if elapsed_s >= self.duration_s:
             return 0.0
-        return next((rps for at, rps in reversed(self.schedule) if elapsed_s >= at), 0.0)
+        return scheduled_rate(self.schedule, elapsed_s, 0.0)
 
     def _run(self) -> None:
         gateway_url, worker_url = self._urls

@@ -57,12 +57,6 @@ def _checks(
     # Whole seconds of traffic only: the first and last samples are partial.
     steady = samples[1:-1] or samples
     achieved = _mean([s.requests_per_s / s.offered_rps for s in steady if s.offered_rps])
-    closed = (
-        rec.archived == rec.opportunities
-        and not rec.recompute_mismatches
-        and not rec.missing_event_ids
-        and rec.orphans_stored == rec.orphans_expected
-    )
     quantile = histogram_quantile(0.95, sorted(gateway_buckets.items()))
     p95 = None if quantile is None else quantile * 1000
     return {
@@ -72,7 +66,7 @@ def _checks(
             f"to the rules' recompute, {rec.events_stored}/{rec.events_expected} events once, "
             f"{rec.orphans_stored}/{rec.orphans_expected} orphans",
             "threshold": "all",
-            "ok": closed,
+            "ok": rec.closed_exactly_once,
         },
         "load": {
             "value": round(achieved, 3),

@@ -38,6 +38,7 @@ __all__ = [
     "merge_reports",
     "run_simulation",
     "run_simulation_processes",
+    "scheduled_rate",
 ]
 
 # Scenario -> (weight, event types in order). Weighted so that, with the
@@ -89,11 +90,18 @@ class SimulationConfig:
     grace_ms: int | None = None
 
     def rate_at(self, elapsed_s: float) -> float:
-        rate = self.rate_rps
-        for from_s, rps in self.rate_schedule:
-            if elapsed_s >= from_s:
-                rate = rps
-        return rate
+        return scheduled_rate(self.rate_schedule, elapsed_s, self.rate_rps)
+
+
+def scheduled_rate(
+    schedule: tuple[tuple[float, float], ...], elapsed_s: float, default: float
+) -> float:
+    """The rate of the last ``(from second, rate)`` step reached at ``elapsed_s``."""
+    rate = default
+    for from_s, rps in schedule:
+        if elapsed_s >= from_s:
+            rate = rps
+    return rate
 
 
 @dataclass

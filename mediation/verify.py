@@ -38,14 +38,19 @@ class Reconciliation:
     expectations_delayed: int = 0
 
     @property
-    def ok(self) -> bool:
+    def closed_exactly_once(self) -> bool:
+        """One archive per opportunity, equal to the rules; every ACKed event and orphan stored."""
         return (
             self.archived == self.opportunities
             and not self.recompute_mismatches
-            and not self.expectation_mismatches
             and not self.missing_event_ids
             and self.orphans_stored == self.orphans_expected
         )
+
+    @property
+    def ok(self) -> bool:
+        """``closed_exactly_once``, and every archive says what the simulator expected."""
+        return self.closed_exactly_once and not self.expectation_mismatches
 
 
 def count_archived(conn: psycopg.Connection, report: SimulationReport) -> int:

@@ -29,6 +29,7 @@ from mediation.rules.replay import (
 )
 from mediation.rules.waterfall import ConfigError, parse_config
 from storage.cold import ColdStore
+from storage.configs import get_snapshot
 
 from . import cold
 from .digest import ResultDigest
@@ -51,14 +52,11 @@ class _WindowOverrides:
 
     def __call__(self, app_id: str) -> WindowOverride:
         if app_id not in self._of_app:
-            row = self._conn.execute(
-                "SELECT body FROM config_snapshots WHERE app_id = %s AND version = %s",
-                (app_id, self._version),
-            ).fetchone()
-            if row is None:
+            snapshot = get_snapshot(self._conn, app_id, self._version)
+            if snapshot is None:
                 raise ReplayRequestError(f"app {app_id} has no config version {self._version}")
             try:
-                config = parse_config(self._version, row[0])
+                config = parse_config(self._version, snapshot.body)
             except ConfigError as exc:
                 raise ReplayRequestError(f"app {app_id} config {self._version}: {exc}") from exc
             self._of_app[app_id] = WindowOverride(

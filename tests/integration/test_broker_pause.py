@@ -90,17 +90,25 @@ def _topic_event_ids(bootstrap: str, topic: str, partitions: int) -> Counter[str
     return Counter(seen.values())
 
 
+def _gateway_on(
+    settings: Settings, private_broker: str, app_id: str
+) -> tuple[Settings, int, dict[str, str], str]:
+    """Settings on the private broker (short confirmation timeout), the broker's pid,
+    a new app's headers, and an opportunity key minted now."""
+    bootstrap, pid_text = private_broker.split("|")
+    paused = replace(settings, kafka_bootstrap_servers=bootstrap, produce_timeout_ms=800)
+    ensure_topics(bootstrap, paused.topics.all(), partitions=2)
+    app_key = new_app_key()
+    seed_app(settings.database_url, app_id, demo_config(), app_key)
+    key = encode_ulid(int(time.time() * 1000), os.urandom(10))
+    return paused, int(pid_text), {"X-App-Key": app_key}, key
+
+
 def test_paused_broker_gets_503_and_every_accepted_event_lands(
     settings: Settings, private_broker: str
 ) -> None:
-    bootstrap, pid_text = private_broker.split("|")
-    broker_pid = int(pid_text)
-    paused = replace(settings, kafka_bootstrap_servers=bootstrap, produce_timeout_ms=800)
-    ensure_topics(bootstrap, paused.topics.all(), partitions=2)
-    key_for_app = new_app_key()
-    seed_app(settings.database_url, "pause", demo_config(), key_for_app)
-    key = encode_ulid(int(time.time() * 1000), os.urandom(10))
-    headers = {"X-App-Key": key_for_app}
+    paused, broker_pid, headers, key = _gateway_on(settings, private_broker, "pause")
+    bootstrap = paused.kafka_bootstrap_servers
     accepted: set[str] = set()
     first_events, paused_events = _events(key, 0, 20), _events(key, 20, 20)
 
@@ -163,14 +171,8 @@ def test_a_broker_stop_longer_than_the_message_timeout_loses_and_doubles_nothing
     dataflow's dedup on (app_id, event_id) absorbs (``spec/contracts.md``
     section 3).
     """
-    bootstrap, pid_text = private_broker.split("|")
-    broker_pid = int(pid_text)
-    paused = replace(settings, kafka_bootstrap_servers=bootstrap, produce_timeout_ms=800)
-    ensure_topics(bootstrap, paused.topics.all(), partitions=2)
-    app_key = new_app_key()
-    seed_app(settings.database_url, "pause35", demo_config(), app_key)
-    key = encode_ulid(int(time.time() * 1000), os.urandom(10))
-    headers = {"X-App-Key": app_key}
+    paused, broker_pid, headers, key = _gateway_on(settings, private_broker, "pause35")
+    bootstrap = paused.kafka_bootstrap_servers
     batches = [_events(key, 10 * n, 10) for n in range(60)]
     refused, stopped_at, resumed_at = 0, 0.0, 0.0
     accepted: set[str] = set()
