@@ -15,7 +15,13 @@ import collections
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    ProcessCollector,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -68,6 +74,8 @@ class WorkerMetrics:
         batches_in_flight: Callable[[], int] | None = None,
     ):
         self.registry = registry or CollectorRegistry()
+        # process_resident_memory_bytes and friends: the soak checks memory with them.
+        ProcessCollector(registry=self.registry)
         self.messages = Counter(
             "mediation_worker_messages",
             "Kafka messages read, by topic",

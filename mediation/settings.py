@@ -79,6 +79,24 @@ class Settings:
     def database_url_redacted(self) -> str:
         return _redact(self.database_url)
 
+    def child_env(self) -> dict[str, str]:
+        """This process's environment, with these settings' addresses, for a child process."""
+        env = dict(os.environ)
+        env.update(
+            {
+                "DATABASE_URL": self.database_url,
+                "REDIS_URL": self.redis_url,
+                "KAFKA_BOOTSTRAP_SERVERS": self.kafka_bootstrap_servers,
+                "KAFKA_TOPIC_PREFIX": self.topic_prefix,
+                "MEDIATION_DATA_DIR": str(self.data_dir),
+                "COLD_STORAGE_URL": self.cold_storage_url,
+            }
+        )
+        if self.aws_endpoint_url:
+            env["AWS_ENDPOINT_URL"] = self.aws_endpoint_url
+        env.pop("SUPABASE_DB_URL", None)  # it would win over DATABASE_URL
+        return env
+
     def __repr__(self) -> str:  # secrets never appear in repr
         return (
             f"Settings(database={self.database_url_redacted!r}, "

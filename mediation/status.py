@@ -63,6 +63,7 @@ class WorkerReport:
     error: str | None = None
     values: dict[str, float] = field(default_factory=dict)  # column -> value
     partition_lag: list[tuple[str, str, float]] = field(default_factory=list)
+    resident_bytes: float | None = None  # the process's RSS
 
 
 def read_worker(url: str, timeout_s: float = 3.0) -> WorkerReport:
@@ -84,6 +85,9 @@ def read_worker(url: str, timeout_s: float = 3.0) -> WorkerReport:
         report.partition_lag.append(
             (sample.labels["topic"], sample.labels["partition"], sample.value)
         )
+    resident = families.get("process_resident_memory_bytes")
+    if resident and resident.samples:
+        report.resident_bytes = resident.samples[0].value
     return report
 
 
@@ -98,9 +102,12 @@ def render_status(reports: Sequence[WorkerReport]) -> str:
     rows: list[list[object]] = []
     for report in reports:
         if report.error is not None:
-            rows.append([report.url, report.error, *("-" for _ in columns)])
+            rows.append([report.url, report.error, *("-" for _ in columns), "-"])
             continue
-        rows.append([report.url, "up", *(_cell(report.values.get(c)) for c in columns)])
+        memory = "-" if report.resident_bytes is None else round(report.resident_bytes / 2**20)
+        values = (_cell(report.values.get(c)) for c in columns)
+        rows.append([report.url, "up", *values, memory])
+    columns.append("memory MiB")
     workers = render_table("worker processes", ["metrics", "state", *columns], rows)
     lag_rows = sorted(
         [topic, int(partition), _cell(value), report.url]
@@ -125,6 +132,7 @@ class GatewaySample:
     sync_answered: float = 0.0  # sync requests answered with a delivery
     events_accepted: float = 0.0
     server_errors: float = 0.0  # 5xx answers, every route
+    resident_bytes: float | None = None  # the process's RSS
 
 
 def read_gateway(url: str, timeout_s: float = 3.0) -> GatewaySample:
@@ -151,6 +159,8 @@ def read_gateway(url: str, timeout_s: float = 3.0) -> GatewaySample:
                 sample.events_accepted += s.value
             elif s.name == "mediation_http_requests_total" and s.labels["status"].startswith("5"):
                 sample.server_errors += s.value
+            elif s.name == "process_resident_memory_bytes":
+                sample.resident_bytes = s.value
     return sample
 
 

@@ -57,6 +57,7 @@ def render_summary(
                 ["event batches sent (incl. resends)", report.batches_sent],
                 ["  batch errors by status", dict(report.batch_errors) or 0],
                 ["  batch ACK ratio", f"{report.ack_ratio:.4f}"],
+                ["invalid bodies sent on purpose: answers", dict(report.invalid_bodies) or 0],
                 [
                     "batch latency p50 / p95 / p99 (ms)",
                     " / ".join(

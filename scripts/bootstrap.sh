@@ -11,6 +11,12 @@ command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
 need_apt=()
 command -v pg_ctlcluster >/dev/null 2>&1 || [ -n "${DATABASE_URL:-}${SUPABASE_DB_URL:-}" ] || need_apt+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || [ -n "${REDIS_URL:-}" ] || need_apt+=(redis-server)
+# The tests run their database paths a second time through pgbouncer; the
+# demo does not need it, so only root installs it here (`mediation dev up
+# --services pooler` names the package when it is missing).
+if [ "$(id -u)" = 0 ] && ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then
+  need_apt+=(pgbouncer)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "bootstrap: installing ${need_apt[*]} (Debian packages)"

@@ -3,6 +3,10 @@
 Integration tests talk to the real Postgres, Redis, Kafka-wire broker and S3
 server that ``scripts/test`` (and ``.ci/run``) start with ``mediation dev
 up``. A service that is not reachable is a failure, never a skip.
+
+With ``--via-pooler`` every test reaches its database through the local
+pgbouncer in transaction mode (``mediation dev up --services pooler``), as
+production reaches Supabase; creating and dropping the database stays direct.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from mediation.devstack import pooler_port, pooler_url
 from mediation.settings import Settings
 from mediation.topics import ensure_topics
 from storage.migrate import migrate
@@ -34,13 +39,26 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--via-pooler",
+        action="store_true",
+        help="reach each test's database through pgbouncer in transaction mode",
+    )
+
+
+@pytest.fixture(scope="session")
+def via_pooler(request: pytest.FixtureRequest) -> bool:
+    return bool(request.config.getoption("--via-pooler"))
+
+
 @pytest.fixture(scope="session")
 def base_settings() -> Settings:
     return Settings.from_env()
 
 
 @pytest.fixture(scope="session")
-def services(base_settings: Settings) -> Settings:
+def services(base_settings: Settings, via_pooler: bool) -> Settings:
     """Fail (not skip) when a service the integration tests need is down."""
     s3 = urlsplit(base_settings.aws_endpoint_url or "http://127.0.0.1:9000")
     checks = {
@@ -49,6 +67,8 @@ def services(base_settings: Settings) -> Settings:
         "kafka": urlsplit("//" + base_settings.kafka_bootstrap_servers.split(",")[0]),
         "s3": s3,
     }
+    if via_pooler:
+        checks["pgbouncer"] = urlsplit(f"//127.0.0.1:{pooler_port()}")
     down = [
         f"{name} ({url.hostname}:{url.port})"
         for name, url in checks.items()
@@ -83,7 +103,7 @@ def template_database(services: Settings) -> Iterator[str]:
 
 
 @pytest.fixture
-def database_url(services: Settings, template_database: str) -> Iterator[str]:
+def direct_database_url(services: Settings, template_database: str) -> Iterator[str]:
     """A fresh, migrated database for one test, dropped afterwards."""
     name = f"mediation_t_{uuid.uuid4().hex[:12]}"
     admin = _admin_url(services.database_url)
@@ -98,6 +118,12 @@ def database_url(services: Settings, template_database: str) -> Iterator[str]:
         conn.execute(
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
+
+
+@pytest.fixture
+def database_url(direct_database_url: str, via_pooler: bool) -> str:
+    """The test's database as the code under test reaches it."""
+    return pooler_url(direct_database_url) if via_pooler else direct_database_url
 
 
 @pytest.fixture
@@ -118,16 +144,4 @@ def settings(services: Settings, database_url: str, tmp_path: Path) -> Settings:
 @pytest.fixture
 def child_env(settings: Settings) -> dict[str, str]:
     """Environment for a child process (gateway, worker) using this test's settings."""
-    test_settings = settings
-    env = dict(os.environ)
-    env.update(
-        {
-            "DATABASE_URL": test_settings.database_url,
-            "REDIS_URL": test_settings.redis_url,
-            "KAFKA_BOOTSTRAP_SERVERS": test_settings.kafka_bootstrap_servers,
-            "KAFKA_TOPIC_PREFIX": test_settings.topic_prefix,
-            "MEDIATION_DATA_DIR": str(test_settings.data_dir),
-        }
-    )
-    env.pop("SUPABASE_DB_URL", None)
-    return env
+    return settings.child_env()

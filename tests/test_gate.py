@@ -7,7 +7,6 @@ import datetime as dt
 import json
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from mediation.alerting import DEPLOY_DIR
@@ -15,6 +14,7 @@ from mediation.cli import main
 from mediation.gate import run_gate
 from mediation.seed import demo_config, seed_app
 from mediation.settings import Settings
+from storage.db import connect
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,7 @@ def test_every_item_passes_on_a_ready_environment_and_each_failure_says_why(
 
     # A rolled-back publish operation: the playbook was run here.
     seed_app(settings.database_url, "gate", demo_config(), None)
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+    with connect(settings.database_url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO publish_operations (app_id, version, state, reason) "
             "VALUES ('gate', 1, 'rolled_back', 'drill')"
@@ -73,7 +73,7 @@ def test_every_item_passes_on_a_ready_environment_and_each_failure_says_why(
     assert "no peak report" in _gate(settings, tmp_path / "none", alertmanager)["3"][1]
     placeholder = _gate(settings, results, DEPLOY_DIR / "alertmanager" / "alertmanager.yml")
     assert "placeholder" in placeholder["4"][1] and not placeholder["4"][0]
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+    with connect(settings.database_url, autocommit=True) as conn:
         conn.execute(
             "DELETE FROM schema_migrations WHERE version = '0005_replay_jobs_and_cold_tiers'"
         )

@@ -54,7 +54,9 @@ def test_the_report_passes_only_when_every_check_holds(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["passed"] and {c["ok"] for c in summary["checks"].values()} == {True}
     assert summary["checks"]["gateway_sync_p95_ms"]["value"] == 75.0
-    assert {p.name for p in tmp_path.glob("*.png")} == {"throughput.png", "latency.png", "lag.png"}
+    assert {p.name for p in tmp_path.glob("*.png")} == {
+        "throughput.png", "latency.png", "lag.png", "memory.png",
+    }  # fmt: skip
     assert (tmp_path / "throughput.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "# Peak simulation: peak (PASSED)" in (tmp_path / "report.md").read_text()
 
@@ -67,3 +69,32 @@ def test_the_report_passes_only_when_every_check_holds(tmp_path: Path) -> None:
         "closure", "load", "gateway_sync_p95_ms",
     }  # fmt: skip
     assert "FAILED" in (tmp_path / "bad" / "report.md").read_text()
+
+
+def test_a_soak_also_needs_flat_memory_after_its_warm_up(tmp_path: Path) -> None:
+    soak = PROFILES["soak"]
+    assert soak.base_rps == soak.burst_rps == 200 and soak.warmup_s == 77
+    assert soak.at_rate(50).burst_rps == 50 and PROFILES["peak"].at_rate(100).burst_rps == (
+        PROFILES["peak"].burst_rps / 2
+    )
+    run = PipelineRun(_report(1), Reconciliation(opportunities=3, archived=3), "summary")
+    buckets = {0.05: 100.0, float("inf"): 100.0}
+    started = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
+
+    def samples(worker_mib_per_s: float) -> list[Sample]:
+        # Memory grows through the warm-up, then as the worker's slope says.
+        return [
+            Sample(float(t), 200.0, 200.0, 360.0, 40.0, 0, 0.2, 90.0 + min(t, 77) * 0.2,
+                   120.0 + min(t, 77) * 0.5 + max(0, t - 77) * worker_mib_per_s)
+            for t in range(1, 300)
+        ]  # fmt: skip
+
+    assert write_report(tmp_path / "flat", soak, 300, samples(0.0), run, started, 400.0, buckets)
+    flat = json.loads((tmp_path / "flat" / "summary.json").read_text())["checks"]["memory"]
+    assert flat["ok"] and "worker +0.0 MiB from 158 MiB" in flat["value"]
+    assert "# Soak: soak (PASSED)" in (tmp_path / "flat" / "report.md").read_text()
+
+    assert not write_report(tmp_path / "leak", soak, 300, samples(0.1), run, started, 400.0,
+                            buckets)  # fmt: skip
+    leak = json.loads((tmp_path / "leak" / "summary.json").read_text())["checks"]["memory"]
+    assert not leak["ok"] and "+6.00 MiB/min" in leak["value"]

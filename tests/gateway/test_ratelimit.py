@@ -93,3 +93,23 @@ def test_over_limit_calls_get_429_with_retry_after(settings: Settings) -> None:
     assert limited, codes
     assert limited[0].headers["retry-after"] == "1"
     assert limited[0].json()["error"]["code"] == "rate_limited"
+
+
+def test_one_apps_limit_never_spends_another_apps(settings: Settings) -> None:
+    keys = {}
+    for app in ("noisy", "quiet"):
+        keys[app] = new_app_key()
+        config = demo_config()
+        config["rate_limits"] = {"requests_per_s": 3, "event_batches_per_s": 3}
+        seed_app(settings.database_url, app, config, keys[app])
+    body = {"placement_id": "interstitial_main", "device_id": "d", "ts_ms": int(time.time() * 1000)}
+    with TestClient(create_app(settings)) as client:
+
+        def send(app: str) -> int:
+            answer = client.post("/v1/requests", json=body, headers={"X-App-Key": keys[app]})
+            return answer.status_code
+
+        noisy = [send("noisy") for _ in range(12)]
+        quiet = [send("quiet") for _ in range(2)]
+    assert 429 in noisy
+    assert quiet == [200, 200]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 from starlette.testclient import TestClient
@@ -15,6 +14,7 @@ from mediation.rules.identity import rollout_bucket
 from mediation.rules.waterfall import parse_config
 from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
+from storage.db import connect
 
 
 def _config(version: int) -> PublishedConfig:
@@ -52,7 +52,7 @@ def test_gateway_serves_the_new_version_only_to_the_rolled_out_buckets(settings:
     key = new_app_key()
     seed_app(settings.database_url, "roll", demo_config(), key)  # v1, published
     new_body = demo_config(closure_window_ms=600_000)
-    with psycopg.connect(settings.database_url) as conn:
+    with connect(settings.database_url) as conn:
         conn.execute(
             "INSERT INTO config_snapshots (app_id, version, body, checksum, created_by) "
             "VALUES ('roll', 2, %s, 'v2sum', 'test')",

@@ -9,7 +9,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 
-import psycopg
 import pytest
 from httpx import Response
 from starlette.routing import Route
@@ -18,6 +17,7 @@ from starlette.testclient import TestClient
 from gateway.app import create_app
 from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
+from storage.db import connect
 
 pytestmark = pytest.mark.integration
 
@@ -149,7 +149,7 @@ def test_injection_strings_are_data_in_every_sql_path(
         assert replay.status_code == 200 and replay.json()["results"] == []
         keyed = client.post("/v1/replay", headers=ADMIN, json={"opportunity_key": text})
         assert keyed.status_code == 422
-    with psycopg.connect(settings.database_url) as conn:
+    with connect(settings.database_url) as conn:
         counts = conn.execute(
             "SELECT (SELECT count(*) FROM apps), (SELECT count(*) FROM app_keys)"
         ).fetchone()

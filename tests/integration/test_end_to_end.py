@@ -18,7 +18,6 @@ import time
 
 import httpx
 import orjson
-import psycopg
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -27,6 +26,7 @@ from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
 from mediation.simulate import SimulationConfig, run_simulation
 from mediation.verify import count_archived, reconcile
+from storage.db import connect
 
 pytestmark = pytest.mark.integration
 
@@ -128,8 +128,9 @@ def test_every_opportunity_closes_into_one_archive_record_equal_to_the_rules(
         assert report.requests_ok == report.requests_sent > 0
         assert report.events_accepted > 0 and sum(report.events_rejected.values()) > 0
         assert report.resent_batches > 0
+        assert report.invalid_bodies == {"400": 1}
 
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        with connect(settings.database_url, autocommit=True) as conn:
             closed = _wait(
                 lambda: count_archived(conn, report) == len(report.expectations), timeout_s=90
             )

@@ -27,6 +27,7 @@ from worker_inputs import WORKER_ENV, Dataset, assert_stored_exactly, count_rows
 from mediation.devstack import wait_port
 from mediation.processes import mediation_command, running
 from mediation.settings import Settings
+from storage.db import connect
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +47,7 @@ def _wait_for(conn_url: str, table: str, count: int, timeout_s: float) -> int:
     seen = 0
     while time.monotonic() < deadline:
         try:
-            with psycopg.connect(conn_url, autocommit=True, connect_timeout=2) as conn:
+            with connect(conn_url, autocommit=True, timeout_s=2) as conn:
                 seen = count_rows(conn, table)
         except psycopg.OperationalError:
             seen = 0
@@ -86,7 +87,7 @@ def test_worker_survives_a_postgres_restart_and_loses_nothing(
         assert archived == 2 * PER_PHASE, worker.tail()
         assert worker.alive(), worker.tail()
         time.sleep(2)  # anything still to come (a double) would land by now
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        with connect(settings.database_url, autocommit=True) as conn:
             assert_stored_exactly(conn, everything)
             late = conn.execute("SELECT count(*) FROM event_records WHERE late").fetchone()
             assert late == (0,)

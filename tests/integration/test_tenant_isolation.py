@@ -16,12 +16,12 @@ import signal
 import time
 
 import httpx
-import psycopg
 import pytest
 
 from mediation.processes import free_port, mediation_command, running
 from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
+from storage.db import connect
 
 pytestmark = pytest.mark.integration
 
@@ -78,7 +78,7 @@ def test_another_apps_key_cannot_change_an_opportunity(
         # The intruder's events, with the app claimed in the body too.
         intruding = [("in-1", "impression", 9_999_999), ("in-2", "click", 0), ("in-3", "reward", 0)]
         assert _events(client, intruder, key, intruding) == 3
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        with connect(settings.database_url, autocommit=True) as conn:
             archive = None
             deadline = time.monotonic() + 60
             while archive is None and time.monotonic() < deadline:

@@ -23,12 +23,12 @@ import signal
 import time
 from pathlib import Path
 
-import psycopg
 import pytest
 from worker_inputs import WORKER_ENV, assert_stored_exactly, count_rows, dataset, produce
 
 from mediation.processes import ChildProcess, mediation_command
 from mediation.settings import Settings
+from storage.db import connect
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +72,7 @@ def test_worker_killed_and_restarted_leaves_postgres_exactly_as_one_clean_run(
         assert returncode == -signal.SIGKILL, f"no crash at {crash}:\n{victim.tail()}"
         crashes += 1
 
-    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+    with connect(settings.database_url, autocommit=True) as conn:
         at_crash = (count_rows(conn, "event_records"), count_rows(conn, "archive_records"))
     print(f"{crash}: stored at the crash: {at_crash[0]} events, {at_crash[1]} archives")
     # The drill is worth something only if the restart had work left to do.
@@ -80,7 +80,7 @@ def test_worker_killed_and_restarted_leaves_postgres_exactly_as_one_clean_run(
 
     finisher = _worker(env, recovery, logs / "worker-final.log")
     try:
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        with connect(settings.database_url, autocommit=True) as conn:
             deadline = time.monotonic() + 90
             while (
                 time.monotonic() < deadline and count_rows(conn, "archive_records") < OPPORTUNITIES

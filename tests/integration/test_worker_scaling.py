@@ -18,12 +18,12 @@ import contextlib
 import socket
 import time
 
-import psycopg
 import pytest
 from worker_inputs import WORKER_ENV, assert_stored_exactly, count_rows, dataset, produce
 
 from mediation.processes import free_port, mediation_command, running
 from mediation.settings import Settings
+from storage.db import connect
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +74,7 @@ def test_scaled_out_workers_store_what_one_worker_stores(
         ]
         for i, worker in enumerate(workers):
             worker.wait_http(f"http://127.0.0.1:{metrics_port + i}/metrics", timeout_s=60)
-        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        with connect(settings.database_url, autocommit=True) as conn:
             deadline = time.monotonic() + 90
             while (
                 time.monotonic() < deadline and count_rows(conn, "archive_records") < OPPORTUNITIES

@@ -152,3 +152,13 @@ def test_malformed_values_get_the_checks_reason(value: bytes | None) -> None:
 def test_round_trips() -> None:
     assert decode_event(encode_event(EVENT)) == EVENT
     assert decode_opportunity(encode_opportunity(OPPORTUNITY)) == OPPORTUNITY
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.binary(max_size=200) | st.text(max_size=200).map(str.encode))
+def test_arbitrary_bytes_get_a_reason_never_a_crash(value: bytes) -> None:
+    for fast, checked in (
+        (decode_event, _checked_event),
+        (decode_opportunity, _checked_opportunity),
+    ):
+        _same_verdict(value, fast, checked)

@@ -14,13 +14,13 @@ import os
 import threading
 import time
 
-import psycopg
 import pytest
 from builders import T0, event, opportunity
 
 from mediation.rules.closure import close_opportunity
 from mediation.rules.ulid import encode_ulid, ulid_day
 from sinks.postgres import COPY_THRESHOLD, PostgresWriter, WriteCounters
+from storage.db import connect
 from storage.partitions import ensure_partitions, partition_name
 
 pytestmark = pytest.mark.integration
@@ -44,9 +44,9 @@ def test_a_batch_whose_backend_is_terminated_is_written_again_exactly_once(
     retries: list[int] = []
     writer = PostgresWriter(database_url, max_backoff_s=0.2,
                             counters=WriteCounters(retried=lambda: retries.append(1)))  # fmt: skip
-    with psycopg.connect(database_url, autocommit=True) as admin:
+    with connect(database_url, autocommit=True) as admin:
         ensure_partitions(admin, [day])
-        blocker = psycopg.connect(database_url)
+        blocker = connect(database_url)
         blocker.execute(f"LOCK TABLE {partition_name('event_records', day)} IN EXCLUSIVE MODE")
         done = threading.Event()
         failure: list[BaseException] = []

@@ -17,6 +17,7 @@ from mediation.rules.model import (
 )
 from mediation.rules.ulid import encode_ulid
 from sinks.postgres import PostgresWriter, WriteCounters, _retryable
+from storage.db import connect
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +45,7 @@ def _event(key: str, event_id: str, type_: str = "loaded", **extra: object) -> E
 
 
 def _counts(database_url: str) -> dict[str, int]:
-    with psycopg.connect(database_url) as conn:
+    with connect(database_url) as conn:
         return {
             table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # type: ignore[index]
             for table in (
@@ -87,7 +88,7 @@ def test_reused_event_id_with_other_content_is_dead_lettered_not_dropped(
     writer.write([LateEvent(StoredEvent(_event(first_key, "same-id"), late=True))])
     writer.write([LateEvent(StoredEvent(_event(second_key, "same-id"), late=True))])
     writer.close()
-    with psycopg.connect(database_url) as conn:
+    with connect(database_url) as conn:
         letters = conn.execute("SELECT reason, opportunity_key FROM dead_letters").fetchall()
     assert letters == [("duplicate_conflict", second_key)]
 
@@ -103,7 +104,7 @@ def test_poison_record_is_isolated_and_the_rest_of_the_batch_is_written(
     writer = PostgresWriter(database_url)
     writer.write([good, poison])
     writer.close()
-    with psycopg.connect(database_url) as conn:
+    with connect(database_url) as conn:
         archived = conn.execute("SELECT opportunity_key FROM archive_records").fetchall()
         letters = conn.execute("SELECT reason, opportunity_key FROM dead_letters").fetchall()
     assert archived == [(good_key,)]
@@ -121,7 +122,7 @@ def test_reused_event_id_inside_one_batch_is_dead_lettered_too(database_url: str
         ]
     )
     writer.close()
-    with psycopg.connect(database_url) as conn:
+    with connect(database_url) as conn:
         stored = conn.execute("SELECT opportunity_key FROM event_records").fetchall()
         letters = conn.execute("SELECT reason, opportunity_key FROM dead_letters").fetchall()
     assert stored == [(first_key,)]
@@ -155,7 +156,7 @@ def test_event_for_an_archived_opportunity_is_stored_late_not_orphaned(database_
     writer.write([closed])
     writer.write([OrphanEvents(key, (straggler,))])
     writer.close()
-    with psycopg.connect(database_url) as conn:
+    with connect(database_url) as conn:
         row = conn.execute(
             "SELECT late, excluded_reason FROM event_records WHERE event_id = 'e2'"
         ).fetchone()
@@ -174,7 +175,7 @@ def test_a_late_event_leaves_the_archive_and_records_what_it_would_have_changed(
     writer.write([closed, LateEvent(StoredEvent(late_click, late=True))])
     writer.write([LateEvent(StoredEvent(late_click, late=True))])  # replayed: no-op
     writer.close()
-    with psycopg.connect(database_url) as conn:
+    with connect(database_url) as conn:
         outcome = conn.execute("SELECT outcome FROM archive_records").fetchone()
         ledger = conn.execute(
             "SELECT opportunity_key, event_id, rule_version, changes FROM amendment_records"

@@ -12,6 +12,7 @@ from tiering_data import fill_day
 
 from mediation.settings import Settings
 from storage.cold import ColdStore, FileColdStore, S3ColdStore, open_cold_store
+from storage.db import connect
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def filled_database(database_url: str) -> str:
 
 @pytest.fixture
 def conn(filled_database: str) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(filled_database, autocommit=True) as connection:
+    with connect(filled_database, autocommit=True) as connection:
         yield connection
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-import psycopg
 import pytest
 
+from storage.db import connect
 from storage.deadletters import list_dead_letters, redrive
 from storage.partitions import ensure_partitions
 
@@ -16,7 +16,7 @@ DAY = dt.date(2031, 1, 2)
 
 
 def _insert(database_url: str) -> None:
-    with psycopg.connect(database_url, prepare_threshold=None) as conn:
+    with connect(database_url) as conn:
         ensure_partitions(conn, [DAY], tables=["dead_letters"])
         conn.execute(
             "INSERT INTO dead_letters (day, id, reason, detail, opportunity_key, source_topic, "

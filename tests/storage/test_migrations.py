@@ -6,9 +6,9 @@ import datetime as dt
 import threading
 from pathlib import Path
 
-import psycopg
 import pytest
 
+from storage.db import connect
 from storage.migrate import MigrationError, load_migrations, migrate
 from storage.partitions import PARTITIONED_TABLES, ensure_partitions
 
@@ -54,7 +54,7 @@ def test_editing_an_applied_migration_is_refused(database_url: str, tmp_path: Pa
 
 def test_partitions_are_created_once_per_table_and_day(database_url: str) -> None:
     day = dt.date(2031, 5, 17)
-    with psycopg.connect(database_url, prepare_threshold=None) as conn:
+    with connect(database_url) as conn:
         assert ensure_partitions(conn, [day, day]) == len(PARTITIONED_TABLES)
         assert ensure_partitions(conn, [day]) == 0
         conn.execute(

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-import psycopg
 import pytest
 from builders import T0
 from starlette.testclient import TestClient
@@ -22,6 +21,7 @@ from mediation.settings import Settings
 from replay.digest import result_hash
 from replay.jobs import claim, enqueue, job_state, release, serve_jobs
 from storage.cold import FileColdStore, open_cold_store
+from storage.db import connect
 from storage.tier_job import run_tiering
 
 pytestmark = pytest.mark.integration
@@ -153,7 +153,7 @@ def test_a_job_whose_runner_died_or_stopped_is_taken_up_again(
     replay_settings: Settings, keys: list[str]
 ) -> None:
     request = ReplayRequest(Selection.of_range(T0, T0 + 3_600_000), "snapshot")
-    with psycopg.connect(replay_settings.database_url, autocommit=True) as conn:
+    with connect(replay_settings.database_url, autocommit=True) as conn:
         replay_id = enqueue(conn, request, "test", "jsonl")
         job = claim(conn)
         assert job is not None and job.replay_id == replay_id and job.request == request
@@ -179,14 +179,14 @@ def test_an_unreadable_cold_store_is_a_503_and_the_replay_is_recorded_failed(
     replay_settings: Settings, keys: list[str], tmp_path: Path
 ) -> None:
     store = open_cold_store(replay_settings.cold_storage_url)
-    with psycopg.connect(replay_settings.database_url, autocommit=True) as conn:
+    with connect(replay_settings.database_url, autocommit=True) as conn:
         run_tiering(conn, store, DAY + dt.timedelta(days=31))
     elsewhere = replace(replay_settings, cold_storage_url=(tmp_path / "empty").as_uri())
     with TestClient(create_app(elsewhere)) as client:
         response = client.post("/v1/replay", json={"opportunity_key": keys[0]}, headers=ADMIN)
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "cold_storage_unavailable"
-    with psycopg.connect(replay_settings.database_url) as conn:
+    with connect(replay_settings.database_url) as conn:
         row = conn.execute(
             "SELECT status, error FROM replay_records ORDER BY id DESC LIMIT 1"
         ).fetchone()

@@ -15,6 +15,7 @@ from mediation.rules.replay import Selection
 from mediation.rules.ulid import encode_ulid
 from replay import cold, hot
 from storage.cold import ColdStore, FileColdStore
+from storage.db import connect
 from storage.tier_job import run_tiering
 from storage.tiering import TieringError
 
@@ -31,7 +32,7 @@ def test_inputs_and_archives_are_the_same_from_postgres_and_from_parquet(
     database_url: str, store: ColdStore
 ) -> None:
     keys = fill_day(database_url, 20) + fill_day(database_url, 5, start_ms=NEXT_DAY_MS)
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with connect(database_url, autocommit=True) as conn:
         inputs, archives = hot.load_inputs(conn, keys), hot.load_archives(conn, keys)
         assert len(inputs) == len(archives) == 25
         assert any(stored.late_events for stored in inputs.values())
@@ -73,7 +74,7 @@ def test_replay_gives_the_same_hash_hot_and_cold_and_is_recorded(
         return code, out, err.split("result hash: ")[1].strip()
 
     hot_runs = {mode: replay(mode) for mode in ("snapshot", "recompute")}
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with connect(database_url, autocommit=True) as conn:
         run_tiering(conn, file_store, DAY + dt.timedelta(days=31))
         assert not hot.load_inputs(conn, keys)  # the day is cold now
     for mode, (code, out, digest) in hot_runs.items():
@@ -85,7 +86,7 @@ def test_replay_gives_the_same_hash_hot_and_cold_and_is_recorded(
     assert [r["opportunity_key"] for r in recompute if "missing" not in r if r["changes"]] == [
         keys[0]  # its late impression would change the record
     ]
-    with psycopg.connect(database_url) as conn:
+    with connect(database_url) as conn:
         recorded = conn.execute(
             "SELECT mode, result_hash, diff_summary FROM replay_records ORDER BY id"
         ).fetchall()

@@ -21,6 +21,7 @@ from replay.run import replay_results
 from sinks.postgres import PostgresWriter
 from storage.cold import ColdStore, FileColdStore
 from storage.configs import push_config
+from storage.db import connect
 from storage.tier_job import run_tiering
 
 pytestmark = pytest.mark.integration
@@ -56,7 +57,7 @@ def test_a_range_gives_the_same_results_hot_cold_and_split_and_in_any_chunking(
     keys = _fill(database_url)
     both_days = _range(T0, NEXT_DAY_MS + 3_600_000)
     requests = [ReplayRequest(both_days, mode) for mode in ("snapshot", "recompute")]
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with connect(database_url, autocommit=True) as conn:
         hot = [_replay(conn, store, request) for request in requests]
         assert [r["opportunity_key"] for r in hot[0][0]] == sorted(keys)
         assert _replay(conn, store, requests[1], chunk_rows=7) == hot[1]
@@ -73,7 +74,7 @@ def test_filters_and_bounds_select_exactly_the_matching_opportunities(
 ) -> None:
     keys = _fill(database_url)
     first_day = keys[:40]
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with connect(database_url, autocommit=True) as conn:
         for tiered in (False, True):
             if tiered:
                 run_tiering(conn, store, TIER_FIRST_DAY)
@@ -98,7 +99,7 @@ def test_rows_written_for_a_day_after_it_was_tiered_are_read_once(
 ) -> None:
     keys = _fill(database_url)
     request = ReplayRequest(_range(T0, T0 + 40 * MINUTE), "recompute")
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with connect(database_url, autocommit=True) as conn:
         run_tiering(conn, file_store, TIER_FIRST_DAY)
         before, _ = _replay(conn, file_store, request)
     # Very late: an impression for a tiered opportunity, and a resent copy of
@@ -110,7 +111,7 @@ def test_rows_written_for_a_day_after_it_was_tiered_are_read_once(
     writer.write([LateEvent(StoredEvent(impression, late=True)),
                   LateEvent(StoredEvent(resent, late=True))])  # fmt: skip
     writer.close()
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with connect(database_url, autocommit=True) as conn:
         after, _ = _replay(conn, file_store, request)
         assert run_tiering(conn, file_store, TIER_FIRST_DAY)[0].action == (
             "back in Postgres after tiering"
@@ -123,7 +124,7 @@ def test_rows_written_for_a_day_after_it_was_tiered_are_read_once(
 
 def test_recompute_under_a_named_config_snapshot(database_url: str, store: ColdStore) -> None:
     keys = _fill(database_url)
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with connect(database_url, autocommit=True) as conn:
         placements = {"p": {"waterfall": [{"source_id": "net_a", "floor_micros": 0,
                                            "timeout_ms": 5}]}}  # fmt: skip
         for app in ("a", "b"):
@@ -146,7 +147,7 @@ def test_a_config_version_the_app_lacks_is_refused(database_url: str, store: Col
     _fill(database_url)
     request = ReplayRequest(_range(T0, T0 + MINUTE), "recompute", config_version=7)
     with (
-        psycopg.connect(database_url, autocommit=True) as conn,
+        connect(database_url, autocommit=True) as conn,
         pytest.raises(ValueError, match="app a has no config version 7"),
     ):
         _replay(conn, store, request)
@@ -185,7 +186,7 @@ def test_the_cli_replays_a_range_to_parquet_and_jsonl_with_one_hash(
     ]
 
     assert replay("--format", "table") == (0, jsonl_hash)
-    with psycopg.connect(database_url) as conn:
+    with connect(database_url) as conn:
         recorded = conn.execute(
             "SELECT selector, status, records, result_hash, result_location FROM replay_records "
             "ORDER BY id"

@@ -29,6 +29,7 @@ from replay.cold import RECORD_TABLES
 from replay.digest import ResultDigest
 from replay.run import replay_results
 from storage.cold import FileColdStore
+from storage.db import connect
 from storage.tier_job import tier_day
 from storage.tiering import export_day
 
@@ -80,16 +81,22 @@ def test_replay_hashes_do_not_depend_on_where_days_are(
         for day in DAYS
     }
     store = FileColdStore(tmp_path / uuid.uuid4().hex)
-    with psycopg.connect(source_url, autocommit=True) as conn:
+    with connect(source_url, autocommit=True) as conn:
         expected = _hashes(conn, store, picked)
     copy = f"mediation_t_{uuid.uuid4().hex[:12]}"
     admin = _url_of(source_url, "postgres")
     source_name = urlsplit(source_url).path.lstrip("/")
-    with psycopg.connect(admin, autocommit=True) as conn:
+    with connect(admin, autocommit=True) as conn:
+        # A template must have no connections; a pooler in front keeps idle ones.
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            (source_name,),
+        )
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
             sql.Identifier(copy), sql.Identifier(source_name)))  # fmt: skip
     try:
-        with psycopg.connect(_url_of(source_url, copy), autocommit=True) as conn:
+        with connect(_url_of(source_url, copy), autocommit=True) as conn:
             for (table, day), state in states.items():
                 if state == "exported":
                     export_day(conn, store, table, day)
@@ -97,7 +104,7 @@ def test_replay_hashes_do_not_depend_on_where_days_are(
                     tier_day(conn, store, table, day)
             assert _hashes(conn, store, picked) == expected
     finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
+        with connect(admin, autocommit=True) as conn:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(copy))
             )
@@ -105,7 +112,7 @@ def test_replay_hashes_do_not_depend_on_where_days_are(
 
 def test_the_four_days_are_what_the_property_moves(four_days: tuple[str, list[str]]) -> None:
     source_url, keys = four_days
-    with psycopg.connect(source_url) as conn:
+    with connect(source_url) as conn:
         days = {day for (day,) in conn.execute("SELECT DISTINCT day FROM archive_records")}
     assert days == set(DAYS) and len(keys) == 48
     assert dt.timedelta(days=3) == DAYS[-1] - DAYS[0]

@@ -14,6 +14,7 @@ from tiering_data import DAY
 
 from mediation.processes import mediation_command
 from storage.cold import FileColdStore
+from storage.db import connect
 from storage.partitions import PARTITIONED_TABLES
 from storage.tier_job import CRASH_POINTS, partition_days, run_tiering
 from storage.tiering import export_day, read_manifest, verify_day
@@ -24,7 +25,7 @@ TODAY = DAY + dt.timedelta(days=31)
 
 
 def _state(database_url: str, store: FileColdStore) -> dict[str, tuple[object, ...]]:
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with connect(database_url, autocommit=True) as conn:
         state = {}
         for table in PARTITIONED_TABLES:
             catalog = conn.execute(

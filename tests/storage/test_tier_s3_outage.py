@@ -27,6 +27,7 @@ from mediation.rules.replay import ReplayRequest, Selection
 from replay.digest import ResultDigest
 from replay.run import replay_results
 from storage.cold import ColdStoreError, S3ColdStore
+from storage.db import connect
 from storage.tier_job import run_tiering
 
 pytestmark = pytest.mark.integration
@@ -93,7 +94,7 @@ def test_tiering_survives_the_s3_server_dying_mid_job(
     server, url = s3_server
     fill_day(database_url, 30)
     bucket, prefix = "outage", uuid.uuid4().hex[:8]
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with connect(database_url, autocommit=True) as conn:
         before_rows = _partition_rows(conn)
         healthy = S3ColdStore(bucket, prefix, url)
         healthy.ensure_bucket()
