@@ -10,7 +10,9 @@ offset the dataflow will read (``InputWatermark.positions``) it gives:
 - whether a partition has been read to the end of its log, which lets the
   input watermark follow the wall clock there (``dataflows/watermark.py``).
 
-A failed poll keeps the last known values; the poller never stops the dataflow.
+A failed poll keeps the last known values, and the time of the last poll
+that succeeded tells the watermark how old they are; the poller never stops
+the dataflow.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import logging
 import threading
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from mediation.clock import now_ms
 
 from .watermark import PartitionKey
 
@@ -40,6 +44,7 @@ class HighWatermarkPoller:
         )
         self._highs: dict[PartitionKey, int] = {}
         self._lows: dict[PartitionKey, int] = {}
+        self._polled_at_ms: int | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="high-watermarks", daemon=True)
 
@@ -57,7 +62,12 @@ class HighWatermarkPoller:
         """The first offset still in each partition's log (retention moves it)."""
         return self._lows
 
+    def polled_at_ms(self) -> int | None:
+        """When the last successful poll started: its values are at least that recent."""
+        return self._polled_at_ms
+
     def poll_once(self) -> None:
+        started = now_ms()
         metadata = self._consumer.list_topics(timeout=5)
         highs: dict[PartitionKey, int] = {}
         lows: dict[PartitionKey, int] = {}
@@ -73,6 +83,7 @@ class HighWatermarkPoller:
                 lows[(topic, partition)] = int(low)
         self._lows = lows
         self._highs = highs
+        self._polled_at_ms = started
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -10,11 +10,19 @@ become orphans. The worker's clock is therefore this watermark:
 - a partition read to the end of its log (its next offset has reached the
   broker's high watermark, polled by ``dataflows/lag.py``) has nothing more
   to wait for: it advances with the wall clock, once ``settle_ms`` (1 s,
-  ``MEDIATION_DRAIN_SETTLE_MS``) have passed since its last read;
-- a partition read live (its last message was fresh when read) advances
-  with the wall clock too, minus the lag it was read with; a partition
-  still catching up only advances as it is read, and holds while reading
-  stops (a Postgres outage holds the dataflow: closing must hold with it);
+  ``MEDIATION_DRAIN_SETTLE_MS``) have passed since its last read, as long
+  as that high watermark was polled after the last read and is fresh
+  (``stale_poll_ms``, 3 s); an older one may predate messages that have
+  arrived since (a poller starved by a saturated CPU, a broker too busy to
+  answer), so the partition then holds at what it has read;
+- a partition known to hold data past what was read only advances as it
+  is read, and holds while reading stops (a Postgres outage, or a saturated
+  CPU, holds the dataflow: closing must hold with it), however fresh its
+  last message was: a live partition that followed the wall clock let a
+  stalled worker orphan events whose opportunity was still unread there;
+- without a known high watermark, a partition read live (its last message
+  was fresh when read) advances with the wall clock, minus the lag it was
+  read with; one still catching up only advances as it is read;
 - without a known high watermark, a partition that delivered nothing for
   ``idle_ms`` counts as drained;
 - a partition this process reads (``assign``: Bytewax built its source
@@ -73,6 +81,8 @@ class InputWatermark:
         reuse_ms: int = 5,
         low_watermarks: Callable[[], Mapping[PartitionKey, int]] | None = None,
         flight: Callable[[], tuple[int, int]] = lambda: (0, 0),
+        highs_polled_at: Callable[[], int | None] | None = None,
+        stale_poll_ms: int = 3_000,
     ):
         self._idle_ms = idle_ms
         self._live_lag_ms = live_lag_ms
@@ -81,6 +91,9 @@ class InputWatermark:
         self._high_watermarks = high_watermarks
         self._low_watermarks = low_watermarks
         self._flight = flight
+        # When the high watermarks were polled; None: as of every computation.
+        self._highs_polled_at = highs_polled_at
+        self._stale_poll_ms = stale_poll_ms
         # Computed values not yet released: (value, last batch issued when computed).
         self._pending: collections.deque[tuple[int, int]] = collections.deque()
         self._released = -(2**62)
@@ -214,15 +227,21 @@ class InputWatermark:
             seen = {key for key, _progress in progress}
             if any(high > 0 and key not in seen for key, high in highs.items()):
                 return self._cached[1]
+        polled_at = self._highs_polled_at() if self._highs_polled_at is not None else wall
+        polls_fresh = polled_at is not None and wall - polled_at <= self._stale_poll_ms
         marks = []
         for key, (timestamp, read_at, next_offset) in progress:
             high = highs.get(key)
             if high is not None and next_offset >= high:
-                if wall - read_at >= self._settle_ms:
+                drained = polls_fresh and polled_at is not None and polled_at >= read_at
+                if drained and wall - read_at >= self._settle_ms:
                     continue  # read to the end of the log: nothing more to wait for
                 marks.append(timestamp)  # what was read last is still on its way
                 continue
-            if high is None and wall - read_at > self._idle_ms:
+            if high is not None:
+                marks.append(timestamp)  # data waits to be read: only reading moves it
+                continue
+            if wall - read_at > self._idle_ms:
                 continue  # quiet for long, end of log unknown: count it as drained
             lag_at_read = read_at - timestamp
             if lag_at_read <= self._live_lag_ms:

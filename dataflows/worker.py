@@ -104,6 +104,7 @@ def build_production_flow(
     watermark = InputWatermark(
         high_watermarks=highs.highs,
         low_watermarks=highs.lows,
+        highs_polled_at=highs.polled_at_ms,
         settle_ms=_env_ms("MEDIATION_DRAIN_SETTLE_MS", 1_000),
         flight=ledger.progress,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import signal
 import sys
@@ -95,8 +96,20 @@ def _wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> boo
     return False
 
 
+def with_run_topics(settings: Settings, label: str) -> Settings:
+    """Settings naming topics of this run only (``<prefix><label>-<time>.``).
+
+    The worker starts without recovery state, so on shared topics it would
+    read every earlier run's messages again before this run's.
+    """
+    started = dt.datetime.now(dt.UTC)
+    return dataclasses.replace(
+        settings, topic_prefix=f"{settings.topic_prefix}{label}-{started:%Y%m%dT%H%M%S}."
+    )
+
+
 def run_demo(settings: Settings, options: DemoOptions) -> int:
-    run = run_pipeline(settings, options)
+    run = run_pipeline(with_run_topics(settings, "demo"), options)
     for problem in (
         run.reconciliation.recompute_mismatches
         + run.reconciliation.expectation_mismatches

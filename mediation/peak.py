@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .demo import DemoOptions, PipelineRun, run_pipeline
+from .demo import DemoOptions, PipelineRun, run_pipeline, with_run_topics
 from .rules.triggers import histogram_quantile
 from .settings import Settings
 from .simulate import scheduled_rate
@@ -204,11 +204,7 @@ def run_profile(
     schedule = profile.schedule(duration)
     sampler = Sampler(schedule, duration)
     started = dt.datetime.now(dt.UTC)
-    # Topics of its own: the worker then reads this run's traffic only, not
-    # every earlier run's messages (it starts without recovery state).
-    settings = dataclasses.replace(
-        settings, topic_prefix=f"{settings.topic_prefix}{profile.name}-{started:%Y%m%dT%H%M%S}."
-    )
+    settings = with_run_topics(settings, profile.name)
     clock = time.monotonic()
     run: PipelineRun = run_pipeline(
         settings,

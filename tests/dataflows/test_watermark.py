@@ -254,3 +254,38 @@ def test_input_batches_in_flight_are_a_gauge() -> None:
     logic.on_batch([opportunity(key), marker])
     assert metrics.registry.get_sample_value("mediation_worker_input_batches_in_flight") == 0
     assert bucket == bucket_of(key)
+
+
+def test_a_live_partition_with_data_waiting_holds_while_reading_stalls() -> None:
+    # A saturated worker stops reading for a while; the opportunity still
+    # unread there must not find its events orphaned when reading resumes.
+    wall = _Wall(T0)
+    highs = {("t", 0): 11, ("t", 1): 1}
+    mark = InputWatermark(wall_ms=wall, high_watermarks=lambda: highs, reuse_ms=0)
+    mark.observe(_message(0, T0 - 5, offset=9))  # read live, one message still waiting
+    mark.observe(_message(1, T0 - 5, offset=0))  # read to the end
+    wall.now += 30_000
+    assert mark.now_ms() == T0 - 5
+    mark.observe(_message(0, T0 + 29_990, offset=10))  # reading resumes, catches up
+    assert mark.now_ms() == T0 + 29_990
+    wall.now += 1_000  # both read to the end and settled: the wall clock again
+    assert mark.now_ms() == wall.now
+
+
+def test_read_to_the_end_counts_only_on_a_fresh_poll_made_after_the_read() -> None:
+    # A starved poller keeps old high watermarks: what was read past them
+    # says nothing about what arrived since, so the partition holds.
+    wall = _Wall(T0)
+    highs = {("t", 0): 10}
+    polled = {"at": T0 - 500}
+    mark = InputWatermark(
+        wall_ms=wall, high_watermarks=lambda: highs, highs_polled_at=lambda: polled["at"],
+        reuse_ms=0,
+    )  # fmt: skip
+    mark.observe(_message(0, T0 - 10, offset=9))  # read at T0, after the poll
+    wall.now += 5_000
+    assert mark.now_ms() == T0 - 10  # no poll since the read: hold
+    polled["at"] = wall.now - 3_500  # a poll after the read, but stale by now
+    assert mark.now_ms() == T0 - 10
+    polled["at"] = wall.now - 200  # fresh, after the read, still at the end
+    assert mark.now_ms() == wall.now
