@@ -39,7 +39,14 @@ from .summary import render_summary
 from .tables import render_table
 from .verify import Reconciliation, count_archived, reconcile
 
-__all__ = ["DemoOptions", "PipelineRun", "run_demo", "run_pipeline"]
+__all__ = [
+    "DemoOptions",
+    "PipelineRun",
+    "default_tombstone_ttl_ms",
+    "run_demo",
+    "run_pipeline",
+    "with_run_topics",
+]
 
 # Given the gateway's and the worker's /metrics URLs, a context that runs
 # around the simulated traffic (the peak simulation samples its time series
@@ -94,6 +101,11 @@ def _wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> boo
         time.sleep(1.0)
     _say(f"  gave up waiting for {what} after {timeout_s:.0f}s")
     return False
+
+
+def default_tombstone_ttl_ms(closure_window_ms: int) -> int:
+    """How long a run's worker remembers closed opportunities unless told: six windows."""
+    return max(60_000, 6 * closure_window_ms)
 
 
 def with_run_topics(settings: Settings, label: str) -> Settings:
@@ -166,7 +178,7 @@ def _run(settings: Settings, options: DemoOptions) -> PipelineRun:
             "MEDIATION_DEFAULT_CLOSURE_WINDOW_MS": str(options.closure_window_ms),
             "MEDIATION_DEFAULT_GRACE_MS": str(options.grace_ms),
             "MEDIATION_TOMBSTONE_TTL_MS": str(
-                options.tombstone_ttl_ms or max(60_000, 6 * options.closure_window_ms)
+                options.tombstone_ttl_ms or default_tombstone_ttl_ms(options.closure_window_ms)
             ),
         }
     )

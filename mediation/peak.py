@@ -8,8 +8,8 @@ gateway's and the worker's /metrics (offered and answered request rate,
 events ACKed, the gateway's sync p95, 5xx answers, the worker's event-time
 lag, both processes' resident memory), waits until every opportunity
 closed, reconciles Postgres against what the simulator was told, and writes
-a report (``report.md``, PNG
-charts, ``summary.json``) under a results folder. ``mediation gate``
+a report (``report.md``, PNG charts, ``summary.json``) under a results
+folder. ``mediation gate``
 reads the newest ``summary.json``.
 """
 
@@ -22,7 +22,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .demo import DemoOptions, PipelineRun, run_pipeline, with_run_topics
+from .demo import (
+    DemoOptions,
+    PipelineRun,
+    default_tombstone_ttl_ms,
+    run_pipeline,
+    with_run_topics,
+)
 from .rules.triggers import histogram_quantile
 from .settings import Settings
 from .simulate import scheduled_rate
@@ -44,13 +50,13 @@ class Profile:
     # Under load a batch may take seconds: a window that outlasts the
     # slowest batch keeps the simulator's expectations exact.
     closure_window_ms: int = 30_000
-    tombstone_ttl_ms: int | None = None  # the worker's default for the window when None
+    tombstone_ttl_ms: int | None = None  # None: default_tombstone_ttl_ms of the window
     checks_memory: bool = False  # a soak: memory must be flat after the warm-up
 
     @property
     def warmup_s(self) -> float:
         """When the worker's state stops growing: a window, its grace, then the tombstone TTL."""
-        ttl_ms = self.tombstone_ttl_ms or max(60_000, 6 * self.closure_window_ms)
+        ttl_ms = self.tombstone_ttl_ms or default_tombstone_ttl_ms(self.closure_window_ms)
         return (self.closure_window_ms + GRACE_MS + ttl_ms) / 1000 + 5
 
     def at_rate(self, base_rps: float) -> Profile:
