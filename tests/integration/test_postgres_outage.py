@@ -27,7 +27,7 @@ from worker_inputs import WORKER_ENV, Dataset, assert_stored_exactly, count_rows
 from mediation.devstack import wait_port
 from mediation.processes import mediation_command, running
 from mediation.settings import Settings
-from storage.db import connect
+from storage.db import DatabaseUnavailableError, connect
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +49,7 @@ def _wait_for(conn_url: str, table: str, count: int, timeout_s: float) -> int:
         try:
             with connect(conn_url, autocommit=True, timeout_s=2) as conn:
                 seen = count_rows(conn, table)
-        except psycopg.OperationalError:
+        except (psycopg.OperationalError, DatabaseUnavailableError):
             seen = 0
         if seen >= count:
             break
