@@ -148,9 +148,12 @@ class SimulationReport:
     orphan_event_ids: set[str] = field(default_factory=set)
 
     @property
+    def batches_ok(self) -> int:
+        return self.batches_sent - sum(self.batch_errors.values())
+
+    @property
     def ack_ratio(self) -> float:
-        ok = self.batches_sent - sum(self.batch_errors.values())
-        return ok / self.batches_sent if self.batches_sent else 1.0
+        return self.batches_ok / self.batches_sent if self.batches_sent else 1.0
 
 
 class _Fleet:

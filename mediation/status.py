@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import httpx
 import psycopg
 import redis
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from .rules.triggers import TRIGGERS, TriggerState, evaluate, histogram_quantile
@@ -33,6 +34,7 @@ from .tables import render_table
 
 __all__ = [
     "GatewaySample",
+    "TriggerReading",
     "WorkerReport",
     "read_gateway",
     "read_triggers",
@@ -66,12 +68,20 @@ class WorkerReport:
     resident_bytes: float | None = None  # the process's RSS
 
 
-def read_worker(url: str, timeout_s: float = 3.0) -> WorkerReport:
+def _scrape(url: str, timeout_s: float) -> list[Metric] | str:
+    """The metric families of one ``/metrics`` URL, or why it could not be read."""
     try:
         text = httpx.get(url, timeout=timeout_s).text
     except httpx.HTTPError as exc:
-        return WorkerReport(url, error=f"unreachable: {exc}")
-    families = {family.name: family for family in text_string_to_metric_families(text)}
+        return f"unreachable: {exc}"
+    return list(text_string_to_metric_families(text))
+
+
+def read_worker(url: str, timeout_s: float = 3.0) -> WorkerReport:
+    scraped = _scrape(url, timeout_s)
+    if isinstance(scraped, str):
+        return WorkerReport(url, error=scraped)
+    families = {family.name: family for family in scraped}
     report = WorkerReport(url)
     for column, name, combine in _COLUMNS:
         family = families.get(name)
@@ -137,12 +147,11 @@ class GatewaySample:
 
 def read_gateway(url: str, timeout_s: float = 3.0) -> GatewaySample:
     """The counters the triggers (and the peak simulation) need from one gateway's ``/metrics``."""
-    try:
-        text = httpx.get(url, timeout=timeout_s).text
-    except httpx.HTTPError as exc:
-        return GatewaySample(url, error=f"unreachable: {exc}")
+    scraped = _scrape(url, timeout_s)
+    if isinstance(scraped, str):
+        return GatewaySample(url, error=scraped)
     sample = GatewaySample(url)
-    for family in text_string_to_metric_families(text):
+    for family in scraped:
         for s in family.samples:
             if s.name == "mediation_http_request_seconds_bucket" and (
                 s.labels.get("route") == _SYNC_ROUTE
@@ -202,6 +211,12 @@ def _redis_memory_percent(redis_url: str) -> tuple[float | None, str]:
     return None, "neither maxmemory nor system memory reported"
 
 
+@dataclass
+class TriggerReading:
+    states: list[TriggerState]
+    unreachable_gateways: list[str]  # /metrics URLs that did not answer at the start or end
+
+
 def read_triggers(
     gateway_urls: Sequence[str],
     workers: Sequence[WorkerReport],
@@ -210,8 +225,8 @@ def read_triggers(
     window_s: float = 5.0,
     db_cpus: int | None = None,
     sleep: Callable[[float], None] = time.sleep,
-) -> list[TriggerState]:
-    """Every scaling trigger's current value and state."""
+) -> TriggerReading:
+    """Every scaling trigger's current value and state, and which gateways did not answer."""
     cpus = db_cpus or int(os.environ.get("MEDIATION_DB_CPUS", "0") or 0) or os.cpu_count() or 1
     before = [read_gateway(url) for url in gateway_urls]
     active: list[float] = []
@@ -259,7 +274,10 @@ def read_triggers(
         f"mean active backends / {cpus} cores" if active else "Postgres unreachable",
     )
     states["redis_memory"] = _redis_memory_percent(redis_url)
-    return [evaluate(trigger, *states[trigger.name]) for trigger in TRIGGERS]
+    return TriggerReading(
+        [evaluate(trigger, *states[trigger.name]) for trigger in TRIGGERS],
+        [b.url for b, a in zip(before, after, strict=True) if b.error or a.error],
+    )
 
 
 def _value(state: TriggerState) -> str:

@@ -69,7 +69,7 @@ def test_triggers_fire_on_the_windows_latency_ack_ratio_and_worker_lag(
             services.redis_url,
             window_s=0.2,
             sleep=traffic_during_the_window,
-        )
+        ).states
     }
     p95 = states["sync_p95_latency"]
     assert p95.state == "FIRING" and p95.value is not None and 300 < p95.value <= 500

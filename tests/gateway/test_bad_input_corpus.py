@@ -11,17 +11,13 @@ from __future__ import annotations
 import gzip
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
-from gateway.app import create_app
 from mediation.rules.ulid import encode_ulid
-from mediation.seed import demo_config, new_app_key, seed_app
-from mediation.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -32,14 +28,6 @@ MIB = 1 << 20
 @pytest.fixture(scope="module")
 def now() -> int:
     return int(time.time() * 1000)
-
-
-@pytest.fixture
-def gateway(settings: Settings) -> Iterator[tuple[TestClient, str]]:
-    key = new_app_key()
-    seed_app(settings.database_url, "corpus", demo_config(), key)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        yield client, key
 
 
 def _fill(text: str, now: int, case: int) -> str:
@@ -62,9 +50,9 @@ def _post(client: TestClient, key: str, route: str, body: bytes, headers: dict[s
     "index", range(len(CORPUS["cases"])), ids=lambda i: CORPUS["cases"][i]["name"]
 )
 def test_each_corpus_case_gets_its_answer(
-    gateway: tuple[TestClient, str], now: int, index: int
+    app_client: tuple[TestClient, str], now: int, index: int
 ) -> None:
-    client, key = gateway
+    client, key = app_client
     case = CORPUS["cases"][index]
     if "body_hex" in case:
         body = bytes.fromhex(case["body_hex"])
@@ -93,9 +81,9 @@ def _event(now: int, event_id: str, **extra: Any) -> dict[str, Any]:
 
 
 def test_generated_hostile_bodies_are_refused_with_a_reason(
-    gateway: tuple[TestClient, str], now: int
+    app_client: tuple[TestClient, str], now: int
 ) -> None:
-    client, key = gateway
+    client, key = app_client
     event = json.dumps(_event(now, "d1"))
     deep = event[:-1] + ', "attrs": ' + '{"a": ' * 5_000 + "1" + "}" * 5_000 + "}"
     nested = f'{{"sdk": "corpus/1", "sent_at": {now}, "events": [{deep}]}}'.encode()

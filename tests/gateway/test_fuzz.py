@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,11 +16,8 @@ from hypothesis import strategies as st
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from gateway.app import create_app
 from mediation.rules.model import EVENT_TYPES
 from mediation.rules.ulid import encode_ulid
-from mediation.seed import demo_config, new_app_key, seed_app
-from mediation.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -99,14 +95,6 @@ def _dumps(value: object) -> bytes:
 header_values = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
 
 
-@pytest.fixture
-def fuzz(settings: Settings) -> Iterator[tuple[TestClient, str]]:
-    key = new_app_key()
-    seed_app(settings.database_url, "fuzz", demo_config(), key)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        yield client, key
-
-
 def _check(response) -> None:  # type: ignore[no-untyped-def]
     assert response.status_code < 500 or response.status_code == 503, response.text
     if response.status_code >= 400:
@@ -120,9 +108,9 @@ def _check(response) -> None:  # type: ignore[no-untyped-def]
     encoding=st.sampled_from([None, "gzip", "identity", "br"]),
 )
 def test_events_route_never_fails_with_a_server_error(
-    fuzz: tuple[TestClient, str], body: bytes, encoding: str | None
+    app_client: tuple[TestClient, str], body: bytes, encoding: str | None
 ) -> None:
-    client, key = fuzz
+    client, key = app_client
     headers = {"X-App-Key": key}
     if encoding:
         headers["Content-Encoding"] = encoding
@@ -135,9 +123,9 @@ def test_events_route_never_fails_with_a_server_error(
     idempotency_key=st.one_of(st.none(), header_values),
 )
 def test_requests_route_never_fails_with_a_server_error(
-    fuzz: tuple[TestClient, str], body: bytes, idempotency_key: str | None
+    app_client: tuple[TestClient, str], body: bytes, idempotency_key: str | None
 ) -> None:
-    client, key = fuzz
+    client, key = app_client
     headers = {"X-App-Key": key}
     if idempotency_key is not None:
         headers["Idempotency-Key"] = idempotency_key
@@ -147,15 +135,15 @@ def test_requests_route_never_fails_with_a_server_error(
 @FUZZ
 @given(app_key=header_values, device_id=st.one_of(st.none(), st.text(max_size=200)))
 def test_config_route_never_fails_with_a_server_error(
-    fuzz: tuple[TestClient, str], app_key: str, device_id: str | None
+    app_client: tuple[TestClient, str], app_key: str, device_id: str | None
 ) -> None:
-    client, _key = fuzz
+    client, _key = app_client
     params = {} if device_id is None else {"device_id": device_id}
     _check(client.get("/v1/config", params=params, headers={"X-App-Key": app_key}))
 
 
-def test_openapi_lists_every_route_the_app_serves(fuzz: tuple[TestClient, str]) -> None:
-    client, _key = fuzz
+def test_openapi_lists_every_route_the_app_serves(app_client: tuple[TestClient, str]) -> None:
+    client, _key = app_client
     document = client.get("/openapi.json").json()
     served = {
         (route.path, method.lower())
