@@ -26,6 +26,8 @@ from pathlib import Path
 import psycopg
 import redis
 
+from storage.db import DatabaseUnavailableError, connect
+
 from .alerting import DEPLOY_DIR, routing_problems, rule_problems
 from .settings import Settings
 
@@ -44,11 +46,11 @@ def _database(settings: Settings) -> GateCheck:
 
     item = "1. DB connectivity + migration baseline"
     try:
-        with psycopg.connect(settings.database_url, connect_timeout=5) as conn:
+        with connect(settings.database_url) as conn:
             version = conn.info.server_version
             applied = applied_versions(conn)
-    except psycopg.Error as exc:
-        return GateCheck(item, False, f"cannot connect: {str(exc).strip()[:200]}")
+    except (DatabaseUnavailableError, psycopg.Error) as exc:
+        return GateCheck(item, False, f"Postgres: {str(exc).strip()[:200]}")
     if version < 150000:
         return GateCheck(item, False, f"Postgres {version // 10000} (15 or later needed)")
     migrations = load_migrations()
@@ -132,12 +134,12 @@ def _alerting(alertmanager_file: Path) -> GateCheck:
 def _rollback(settings: Settings) -> GateCheck:
     item = "5. rollback playbook run at least once"
     try:
-        with psycopg.connect(settings.database_url, connect_timeout=5) as conn:
+        with connect(settings.database_url) as conn:
             row = conn.execute(
                 "SELECT count(*), max(updated_at) FROM publish_operations "
                 "WHERE state = 'rolled_back'"
             ).fetchone()
-    except psycopg.Error as exc:
+    except (DatabaseUnavailableError, psycopg.Error) as exc:
         return GateCheck(item, False, f"cannot read publish_operations: {str(exc).strip()[:200]}")
     count, last = row if row else (0, None)
     if not count:

@@ -29,6 +29,8 @@ import redis
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from storage.db import DatabaseUnavailableError, connect
+
 from .rules.triggers import TRIGGERS, TriggerState, evaluate, histogram_quantile
 from .tables import render_table
 
@@ -188,12 +190,12 @@ def _p95_ms(buckets: dict[float, float]) -> float | None:
 
 def _db_active_backends(database_url: str) -> float | None:
     try:
-        with psycopg.connect(database_url, connect_timeout=3) as conn:
+        with connect(database_url, timeout_s=3) as conn:
             row = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
                 "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
             ).fetchone()
-    except psycopg.Error:
+    except (DatabaseUnavailableError, psycopg.Error):
         return None
     return float(row[0]) if row else None
 

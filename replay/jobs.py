@@ -26,6 +26,7 @@ import psycopg
 from mediation.rules.closure import RULE_VERSION
 from mediation.rules.replay import ReplayRequest, Selection
 from storage.cold import ColdStore
+from storage.db import connect
 
 from .digest import ResultDigest
 from .output import JsonlOutput, Output, ParquetOutput
@@ -155,7 +156,7 @@ def serve_jobs(
     ``once``: return when the queue is empty.
     """
     ran = 0
-    with psycopg.connect(database_url, autocommit=True) as conn:
+    with connect(database_url, autocommit=True) as conn:
         while True:
             job = claim(conn)
             if job is None:
