@@ -169,6 +169,8 @@ class PostgresWriter:
                 self._counters.batch_written(len(rows))
                 return
             except (psycopg.Error, DatabaseUnavailableError) as exc:
+                if self._forget_dropped_days(exc, rows):
+                    continue  # the next attempt creates their partitions again
                 if not _retryable(exc):
                     raise
                 self._counters.retried()
@@ -186,6 +188,28 @@ class PostgresWriter:
                     self._conn.close()
                 self._conn = None
                 self._sleep(delay)
+
+    def _forget_dropped_days(self, exc: Exception, rows: TableRows) -> bool:
+        """After a refusal for want of a partition: forget the batch's known days.
+
+        The writer creates a day's partitions once and remembers the day, but
+        ``mediation tier`` drops a day's partitions once it is old, while a
+        very late event can still arrive for it (the gateway accepts keys older
+        than the hot retention). Postgres then refuses the row ("no partition
+        of relation ... found for row", a check violation). True when days were
+        forgotten, so the next attempt makes sure of their partitions again; a
+        check violation on days not remembered is about the rows themselves.
+        """
+        if not isinstance(exc, psycopg.errors.CheckViolation):
+            return False
+        remembered = rows.days & self._known_days
+        self._known_days -= remembered
+        if remembered:
+            log.warning(
+                "no partition for day(s) %s any more (tiered?); creating them again",
+                ", ".join(sorted(day.isoformat() for day in remembered)),
+            )
+        return bool(remembered)
 
     def close(self) -> None:
         if self._conn is not None:
