@@ -6,23 +6,31 @@ in messages (broker high watermark minus the next offset read, see
 ``dataflows/lag.py``) and the event-time lag (how far the input watermark
 trails the wall clock), which is the seed's "MQ consumer lag" trigger.
 The port is ``MEDIATION_WORKER_METRICS_PORT`` plus the process index
-(``mediation worker`` sets it; 0 disables the endpoint).
+(``mediation worker`` sets it; 0 disables the endpoint). The same server
+answers ``/healthz`` (the process is alive and serving: 200
+``{"status": "ok"}``; it checks no dependency). A port already taken stops
+the worker at start (``MetricsPortInUseError``): otherwise another process
+would answer the scrapes in its name.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
     ProcessCollector,
-    start_http_server,
+    make_wsgi_app,
 )
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from mediation.clock import now_ms
@@ -33,9 +41,36 @@ from sinks.records import DeadLetterRecord, SinkItem
 from .closing import StateCounts
 from .watermark import PartitionKey
 
-__all__ = ["WorkerMetrics"]
+__all__ = ["MetricsPortInUseError", "WorkerMetrics"]
 
 log = logging.getLogger(__name__)
+
+_HEALTHY = b'{"status":"ok"}'
+
+
+class MetricsPortInUseError(RuntimeError):
+    """The worker's ``/metrics`` port is taken by another process."""
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # one line per scrape would drown the worker's log
+
+
+def _endpoints(metrics_app: Callable[..., Any]) -> Callable[..., Any]:
+    """``/metrics`` (Prometheus), ``/healthz`` (alive), 404 for anything else."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if path == "/metrics":
+            return metrics_app(environ, start_response)
+        if path == "/healthz":
+            start_response("200 OK", [("Content-Type", "application/json")])
+            return [_HEALTHY]
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found: the worker serves /metrics and /healthz\n"]
+
+    return app
 
 
 class _PartitionLag(Collector):
@@ -171,13 +206,22 @@ class WorkerMetrics:
         elif isinstance(item, DeadLetterRecord):
             self.dead_letters.labels(item.reason).inc()
 
-    def serve(self, port: int, host: str = "127.0.0.1") -> None:
-        """Serve ``/metrics``; a port in use is logged, never fatal to the dataflow."""
+    def serve(self, port: int, host: str = "127.0.0.1") -> ThreadingWSGIServer | None:
+        """Serve ``/metrics`` and ``/healthz`` in a thread; ``port`` 0: nothing.
+
+        Raises ``MetricsPortInUseError`` when the address cannot be bound.
+        """
         if port <= 0:
-            return
+            return None
+        app = _endpoints(make_wsgi_app(self.registry))
         try:
-            start_http_server(port, addr=host, registry=self.registry)
+            server = make_server(host, port, app, ThreadingWSGIServer, handler_class=_QuietHandler)
         except OSError as exc:
-            log.warning("worker metrics not served on %s:%d: %s", host, port, exc)
-            return
-        log.info("worker metrics on %s:%d/metrics", host, port)
+            raise MetricsPortInUseError(
+                f"worker metrics port {host}:{port} cannot be bound ({exc.strerror or exc}): "
+                "another process holds it; free it or choose another "
+                "--metrics-port (MEDIATION_WORKER_METRICS_PORT)"
+            ) from exc
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+        log.info("worker metrics on %s:%d/metrics (and /healthz)", host, port)
+        return server

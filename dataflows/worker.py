@@ -27,6 +27,11 @@ processes, ``-r`` recovery directory). Settings come from the environment
   by ``opportunity_key`` (``sinks/pipelined.py``).
 - ``MEDIATION_GC_INTERVAL_MS`` (default 60000): how often the cyclic
   garbage collector runs (``_tune_gc``; 0: Python's automatic collection).
+SIGTERM and SIGINT stop the process cleanly: the input ends, the current
+epoch completes, the writers flush, the recovery store takes its snapshot,
+one line is logged and the process exits 0 (``dataflows/stopping.py``).
+A busy metrics port stops it at start with one line.
+
 - ``MEDIATION_CRASH_AT`` (drills only, see ``dataflows/faults.py``): SIGKILL
   this process before or after its N-th Postgres batch.
 """
@@ -56,9 +61,10 @@ from .decode import kafka_error_letter
 from .faults import with_crash_drill
 from .inflight import DeliveryLedger
 from .lag import HighWatermarkPoller
-from .metrics import WorkerMetrics
+from .metrics import MetricsPortInUseError, WorkerMetrics
 from .pipeline import RawMessage, build_flow
 from .source import TrackedKafkaSource
+from .stopping import StopSignals
 from .watermark import InputWatermark
 
 __all__ = ["build_production_flow", "policy_from_env", "production_flow"]
@@ -95,6 +101,7 @@ def build_production_flow(
     process_index: int = 0,
     process_count: int = 1,
     sink_writers: int = 2,
+    stop: StopSignals | None = None,
 ) -> Dataflow:
     brokers = settings.kafka_bootstrap_servers.split(",")
     topics = settings.topics
@@ -125,6 +132,7 @@ def build_production_flow(
             # Consumer errors come out as items (dead letters), not exceptions.
             raise_on_errors=False,
             watermark=watermark,
+            stop=stop,
         )
         messages = op.input("kafka_in", flow, source)
         split = op.branch("kafka_split", messages, lambda m: isinstance(m, KafkaSourceMessage))
@@ -223,6 +231,12 @@ def production_flow() -> Dataflow:
     index = _env_ms("MEDIATION_WORKER_PROCESS_INDEX", 0)  # plain integers, like the others
     count = _env_ms("MEDIATION_WORKER_PROCESS_COUNT", 1)
     writers = max(1, _env_ms("MEDIATION_SINK_WRITERS", 2))
-    return build_production_flow(
-        settings, policy_from_env(), port, host, index, max(1, count), writers
-    )
+    stop = StopSignals()
+    stop.install()  # bytewax.run imports the flow in its main thread: handlers go there
+    try:
+        return build_production_flow(
+            settings, policy_from_env(), port, host, index, max(1, count), writers, stop
+        )
+    except MetricsPortInUseError as exc:
+        # One line, no traceback (bytewax.run would print one): exit status 1.
+        raise SystemExit(f"mediation worker: {exc}") from None

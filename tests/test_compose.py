@@ -280,3 +280,23 @@ def test_the_image_keeps_the_migrations_next_to_the_storage_package() -> None:
     assert destinations.get("storage") in ("./storage", f"{workdir}/storage")
     runs = " ".join(_dockerfile_instruction("RUN"))
     assert "pip install -e ." in runs, "an editable install keeps the packages next to sql/"
+
+
+def _seconds(duration: str) -> float:
+    """A compose duration (``30s``, ``1m30s``, ``500ms``) in seconds."""
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, f"bad duration {duration!r}"
+    scale = {"h": 3600, "m": 60, "s": 1, "ms": 0.001, "us": 0.000001}
+    return sum(float(number) * scale[unit] for number, unit in parts)
+
+
+def test_every_worker_gets_the_documented_stop_grace_period() -> None:
+    from dataflows.stopping import STOP_GRACE_S
+
+    for name in _workers():
+        grace = _services()[name].get("stop_grace_period")
+        assert grace is not None, f"{name}: no stop_grace_period (docker's default is 10 s)"
+        assert _seconds(str(grace)) == STOP_GRACE_S, (
+            f"{name}: stop_grace_period {grace} is not the worker's grace of {STOP_GRACE_S} s "
+            "(dataflows/stopping.py, docs/operations.md)"
+        )

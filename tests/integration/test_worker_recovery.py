@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
 import pytest
 from worker_inputs import WORKER_ENV, assert_stored_exactly, count_rows, dataset, produce
 
-from mediation.processes import ChildProcess, mediation_command
+from dataflows.stopping import STOP_GRACE_S
+from mediation.processes import ChildProcess, free_port, mediation_command
 from mediation.settings import Settings
 from storage.db import connect
 
@@ -93,3 +95,94 @@ def test_worker_killed_and_restarted_leaves_postgres_exactly_as_one_clean_run(
         finisher.stop(signal.SIGINT)
     assert crashes >= 1
     assert os.listdir(recovery)  # the recovery store was used
+
+
+# -- clean stops -------------------------------------------------------------
+
+SIGNALS = pytest.mark.parametrize(
+    "stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"]
+)
+
+
+def _served_worker(env: dict[str, str], recovery: Path, log: Path) -> tuple[ChildProcess, int]:
+    port = free_port()
+    argv = mediation_command("worker", "-r", str(recovery), "-s", "1", "--metrics-port", str(port))
+    worker = ChildProcess("worker", argv, env, log)
+    worker.wait_http(f"http://127.0.0.1:{port}/healthz")
+    return worker, port
+
+
+def _stop_lines(log: Path) -> list[str]:
+    return [line for line in log.read_text().splitlines() if "worker stopped on" in line]
+
+
+@SIGNALS
+def test_a_stop_signal_finishes_the_epoch_and_a_restart_loses_and_doubles_nothing(
+    settings: Settings, child_env: dict[str, str], stop_signal: signal.Signals
+) -> None:
+    env = {**child_env, **WORKER_ENV}
+    recovery = settings.data_dir / "recovery"
+    logs = settings.data_dir / "logs"
+    data = dataset(int(time.time() * 1000), OPPORTUNITIES, SPREAD_MS, seed=stop_signal)
+    produce(settings, data)
+
+    first, _port = _served_worker(env, recovery, logs / "worker-stopped.log")
+    with connect(settings.database_url, autocommit=True) as conn:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and count_rows(conn, "archive_records") == 0:
+            assert first.alive(), first.tail()
+            time.sleep(0.2)
+        returncode = first.stop(stop_signal, timeout_s=STOP_GRACE_S)
+        at_stop = count_rows(conn, "archive_records")
+    log_text = (logs / "worker-stopped.log").read_text()
+    assert returncode == 0, log_text[-3000:]
+    assert len(_stop_lines(logs / "worker-stopped.log")) == 1, log_text[-3000:]
+    assert stop_signal.name in _stop_lines(logs / "worker-stopped.log")[0]
+    assert "panic" not in log_text and "Traceback" not in log_text, log_text[-3000:]
+    assert 0 < at_stop < OPPORTUNITIES  # the restart has work left
+
+    second, _port = _served_worker(env, recovery, logs / "worker-final.log")
+    try:
+        with connect(settings.database_url, autocommit=True) as conn:
+            deadline = time.monotonic() + 90
+            while (
+                time.monotonic() < deadline and count_rows(conn, "archive_records") < OPPORTUNITIES
+            ):
+                assert second.alive(), second.tail()
+                time.sleep(0.5)
+            time.sleep(2)  # anything still to come (a double) would land by now
+            assert_stored_exactly(conn, data)
+    finally:
+        assert second.stop(signal.SIGTERM, timeout_s=STOP_GRACE_S) == 0, second.tail()
+
+
+@SIGNALS
+def test_an_idle_worker_stops_on_a_signal(
+    settings: Settings, child_env: dict[str, str], stop_signal: signal.Signals
+) -> None:
+    log = settings.data_dir / "logs" / "worker-idle.log"
+    worker, _port = _served_worker({**child_env, **WORKER_ENV}, settings.data_dir / "r", log)
+    time.sleep(1)  # a moment of nothing to read
+    assert worker.stop(stop_signal, timeout_s=STOP_GRACE_S) == 0, worker.tail()
+    assert len(_stop_lines(log)) == 1, worker.tail()
+
+
+def test_a_busy_metrics_port_stops_the_worker_at_start_with_one_line(
+    settings: Settings, child_env: dict[str, str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = mediation_command("worker", "--metrics-port", str(port))
+        log = settings.data_dir / "worker-busy-port.log"
+        worker = ChildProcess("worker", argv, child_env, log)
+        try:
+            returncode = worker.proc.wait(60)
+        finally:
+            worker.stop(signal.SIGKILL)
+    output = [line for line in log.read_text().splitlines() if line.strip()]
+    assert returncode == 1, output
+    assert len([line for line in output if str(port) in line]) == 1, output
+    assert output[-1].startswith("mediation worker: worker metrics port"), output
+    assert "Traceback" not in log.read_text()
