@@ -21,7 +21,6 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -44,11 +43,11 @@ from storage.db import connect
 from .admin import admin_route, refresh_catalog_quietly
 from .context import GatewayContext
 from .http import (
-    BodyTooLargeError,
     contains_nul,
+    decimal_int,
     error_response,
     json_response,
-    read_body,
+    read_json_body,
     small_json_object,
 )
 
@@ -87,10 +86,6 @@ async def _in_thread(ctx: GatewayContext, work: Callable[[Any], T]) -> T:
     return await asyncio.to_thread(run)
 
 
-async def _json_body(request: Request) -> Any:
-    return orjson.loads(await read_body(request, _MAX_CONFIG_BYTES))
-
-
 def _operation_json(operation: PublishOperation) -> dict[str, Any]:
     return {
         "id": operation.id,
@@ -108,8 +103,7 @@ def _operation_json(operation: PublishOperation) -> dict[str, Any]:
 
 
 def _int_param(request: Request, name: str) -> int | None:
-    text = request.path_params[name]
-    return int(text) if text.isdigit() and len(text) < 12 else None
+    return decimal_int(request.path_params[name], 11)
 
 
 def _refused(exc: PublishError) -> Response:
@@ -119,12 +113,9 @@ def _refused(exc: PublishError) -> Response:
 @admin_route
 async def create_config(request: Request, ctx: GatewayContext) -> Response:
     app_id = request.path_params["app_id"]
-    try:
-        body = await _json_body(request)
-    except BodyTooLargeError:
-        return error_response(413, "body_too_large", "a config is at most 1 MiB")
-    except orjson.JSONDecodeError as exc:
-        return error_response(400, "invalid_json", f"body is not JSON: {exc}")
+    body, _raw, problem = await read_json_body(request, _MAX_CONFIG_BYTES)
+    if problem is not None:
+        return problem
     if not isinstance(body, dict):
         return error_response(422, "invalid_config", "a config is a JSON object")
     if contains_nul(body):
@@ -179,8 +170,10 @@ async def get_config_version(request: Request, ctx: GatewayContext) -> Response:
 @admin_route
 async def start_publish_operation(request: Request, ctx: GatewayContext) -> Response:
     app_id = request.path_params["app_id"]
+    body, _raw, problem = await read_json_body(request, _MAX_CONFIG_BYTES)
+    if problem is not None:
+        return problem
     try:
-        body = await _json_body(request)
         if not isinstance(body, dict):
             raise PlanError("body: must be an object with version, plan, thresholds")
         version = body.get("version")
@@ -188,10 +181,6 @@ async def start_publish_operation(request: Request, ctx: GatewayContext) -> Resp
             raise PlanError("version: must be an integer")
         plan = parse_plan(body["plan"]) if "plan" in body else DEFAULT_PLAN
         thresholds = HealthThresholds.from_dict(body.get("thresholds"))
-    except BodyTooLargeError:
-        return error_response(413, "body_too_large", "at most 1 MiB")
-    except orjson.JSONDecodeError as exc:
-        return error_response(400, "invalid_json", f"body is not JSON: {exc}")
     except PlanError as exc:
         return error_response(422, "invalid_publish_request", str(exc))
     try:

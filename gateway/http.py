@@ -11,8 +11,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 __all__ = [
+    "BodyError",
     "BodyTooLargeError",
+    "InvalidGzipError",
+    "UnsupportedEncodingError",
+    "body_error_response",
     "contains_nul",
+    "decimal_int",
     "error_response",
     "json_response",
     "read_body",
@@ -21,14 +26,40 @@ __all__ = [
 ]
 
 
-class BodyTooLargeError(ValueError):
+class BodyError(ValueError):
+    """A body that cannot be read as sent: each kind has its status and error code.
+
+    Every route that reads a body answers these through ``body_error_response``,
+    so a new kind of unreadable body is a 4xx everywhere at once.
+    """
+
+    status_code = 400
+    code = "invalid_body"
+
+    def details(self) -> dict[str, Any]:
+        return {}
+
+
+class BodyTooLargeError(BodyError):
+    status_code = 413
+    code = "body_too_large"
+
     def __init__(self, limit_bytes: int):
         super().__init__(f"request body exceeds {limit_bytes} bytes")
         self.limit_bytes = limit_bytes
 
+    def details(self) -> dict[str, Any]:
+        return {"limit_bytes": self.limit_bytes}
 
-class _NotJsonError(ValueError):
-    pass
+
+class UnsupportedEncodingError(BodyError):
+    status_code = 415
+    code = "unsupported_encoding"
+
+
+class InvalidGzipError(BodyError):
+    status_code = 400
+    code = "invalid_gzip"
 
 
 def json_response(
@@ -53,10 +84,6 @@ def error_response(
     return json_response(body, status_code, headers)
 
 
-class UnsupportedEncodingError(ValueError):
-    pass
-
-
 async def read_body(request: Request, limit_bytes: int) -> bytes:
     """Read the body, refusing as soon as it passes ``limit_bytes``.
 
@@ -68,8 +95,8 @@ async def read_body(request: Request, limit_bytes: int) -> bytes:
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("identity", "gzip"):
         raise UnsupportedEncodingError(f"Content-Encoding {encoding!r} is not supported; use gzip")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit_bytes:
+    declared = decimal_int(request.headers.get("content-length", ""), 20)
+    if declared is not None and declared > limit_bytes:
         raise BodyTooLargeError(limit_bytes)
     inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS) if encoding == "gzip" else None
     chunks = []
@@ -98,24 +125,28 @@ async def read_body(request: Request, limit_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-class InvalidGzipError(ValueError):
-    pass
+def body_error_response(exc: BodyError) -> Response:
+    """The answer to a body ``read_body`` refused."""
+    return error_response(exc.status_code, exc.code, str(exc), exc.details())
+
+
+def decimal_int(text: str, max_digits: int) -> int | None:
+    """``text`` as a non-negative integer if it is 1..``max_digits`` ASCII digits, else None.
+
+    ``str.isdigit`` alone is not enough: it accepts digits ``int`` refuses
+    (superscripts such as "\u00b2") and digits of other scripts.
+    """
+    if 0 < len(text) <= max_digits and text.isascii() and text.isdigit():
+        return int(text)
+    return None
 
 
 async def read_json_body(request: Request, limit_bytes: int) -> tuple[Any, bytes, Response | None]:
     """Return ``(document, raw bytes, None)`` or ``(None, b"", error response)``."""
     try:
         raw = await read_body(request, limit_bytes)
-    except BodyTooLargeError as exc:
-        return (
-            None,
-            b"",
-            error_response(413, "body_too_large", str(exc), {"limit_bytes": exc.limit_bytes}),
-        )
-    except UnsupportedEncodingError as exc:
-        return None, b"", error_response(415, "unsupported_encoding", str(exc))
-    except InvalidGzipError as exc:
-        return None, b"", error_response(400, "invalid_gzip", str(exc))
+    except BodyError as exc:
+        return None, b"", body_error_response(exc)
     try:
         return orjson.loads(raw), raw, None
     except orjson.JSONDecodeError as exc:
@@ -126,8 +157,11 @@ async def small_json_object(request: Request) -> dict[str, Any] | Response:
     """A small JSON object body (an empty body reads as ``{}``), or the error to answer."""
     try:
         raw = await read_body(request, 64 * 1024)
+    except BodyError as exc:
+        return body_error_response(exc)
+    try:
         body = orjson.loads(raw) if raw else {}
-    except (orjson.JSONDecodeError, BodyTooLargeError):
+    except orjson.JSONDecodeError:
         body = None
     if not isinstance(body, dict):
         return error_response(400, "invalid_json", "body must be a small JSON object")

@@ -37,7 +37,7 @@ from storage.tiering import TieringError
 
 from .admin import admin_route
 from .context import GatewayContext
-from .http import error_response, json_response, small_json_object
+from .http import decimal_int, error_response, json_response, small_json_object
 
 __all__ = ["INLINE_MAX", "MAX_OPEN_JOBS", "get_replay", "post_replay"]
 
@@ -128,12 +128,13 @@ async def post_replay(request: Request, ctx: GatewayContext) -> Response:
 @admin_route
 async def get_replay(request: Request, ctx: GatewayContext) -> Response:
     text = request.path_params["replay_id"]
-    if not text.isdigit() or len(text) > 18:
+    replay_id = decimal_int(text, 18)
+    if replay_id is None:
         return error_response(404, "unknown_replay", "no such replay")
 
     def read() -> dict[str, Any] | None:
         with connect(ctx.settings.database_url, autocommit=True) as conn:
-            return job_state(conn, int(text))
+            return job_state(conn, replay_id)
 
     state = await asyncio.to_thread(read)
     if state is None:

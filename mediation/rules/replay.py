@@ -55,6 +55,9 @@ MAX_KEYS_PER_CHUNK = 1_000
 CHUNK_ROWS = 10_000
 _EPOCH_DAY = dt.date(1970, 1, 1)
 _MS_PER_DAY = 86_400_000
+# A range ends by the last day a date can name (9999-12-31), before the
+# last ULID time (year 10889): its days are partitions, so each must exist.
+_END_OF_DATES_MS = ((dt.date.max - _EPOCH_DAY).days + 1) * _MS_PER_DAY
 _NO_RANDOMNESS = bytes(10)
 
 
@@ -92,9 +95,10 @@ class Selection:
         app_id: str | None = None,
         placement_id: str | None = None,
     ) -> Selection:
-        if not 0 <= start_ms < end_ms < 1 << 48:
+        if not 0 <= start_ms < end_ms <= _END_OF_DATES_MS:
             raise ReplayRequestError(
-                f"the range must have from < to, both in epoch ms, got {start_ms} .. {end_ms}"
+                f"the range must have from < to, both in epoch ms up to {_END_OF_DATES_MS} "
+                f"(the end of 9999), got {start_ms} .. {end_ms}"
             )
         return cls((), start_ms, end_ms, app_id or None, placement_id or None)
 
@@ -222,7 +226,7 @@ def instant_ms(value: object, name: str) -> int:
         return value
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
+        if text.isascii() and text.isdigit():  # isdigit alone accepts "\u00b2", which int refuses
             return int(text)
         try:
             moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
