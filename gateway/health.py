@@ -1,4 +1,11 @@
-"""``/healthz`` (alive), ``/readyz`` (dependencies reachable), ``/metrics``."""
+"""``/healthz`` (alive), ``/readyz`` (what the gateway can serve now), ``/metrics``.
+
+``/readyz`` answers 200 while the SDK routes can be served: ``ready`` with
+every dependency up, ``degraded`` (with the reason per dependency) when
+only optional ones are down. It answers 503 ``not_ready`` when a required
+one is down, so that a load balancer takes out only the gateways that
+cannot serve.
+"""
 
 from __future__ import annotations
 
@@ -39,15 +46,30 @@ async def _check_kafka(request: Request) -> bool:
     return await asyncio.to_thread(context_of(request).producer.ready, 2.0)
 
 
+# What each dependency's absence costs. Redis only speeds up and
+# coordinates the request path (docs/operations.md, "The sync path"): the
+# SDK routes still serve without it, so a gateway stays in rotation.
+_OPTIONAL = {
+    "redis": "Redis is unreachable: the SDK routes still serve; idempotency keys, "
+    "fleet-wide rate limits and breaker state work degraded until it is back",
+}
+_REQUIRED = {
+    "postgres": "Postgres is unreachable: admin and replay routes fail and write keys "
+    "and configs are not refreshed",
+    "kafka": "the broker is unreachable: no sync request or event batch can be confirmed",
+}
+
+
 async def readyz(request: Request) -> Response:
     postgres, redis_ok, kafka = await asyncio.gather(
         _check_postgres(request), _check_redis(request), _check_kafka(request)
     )
     checks = {"postgres": postgres, "redis": redis_ok, "kafka": kafka}
-    ready = all(checks.values())
-    return json_response(
-        {"status": "ready" if ready else "not_ready", "checks": checks}, 200 if ready else 503
-    )
+    failing = {name: why for name, why in _REQUIRED.items() if not checks[name]}
+    degraded = {name: why for name, why in _OPTIONAL.items() if not checks[name]}
+    status = "not_ready" if failing else "degraded" if degraded else "ready"
+    body = {"status": status, "checks": checks, "degraded": degraded, "failing": failing}
+    return json_response(body, 503 if failing else 200)
 
 
 async def metrics(request: Request) -> Response:

@@ -43,8 +43,11 @@ def openapi_document(roles: frozenset[str]) -> dict[str, Any]:
         },
         "/readyz": {
             "get": {
-                "summary": "Postgres, Redis and Kafka reachable",
-                "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
+                "summary": "Whether the SDK routes can be served (Redis is optional)",
+                "responses": {
+                    "200": {"description": "ready, or degraded (Redis down; degraded says why)"},
+                    "503": {"description": "not ready; failing says which and why"},
+                },
             }
         },
         "/metrics": {
