@@ -106,14 +106,18 @@ def inputs_from_rows(
 ) -> dict[str, StoredInputs]:
     """Each opportunity (with its delivery) and its events, late ones apart, from rows of any tier.
 
-    An opportunity without its delivery row is left out, as the join in
+    Events join their opportunity on (opportunity_key, app_id): an event of
+    another app stored under the key (an orphan of its own app, written
+    before the opportunity's archive) is never one of its inputs. An
+    opportunity without its delivery row is left out, as the join in
     Postgres would.
     """
     delivery_of = {row["opportunity_key"]: row for row in deliveries}
-    on_time: dict[str, list[Event]] = defaultdict(list)
-    late: dict[str, list[Event]] = defaultdict(list)
+    on_time: dict[tuple[str, str], list[Event]] = defaultdict(list)
+    late: dict[tuple[str, str], list[Event]] = defaultdict(list)
     for row in events:
-        (late if row["late"] else on_time)[row["opportunity_key"]].append(event_of(row))
+        owner = (row["opportunity_key"], row["app_id"])
+        (late if row["late"] else on_time)[owner].append(event_of(row))
     inputs = {}
     for row in opportunities:
         key = row["opportunity_key"]
@@ -121,8 +125,9 @@ def inputs_from_rows(
         if delivery is None:
             continue
         joined = {**row, **{column: delivery[column] for column in DELIVERY_COLUMNS}}
+        owner = (key, row["app_id"])
         inputs[key] = StoredInputs(
-            opportunity_of(joined), tuple(on_time.get(key, ())), tuple(late.get(key, ()))
+            opportunity_of(joined), tuple(on_time.get(owner, ())), tuple(late.get(owner, ()))
         )
     return inputs
 

@@ -26,12 +26,22 @@ from psycopg.types.json import Jsonb
 
 from mediation.rules.amendment import archive_changes
 from mediation.rules.closure import EXCLUDED_UNKNOWN_OPPORTUNITY, close_opportunity
+from mediation.rules.model import DeadLetter, Event, event_as_dict
+from mediation.rules.state import OPPORTUNITY_APP_MISMATCH
 from replay.hot import load_archives, load_inputs
 from storage.db import DatabaseUnavailableError, connect
 from storage.partitions import ensure_partitions
 
-from .records import SinkItem, unwritable
-from .rows import COLUMNS, TableRows, event_conflict_row, json_value, rows_for
+from .records import SinkItem, dead_letter_from_rules, unwritable
+from .rows import (
+    COLUMNS,
+    EventRowKey,
+    TableRows,
+    dead_letter_row,
+    event_conflict_row,
+    json_value,
+    rows_for,
+)
 
 __all__ = ["PostgresWriter", "WriteCounters"]
 
@@ -78,7 +88,7 @@ _STAGE_SQL = {table: _stage_sql(table, columns) for table, columns in COLUMNS.it
 _STORED_EVENTS = """
 SELECT to_char(day, 'YYYY-MM-DD'), event_id, app_id, opportunity_key, type,
        to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS') || '+00',
-       source_id, revenue_micros, currency, attrs
+       source_id, revenue_micros, currency, attrs, late
 FROM event_records WHERE day = ANY(%s::date[]) AND event_id = ANY(%s) AND app_id = ANY(%s)
 """
 _LATE = COLUMNS["event_records"].index("late")
@@ -137,7 +147,7 @@ class PostgresWriter:
             for table in _TABLE_ORDER:
                 table_rows = rows.by_table[table]
                 if table == "event_records" and table_rows:
-                    conflicts, late = _insert_events(cur, table_rows)
+                    conflicts, late = _insert_events(cur, table_rows, rows.orphans)
                     continue
                 if table == "dead_letters":
                     table_rows = table_rows + conflicts
@@ -252,20 +262,23 @@ def _insert(
 
 
 def _insert_events(
-    cur: psycopg.Cursor[tuple[object, ...]], rows: list[tuple[object, ...]]
+    cur: psycopg.Cursor[tuple[object, ...]],
+    rows: list[tuple[object, ...]],
+    orphans: dict[EventRowKey, Event],
 ) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
-    """Insert events; return dead-letter rows for ids already stored with other
-    content, and the late events (for the amendment ledger).
+    """Insert events; return dead-letter rows (ids already stored with other
+    content, orphans of another app's archived opportunity) and the new late
+    events (for the amendment ledger).
 
     ``event_id`` is unique per app, so a stored row with the same key and the
-    same content is this event again (a replayed batch: absorbed), while
-    other content means the id was reused: that copy must not vanish silently.
+    same content is this event again (a replayed batch, or a resend after the
+    worker forgot the opportunity: absorbed), while other content means the
+    id was reused: that copy must not vanish silently.
     """
-    rows = _late_not_orphaned(cur, rows)
+    rows, letters = _settle_orphans(cur, rows, orphans)
     # The same key twice in one batch: compare with the first one here, since
     # the database sees only one of them.
     first_by_key: dict[tuple[object, ...], tuple[object, ...]] = {}
-    letters = []
     for row in rows:
         key = (row[0], row[1], row[2])
         first = first_by_key.setdefault(key, row)
@@ -275,17 +288,17 @@ def _insert_events(
     late = [row for row in unique if row[_LATE]]
     if _insert(cur, "event_records", unique) == len(unique):
         return letters, late  # the usual case: every event was new
-    # Some were stored already (a batch written again after a restart, or an
-    # event id reused): compare every one with what is stored now. Rows this
-    # batch inserted match themselves; amendments of late events stored
-    # before are absorbed by the ledger's key.
-    stored = {
-        (row[0], row[1], row[2]): row[3:]
-        for row in cur.execute(
-            _STORED_EVENTS,
-            ([r[0] for r in unique], [r[1] for r in unique], [r[2] for r in unique]),
-        ).fetchall()
-    }
+    # Some were stored already (a batch written again after a restart, a
+    # resend, or an event id reused): compare every one with what is stored
+    # now. Rows this batch inserted match themselves; amendments of late
+    # events stored before are absorbed by the ledger's key.
+    found = cur.execute(
+        _STORED_EVENTS, ([r[0] for r in unique], [r[1] for r in unique], [r[2] for r in unique])
+    ).fetchall()
+    stored = {(row[0], row[1], row[2]): row[3:-1] for row in found}
+    # A late copy of an event stored on time (resent after the worker forgot
+    # its opportunity) is not a new late event: the ledger is for those only.
+    stored_late = {(row[0], row[1], row[2]) for row in found if row[-1]}
     conflicting = set()
     for row in unique:
         key = (row[0], row[1], row[2])
@@ -296,7 +309,11 @@ def _insert_events(
         letters.append(event_conflict_row(row, kept))
     if conflicting:
         log.warning("%d event id(s) reused with other content; dead-lettered", len(conflicting))
-        late = [row for row in late if (row[0], row[1], row[2]) not in conflicting]
+    late = [
+        row
+        for row in late
+        if (row[0], row[1], row[2]) in stored_late and (row[0], row[1], row[2]) not in conflicting
+    ]
     return letters, late
 
 
@@ -326,33 +343,58 @@ def _record_amendments(
         cur.executemany(_INSERT_AMENDMENT, amendments)
 
 
-def _late_not_orphaned(
-    cur: psycopg.Cursor[tuple[object, ...]], rows: list[tuple[object, ...]]
-) -> list[tuple[object, ...]]:
-    """Orphans whose opportunity *was* archived are late events, not orphans.
+def _settle_orphans(
+    cur: psycopg.Cursor[tuple[object, ...]],
+    rows: list[tuple[object, ...]],
+    orphans: dict[EventRowKey, Event],
+) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    """Orphans whose opportunity *was* archived: late events of its app, dead letters of others.
 
     The worker forgets a closed opportunity after its tombstone TTL; an event
     arriving later looks like an orphan to it, but the database knows better.
+    Ownership holds then too: an event of another app than the archived
+    opportunity's is refused as ``opportunity_app_mismatch``, as the worker
+    refuses it while it remembers the opportunity (the same dead letter id).
+    Returns the event rows to insert and the dead-letter rows.
     """
-    orphans = [row for row in rows if row[13] == EXCLUDED_UNKNOWN_OPPORTUNITY]
-    if not orphans:
-        return rows
-    archived = {
-        key
-        for (key,) in cur.execute(
-            "SELECT opportunity_key FROM archive_records "
+    keys = {row[3] for row in rows if row[13] == EXCLUDED_UNKNOWN_OPPORTUNITY}
+    if not keys:
+        return rows, []
+    owner_of = {
+        key: app_id
+        for key, app_id in cur.execute(
+            "SELECT opportunity_key, app_id FROM archive_records "
             "WHERE day = ANY(%s::date[]) AND opportunity_key = ANY(%s)",
-            (list({r[0] for r in orphans}), list({r[3] for r in orphans})),
+            (list({row[0] for row in rows if row[3] in keys}), list(keys)),
         ).fetchall()
     }
-    if not archived:
-        return rows
-    return [
-        (*row[:12], True, None)
-        if row[13] == EXCLUDED_UNKNOWN_OPPORTUNITY and row[3] in archived
-        else row
-        for row in rows
-    ]
+    if not owner_of:
+        return rows, []
+    kept: list[tuple[object, ...]] = []
+    letters: list[tuple[object, ...]] = []
+    for row in rows:
+        owner = owner_of.get(row[3]) if row[13] == EXCLUDED_UNKNOWN_OPPORTUNITY else None
+        if owner is None:
+            kept.append(row)
+        elif owner == row[2]:
+            kept.append((*row[:12], True, None))
+        else:
+            letters.append(_app_mismatch_row(orphans[(row[0], row[1], row[2])], str(owner)))
+    if letters:
+        log.warning(
+            "%d event(s) of another app than their opportunity's; dead-lettered", len(letters)
+        )
+    return kept, letters
+
+
+def _app_mismatch_row(event: Event, owner: str) -> tuple[object, ...]:
+    letter = DeadLetter(
+        reason=OPPORTUNITY_APP_MISMATCH,
+        detail=f"event app {event.app_id!r} does not own opportunity of app {owner!r}",
+        opportunity_key=event.opportunity_key,
+        payload=event_as_dict(event),
+    )
+    return dead_letter_row(dead_letter_from_rules(letter, event.received_at_ms))
 
 
 def _content(row: tuple[object, ...]) -> tuple[object, ...]:

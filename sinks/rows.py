@@ -19,6 +19,7 @@ import orjson
 from mediation.clock import datetime_of_ms
 from mediation.rules.model import (
     ClosedOpportunity,
+    Event,
     LateEvent,
     Opportunity,
     OrphanEvents,
@@ -30,7 +31,9 @@ from .records import DeadLetterRecord, SinkItem
 
 __all__ = [
     "COLUMNS",
+    "EventRowKey",
     "TableRows",
+    "dead_letter_row",
     "event_conflict_row",
     "json_value",
     "rows_for",
@@ -167,12 +170,18 @@ def _day_text(day: dt.date) -> str:
     return text
 
 
+EventRowKey = tuple[object, object, object]  # (day, event_id, app_id): event_records' key
+
+
 @dataclass
 class TableRows:
     by_table: dict[str, list[tuple[object, ...]]] = field(
         default_factory=lambda: {table: [] for table in COLUMNS}
     )
     days: set[dt.date] = field(default_factory=set)  # the day partitions the rows go to
+    # The event of each orphan row: the sink settles orphans against the
+    # archive (late, or another app's: a dead letter made from the event).
+    orphans: dict[EventRowKey, Event] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return sum(len(rows) for rows in self.by_table.values())
@@ -274,27 +283,32 @@ def rows_for(items: Iterable[SinkItem]) -> TableRows:
             rows.by_table["event_records"].append(_event_row(item.stored, day))
         elif isinstance(item, OrphanEvents):
             day = _key_day(item.opportunity_key, rows)
-            rows.by_table["event_records"].extend(_event_row(s, day) for s in item.events)
+            for stored in item.events:
+                rows.by_table["event_records"].append(_event_row(stored, day))
+                rows.orphans[(day, stored.event.event_id, stored.event.app_id)] = stored.event
         elif isinstance(item, DeadLetterRecord):
             rows.days.add(item.day)
-            rows.by_table["dead_letters"].append(
-                (
-                    # text columns cannot hold NUL; the original bytes stay in payload
-                    item.day,
-                    item.id,
-                    item.reason,
-                    item.detail.replace("\x00", ""),
-                    item.app_id,
-                    item.opportunity_key,
-                    item.source_topic,
-                    item.source_partition,
-                    item.source_offset,
-                    item.payload,
-                )
-            )
+            rows.by_table["dead_letters"].append(dead_letter_row(item))
         else:  # a programming error, not bad input: fail loudly
             raise TypeError(f"unexpected sink item {type(item).__name__}")
     return rows
+
+
+def dead_letter_row(item: DeadLetterRecord) -> tuple[object, ...]:
+    """A ``dead_letters`` row."""
+    return (
+        # text columns cannot hold NUL; the original bytes stay in payload
+        item.day,
+        item.id,
+        item.reason,
+        item.detail.replace("\x00", ""),
+        item.app_id,
+        item.opportunity_key,
+        item.source_topic,
+        item.source_partition,
+        item.source_offset,
+        item.payload,
+    )
 
 
 def event_conflict_row(row: tuple[object, ...], stored: tuple[object, ...]) -> tuple[object, ...]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
+import orjson
 import psycopg
 import pytest
 from builders import T0, opportunity
@@ -14,6 +16,7 @@ from mediation.rules.model import (
     LateEvent,
     OrphanEvents,
     StoredEvent,
+    event_as_dict,
 )
 from mediation.rules.ulid import encode_ulid
 from sinks.postgres import PostgresWriter, WriteCounters, _retryable
@@ -197,3 +200,58 @@ def test_committed_batches_and_rows_are_reported(database_url: str) -> None:
     writer.write([closed])
     writer.close()
     assert written == [4]  # opportunity, delivery, event, archive: one transaction
+
+
+def test_another_apps_event_after_the_tombstone_expired_is_a_dead_letter_not_a_late_event(
+    database_url: str,
+) -> None:
+    # The worker forgot the closed opportunity; app "intruder" sends an
+    # impression for app "app"'s key. It must not join the opportunity.
+    key = encode_ulid(T0, os.urandom(10))
+    impression = _event(key, "e1", "impression", revenue_micros=1_500, currency="USD")
+    closed = close_opportunity(opportunity(key), [impression])
+    foreign = dataclasses.replace(
+        _event(key, "x1", "impression", revenue_micros=1_255, currency="USD"), app_id="intruder"
+    )
+    straggler = StoredEvent(foreign, excluded_reason="unknown_opportunity")
+    writer = PostgresWriter(database_url)
+    writer.write([closed])
+    writer.write([OrphanEvents(key, (straggler,))])
+    writer.write([OrphanEvents(key, (straggler,))])  # a resend lands the same letter once
+    writer.close()
+    with connect(database_url) as conn:
+        stored = conn.execute("SELECT app_id, event_id FROM event_records").fetchall()
+        letters = conn.execute(
+            "SELECT reason, app_id, opportunity_key, payload FROM dead_letters"
+        ).fetchall()
+        ledger = conn.execute("SELECT count(*) FROM amendment_records").fetchone()
+    assert stored == [("app", "e1")]
+    assert [letter[:3] for letter in letters] == [("opportunity_app_mismatch", "intruder", key)]
+    assert orjson.loads(letters[0][3]) == event_as_dict(foreign)
+    assert ledger == (0,)
+
+
+def test_a_resend_after_the_tombstone_expired_writes_no_amendment(database_url: str) -> None:
+    # The events were counted on time; the same copies come back as orphans
+    # (a later sent_at, so a later server_ts) once the worker forgot them.
+    key = encode_ulid(T0, os.urandom(10))
+    on_time = [_event(key, f"e{n}") for n in range(3)]
+    closed = close_opportunity(opportunity(key), on_time)
+    resent = tuple(
+        StoredEvent(
+            dataclasses.replace(e, server_ts_ms=e.server_ts_ms + 5, received_at_ms=T0 + 9_000),
+            excluded_reason="unknown_opportunity",
+        )
+        for e in on_time
+    )
+    writer = PostgresWriter(database_url)
+    writer.write([closed])
+    writer.write([OrphanEvents(key, resent)])
+    writer.close()
+    with connect(database_url) as conn:
+        ledger = conn.execute("SELECT event_id, changes FROM amendment_records").fetchall()
+        stored = conn.execute("SELECT count(*) FROM event_records WHERE NOT late").fetchone()
+        letters = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
+    assert ledger == []
+    assert stored == (3,)
+    assert letters == (0,)
