@@ -89,7 +89,9 @@ class StateCounts:
     """How much state this process holds: open opportunities, tombstones, events.
 
     Updated on every state change (Bytewax workers of one process are
-    threads, hence the lock); read by the worker's ``/metrics``.
+    threads, hence the lock); read by the worker's ``/metrics``, and by the
+    buckets for the per-app bound on keys held without their opportunity
+    (``orphan_keys``: app -> keys; ``Policy.max_orphan_keys_per_app``).
     """
 
     def __init__(self) -> None:
@@ -97,6 +99,7 @@ class StateCounts:
         self.open = 0
         self.tombstones = 0
         self.open_events = 0
+        self.orphan_keys: dict[str, int] = {}
 
     def change(
         self, before: rules.OpportunityState | None, after: rules.OpportunityState | None
@@ -111,6 +114,13 @@ class StateCounts:
         if isinstance(state, rules.Open):
             self.open += sign
             self.open_events += sign * len(state.events)
+            holder = rules.orphan_holder(state)
+            if holder is not None:
+                held = self.orphan_keys.get(holder, 0) + sign
+                if held:
+                    self.orphan_keys[holder] = held
+                else:
+                    del self.orphan_keys[holder]  # apps come and go: keep only the holding
         elif isinstance(state, rules.Archived):
             self.tombstones += sign
 
@@ -133,7 +143,8 @@ class ClosingBucket(StatefulBatchLogic[Opportunity | Event | Marker, Output, Buc
         self._wall_ms = wall_ms  # what Bytewax's notification timer runs on
         self._event_time_pace = event_time_pace  # event ms per wall ms, lately
         self._drain_on_eof = drain_on_eof
-        self._counts = counts
+        # Always counted: the per-app bound on held orphan keys needs it.
+        self._counts = counts if counts is not None else StateCounts()
         self._states: BucketState = {}
         # (due_ms, key) per state with a due time; an entry whose due time is
         # no longer its key's (``_due_of``) is stale and skipped when popped.
@@ -147,8 +158,7 @@ class ClosingBucket(StatefulBatchLogic[Opportunity | Event | Marker, Output, Buc
     ) -> None:
         if after is before:
             return
-        if self._counts is not None:
-            self._counts.change(before, after)
+        self._counts.change(before, after)
         if after is None:
             del self._states[key]
             self._due_of.pop(key, None)
@@ -171,6 +181,7 @@ class ClosingBucket(StatefulBatchLogic[Opportunity | Event | Marker, Output, Buc
         now = self._clock_ms()
         policy = self._policy
         states = self._states
+        orphan_keys = self._counts.orphan_keys
         outputs: list[Output] = []
         for value in values:
             if isinstance(value, Marker):
@@ -182,6 +193,9 @@ class ClosingBucket(StatefulBatchLogic[Opportunity | Event | Marker, Output, Buc
             before = states.get(key)
             if isinstance(value, Opportunity):
                 after, produced = rules.on_opportunity(before, value, now, policy)
+            elif before is None:  # a new key: held unless its app holds too many
+                held = orphan_keys.get(value.app_id, 0)
+                after, produced = rules.on_event(before, value, now, policy, held)
             else:
                 after, produced = rules.on_event(before, value, now, policy)
             self._store(key, before, after)
@@ -260,6 +274,9 @@ def closing_builder(
     counts: StateCounts | None = None,
     ledger: DeliveryLedger | None = None,
 ) -> Callable[[BucketState | None], ClosingBucket]:
+    # One count for every bucket of this process (the held-orphan bound is per process).
+    counts = counts if counts is not None else StateCounts()
+
     def build(resume: BucketState | None) -> ClosingBucket:
         return ClosingBucket(
             resume,

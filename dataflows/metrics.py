@@ -99,6 +99,24 @@ class _PartitionLag(Collector):
         yield family
 
 
+class _HeldOrphans(Collector):
+    """``mediation_worker_held_orphan_keys{app_id}`` at scrape time."""
+
+    def __init__(self, state: StateCounts):
+        self._state = state
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "mediation_worker_held_orphan_keys",
+            "Keys this process holds events for while their opportunity has not arrived, "
+            "per app (bounded by MEDIATION_MAX_ORPHAN_KEYS_PER_APP)",
+            labels=["app_id"],
+        )
+        for app_id, keys in sorted(dict(self._state.orphan_keys).items()):
+            family.add_metric([app_id], keys)
+        yield family
+
+
 class WorkerMetrics:
     def __init__(
         self,
@@ -174,6 +192,7 @@ class WorkerMetrics:
             "Event copies held by open opportunities",
             registry=self.registry,
         ).set_function(lambda: state.open_events)
+        self.registry.register(_HeldOrphans(state))
         if batches_in_flight is not None:
             Gauge(
                 "mediation_worker_input_batches_in_flight",

@@ -12,6 +12,9 @@ processes, ``-r`` recovery directory). Settings come from the environment
   arrives (each opportunity carries its own from its config).
 - ``MEDIATION_TOMBSTONE_TTL_MS`` (default 3600000): how long closed
   opportunities are remembered to recognise late events.
+- ``MEDIATION_MAX_ORPHAN_KEYS_PER_APP`` (default 50000): keys one app may
+  hold events for, per process, while their opportunity has not arrived
+  (more new keys: dead letters ``too_many_orphans``).
 - ``MEDIATION_WORKER_METRICS_PORT``: where this process serves ``/metrics``
   (``mediation worker`` sets it to ``--metrics-port`` + process index; 0: off),
   on ``MEDIATION_WORKER_METRICS_HOST`` (``--metrics-host``; default 127.0.0.1).
@@ -90,6 +93,9 @@ def policy_from_env() -> Policy:
         default_grace_ms=_env_ms("MEDIATION_DEFAULT_GRACE_MS", defaults.default_grace_ms),
         allowed_lateness_ms=_env_ms("MEDIATION_ALLOWED_LATENESS_MS", defaults.allowed_lateness_ms),
         tombstone_ttl_ms=_env_ms("MEDIATION_TOMBSTONE_TTL_MS", defaults.tombstone_ttl_ms),
+        max_orphan_keys_per_app=_env_ms(
+            "MEDIATION_MAX_ORPHAN_KEYS_PER_APP", defaults.max_orphan_keys_per_app
+        ),
     )
 
 

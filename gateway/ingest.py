@@ -11,6 +11,7 @@ from starlette.responses import Response
 from mediation.rules.validation import (
     Rejection,
     RequestInvalidError,
+    accepted_key_times,
     normalise_event,
     validate_batch_envelope,
 )
@@ -25,10 +26,6 @@ from .producer import Delivery, ProduceFailedError, ProduceTimeoutError
 __all__ = ["MAX_BATCH_BYTES", "post_events"]
 
 MAX_BATCH_BYTES = 1024 * 1024
-# Events may reference opportunities this far back (hot retention) or ahead
-# (device clocks cannot mint keys, but a bad SDK build could send garbage).
-KEY_MAX_AGE_MS = 35 * 24 * 3600 * 1000
-KEY_MAX_AHEAD_MS = 24 * 3600 * 1000
 
 
 def _kept(
@@ -48,6 +45,7 @@ async def post_events(request: Request) -> Response:
     if limited is not None:
         return limited
     received_ms = ctx.clock_ms()
+    min_key_time_ms, max_key_time_ms = accepted_key_times(received_ms)
     body, _raw, problem = await read_json_body(request, MAX_BATCH_BYTES)
     if problem is not None:
         return problem
@@ -71,8 +69,8 @@ async def post_events(request: Request) -> Response:
             app_id=app_id,
             sent_at_ms=envelope.sent_at_ms,
             received_at_ms=received_ms,
-            min_key_time_ms=received_ms - KEY_MAX_AGE_MS,
-            max_key_time_ms=received_ms + KEY_MAX_AHEAD_MS,
+            min_key_time_ms=min_key_time_ms,
+            max_key_time_ms=max_key_time_ms,
         )
         if isinstance(result, Rejection):
             event_id = raw.get("event_id") if isinstance(raw, dict) else None

@@ -145,7 +145,8 @@ class Policy:
     worker waits for stragglers before it writes the archive record;
     ``tombstone_ttl_ms`` is how long a closed opportunity is remembered so
     that later events are recognised as late.
-    ``max_events_per_opportunity`` bounds the state of one key.
+    ``max_events_per_opportunity`` bounds the state of one key,
+    ``max_orphan_keys_per_app`` the keys held without their opportunity.
     """
 
     default_closure_window_ms: int = 30 * 60 * 1000
@@ -156,6 +157,13 @@ class Policy:
     # Distinct events one opportunity may hold; more are dead-lettered as
     # too_many_events. 500 keeps the revenue sum inside a bigint too.
     max_events_per_opportunity: int = 500
+    # Keys one app may hold events for while their opportunity has not
+    # arrived, per worker process; events for more new keys are
+    # dead-lettered as too_many_orphans. A key is held until its default
+    # window would have closed, so without a bound one write key could
+    # fill the worker with keys nobody was given. Genuine holds are the
+    # events that overtake their opportunity on the way in.
+    max_orphan_keys_per_app: int = 50_000
 
 
 @dataclass(frozen=True, slots=True)

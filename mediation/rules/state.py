@@ -38,6 +38,7 @@ __all__ = [
     "DUPLICATE_CONFLICT",
     "OPPORTUNITY_APP_MISMATCH",
     "TOO_MANY_EVENTS",
+    "TOO_MANY_ORPHANS",
     "Archived",
     "Open",
     "OpportunityState",
@@ -47,10 +48,12 @@ __all__ = [
     "on_event",
     "on_opportunity",
     "on_tick",
+    "orphan_holder",
 ]
 
 DUPLICATE_CONFLICT = "duplicate_conflict"
 TOO_MANY_EVENTS = "too_many_events"
+TOO_MANY_ORPHANS = "too_many_orphans"
 _MAX_CONFLICTING_COPIES = 8
 OPPORTUNITY_APP_MISMATCH = "opportunity_app_mismatch"
 
@@ -113,6 +116,17 @@ def from_snapshot(state: OpportunityState) -> OpportunityState:
     return state
 
 
+def orphan_holder(state: OpportunityState | None) -> str | None:
+    """The app a key is held for while its opportunity has not arrived, else None.
+
+    The app of the first event held: it made the key be held, and later
+    events cannot change it (a held key's events only grow).
+    """
+    if isinstance(state, Open) and state.opportunity is None and state.events:
+        return state.events[0].app_id
+    return None
+
+
 def _copy_rank(event: Event) -> tuple[int, int, str]:
     # The earliest received copy wins; ties broken by content so that the
     # choice never depends on the order copies arrive in.
@@ -143,12 +157,30 @@ def on_opportunity(
 
 
 def on_event(
-    state: OpportunityState | None, event: Event, now_ms: int, policy: Policy
+    state: OpportunityState | None,
+    event: Event,
+    now_ms: int,
+    policy: Policy,
+    held_orphan_keys: int = 0,
 ) -> tuple[OpportunityState | None, tuple[Output, ...]]:
-    """An SDK event arrived (possibly a resent copy)."""
+    """An SDK event arrived (possibly a resent copy).
+
+    ``held_orphan_keys``: how many keys the event's app holds already
+    without their opportunity (the caller counts them across keys); a new
+    key beyond ``policy.max_orphan_keys_per_app`` is refused.
+    """
     if isinstance(state, Archived):
         return _on_event_after_archive(state, event)
     if state is None:
+        if held_orphan_keys >= policy.max_orphan_keys_per_app:
+            return None, (
+                _refused(
+                    event,
+                    TOO_MANY_ORPHANS,
+                    f"app {event.app_id!r} already holds events for "
+                    f"{policy.max_orphan_keys_per_app} keys whose opportunity has not arrived",
+                ),
+            )
         return Open(event.opportunity_key, None, (event,)), _EMPTY
     if state.opportunity is not None and event.app_id != state.opportunity.app_id:
         return state, (_app_mismatch(event, state.opportunity),)

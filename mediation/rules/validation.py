@@ -15,14 +15,18 @@ from typing import TypeGuard
 
 from .model import EVENT_TYPES, Event
 from .ulid import is_ulid, ulid_time_ms_unchecked
+from .waterfall import DEFAULT_SKEW_TOLERANCE_MS
 
 __all__ = [
     "MAX_ATTRS",
     "MAX_EVENTS_PER_BATCH",
+    "MAX_KEY_AGE_MS",
+    "MAX_KEY_AHEAD_MS",
     "BatchEnvelope",
     "Rejection",
     "RequestInvalidError",
     "SyncRequest",
+    "accepted_key_times",
     "normalise_event",
     "validate_batch_envelope",
     "validate_event",
@@ -41,6 +45,13 @@ MAX_TS_MS = 4_102_444_800_000
 # retention); "after sent_at" is tolerated only within a small jitter.
 MAX_EVENT_AGE_MS = 35 * 24 * 3600 * 1000
 MAX_EVENT_AHEAD_MS = 60 * 1000
+# Opportunity keys an event may name. Back: the hot retention (an event may
+# wait on the device). Ahead: the gateway mints every key with its own
+# clock, so a genuine key is never further ahead of another gateway's clock
+# than the skew between them; anything more is a made-up key, and the
+# worker would hold its events until that far-off time.
+MAX_KEY_AGE_MS = 35 * 24 * 3600 * 1000
+MAX_KEY_AHEAD_MS = DEFAULT_SKEW_TOLERANCE_MS
 # \Z, not $: "$" also matches before a trailing newline.
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 _SOURCE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")
@@ -87,6 +98,11 @@ def _key_time_ms(key: str) -> int | None:
     and decoding a key's time is the dearest check of an event.
     """
     return ulid_time_ms_unchecked(key) if is_ulid(key) else None
+
+
+def accepted_key_times(received_at_ms: int) -> tuple[int, int]:
+    """The opportunity-key times an event received at ``received_at_ms`` may name."""
+    return received_at_ms - MAX_KEY_AGE_MS, received_at_ms + MAX_KEY_AHEAD_MS
 
 
 def _is_int(value: object) -> TypeGuard[int]:
@@ -234,10 +250,17 @@ def normalise_event(
     key_time = _key_time_ms(key) if isinstance(key, str) else None
     if key_time is None:
         return Rejection("invalid_opportunity_key", "opportunity_key must be a canonical ULID")
-    if not min_key_time_ms <= key_time <= max_key_time_ms:
+    if key_time < min_key_time_ms:
         return Rejection(
             "opportunity_key_out_of_range",
-            "opportunity_key is older than the retention or in the future",
+            "opportunity_key is older than the retention: its opportunity is no longer kept",
+        )
+    if key_time > max_key_time_ms:
+        return Rejection(
+            "opportunity_key_out_of_range",
+            f"opportunity_key is {(key_time - received_at_ms) // 1000} s ahead of the "
+            f"gateway's clock (at most {(max_key_time_ms - received_at_ms) // 1000} s): keys "
+            "come from POST /v1/requests",
         )
     event_type = raw.get("type")
     if event_type not in EVENT_TYPES:

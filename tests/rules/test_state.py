@@ -422,3 +422,33 @@ def test_snapshots_of_the_earlier_dict_layout_are_flattened(make_opportunity, ma
         opportunity.opportunity_key, opportunity, (first, other_content, second)
     )
     assert from_snapshot(restored) is restored
+
+
+# --- held orphans: events whose opportunity has not arrived ---------------------------------
+
+
+def test_an_app_holding_its_limit_of_orphan_keys_gets_a_dead_letter_for_a_new_key(make_event):
+    from mediation.rules.state import TOO_MANY_ORPHANS
+
+    policy = dataclasses.replace(POLICY, max_orphan_keys_per_app=2)
+    event = make_event(event_id="e", type="loaded", at=1_000)
+    held, out = on_event(None, event, 0, policy, held_orphan_keys=1)
+    assert isinstance(held, Open) and held.opportunity is None and out == ()
+    refused, (letter,) = on_event(None, event, 0, policy, held_orphan_keys=2)
+    assert refused is None
+    assert isinstance(letter, DeadLetter) and letter.reason == TOO_MANY_ORPHANS
+    assert "2" in letter.detail and event.app_id in letter.detail
+
+
+def test_the_orphan_limit_never_refuses_events_of_a_key_already_held_or_opened(
+    make_opportunity, make_event
+):
+    policy = dataclasses.replace(POLICY, max_orphan_keys_per_app=1)
+    first = make_event(event_id="a", type="loaded", at=1_000)
+    second = make_event(event_id="b", type="impression", at=2_000)
+    held, _ = on_event(None, first, 0, policy, held_orphan_keys=0)
+    held, out = on_event(held, second, 0, policy, held_orphan_keys=1)
+    assert isinstance(held, Open) and len(held.events) == 2 and out == ()
+    opened, _ = on_opportunity(None, make_opportunity(), 0, policy)
+    opened, out = on_event(opened, first, 0, policy, held_orphan_keys=5)
+    assert isinstance(opened, Open) and opened.events == (first,) and out == ()

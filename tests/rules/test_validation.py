@@ -500,3 +500,33 @@ def test_every_known_context_key_is_accepted():
 @pytest.mark.parametrize("body", [None, [], "x"])
 def test_non_object_sync_body_is_invalid_body(body):
     assert _request_error(validate_sync_request, body).code == "invalid_body"
+
+
+# --- how far ahead an opportunity key may be (the gateway mints them) ---------------------
+
+
+def test_a_key_further_ahead_than_the_clock_skew_tolerance_is_rejected(make_raw_event):
+    from mediation.rules.validation import MAX_KEY_AHEAD_MS, accepted_key_times
+    from mediation.rules.waterfall import DEFAULT_SKEW_TOLERANCE_MS
+
+    assert MAX_KEY_AHEAD_MS == DEFAULT_SKEW_TOLERANCE_MS  # not the day it used to be
+    low, high = accepted_key_times(RECEIVED_AT)
+    for ahead_ms, ok in [(0, True), (MAX_KEY_AHEAD_MS, True), (MAX_KEY_AHEAD_MS + 1, False)]:
+        raw = make_raw_event(opportunity_key=encode_ulid(RECEIVED_AT + ahead_ms, bytes(10)))
+        result = _validate(raw, min_key_time_ms=low, max_key_time_ms=high)
+        if ok:
+            assert isinstance(result, Event), result
+        else:
+            assert _code(result) == "opportunity_key_out_of_range"
+            assert isinstance(result, Rejection)
+            assert "ahead" in result.message and "POST /v1/requests" in result.message
+
+
+def test_a_key_older_than_the_retention_says_so(make_raw_event):
+    from mediation.rules.validation import accepted_key_times
+
+    low, high = accepted_key_times(RECEIVED_AT)
+    raw = make_raw_event(opportunity_key=encode_ulid(low - 1, bytes(10)))
+    result = _validate(raw, min_key_time_ms=low, max_key_time_ms=high)
+    assert isinstance(result, Rejection) and result.code == "opportunity_key_out_of_range"
+    assert "older" in result.message
