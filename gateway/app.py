@@ -193,7 +193,8 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> GatewayApp:
         )
         await pool.open(wait=True, timeout=10)
         # Short timeouts: Redis is an optimisation on the request path (the
-        # request is served without it), so it must never stall a request.
+        # request is served without it; one with an Idempotency-Key gets a
+        # quick 503), so it must never stall a request.
         redis_client = aioredis.from_url(
             settings.redis_url, socket_timeout=0.25, socket_connect_timeout=0.25
         )
@@ -217,7 +218,12 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> GatewayApp:
             producer=producer,
             catalog=catalog,
             metrics=gateway_metrics,
-            idempotency=IdempotencyStore(redis_client, settings.topic_prefix),
+            idempotency=IdempotencyStore(
+                redis_client,
+                settings.topic_prefix,
+                lease_ms=settings.idempotency_lease_ms,
+                timeout_ms=settings.idempotency_timeout_ms,
+            ),
             rate_limiter=rate_limiter,
             breakers=breakers,
             cohorts=cohorts,

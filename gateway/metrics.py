@@ -125,7 +125,7 @@ class GatewayMetrics:
             ),
             idempotency_unavailable=Counter(
                 "mediation_idempotency_unavailable",
-                "Sync requests with an Idempotency-Key served without the store (Redis down)",
+                "Sync requests with an Idempotency-Key refused with 503 (store did not answer)",
                 registry=registry,
             ),
             rate_limited=Counter(

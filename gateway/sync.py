@@ -65,21 +65,32 @@ async def post_request(request: Request) -> Response:
             "a request with this Idempotency-Key is still being processed",
             headers={"Retry-After": "1"},
         )
-    if claim.kind == "unavailable":
-        ctx.metrics.idempotency_unavailable.inc()
-        return await _answer(ctx, app_id, body)
+    if claim.kind == "unavailable" or claim.lease is None:
+        return _idempotency_unavailable(ctx, "the Idempotency-Key store did not answer in time")
+    lease = claim.lease
     try:
         response = await _answer(ctx, app_id, body)
     except BaseException:
-        await ctx.idempotency.release(app_id, idempotency_key, claim.token)
+        await lease.release()
         raise
-    if response.status_code == 200:
-        await ctx.idempotency.finish(
-            app_id, idempotency_key, raw, bytes(response.body), claim.token
-        )
-    else:
-        await ctx.idempotency.release(app_id, idempotency_key, claim.token)
+    if response.status_code != 200:
+        await lease.release()
+        return response
+    # Served only once recorded: an answer the store does not hold could be
+    # minted a second time by the retry.
+    if not await lease.finish(bytes(response.body)):
+        return _idempotency_unavailable(ctx, "the answer could not be recorded under its key")
     return response
+
+
+def _idempotency_unavailable(ctx: GatewayContext, why: str) -> Response:
+    ctx.metrics.idempotency_unavailable.inc()
+    return error_response(
+        503,
+        "idempotency_unavailable",
+        f"{why}; request not served, retry with the same Idempotency-Key",
+        headers={"Retry-After": "1"},
+    )
 
 
 async def _answer(ctx: GatewayContext, app_id: str, body: object) -> Response:

@@ -70,6 +70,12 @@ class Settings:
     access_log: bool = False
     # Replay API requests admitted per second, across the gateway fleet.
     replay_requests_per_s: int = 5
+    # A keyed request's lease on its Idempotency-Key, renewed while it lives:
+    # a key whose gateway died is free again after at most this long.
+    idempotency_lease_ms: int = 3000
+    # How long the idempotency store may take to answer before the keyed
+    # request gets 503 + Retry-After (it is never served unguarded).
+    idempotency_timeout_ms: int = 250
 
     @property
     def topics(self) -> Topics:
@@ -140,6 +146,8 @@ class Settings:
         partitions = _int(env, "MEDIATION_KAFKA_PARTITIONS", 4, minimum=1)
         produce_timeout = _int(env, "MEDIATION_PRODUCE_TIMEOUT_MS", 2000, minimum=50)
         replay_rate = _int(env, "MEDIATION_REPLAY_REQUESTS_PER_S", 5, minimum=1)
+        idempotency_lease = _int(env, "MEDIATION_IDEMPOTENCY_LEASE_MS", 3000, minimum=300)
+        idempotency_timeout = _int(env, "MEDIATION_IDEMPOTENCY_TIMEOUT_MS", 250, minimum=10)
         return cls(
             database_url=database_url,
             redis_url=redis_url,
@@ -153,6 +161,8 @@ class Settings:
             produce_timeout_ms=produce_timeout,
             access_log=env.get("MEDIATION_ACCESS_LOG", "0") == "1",
             replay_requests_per_s=replay_rate,
+            idempotency_lease_ms=idempotency_lease,
+            idempotency_timeout_ms=idempotency_timeout,
         )
 
 

@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, TopicPartition
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
-from gateway.idempotency import IdempotencyStore
+from gateway.idempotency import Claim, IdempotencyStore
 from mediation.processes import free_port
 from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
@@ -107,8 +107,10 @@ def test_same_key_still_in_flight_answers_409(
 async def _claim(app_id: str, key: str, body: bytes, settings: Settings) -> str:
     client = aioredis.from_url(settings.redis_url)
     try:
-        store = IdempotencyStore(client, settings.topic_prefix)
-        return (await store.claim(app_id, key, body)).kind
+        claim = await _store(client, settings).claim(app_id, key, body)
+        if claim.lease is not None:
+            claim.lease.abandon()  # the other process is still working: the lease stays
+        return claim.kind
     finally:
         await client.aclose()
 
@@ -141,16 +143,19 @@ def test_failed_request_releases_the_key_for_the_retry(
     direct.close()
 
 
-def test_request_is_served_without_idempotency_when_redis_is_down(
+def test_a_keyed_request_gets_503_when_redis_is_down_and_an_unkeyed_one_is_served(
     settings: Settings, keys: dict[str, str]
 ) -> None:
     unreachable = replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
     with TestClient(create_app(unreachable)) as down_client:
-        response = _post(
-            down_client, keys["app_one"], "c3d4e5f6-a7b8-4c9d-0e1f-2a3b4c5d6e7f", _body()
-        )
-        assert response.status_code == 200
+        keyed = _post(down_client, keys["app_one"], "c3d4e5f6-a7b8-4c9d-0e1f-2a3b4c5d6e7f", _body())
+        unkeyed = _post(down_client, keys["app_one"], None, _body())
         metrics = down_client.get("/metrics").text
+    # Never served unguarded: the retry may not mint a second opportunity.
+    assert keyed.status_code == 503
+    assert keyed.headers["retry-after"] == "1"
+    assert keyed.json()["error"]["code"] == "idempotency_unavailable"
+    assert unkeyed.status_code == 200
     assert "mediation_idempotency_unavailable_total 1.0" in metrics
 
 
@@ -172,18 +177,95 @@ def test_replay_wins_even_after_the_config_changed(
     assert again.status_code == 200 and again.content == first.content
 
 
+def _store(client: aioredis.Redis, settings: Settings, lease_ms: int = 3000) -> IdempotencyStore:
+    return IdempotencyStore(client, settings.topic_prefix, lease_ms=lease_ms, timeout_ms=250)
+
+
 def test_a_stale_holder_cannot_release_the_next_holders_lease(settings: Settings) -> None:
     async def scenario() -> str:
         client = aioredis.from_url(settings.redis_url)
-        store = IdempotencyStore(client, settings.topic_prefix)
-        first = await store.claim("app", "f6a7b8c9-d0e1-4f2a-8b3c", b"{}")
+        store = _store(client, settings)
+        key = "f6a7b8c9-d0e1-4f2a-8b3c"
+        first = await store.claim("app", key, b"{}")
         # The first holder stalls past its lease; a retry takes over.
-        await client.delete(store._redis_key("app", "f6a7b8c9-d0e1-4f2a-8b3c"))
-        second = await store.claim("app", "f6a7b8c9-d0e1-4f2a-8b3c", b"{}")
-        await store.release("app", "f6a7b8c9-d0e1-4f2a-8b3c", first.token)
-        third = await store.claim("app", "f6a7b8c9-d0e1-4f2a-8b3c", b"{}")
+        await client.delete(store._redis_key("app", key))
+        second = await store.claim("app", key, b"{}")
+        assert first.lease is not None and second.lease is not None
+        await first.lease.release()
+        third = await store.claim("app", key, b"{}")
+        await second.lease.release()
         await client.aclose()
-        assert second.kind == "proceed"
         return third.kind
 
     assert asyncio.run(scenario()) == "in_flight"
+
+
+def test_a_holder_that_lost_its_lease_to_a_retry_cannot_record_its_answer(
+    settings: Settings,
+) -> None:
+    """The first holder's lease expired while it waited; the retry took over and answered.
+
+    Only one answer may be recorded (and so served): the retry's.
+    """
+
+    async def scenario() -> tuple[bool, bool, Claim]:
+        client = aioredis.from_url(settings.redis_url)
+        store = _store(client, settings)
+        key = "0a1b2c3d-4e5f-4a6b-8c7d"
+        first = await store.claim("app", key, b"{}")
+        await client.delete(store._redis_key("app", key))  # the lease expired
+        second = await store.claim("app", key, b"{}")
+        assert first.lease is not None and second.lease is not None
+        recorded_second = await second.lease.finish(b'{"answer":"second"}')
+        recorded_first = await first.lease.finish(b'{"answer":"first"}')
+        replay = await store.claim("app", key, b"{}")
+        await client.aclose()
+        return recorded_first, recorded_second, replay
+
+    recorded_first, recorded_second, replay = asyncio.run(scenario())
+    assert (recorded_first, recorded_second) == (False, True)
+    assert replay.kind == "replay" and replay.response == b'{"answer":"second"}'
+
+
+def test_a_holder_whose_lease_lapsed_unclaimed_still_records_its_answer(
+    settings: Settings,
+) -> None:
+    async def scenario() -> tuple[bool, Claim]:
+        client = aioredis.from_url(settings.redis_url)
+        store = _store(client, settings)
+        key = "1b2c3d4e-5f6a-4b7c-9d8e"
+        first = await store.claim("app", key, b"{}")
+        await client.delete(store._redis_key("app", key))  # lapsed; nobody else claimed it
+        assert first.lease is not None
+        recorded = await first.lease.finish(b'{"answer":"first"}')
+        replay = await store.claim("app", key, b"{}")
+        await client.aclose()
+        return recorded, replay
+
+    recorded, replay = asyncio.run(scenario())
+    assert recorded
+    assert replay.kind == "replay" and replay.response == b'{"answer":"first"}'
+
+
+def test_a_lease_is_renewed_while_its_request_lives_and_lapses_once_it_died(
+    settings: Settings,
+) -> None:
+    """A live request keeps its key for longer than one lease; a dead one frees it within one."""
+
+    async def scenario() -> tuple[str, str]:
+        client = aioredis.from_url(settings.redis_url)
+        store = _store(client, settings, lease_ms=600)
+        key = "2c3d4e5f-6a7b-4c8d-8e9f"
+        live = await store.claim("app", key, b"{}")
+        assert live.lease is not None
+        await asyncio.sleep(1.5)  # several leases long: only renewals keep it
+        while_alive = (await store.claim("app", key, b"{}")).kind
+        live.lease.abandon()  # what a SIGKILL does: no release, no more renewals
+        await asyncio.sleep(1.5)
+        after_death = await store.claim("app", key, b"{}")
+        if after_death.lease is not None:
+            await after_death.lease.release()
+        await client.aclose()
+        return while_alive, after_death.kind
+
+    assert asyncio.run(scenario()) == ("in_flight", "proceed")
