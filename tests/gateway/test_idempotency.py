@@ -254,14 +254,14 @@ def test_a_lease_is_renewed_while_its_request_lives_and_lapses_once_it_died(
 
     async def scenario() -> tuple[str, str]:
         client = aioredis.from_url(settings.redis_url)
-        store = _store(client, settings, lease_ms=600)
+        store = _store(client, settings, lease_ms=1200)
         key = "2c3d4e5f-6a7b-4c8d-8e9f"
         live = await store.claim("app", key, b"{}")
         assert live.lease is not None
-        await asyncio.sleep(1.5)  # several leases long: only renewals keep it
+        await asyncio.sleep(3)  # over two leases long: only renewals keep it
         while_alive = (await store.claim("app", key, b"{}")).kind
         live.lease.abandon()  # what a SIGKILL does: no release, no more renewals
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(3)
         after_death = await store.claim("app", key, b"{}")
         if after_death.lease is not None:
             await after_death.lease.release()
