@@ -18,6 +18,7 @@ from starlette.responses import Response
 from mediation.keys import KeyOperationError, create_key, list_keys, revoke_key
 
 from .context import GatewayContext, context_of
+from .guards import auth_refusal, count_auth_failure
 from .http import error_response, json_response
 
 __all__ = [
@@ -41,9 +42,13 @@ def admin_refusal(ctx: GatewayContext, request: Request) -> Response | None:
         return error_response(
             503, "admin_disabled", "set MEDIATION_ADMIN_TOKEN to enable admin routes"
         )
+    throttled = auth_refusal(ctx, request)
+    if throttled is not None:
+        return throttled
     header = request.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+        count_auth_failure(ctx, request, "admin_token")
         return error_response(
             401,
             "admin_auth_required",

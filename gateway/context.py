@@ -12,6 +12,7 @@ from starlette.requests import Request
 from mediation.clock import now_ms
 from mediation.settings import Settings
 
+from .auth_throttle import AuthFailureBudget
 from .breakers import BreakerBoard
 from .catalog import Catalog
 from .cohorts import CohortCounters
@@ -37,6 +38,7 @@ class GatewayContext:
     cohorts: CohortCounters
     metrics: GatewayMetrics
     unconfirmed: UnconfirmedSends = field(default_factory=UnconfirmedSends)
+    auth_failures: AuthFailureBudget = field(default_factory=AuthFailureBudget)
     clock_ms: Callable[[], int] = field(default=now_ms)
 
 

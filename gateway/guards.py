@@ -1,6 +1,13 @@
-"""Checks every SDK route makes first: who is calling, and are they over their rate."""
+"""Checks every SDK route makes first: who is calling, and are they over their rate.
+
+Failed authentication, SDK and admin alike, is budgeted per client address
+(``auth_throttle.py``): ``auth_refusal`` answers 429 before credentials
+are looked at, ``count_auth_failure`` spends the budget.
+"""
 
 from __future__ import annotations
+
+import time
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -10,15 +17,49 @@ from mediation.rules.waterfall import DEFAULT_EVENT_BATCHES_PER_S, DEFAULT_REQUE
 from .context import GatewayContext
 from .http import error_response
 
-__all__ = ["authenticate", "rate_limited"]
+__all__ = ["auth_refusal", "authenticate", "count_auth_failure", "rate_limited"]
 
 _DEFAULT_LIMITS = {"requests": DEFAULT_REQUESTS_PER_S, "event_batches": DEFAULT_EVENT_BATCHES_PER_S}
 
 
+def _address(request: Request) -> str:
+    # The peer, or the client a trusted proxy names (uvicorn's
+    # --forwarded-allow-ips / FORWARDED_ALLOW_IPS; docs/operations.md).
+    client = request.client
+    return client.host if client is not None else "unknown"
+
+
+def auth_refusal(ctx: GatewayContext, request: Request) -> Response | None:
+    """The 429 to answer when the caller's address has failed authentication too often."""
+    refusal = ctx.auth_failures.refusal(_address(request), time.monotonic())
+    if refusal is None:
+        return None
+    ctx.metrics.auth_throttled.labels(refusal.scope).inc()
+    return error_response(
+        429,
+        "auth_throttled",
+        "too many failed authentications from this address"
+        if refusal.scope == "address"
+        else "too many failed authentications; this address failed recently",
+        {"scope": refusal.scope},
+        headers={"Retry-After": str(refusal.retry_after_s)},
+    )
+
+
+def count_auth_failure(ctx: GatewayContext, request: Request, kind: str) -> None:
+    """Spend one failure of the caller's budget; ``kind``: ``app_key`` or ``admin_token``."""
+    ctx.auth_failures.record_failure(_address(request), time.monotonic())
+    ctx.metrics.auth_failures.labels(kind).inc()
+
+
 async def authenticate(ctx: GatewayContext, request: Request) -> str | Response:
-    """The app of the caller's write key, or the 401 to answer."""
+    """The app of the caller's write key, or the 401 (429 while throttled) to answer."""
+    throttled = auth_refusal(ctx, request)
+    if throttled is not None:
+        return throttled
     app_id = await ctx.catalog.app_for_key(request.headers.get("x-app-key"))
     if app_id is None:
+        count_auth_failure(ctx, request, "app_key")
         return error_response(
             401, "unknown_app_key", "X-App-Key is missing or not a valid write key"
         )

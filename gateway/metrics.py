@@ -37,6 +37,8 @@ class GatewayMetrics:
     degradation_active: Gauge
     events_sampled_out: Counter
     event_batches_acked: Counter
+    auth_failures: Counter
+    auth_throttled: Counter
     _children: dict[tuple[str, int], tuple[Any, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -162,6 +164,20 @@ class GatewayMetrics:
             ratelimit_degraded=Counter(
                 "mediation_ratelimit_degraded",
                 "Rate-limit flushes that failed (Redis down: limits enforced per process)",
+                registry=registry,
+            ),
+            auth_failures=Counter(
+                "mediation_auth_failures",
+                "Failed authentications, by kind (app_key: unknown or revoked write key; "
+                "admin_token: missing or wrong bearer token)",
+                ["kind"],
+                registry=registry,
+            ),
+            auth_throttled=Counter(
+                "mediation_auth_throttled",
+                "Authentications refused with 429 auth_throttled, by the budget spent "
+                "(address: the caller's own; overall: the process's)",
+                ["scope"],
                 registry=registry,
             ),
         )

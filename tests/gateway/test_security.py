@@ -104,10 +104,13 @@ def test_sdk_keys_open_no_admin_publish_or_replay_route(
     assert len(guarded) >= 12
     values = {"app_id": "alpha", "prefix": "x", "version": "1", "operation_id": "1",
               "replay_id": "1"}  # fmt: skip
-    for method, path in guarded:
+    for n, (method, path) in enumerate(guarded):
         url = path.format(**values)
+        # Each route from its own address: this many failures from one would
+        # be throttled as guessing (429 auth_throttled, test_auth_throttling.py).
+        probe = TestClient(client.app, client=(f"192.0.2.{n + 1}", 40000))
         for headers in ({"X-App-Key": keys["alpha"]}, {"Authorization": f"Bearer {keys['alpha']}"}):
-            response = client.request(method, url, headers=headers, json={})
+            response = probe.request(method, url, headers=headers, json={})
             assert response.status_code == 401, (method, url, headers)
             assert response.json()["error"]["code"] == "admin_auth_required"
 
