@@ -18,6 +18,7 @@ __all__ = [
     "body_error_response",
     "contains_nul",
     "decimal_int",
+    "error_body",
     "error_response",
     "json_response",
     "read_body",
@@ -80,8 +81,18 @@ def error_response(
     details: Mapping[str, Any] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Response:
-    body = {"error": {"code": code, "message": message, "details": dict(details or {})}}
-    return json_response(body, status_code, headers)
+    return Response(
+        error_body(code, message, details),
+        status_code=status_code,
+        media_type="application/json",
+        headers=dict(headers or {}),
+    )
+
+
+def error_body(code: str, message: str, details: Mapping[str, Any] | None = None) -> bytes:
+    """The error shape every answer uses, as bytes (the server protocol writes it raw too)."""
+    error = {"code": code, "message": message, "details": dict(details or {})}
+    return orjson.dumps({"error": error})
 
 
 async def read_body(request: Request, limit_bytes: int) -> bytes:

@@ -36,6 +36,25 @@ def _err(description: str) -> dict[str, Any]:
     }
 
 
+def _add_refusals_before_the_handler(paths: dict[str, Any]) -> None:
+    """What any operation may answer before its handler runs.
+
+    The server refuses an oversized request head (gateway/server_protocol.py),
+    and every authenticated operation refuses an address that failed
+    authentication too often (gateway/guards.py).
+    """
+    throttled = "auth_throttled: too many failed authentications; retry after Retry-After"
+    for operations in paths.values():
+        for operation in operations.values():
+            responses = operation["responses"]
+            responses.setdefault("414", _err("url_too_long: the URL exceeds 8 KiB"))
+            responses.setdefault("431", _err("headers_too_large: the headers exceed 16 KiB"))
+            if "401" in responses:
+                other = responses.get("429")
+                both = throttled if other is None else f"{other['description']}; or {throttled}"
+                responses["429"] = _err(both)
+
+
 def openapi_document(roles: frozenset[str]) -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/healthz": {
@@ -198,6 +217,7 @@ def openapi_document(roles: frozenset[str]) -> dict[str, Any]:
         }
         paths.update(_config_admin_paths(admin, app_param, admin_errors))
         paths.update(_replay_paths(admin, admin_errors))
+    _add_refusals_before_the_handler(paths)
     return {
         "openapi": "3.0.3",
         "info": {"title": "mediation gateway", "version": "1"},

@@ -409,7 +409,8 @@ def _serve(args: argparse.Namespace, roles: str) -> int:
         port=args.port,
         workers=args.processes,
         loop="uvloop",
-        http="httptools",
+        # httptools, with the request line and headers bounded (431/414).
+        http="gateway.server_protocol:LimitedHttpToolsProtocol",
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=10,

@@ -10,6 +10,11 @@ uvicorn has no timeout for reading a first request's headers, so each
 slow connection holds a socket until the client gives up: production
 puts a proxy or load balancer with header and body timeouts in front
 (docs/operations.md).
+
+Oversized request heads: a 16 MiB header and a 4 MiB URL, sent over raw
+sockets to a real gateway process, are answered 431 and 414 as soon as
+they pass the limits, and the gateway's resident memory (its /metrics)
+does not grow by what they sent. A head just under the limits is served.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.server_protocol import MAX_HEADER_BYTES, MAX_URL_BYTES
 from mediation.processes import free_port, mediation_command, running
 from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
@@ -83,3 +89,66 @@ def test_slow_clients_do_not_starve_ordinary_traffic(
         assert len(opened) == SLOW_HEADERS + SLOW_BODIES
         assert gateway.alive()
     assert len(statuses) >= 10 and set(statuses) == {200}, statuses
+
+
+MIB = 1 << 20
+
+
+def _rss_bytes(base: str) -> float:
+    for line in httpx.get(f"{base}/metrics", timeout=10).text.splitlines():
+        if line.startswith("process_resident_memory_bytes "):
+            return float(line.split()[1])
+    raise AssertionError("no process_resident_memory_bytes in /metrics")
+
+
+def _send_head(port: int, head: bytes) -> tuple[bytes, socket.socket]:
+    """Send ``head`` from a thread while reading the answer; the socket stays open."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+
+    def send() -> None:
+        with contextlib.suppress(OSError):  # the server stops reading once it refused
+            s.sendall(head)
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    answer = b""
+    with contextlib.suppress(OSError):
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    return answer, s
+
+
+def test_oversized_request_heads_are_refused_early_and_not_kept(
+    settings: Settings, child_env: dict[str, str], tmp_path: Path
+) -> None:
+    port = free_port()
+    argv = mediation_command("api", "--role", "all", "--host", "127.0.0.1", "--port", str(port))
+    with running("gateway", argv, child_env, tmp_path / "gateway.log") as gateway:
+        base = f"http://127.0.0.1:{port}"
+        gateway.wait_http(f"{base}/readyz", timeout_s=60)
+        near = b"GET /healthz?" + b"q" * (MAX_URL_BYTES - 200) + b" HTTP/1.1\r\nHost: x\r\n"
+        pads = range(MAX_HEADER_BYTES // 1024 - 1)  # about 1 KiB each: just under the limit
+        near += b"".join(b"X-Pad-%d: %s\r\n" % (n, b"p" * 900) for n in pads)
+        answer, s = _send_head(port, near + b"Connection: close\r\n\r\n")
+        s.close()
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+
+        before = _rss_bytes(base)
+        big = b"a" * (16 * MIB)
+        big_header = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + big + b"\r\n\r\n"
+        header_answer, header_socket = _send_head(port, big_header)
+        long_url = b"GET /healthz?" + b"q" * (4 * MIB) + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+        url_answer, url_socket = _send_head(port, long_url)
+        grown = _rss_bytes(base) - before  # while both connections are still open
+        header_socket.close()
+        url_socket.close()
+        assert header_answer.startswith(b"HTTP/1.1 431"), header_answer[:200]
+        assert b'"code":"headers_too_large"' in header_answer
+        assert url_answer.startswith(b"HTTP/1.1 414"), url_answer[:200]
+        assert b'"code":"url_too_long"' in url_answer
+        assert grown < 8 * MIB, f"resident memory grew by {grown / MIB:.1f} MiB"
+        assert httpx.get(f"{base}/healthz", timeout=10).status_code == 200
+        assert gateway.alive()
