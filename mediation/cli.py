@@ -120,8 +120,6 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from storage.db import DatabaseUnavailableError
-
     from .keys import KeyOperationError, create_key, list_keys, revoke_key
     from .tables import render_table
 
@@ -148,7 +146,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
             print(
                 render_table(f"write keys of {args.app_id}", ["prefix", "created", "revoked"], rows)
             )
-    except (KeyOperationError, DatabaseUnavailableError) as exc:
+    except KeyOperationError as exc:
         print(f"mediation keys: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -183,64 +181,75 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_tier(args: argparse.Namespace) -> int:
-    from storage.cold import READABLE_STORAGE_CLASSES, ColdStoreError, open_cold_store
+    from storage.cold import READABLE_STORAGE_CLASSES, open_cold_store
     from storage.db import connect
     from storage.lifecycle import age_tiered_days
     from storage.partitions import PARTITIONED_TABLES
     from storage.tier_job import run_tiering
 
-    from .rules.tiering import check_retention, parse_hot_days
+    from .rules.tiering import (
+        DEFAULT_HOT_DAYS,
+        check_retention,
+        older_than_days,
+        parse_hot_days,
+    )
     from .tables import render_table
 
     settings = _settings()
+    today = args.today or dt.datetime.now(dt.UTC).date()
     tables = args.table or list(PARTITIONED_TABLES)
     unknown = sorted(set(tables) - set(PARTITIONED_TABLES))
-    if unknown or args.hot_days < 1:
-        problem = f"unknown table(s) {', '.join(unknown)}" if unknown else "--hot-days must be >= 1"
-        print(f"mediation tier: {problem}", file=sys.stderr)
+    if unknown:
+        print(f"mediation tier: unknown table(s) {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    if args.older_than is not None and (args.hot_days is not None or args.hot_days_for):
+        print(
+            "mediation tier: give --older-than or --hot-days/--hot-days-for, not both",
+            file=sys.stderr,
+        )
         return 2
     try:
-        hot_days = parse_hot_days(args.hot_days_for or [], PARTITIONED_TABLES)
-        for days in {args.hot_days, *hot_days.values()}:
+        if args.older_than is not None:  # one cut-off for every table
+            default_hot_days, hot_days = older_than_days(args.older_than, today), {}
+        else:
+            default_hot_days = DEFAULT_HOT_DAYS if args.hot_days is None else args.hot_days
+            hot_days = dict(parse_hot_days(args.hot_days_for or [], PARTITIONED_TABLES))
+        for days in {default_hot_days, *hot_days.values()}:
             check_retention(days, args.warm_days, args.retain_days)
     except ValueError as exc:
         print(f"mediation tier: {exc}", file=sys.stderr)
         return 2
     if args.cold_storage_class not in READABLE_STORAGE_CLASSES:
         print(
-            f"mediation tier: --cold-storage-class must be one of "
-            f"{', '.join(sorted(READABLE_STORAGE_CLASSES))} (replay reads cold days directly)",
+            f"mediation tier: --cold-storage-class (default: MEDIATION_COLD_STORAGE_CLASS) must "
+            f"be one of {', '.join(sorted(READABLE_STORAGE_CLASSES))} (replay reads cold days "
+            f"directly), got {args.cold_storage_class!r}",
             file=sys.stderr,
         )
         return 2
-    today = args.today or dt.datetime.now(dt.UTC).date()
     store = open_cold_store(settings.cold_storage_url, settings.aws_endpoint_url)
-    try:
-        with connect(settings.database_url) as conn:
-            results = run_tiering(
-                conn,
-                store,
-                today,
-                tables=tables,
-                hot_days=hot_days,
-                default_hot_days=args.hot_days,
-                dry_run=args.dry_run,
-            )
-            results += age_tiered_days(
-                conn,
-                store,
-                today,
-                tables=tables,
-                warm_days=args.warm_days,
-                retain_days=args.retain_days,
-                storage_class=args.cold_storage_class,
-                dry_run=args.dry_run,
-            )
-    except ColdStoreError as exc:
-        print(f"mediation tier: {exc}", file=sys.stderr)
-        return 1
+    with connect(settings.database_url) as conn:
+        results = run_tiering(
+            conn,
+            store,
+            today,
+            tables=tables,
+            hot_days=hot_days,
+            default_hot_days=default_hot_days,
+            dry_run=args.dry_run,
+        )
+        results += age_tiered_days(
+            conn,
+            store,
+            today,
+            tables=tables,
+            warm_days=args.warm_days,
+            retain_days=args.retain_days,
+            storage_class=args.cold_storage_class,
+            dry_run=args.dry_run,
+        )
     title = (
-        f"tiering to {store.url} (hot {args.hot_days}, warm {args.warm_days}, retain "
+        f"tiering to {store.url} (hot {default_hot_days}, warm {args.warm_days}, retain "
         f"{args.retain_days} days before {today}" + (", dry run)" if args.dry_run else ")")
     )
     if not results:
@@ -263,10 +272,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from mediation.rules.replay import ReplayRequest, ReplayRequestError, Selection, instant_ms
     from replay.output import open_output
     from replay.run import run_replay
-    from storage.cold import ColdStoreError, open_cold_store
+    from storage.cold import open_cold_store
     from storage.db import connect
-    from storage.tiering import TieringError
 
+    settings = _settings()
     try:
         if args.key and (args.start or args.end):
             raise ReplayRequestError("give --key, or --from and --to, not both")
@@ -282,7 +291,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
         else:
             raise ReplayRequestError("give --key (repeatable), or --from and --to")
         request = ReplayRequest(selection, args.mode, args.rule_version, args.config_version)
-        settings = _settings()
         store = open_cold_store(settings.cold_storage_url, settings.aws_endpoint_url)
         output = open_output(
             args.format, args.output, sys.stdout.buffer, f"replay {args.mode}", print
@@ -294,9 +302,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     except (ReplayRequestError, ValueError) as exc:
         print(f"mediation replay: {exc}", file=sys.stderr)
         return 2
-    except (ColdStoreError, TieringError) as exc:  # recorded as failed in replay_records
-        print(f"mediation replay: cold storage: {exc}", file=sys.stderr)
-        return 1
+    # A cold-storage failure is recorded as failed in replay_records; main() says it.
     print(f"replay #{replay_id}: {json.dumps(digest.summary())}", file=sys.stderr)
     if location:
         print(f"written to {location}", file=sys.stderr)
@@ -682,7 +688,18 @@ def build_parser() -> argparse.ArgumentParser:
         "(export, verify, record, drop), warm days to the cold storage class, and delete days "
         "past retention (audited); safe to re-run after a crash",
     )
-    tier.add_argument("--hot-days", type=int, default=30, help="days kept in Postgres (default 30)")
+    tier.add_argument(
+        "--hot-days",
+        type=int,
+        help="days kept in Postgres besides today (default 30; 0: every day before today "
+        "is tiered)",
+    )
+    tier.add_argument(
+        "--older-than",
+        metavar="DAYS|DATE",
+        help="tier the days before today - DAYS (like --hot-days DAYS), or strictly before "
+        "DATE (YYYY-MM-DD, not after today), for every table",
+    )
     tier.add_argument(
         "--warm-days",
         type=int,
@@ -887,15 +904,59 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+# Exit status of a command that was used wrongly (a flag, a setting, an input
+# file), and of one that ran and failed (a service down, a day not tiered).
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+
+def _known_failure(exc: Exception) -> tuple[int, str] | None:
+    """The exit status and message of a failure every command may meet; None: a bug.
+
+    The one place where such failures become a line (``main``), so commands
+    let them propagate instead of each catching them.
+    """
+    import httpx
+    import psycopg
+
+    from storage.cold import ColdStoreError
+    from storage.db import DatabaseUnavailableError
+    from storage.migrate import MigrationError
+    from storage.tiering import TieringError
+
+    from .config_cli import InputFileError
     from .settings import SettingsError
 
+    if isinstance(exc, SettingsError):
+        return EXIT_USAGE, f"configuration error: {exc}"
+    if isinstance(exc, InputFileError):
+        return EXIT_USAGE, str(exc)
+    if isinstance(exc, (DatabaseUnavailableError, MigrationError)):
+        return EXIT_FAILED, str(exc)
+    if isinstance(exc, psycopg.errors.UndefinedTable):
+        return EXIT_FAILED, f"the database has no schema yet ({exc}); run `mediation migrate`"
+    if isinstance(exc, psycopg.Error):  # e.g. the connection was lost mid-command
+        return EXIT_FAILED, f"Postgres: {exc}"
+    if isinstance(exc, (ColdStoreError, TieringError)):
+        return EXIT_FAILED, f"cold storage: {exc}"
+    if isinstance(exc, httpx.HTTPError):
+        return EXIT_FAILED, f"HTTP request failed: {exc}"
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.verbose)
     try:
         return int(args.handler(args))
-    except SettingsError as exc:
-        print(f"mediation: configuration error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        known = _known_failure(exc)
+        if known is None:
+            raise
+        status, message = known
+        logging.getLogger(__name__).debug("mediation %s failed", args.command, exc_info=True)
+        # Library messages may span lines (psycopg adds a hint on its own line).
+        print(f"mediation {args.command}: {' '.join(message.split())}", file=sys.stderr)
+        return status

@@ -42,9 +42,30 @@ from .tables import render_table
 if TYPE_CHECKING:
     import psycopg
 
-__all__ = ["add_config_commands"]
+__all__ = ["InputFileError", "add_config_commands", "read_config_file"]
 
 AddCommand = Callable[..., argparse.ArgumentParser]
+
+
+class InputFileError(Exception):
+    """A file named on the command line cannot be read or is not what it should be."""
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path`` (a config body), or ``InputFileError`` saying why not."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InputFileError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise InputFileError(f"{path}: not JSON: not UTF-8 text ({exc.reason})") from exc
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputFileError(f"{path}: not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise InputFileError(f"{path}: must hold one JSON object, got a {type(body).__name__}")
+    return body
 
 
 def _connect(settings: Settings) -> psycopg.Connection:
@@ -156,8 +177,6 @@ def cmd_config(args: argparse.Namespace) -> int:
         )
         print(f"config {args.action}: {flags} required", file=sys.stderr)
         return 2
-    import psycopg
-
     from storage.configs import (
         PublishError,
         get_operation,
@@ -170,21 +189,14 @@ def cmd_config(args: argparse.Namespace) -> int:
         start_publish,
         switch_degradation,
     )
-    from storage.db import DatabaseUnavailableError
 
+    # Bad input is refused before anything is reached.
+    body = read_config_file(Path(args.file)) if args.action == "push" else None
+    # Postgres being unreachable, or without a schema, is said by mediation.cli.main.
     settings = Settings.from_env()
-    try:
-        conn = _connect(settings)
-    except DatabaseUnavailableError as exc:
-        print(f"config: {exc}", file=sys.stderr)
-        return 1
-    with conn:
+    with _connect(settings) as conn:
         try:
-            if args.action == "push":
-                body = json.loads(Path(args.file).read_text())
-                if not isinstance(body, dict):
-                    print("config: the file must hold one JSON object", file=sys.stderr)
-                    return 1
+            if body is not None:  # push
                 snapshot, created = push_config(conn, args.app_id, body, _actor(args))
                 verb = "stored as" if created else "unchanged: already"
                 print(
@@ -287,11 +299,6 @@ def cmd_config(args: argparse.Namespace) -> int:
         except (PublishError, PlanError) as exc:
             code = getattr(exc, "code", "invalid_plan")
             print(f"refused ({code}): {exc}", file=sys.stderr)
-            return 1
-        except psycopg.errors.UndefinedTable:
-            print(
-                "config: the database has no schema yet; run `mediation migrate`", file=sys.stderr
-            )
             return 1
     raise AssertionError(f"unhandled config action {args.action}")
 

@@ -8,13 +8,25 @@ variable; the CLI prints it and exits 2.
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-__all__ = ["LOOPBACK_HOSTS", "PROJECT_ROOT", "Settings", "SettingsError", "Topics"]
+from .rules.publish import STATES as PUBLISH_STATES
+
+__all__ = [
+    "CHECKED_ELSEWHERE",
+    "LOOPBACK_HOSTS",
+    "PROCESS_KNOBS",
+    "PROJECT_ROOT",
+    "Settings",
+    "SettingsError",
+    "Topics",
+    "check_process_knobs",
+]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -148,6 +160,17 @@ class Settings:
         replay_rate = _int(env, "MEDIATION_REPLAY_REQUESTS_PER_S", 5, minimum=1)
         idempotency_lease = _int(env, "MEDIATION_IDEMPOTENCY_LEASE_MS", 3000, minimum=300)
         idempotency_timeout = _int(env, "MEDIATION_IDEMPOTENCY_TIMEOUT_MS", 250, minimum=10)
+        endpoint = env.get("AWS_ENDPOINT_URL") or ""
+        if endpoint and (
+            urlsplit(endpoint).scheme not in ("http", "https") or not urlsplit(endpoint).netloc
+        ):
+            raise SettingsError(
+                f"AWS_ENDPOINT_URL: expected http(s)://host[:port], got {endpoint!r}"
+            )
+        access_log = env.get("MEDIATION_ACCESS_LOG") or "0"
+        if access_log not in ("0", "1"):
+            raise SettingsError(f"MEDIATION_ACCESS_LOG: expected 0 or 1, got {access_log!r}")
+        check_process_knobs(env)
         return cls(
             database_url=database_url,
             redis_url=redis_url,
@@ -156,10 +179,10 @@ class Settings:
             cold_storage_url=cold,
             data_dir=data_dir,
             admin_token=token or None,
-            aws_endpoint_url=env.get("AWS_ENDPOINT_URL") or None,
+            aws_endpoint_url=endpoint or None,
             kafka_partitions=partitions,
             produce_timeout_ms=produce_timeout,
-            access_log=env.get("MEDIATION_ACCESS_LOG", "0") == "1",
+            access_log=access_log == "1",
             replay_requests_per_s=replay_rate,
             idempotency_lease_ms=idempotency_lease,
             idempotency_timeout_ms=idempotency_timeout,
@@ -180,3 +203,110 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int) -> int:
     if value < minimum:
         raise SettingsError(f"{name}: must be >= {minimum}, got {value}")
     return value
+
+
+# -- knobs other modules read -----------------------------------------------------
+#
+# The worker's policy and threads, the gateway's log level, the drills: each
+# is read where it is used (often in a child process, after ``bytewax.run`` or
+# uvicorn took over), where a bad value used to end in a traceback or, with
+# several gateway processes, a crash loop. ``Settings.from_env`` checks every
+# one of them at start, so each entry point stops first with one line naming
+# the variable. Each check accepts no more than the reader does.
+
+
+def _digits(raw: str) -> bool:
+    return raw.isascii() and raw.isdigit()
+
+
+def _non_negative_integer(name: str, raw: str) -> None:
+    # The worker's readers take digits only: no sign, no spaces, no "5s";
+    # empty means the default.
+    if raw and not _digits(raw):
+        raise SettingsError(f"{name}: expected a non-negative integer, got {raw!r}")
+
+
+def _port(name: str, raw: str) -> None:
+    # Its reader (int(...)) refuses an empty value too.
+    if not _digits(raw) or not 1 <= int(raw) <= 65535:
+        raise SettingsError(f"{name}: expected a port 1..65535, got {raw!r}")
+
+
+def _log_level(name: str, raw: str) -> None:
+    # logging.basicConfig(level=...) takes exactly these names (upper case; not empty).
+    names = logging.getLevelNamesMapping()
+    if raw not in names:
+        raise SettingsError(f"{name}: expected one of {', '.join(sorted(names))}, got {raw!r}")
+
+
+def _host(name: str, raw: str) -> None:
+    if any(ch.isspace() for ch in raw):  # empty: loopback
+        raise SettingsError(f"{name}: expected a host name or address, got {raw!r}")
+
+
+def _one_of(*choices: str) -> Callable[[str, str], None]:
+    def check(name: str, raw: str) -> None:
+        if raw and raw not in choices:  # empty: off
+            raise SettingsError(f"{name}: expected one of {', '.join(choices)}, got {raw!r}")
+
+    return check
+
+
+def _worker_crash_point(name: str, raw: str) -> None:  # dataflows/faults.py
+    when, _, batch = raw.partition(":")
+    if raw and (
+        when not in ("before_write", "after_write") or not _digits(batch) or int(batch) < 1
+    ):
+        raise SettingsError(f"{name}: expected before_write:N or after_write:N, got {raw!r}")
+
+
+def _publish_crash_point(name: str, raw: str) -> None:  # mediation/publish_worker.py
+    state, sep, stage = raw.partition(":")
+    if raw and (state not in PUBLISH_STATES or (sep and not _digits(stage))):
+        raise SettingsError(
+            f"{name}: expected STATE[:STAGE] with STATE one of {', '.join(PUBLISH_STATES)}, "
+            f"got {raw!r}"
+        )
+
+
+PROCESS_KNOBS: Mapping[str, Callable[[str, str], None]] = {
+    # dataflows/worker.py
+    "MEDIATION_DEFAULT_CLOSURE_WINDOW_MS": _non_negative_integer,
+    "MEDIATION_DEFAULT_GRACE_MS": _non_negative_integer,
+    "MEDIATION_ALLOWED_LATENESS_MS": _non_negative_integer,
+    "MEDIATION_TOMBSTONE_TTL_MS": _non_negative_integer,
+    "MEDIATION_MAX_ORPHAN_KEYS_PER_APP": _non_negative_integer,
+    "MEDIATION_DRAIN_SETTLE_MS": _non_negative_integer,
+    "MEDIATION_GC_INTERVAL_MS": _non_negative_integer,
+    "MEDIATION_SINK_WRITERS": _non_negative_integer,
+    "MEDIATION_WORKER_METRICS_PORT": _non_negative_integer,
+    "MEDIATION_WORKER_METRICS_HOST": _host,
+    "MEDIATION_WORKER_PROCESS_INDEX": _non_negative_integer,
+    "MEDIATION_WORKER_PROCESS_COUNT": _non_negative_integer,
+    "MEDIATION_CRASH_AT": _worker_crash_point,
+    # gateway/asgi.py and dataflows/worker.py
+    "MEDIATION_LOG_LEVEL": _log_level,
+    # mediation/status.py (0: this machine's core count)
+    "MEDIATION_DB_CPUS": _non_negative_integer,
+    # mediation/devstack.py
+    "MEDIATION_POOLER_PORT": _port,
+    # storage/tier_job.py (drills only)
+    "MEDIATION_TIER_CRASH_AFTER": _one_of("exported", "verified", "recorded"),
+    # mediation/publish_worker.py (drills only)
+    "MEDIATION_PUBLISH_CRASH_AFTER": _publish_crash_point,
+}
+
+# Not checked here: each is the default or the carrier of a command's flag, and
+# that command checks it with the flag, before it starts anything (exit 2).
+CHECKED_ELSEWHERE = {
+    "MEDIATION_GATEWAY_ROLES": "set by `mediation api --role` and `mediation ingest`",
+    "MEDIATION_COLD_STORAGE_CLASS": "the default of `mediation tier --cold-storage-class`",
+}
+
+
+def check_process_knobs(env: Mapping[str, str]) -> None:
+    """Raise ``SettingsError`` for the first malformed knob of ``PROCESS_KNOBS``; unset is fine."""
+    for name, check in PROCESS_KNOBS.items():
+        raw = env.get(name)
+        if raw is not None:  # unset: the reader's default (what empty means, each check says)
+            check(name, raw)

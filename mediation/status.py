@@ -73,10 +73,16 @@ class WorkerReport:
 def _scrape(url: str, timeout_s: float) -> list[Metric] | str:
     """The metric families of one ``/metrics`` URL, or why it could not be read."""
     try:
-        text = httpx.get(url, timeout=timeout_s).text
-    except httpx.HTTPError as exc:
+        response = httpx.get(url, timeout=timeout_s)
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         return f"unreachable: {exc}"
-    return list(text_string_to_metric_families(text))
+    # Something else answering there (a typo in the port or path) is said as such.
+    if response.status_code != 200:
+        return f"not a metrics endpoint: HTTP {response.status_code}"
+    try:
+        return list(text_string_to_metric_families(response.text))
+    except ValueError:  # the parser's only complaint, e.g. about an HTML page
+        return "not a metrics endpoint: the answer is not Prometheus text"
 
 
 def read_worker(url: str, timeout_s: float = 3.0) -> WorkerReport:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
+from collections.abc import Iterator
+
 import pytest
 from prometheus_client import start_http_server
 
@@ -10,7 +14,7 @@ from gateway.metrics import GatewayMetrics
 from mediation.cli import main
 from mediation.processes import free_port
 from mediation.settings import Settings
-from mediation.status import WorkerReport, read_triggers, render_triggers
+from mediation.status import WorkerReport, read_gateway, read_triggers, render_triggers
 
 
 def test_status_shows_progress_state_and_partition_lag(capsys: pytest.CaptureFixture[str]) -> None:
@@ -96,3 +100,45 @@ def test_triggers_are_unknown_without_metrics_and_status_fails(
     assert "scaling triggers" in out
     assert "no gateway metrics reachable" in out
     assert f"gateway metrics unreachable: {nowhere}" in out
+
+
+class _NotMetrics(http.server.BaseHTTPRequestHandler):
+    """An HTTP server that is no metrics endpoint: an HTML page, and 404 elsewhere."""
+
+    def do_GET(self) -> None:
+        found = self.path == "/"
+        body = b"<!doctype html><html><body>hello</body></html>" if found else b"no such page"
+        self.send_response(200 if found else 404)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def not_metrics() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotMetrics)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_url_that_is_not_a_metrics_endpoint_is_reported_not_raised(
+    not_metrics: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page, missing = f"{not_metrics}/", f"{not_metrics}/metrics"
+    code = main(
+        ["status", "--worker-metrics", page, "--worker-metrics", missing, "--window-s", "0"]
+    )
+
+    out = capsys.readouterr().out
+    assert code == 1
+    rows = {line.split()[0]: line for line in out.splitlines() if line.startswith(not_metrics)}
+    assert "not a metrics endpoint: the answer is not Prometheus text" in rows[page]
+    assert "not a metrics endpoint: HTTP 404" in rows[missing]
+    assert read_gateway(page).error == "not a metrics endpoint: the answer is not Prometheus text"
