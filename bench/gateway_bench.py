@@ -17,6 +17,15 @@ comparable on slower machines), and each server's peak RSS. Prints one JSON line
 with every figure and the machine, then a table. Needs the local services (``mediation dev up``).
 
     python bench/gateway_bench.py --runs 3 --duration 8
+
+``--replay-load N`` measures something else instead: ``/v1/requests`` latency
+(``hey`` at ``--replay-load-rate``) with the gateway idle, then while ``N``
+admin clients each keep one maximal replay (1970 to 9999) in flight, honouring
+``Retry-After`` up to a second; interleaved runs, medians, and the gateway's
+largest resident memory in each phase. No job runner runs: what is measured
+is what replay requests cost the gateway itself.
+
+    python bench/gateway_bench.py --replay-load 5 --runs 3 --rate-duration 10
 """
 
 from __future__ import annotations
@@ -31,8 +40,12 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -41,16 +54,23 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine, median, peak_rss_mib, private_broker, py_spy
+from bench.common import current_rss_mib, machine, median, peak_rss_mib, private_broker, py_spy
 from mediation.processes import free_port, mediation_command, running
 from mediation.rules.ulid import encode_ulid
 from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
 from mediation.tables import render_table
 from mediation.topics import ensure_topics
+from storage.db import connect
 from storage.migrate import migrate
 
 LUA = Path(__file__).resolve().parent / "post.lua"
+ADMIN_TOKEN = "bench-admin-token-0123456789"
+# A range over every representable year: the request that used to be sized
+# inside the gateway (a catalog lookup per day, ~2.9 million days).
+MAXIMAL_REPLAY = orjson.dumps(
+    {"from": "1970-01-01T00:00:00Z", "to": "9999-12-31T00:00:00Z", "mode": "recompute"}
+)
 
 
 def _wrk(
@@ -129,6 +149,159 @@ def _profiled(load: Callable[[], object], pid: int, out: Path) -> None:
         load()
 
 
+class _ReplayLoad:
+    """``clients`` threads, each keeping one maximal replay request in flight until stopped.
+
+    A refused request (429) is retried after its ``Retry-After``, at most a
+    second, as a polite but insistent client would. The resident memory of
+    ``pid`` is sampled meanwhile.
+    """
+
+    def __init__(self, gateway_url: str, clients: int, pid: int):
+        self._url, self._clients, self._pid = f"{gateway_url}/v1/replay", clients, pid
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self.statuses: Counter[int] = Counter()
+        self.replay_ids: list[int] = []
+        self.max_rss_mib = 0.0
+
+    def __enter__(self) -> _ReplayLoad:
+        self._threads = [threading.Thread(target=self._client) for _ in range(self._clients)]
+        self._threads.append(threading.Thread(target=self._sample))
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:  # requests in flight finish (the gateway's work is done)
+            thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.2):
+            self.max_rss_mib = max(self.max_rss_mib, current_rss_mib(self._pid))
+
+    def _client(self) -> None:
+        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}
+        while not self._stop.is_set():
+            request = urllib.request.Request(self._url, MAXIMAL_REPLAY, headers, method="POST")
+            retry_s = 0.0
+            try:
+                with urllib.request.urlopen(request, timeout=600) as response:
+                    status, body = response.status, response.read()
+            except urllib.error.HTTPError as refused:
+                status, body = refused.code, refused.read()
+                retry_s = min(1.0, float(refused.headers.get("Retry-After") or 1))
+            with self._lock:
+                self.statuses[status] += 1
+                if status in (200, 202):
+                    self.replay_ids.append(int(orjson.loads(body)["replay_id"]))
+            if retry_s:
+                self._stop.wait(retry_s)
+
+
+def _idle_rss(pid: int, load: Callable[[], dict[str, float]]) -> tuple[dict[str, float], float]:
+    """``load()``'s figures and the largest resident memory of ``pid`` while it ran."""
+    peak = [current_rss_mib(pid)]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.wait(0.2):
+            peak.append(current_rss_mib(pid))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        figures = load()
+    finally:
+        stop.set()
+        sampler.join()
+    return figures, max(peak)
+
+
+def _replay_load(
+    args: argparse.Namespace,
+    gateway_url: str,
+    request_file: Path,
+    auth: dict[str, str],
+    pid: int,
+    database_url: str,
+) -> dict[str, object]:
+    """``/v1/requests`` at a fixed rate, idle and during ``args.replay_load`` maximal replays."""
+    url = f"{gateway_url}/v1/requests"
+
+    def sdk_load() -> dict[str, float]:
+        return _hey(url, request_file, auth, args.replay_load_rate, args.rate_duration)
+
+    idle: list[dict[str, float]] = []
+    loaded: list[dict[str, float]] = []
+    idle_rss: list[float] = []
+    loaded_rss: list[float] = []
+    statuses: Counter[int] = Counter()
+    replay_ids: list[int] = []
+    sdk_load()  # warm up
+    try:
+        for _run in range(args.runs):
+            figures, rss = _idle_rss(pid, sdk_load)
+            idle.append(figures)
+            idle_rss.append(rss)
+            with _ReplayLoad(gateway_url, args.replay_load, pid) as replays:
+                time.sleep(1)  # the replays are under way before the SDK load starts
+                loaded.append(sdk_load())
+            loaded_rss.append(replays.max_rss_mib)
+            statuses.update(replays.statuses)
+            replay_ids.extend(replays.replay_ids)
+    finally:
+        with connect(database_url, autocommit=True) as conn:  # leave no bench jobs queued
+            conn.execute("DELETE FROM replay_records WHERE id = ANY(%s)", (replay_ids,))
+
+    def medians(runs: list[dict[str, float]]) -> dict[str, float]:
+        return {
+            metric: median([run[metric] for run in runs])
+            for metric in ("achieved_rps", "ok_ratio", "p50_ms", "p95_ms", "p99_ms")
+        }
+
+    idle_median, loaded_median = medians(idle), medians(loaded)
+    return {
+        "replay_clients": args.replay_load,
+        "offered_rps": args.replay_load_rate,
+        "runs": args.runs,
+        "duration_s": args.rate_duration,
+        "idle": idle_median,
+        "during_replays": loaded_median,
+        "p95_during_vs_idle": loaded_median["p95_ms"] / max(idle_median["p95_ms"], 1e-9),
+        "replay_statuses": {str(status): n for status, n in sorted(statuses.items())},
+        "gateway_rss_mib": {"idle": max(idle_rss), "during_replays": max(loaded_rss)},
+        "per_run": {"idle": idle, "during_replays": loaded},
+    }
+
+
+def _print_replay_load(result: dict[str, object]) -> None:
+    phases = [("idle", result["idle"]), ("during replays", result["during_replays"])]
+    rss = result["gateway_rss_mib"]
+    assert isinstance(rss, dict)
+    print(
+        render_table(
+            f"POST /v1/requests at {result['offered_rps']} req/s (hey), idle and during "
+            f"{result['replay_clients']} maximal replays; medians of {result['runs']} runs",
+            ["phase", "achieved req/s", "ok ratio", "p50 ms", "p95 ms", "p99 ms", "gateway MiB"],
+            [
+                [name, f["achieved_rps"], f"{f['ok_ratio']:.4f}", f["p50_ms"], f["p95_ms"],
+                 f["p99_ms"], rss["idle" if name == "idle" else "during_replays"]]
+                for name, f in phases
+                if isinstance(f, dict)
+            ],
+        ),
+        file=sys.stderr,
+    )  # fmt: skip
+    print(
+        f"p95 during / idle: {result['p95_during_vs_idle']:.2f}; "
+        f"replay answers: {result['replay_statuses']}",
+        file=sys.stderr,
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -148,6 +321,17 @@ def main() -> int:
         type=Path,
         help="also sample the gateway with py-spy during one more run of each SDK route; "
         "collapsed stacks go to this folder and the top frames are printed",
+    )
+    parser.add_argument(
+        "--replay-load",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead of the usual figures: /v1/requests latency idle and during N concurrent "
+        "maximal replay requests (see the module docstring)",
+    )
+    parser.add_argument(
+        "--replay-load-rate", type=int, default=500, help="offered req/s in --replay-load runs"
     )
     args = parser.parse_args()
 
@@ -176,6 +360,9 @@ def main() -> int:
             BENCH_TOPIC=bench_topic,
             KAFKA_BOOTSTRAP_SERVERS=base.kafka_bootstrap_servers,
             MEDIATION_LOG_LEVEL="WARNING",
+            MEDIATION_ADMIN_TOKEN=ADMIN_TOKEN,
+            # High enough that the replay clients meet the queue bound, not the throttle.
+            MEDIATION_REPLAY_REQUESTS_PER_S="1000",
             PYTHONPATH=str(Path(__file__).resolve().parent.parent),
         )
         now = int(time.time() * 1000)
@@ -252,6 +439,14 @@ def main() -> int:
                 baseline_url = f"http://127.0.0.1:{base_port}"
                 gateway_url = f"http://127.0.0.1:{gw_port}"
                 auth = {"X-App-Key": app_key}
+                if args.replay_load:
+                    replay_result = _replay_load(
+                        args, gateway_url, files["request"], auth, gateway.pid, base.database_url
+                    )
+                    print(json.dumps({"bench": "gateway_replay_load", "machine": machine(),
+                                      **replay_result}))  # fmt: skip
+                    _print_replay_load(replay_result)
+                    return 0
                 targets = {
                     "bare": (f"{baseline_url}/bare", files["small"], {}, 1),
                     "produce1": (f"{baseline_url}/produce1", files["small"], {}, 1),

@@ -1,4 +1,4 @@
-"""The replay API (admin bearer token): small replays answered inline, large ones as jobs.
+"""The replay API (admin bearer token): small replays answered inline, the rest as jobs.
 
 ::
 
@@ -7,14 +7,18 @@
                             "config_version"?, "format"?: "jsonl" | "parquet"}
     GET  /v1/replay/{id}   a replay record: status, hash, summary, result location
 
-A selection of at most ``INLINE_MAX`` opportunities is replayed at once and
-answered with its results (200). A larger one is queued (202, ``Location``)
-for ``mediation replay-jobs``, a separate process, so that long replays
-never compete with the request path; its result lands in cold storage as
-JSONL or Parquet. Requests are admitted at ``MEDIATION_REPLAY_REQUESTS_PER_S``
-across the fleet (429 ``replay_throttled``), and at most ``MAX_OPEN_JOBS``
-jobs wait or run at once (429 ``replay_queue_full``). Every request is a
-``replay_records`` row.
+A request does bounded work only, so that no replay competes with the SDK
+routes: it is admitted at ``MEDIATION_REPLAY_REQUESTS_PER_S`` across the
+fleet (429 ``replay_throttled``) before its body is read, then validated.
+It is answered inline (200, with its results) only when that can be
+decided cheaply: at most ``INLINE_MAX`` keys, or a range inside one UTC
+day still in Postgres where an index probe stopped at ``INLINE_MAX + 1``
+finds at most ``INLINE_MAX`` opportunities. Anything else is queued (202,
+``Location``) without being sized: at most ``MAX_OPEN_JOBS`` jobs wait or
+run at once (429 ``replay_queue_full``, a count under a table lock), and
+``mediation replay-jobs``, a separate process, sizes and runs them
+(``replay/jobs.py``); the result lands in cold storage as JSONL or
+Parquet. Every request is a ``replay_records`` row.
 """
 
 from __future__ import annotations
@@ -26,12 +30,14 @@ import psycopg
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mediation.rules.replay import ReplayRequest, ReplayRequestError, parse_request
-from replay.cold import opportunities_per_day
+from mediation.rules.replay import ReplayRequest, ReplayRequestError, Selection, parse_request
+from mediation.rules.ulid import day_of_ms
+from replay.cold import TieredDays
 from replay.jobs import JOB_FORMATS, enqueue, job_state
 from replay.output import CollectedOutput
 from replay.run import run_replay
-from storage.cold import ColdStore, ColdStoreError, open_cold_store
+from storage.cold import ColdStoreError, open_cold_store
+from storage.configs import get_snapshot
 from storage.db import connect
 from storage.tiering import TieringError
 
@@ -50,20 +56,50 @@ class _QueueFullError(Exception):
     pass
 
 
-def _selection_size(conn: psycopg.Connection, store: ColdStore, request: ReplayRequest) -> int:
-    selection = request.selection
+def _fits_inline(conn: psycopg.Connection, selection: Selection) -> bool:
+    """Whether the selection is small enough to answer inline, decided in bounded time.
+
+    Keys are counted as given. A range is probed only when it lies inside
+    one UTC day whose tables are all still in Postgres: one catalog row
+    and at most ``INLINE_MAX + 1`` index entries are read, whatever the
+    range. Sizing anything longer (a range over years reads the catalog
+    for every day, and Parquet footers for tiered ones) is the job
+    runner's work.
+    """
     if not selection.is_range:
-        return len(selection.keys)
-    return sum(opportunities_per_day(conn, store, selection).values())
+        return len(selection.keys) <= INLINE_MAX
+    assert selection.start_ms is not None and selection.end_ms is not None
+    day = day_of_ms(selection.start_ms)
+    if day != day_of_ms(selection.end_ms - 1):
+        return False
+    tiered = TieredDays.read(conn, [day])
+    if tiered.dropped or tiered.deleted:
+        return False
+    low, high = selection.key_bounds()
+    row = conn.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM opportunity_records WHERE day = %s "
+        "AND opportunity_key >= %s AND opportunity_key < %s LIMIT %s) AS probe",
+        (day, low, high, INLINE_MAX + 1),
+    ).fetchone()
+    return row is not None and int(row[0]) <= INLINE_MAX
+
+
+def _check_config_version(conn: psycopg.Connection, request: ReplayRequest) -> None:
+    """A named config version its app lacks is refused now, not when the job runs."""
+    app_id = request.selection.app_id
+    version = request.config_version
+    if app_id is not None and version is not None and get_snapshot(conn, app_id, version) is None:
+        raise ReplayRequestError(f"app {app_id} has no config version {version}")
 
 
 def _replay_or_enqueue(
     ctx: GatewayContext, request: ReplayRequest, output_format: str
 ) -> dict[str, Any]:
     settings = ctx.settings
-    store = open_cold_store(settings.cold_storage_url, settings.aws_endpoint_url)
     with connect(settings.database_url, autocommit=True) as conn:
-        if _selection_size(conn, store, request) <= INLINE_MAX:
+        _check_config_version(conn, request)
+        if _fits_inline(conn, request.selection):
+            store = open_cold_store(settings.cold_storage_url, settings.aws_endpoint_url)
             output = CollectedOutput()
             replay_id, digest, _ = run_replay(conn, store, request, output, requested_by=_ACTOR)
             return {

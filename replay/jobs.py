@@ -1,13 +1,16 @@
 """Replay jobs: large replays run in the background, their result an object in cold storage.
 
 A job is a ``replay_records`` row: ``enqueue`` writes it ``queued`` with
-its output format; a runner (``JobRunner`` in each gateway of the ``api``
-role, or ``mediation replay-jobs``) ``claim``s the oldest one with a lease,
-renews the lease as results stream, writes the output to a local file,
-uploads it to ``replays/<id>.<format>`` in cold storage, and marks the row
-``done`` with the result hash, the summary and the location (or
-``failed`` with the reason). A job whose runner died (lease run out) is
-claimed again and replayed from the start: replay is deterministic, so
+its output format, unsized (the replay API admits requests without
+reading what they select: that is unbounded work, a range over years
+touches millions of days). A runner (``mediation replay-jobs``, a process
+of its own) ``claim``s the oldest one with a lease, sizes it (how many
+opportunities each day of a range holds, ``replay.cold``) and replays it
+chunk by chunk, renews the lease as results stream, writes the output to
+a local file, uploads it to ``replays/<id>.<format>`` in cold storage, and
+marks the row ``done`` with the result hash, the summary and the location
+(or ``failed`` with the reason). A job whose runner died (lease run out)
+is claimed again and replayed from the start: replay is deterministic, so
 the result is the same.
 """
 

@@ -18,6 +18,7 @@ from gateway.app import create_app
 from mediation.rules.replay import ReplayRequest, Selection
 from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
+from replay import cold
 from replay.digest import result_hash
 from replay.jobs import claim, enqueue, job_state, release, serve_jobs
 from storage.cold import FileColdStore, open_cold_store
@@ -191,3 +192,52 @@ def test_an_unreadable_cold_store_is_a_503_and_the_replay_is_recorded_failed(
             "SELECT status, error FROM replay_records ORDER BY id DESC LIMIT 1"
         ).fetchone()
     assert row is not None and row[0] == "failed" and "no manifest" in row[1]
+
+
+MAXIMAL = {"from": "1970-01-01T00:00:00Z", "to": "9999-12-31T00:00:00Z", "mode": "recompute"}
+
+
+def test_a_maximal_range_is_admitted_and_queued_without_sizing_it_in_the_request(
+    replay_settings: Settings, keys: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Sizing 1970-9999 reads the catalog for ~2.9 million days; the request
+    # may look at one day at most (the inline probe), the job runner does the rest.
+    days_read: list[int] = []
+    read = cold.TieredDays.read.__func__  # type: ignore[attr-defined]
+
+    def counting_read(cls: type, conn: object, days: list[dt.date]) -> cold.TieredDays:
+        days = list(days)
+        days_read.append(len(days))
+        return read(cls, conn, days)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(cold.TieredDays, "read", classmethod(counting_read))
+    monkeypatch.setattr(replay_api, "MAX_OPEN_JOBS", 1)
+    with TestClient(create_app(replay_settings)) as client:
+        first = client.post("/v1/replay", json=MAXIMAL, headers=ADMIN)
+        second = client.post("/v1/replay", json=MAXIMAL, headers=ADMIN)
+    assert first.status_code == 202, first.text[:200]
+    assert first.json()["status"] == "queued"
+    assert second.status_code == 429  # the queue is full: refused before any sizing
+    assert second.json()["error"]["code"] == "replay_queue_full"
+    assert all(n <= 1 for n in days_read), days_read
+    with connect(replay_settings.database_url) as conn:
+        state = job_state(conn, first.json()["replay_id"])
+    assert state is not None and state["status"] == "queued"
+    assert state["selector"]["to_ms"] == 253_402_214_400_000
+
+
+def test_a_range_over_more_than_a_day_is_a_job_and_its_config_version_is_checked_first(
+    client: TestClient, replay_settings: Settings
+) -> None:
+    two_days = {"from": T0 - 86_400_000, "to": T0 + 3_600_000, "mode": "recompute"}
+    queued = client.post("/v1/replay", json={**two_days, "app_id": "a"}, headers=ADMIN)
+    assert queued.status_code == 202  # 12 opportunities, but sizing two days is the runner's
+    refused = client.post(
+        "/v1/replay", json={**two_days, "app_id": "a", "config_version": 9}, headers=ADMIN
+    )
+    assert refused.status_code == 422
+    assert "app a has no config version 9" in refused.json()["error"]["message"]
+    store = open_cold_store(replay_settings.cold_storage_url)
+    assert serve_jobs(replay_settings.database_url, store, once=True) == 1
+    state = client.get(f"/v1/replay/{queued.json()['replay_id']}", headers=ADMIN).json()
+    assert state["status"] == "done" and state["records"] == 6
