@@ -14,12 +14,16 @@ moved to a cheaper class by copying it onto itself with the new class. A
 ``file://`` store has one class; moving records the tier in the catalog
 only. Classes that need a restore before a read (GLACIER, DEEP_ARCHIVE)
 are refused: replay reads cold days directly.
+
+A ``file://`` object is written under ``<root>/.incoming/`` and renamed
+into place, so a table's directory never holds a partial file.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -40,6 +44,8 @@ __all__ = [
     "open_cold_store",
 ]
 
+# Where a file:// store writes objects before renaming them into place.
+_INCOMING = ".incoming"
 # S3 storage classes whose objects can be read at once (no restore).
 READABLE_STORAGE_CLASSES = frozenset(
     {"STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR"}
@@ -90,7 +96,11 @@ class FileColdStore:
     def _write(self, key: str, fill: Any) -> None:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        # Written aside, outside every table's directory (a half-written file
+        # left by a crash there would break readers that take the directory).
+        incoming = self.root / _INCOMING
+        incoming.mkdir(parents=True, exist_ok=True)
+        temporary = incoming / f"{path.name}.tmp-{os.getpid()}-{threading.get_ident()}"
         fill(temporary)
         os.replace(temporary, path)  # atomic: whole or absent
 

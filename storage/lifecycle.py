@@ -30,7 +30,7 @@ from mediation.rules.tiering import CatalogDay, lifecycle_action
 from .audit import record_audit
 from .cold import ColdStore, ColdStoreError
 from .tier_job import TierResult
-from .tiering import MANIFEST_NAME, day_prefix, read_manifest
+from .tiering import legacy_manifest_key, manifest_key, read_manifest
 
 __all__ = ["age_tiered_days"]
 
@@ -80,7 +80,9 @@ def _delete(conn: psycopg.Connection, store: ColdStore, entry: CatalogDay, files
             )
     for key in files:
         store.delete(key)
-    store.delete(day_prefix(entry.table, entry.day) + MANIFEST_NAME)  # last: "objects remain"
+    # The manifests last: while one is there, "objects remain" (either layout's).
+    store.delete(legacy_manifest_key(entry.table, entry.day))
+    store.delete(manifest_key(entry.table, entry.day))
 
 
 def _move(

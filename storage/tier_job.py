@@ -19,9 +19,19 @@ recorded; a recorded day still in Postgres is verified again and dropped.
 ``MEDIATION_TIER_CRASH_AFTER=exported|verified|recorded`` (drills only)
 SIGKILLs the job right after that step of its first day.
 
-Rows that arrive for a day after it was tiered (very late events) land in a
-partition the sink creates again; this job leaves such a day alone (the
-catalog says it is dropped) and says so.
+Rows that arrive for a day after it was tiered (very late events: the
+gateway accepts keys older than the hot retention) land in a partition the
+sink creates again. For such a day (the catalog says dropped, yet a
+partition exists) the job first **merges** its cold copy back into the
+partition (one transaction; a row in both keeps the cold copy's values, as
+replay reads them), then tiers the day as above: the new export replaces
+the old objects, and the catalog gets its new rows and checksum. A crash
+in between leaves the rows in both tiers, which replay reads once; the
+next run merges again (idempotent) and finishes.
+
+Days exported in cold layout 1 (``storage/tiering.py``) are rewritten in
+layout 2 by ``rewrite_legacy_day``, verified; the catalog gets the new
+checksum.
 """
 
 from __future__ import annotations
@@ -34,6 +44,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import psycopg
+import pyarrow as pa
 from psycopg import sql
 
 from mediation.rules.tiering import DEFAULT_HOT_DAYS, days_to_tier
@@ -41,11 +52,17 @@ from mediation.rules.tiering import DEFAULT_HOT_DAYS, days_to_tier
 from .cold import ColdStore
 from .partitions import PARTITION_DDL_LOCK, PARTITIONED_TABLES, partition_name
 from .tiering import (
+    SCHEMA_VERSION,
     TieringError,
     day_prefix,
     export_day,
+    file_schema,
+    legacy_manifest_key,
     partition_rows,
+    primary_key,
+    read_batches,
     read_manifest,
+    rewrite_legacy_day,
     verify_day,
 )
 
@@ -61,7 +78,9 @@ class TierResult:
     table: str
     day: dt.date
     rows: int | None
-    action: str  # tiered | would tier | failed: ... | back in Postgres after tiering
+    # tiered | would tier | tiered (merged with its cold copy) | would merge ... |
+    # rewritten to cold layout N | would rewrite ... | failed: ... | back in Postgres ...
+    action: str
 
 
 def partition_days(conn: psycopg.Connection, table: str) -> list[dt.date]:
@@ -83,7 +102,8 @@ def partition_days(conn: psycopg.Connection, table: str) -> list[dt.date]:
 
 def _catalog(conn: psycopg.Connection, table: str, day: dt.date) -> tuple[object, ...] | None:
     return conn.execute(
-        "SELECT rows, checksum, dropped_at FROM tiering_catalog WHERE table_name = %s AND day = %s",
+        "SELECT rows, checksum, dropped_at, deleted_at FROM tiering_catalog "
+        "WHERE table_name = %s AND day = %s",
         (table, day),
     ).fetchone()
 
@@ -147,6 +167,95 @@ def tier_day(conn: psycopg.Connection, store: ColdStore, table: str, day: dt.dat
     return manifest.rows
 
 
+def merge_cold_copy(conn: psycopg.Connection, store: ColdStore, table: str, day: dt.date) -> int:
+    """Put a tiered day's cold rows back into its partition (created again by late rows).
+
+    One transaction. A primary key in both tiers keeps the cold copy's row,
+    which is the one replay reads (``replay/cold.py``). Safe to repeat.
+    Returns the rows the cold copy holds.
+    """
+    manifest = read_manifest(store, table, day)
+    if manifest is None:
+        raise TieringError(f"{table} {day}: catalogued as tiered, but no manifest in {store.url}")
+    schema = file_schema(conn, table)
+    names = [*schema.names, "day"]
+    key = primary_key(conn, table)
+    stage = sql.Identifier(f"merge_{table}")
+    partition = sql.Identifier(partition_name(table, day))
+    columns = sql.SQL(", ").join(map(sql.Identifier, names))
+    updates = sql.SQL(", ").join(
+        sql.SQL("{0} = excluded.{0}").format(sql.Identifier(name))
+        for name in names
+        if name not in key
+    )
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(
+            sql.SQL("CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
+                stage, partition
+            )
+        )
+        with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(stage, columns)) as copy:
+            for batch in read_batches(store, manifest, schema):
+                values = [_python_values(column) for column in batch.columns]
+                for row in zip(*values, strict=True):
+                    copy.write_row((*row, day))
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT ({}) DO UPDATE SET {}"
+            ).format(
+                partition,
+                columns,
+                columns,
+                stage,
+                sql.SQL(", ").join(map(sql.Identifier, key)),
+                updates,
+            )
+        )
+    log.info("%s %s: %d rows of its cold copy merged back into Postgres", table, day, manifest.rows)
+    return manifest.rows
+
+
+def _python_values(column: pa.Array) -> list[object]:
+    if isinstance(column, pa.ExtensionArray):  # JSON: its text, which Postgres parses
+        column = column.storage
+    values: list[object] = column.to_pylist()
+    return values
+
+
+def _rewrite_legacy_days(
+    conn: psycopg.Connection, store: ColdStore, tables: Iterable[str], dry_run: bool
+) -> list[TierResult]:
+    """Rewrite every tiered day still in cold layout 1 (see ``rewrite_legacy_day``)."""
+    days = conn.execute(
+        "SELECT table_name, day, rows FROM tiering_catalog WHERE table_name = ANY(%s) "
+        "AND dropped_at IS NOT NULL AND deleted_at IS NULL ORDER BY table_name, day",
+        (list(tables),),
+    ).fetchall()
+    results = []
+    for table, day, rows in days:
+        if not store.exists(legacy_manifest_key(table, day)):
+            continue
+        if dry_run:
+            results.append(
+                TierResult(table, day, rows, f"would rewrite to cold layout {SCHEMA_VERSION}")
+            )
+            continue
+        try:
+            manifest = rewrite_legacy_day(conn, store, table, day)
+            conn.execute(
+                "UPDATE tiering_catalog SET checksum = %s WHERE table_name = %s AND day = %s",
+                (manifest.checksum, table, day),
+            )
+        except (TieringError, psycopg.Error) as exc:
+            log.error("%s %s: not rewritten: %s", table, day, exc)
+            results.append(TierResult(table, day, rows, f"failed: {exc}"))
+            continue
+        results.append(
+            TierResult(table, day, manifest.rows, f"rewritten to cold layout {SCHEMA_VERSION}")
+        )
+    return results
+
+
 def run_tiering(
     conn: psycopg.Connection,
     store: ColdStore,
@@ -158,33 +267,38 @@ def run_tiering(
     dry_run: bool = False,
 ) -> list[TierResult]:
     """Tier every aged day of ``tables``; ``conn`` must be in autocommit mode."""
+    tables = tuple(tables)
     results = []
     for table in tables:
         retention = (hot_days or {}).get(table, default_hot_days)
         for day in days_to_tier(partition_days(conn, table), today, retention):
             entry = _catalog(conn, table, day)
-            if entry is not None and entry[2] is not None:
-                # Dropped before, yet a partition exists again: rows arrived
-                # for the day after it was tiered. Left for a person to look at.
+            # Dropped before, yet a partition exists again: rows arrived for
+            # the day after it was tiered.
+            came_back = entry is not None and entry[2] is not None
+            if came_back and entry is not None and entry[3] is not None:
+                # Its cold copy is gone (retention): nothing to merge with.
                 results.append(
                     TierResult(
                         table,
                         day,
                         partition_rows(conn, table, day),
-                        "back in Postgres after tiering",
+                        "back in Postgres after tiering (cold copy deleted by retention)",
                     )
                 )
                 continue
             if dry_run:
-                results.append(
-                    TierResult(table, day, partition_rows(conn, table, day), "would tier")
-                )
+                verb = "would merge with its cold copy and tier" if came_back else "would tier"
+                results.append(TierResult(table, day, partition_rows(conn, table, day), verb))
                 continue
             try:
+                if came_back:
+                    merge_cold_copy(conn, store, table, day)
                 rows = tier_day(conn, store, table, day)
             except (TieringError, psycopg.Error) as exc:
                 log.error("%s %s: not tiered: %s", table, day, exc)
                 results.append(TierResult(table, day, None, f"failed: {exc}"))
                 continue
-            results.append(TierResult(table, day, rows, "tiered"))
-    return results
+            done = "tiered (merged with its cold copy)" if came_back else "tiered"
+            results.append(TierResult(table, day, rows, done))
+    return results + _rewrite_legacy_days(conn, store, tables, dry_run)

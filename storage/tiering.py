@@ -1,22 +1,35 @@
 """Exporting one day partition to Parquet in cold storage, and verifying it.
 
-Layout (``spec/contracts.md`` section 7)::
+Layout (``spec/contracts.md`` section 7; layout version 2)::
 
     <COLD_STORAGE_URL>/<table>/day=YYYY-MM-DD/part-NNNNN.parquet
-    <COLD_STORAGE_URL>/<table>/day=YYYY-MM-DD/_manifest.json
+    <COLD_STORAGE_URL>/_manifests/<table>/day=YYYY-MM-DD/_manifest.json
 
+- A table's directory holds Parquet files and nothing else, so pandas,
+  pyarrow, polars and DuckDB read it by directory with no options: polars
+  refuses a directory with any other file in it (even ``_`` or ``.``
+  names), hence the manifests' own tree. The ``day`` is the hive key of
+  the directory and not a column of the files (a column of the same name
+  and another type breaks pyarrow's schema merge). A day without rows
+  still has one (empty) file, so every table's directory exists.
 - Rows are streamed from Postgres through a server-side cursor in the
   table's sort order (``opportunity_key`` first where the table has one,
   so row-group statistics prune key lookups; events then by ``server_ts``
   and ``event_id``) into Arrow record batches and zstd Parquet files of at
   most ``rows_per_file`` rows: never the whole day in memory.
-- ``jsonb`` columns are stored as their JSON text, timestamps as UTC
-  microseconds, days as Arrow dates.
+- ``jsonb`` columns are Arrow's JSON type (Parquet's JSON logical type: text
+  that DuckDB reads as JSON), timestamps UTC microseconds.
 - The checksum is SHA-256 over the rows, column by column, in sort order
-  (``TableDigest``). It is computed from the rows Postgres streamed and
+  (``TableDigest``; JSON hashes as its text). It is computed from the rows Postgres streamed and
   again from the Parquet read back; ``verify_day`` also counts the
   partition's rows in Postgres again. The manifest is written last: a day
   without one was never completely exported.
+
+Layout 1 (older releases) had the ``day`` column in the files, JSON as
+plain text and the manifest beside the files. ``read_manifest`` finds
+either, ``read_batches`` reads files of either as layout 2, and
+``rewrite_legacy_day`` rewrites a layout-1 day in place, verified against
+its own checksum first.
 
 What happens around this (the catalog, dropping the partition, re-running
 after a crash) is the tiering job's.
@@ -24,10 +37,11 @@ after a crash) is the tiering job's.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -38,11 +52,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from psycopg import sql
 
-from .cold import ColdStore, ColdStoreError
+from .cold import ColdStore, ColdStoreError, FileColdStore
 from .partitions import partition_name
 
 __all__ = [
+    "LEGACY_SCHEMA_VERSION",
     "MANIFEST_NAME",
+    "PARTITION_COLUMN",
     "SCHEMA_VERSION",
     "ExportedFile",
     "Manifest",
@@ -50,13 +66,22 @@ __all__ = [
     "TieringError",
     "day_prefix",
     "export_day",
+    "file_schema",
+    "legacy_manifest_key",
+    "manifest_key",
     "partition_rows",
+    "primary_key",
+    "read_batches",
     "read_manifest",
+    "rewrite_legacy_day",
     "verify_day",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+LEGACY_SCHEMA_VERSION = 1
 MANIFEST_NAME = "_manifest.json"
+MANIFESTS_ROOT = "_manifests"
+PARTITION_COLUMN = "day"  # the directory's hive key, not a column of the files
 # Besides the primary key (always last, so the order is total).
 _SORT_FIRST: dict[str, tuple[str, ...]] = {
     "event_records": ("opportunity_key", "server_ts", "event_id"),
@@ -65,7 +90,7 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
     "text": pa.string(),
     "character": pa.string(),
     "character varying": pa.string(),
-    "jsonb": pa.string(),
+    "jsonb": pa.json_(),
     "bigint": pa.int64(),
     "integer": pa.int32(),
     "smallint": pa.int16(),
@@ -126,7 +151,18 @@ def _int64_at(buffer: pa.Buffer, position: int) -> int:
 
 
 def day_prefix(table: str, day: dt.date) -> str:
+    """Where the day's Parquet files are."""
     return f"{table}/day={day:%Y-%m-%d}/"
+
+
+def manifest_key(table: str, day: dt.date) -> str:
+    """Where the day's manifest is: outside the table's directory (see the module docstring)."""
+    return f"{MANIFESTS_ROOT}/{day_prefix(table, day)}{MANIFEST_NAME}"
+
+
+def legacy_manifest_key(table: str, day: dt.date) -> str:
+    """Where layout 1 had the manifest: among the day's files."""
+    return day_prefix(table, day) + MANIFEST_NAME
 
 
 class TableDigest:
@@ -154,6 +190,10 @@ class TableDigest:
 
     def _update_column(self, index: int, kind: pa.DataType, array: pa.Array) -> None:
         nulls, values, data = self._streams[index]
+        if isinstance(kind, pa.BaseExtensionType):  # JSON: its text
+            kind = kind.storage_type
+        if isinstance(array, pa.ExtensionArray):
+            array = array.storage
         nulls.update(_fixed_width_bytes(pc.is_null(array).cast(pa.int8()), 1))
         if pa.types.is_string(kind) or pa.types.is_binary(kind):
             filled = pc.fill_null(array.cast(pa.large_binary()), b"")
@@ -196,6 +236,15 @@ def _arrow_schema(columns: list[tuple[str, str]]) -> pa.Schema:
     return pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in columns])
 
 
+def _file_columns(conn: psycopg.Connection, table: str) -> list[tuple[str, str]]:
+    return [(name, kind) for name, kind in _columns(conn, table) if name != PARTITION_COLUMN]
+
+
+def file_schema(conn: psycopg.Connection, table: str) -> pa.Schema:
+    """The Arrow schema of ``table``'s Parquet files (layout 2)."""
+    return _arrow_schema(_file_columns(conn, table))
+
+
 def partition_rows(conn: psycopg.Connection, table: str, day: dt.date) -> int:
     """How many rows ``table``'s partition of ``day`` holds in Postgres now."""
     row = conn.execute(
@@ -204,8 +253,9 @@ def partition_rows(conn: psycopg.Connection, table: str, day: dt.date) -> int:
     return int(row[0]) if row else 0
 
 
-def _sort_columns(conn: psycopg.Connection, table: str) -> list[str]:
-    primary = [
+def primary_key(conn: psycopg.Connection, table: str) -> list[str]:
+    """``table``'s primary key columns, in order."""
+    return [
         str(name)
         for (name,) in conn.execute(
             "SELECT a.attname FROM pg_index i "
@@ -215,10 +265,14 @@ def _sort_columns(conn: psycopg.Connection, table: str) -> list[str]:
             (table,),
         ).fetchall()
     ]
+
+
+def _sort_columns(conn: psycopg.Connection, table: str) -> list[str]:
+    primary = primary_key(conn, table)
     first = list(_SORT_FIRST.get(table, ()))
     if not first and "opportunity_key" in primary:
         first = ["opportunity_key"]
-    return first + [name for name in primary if name not in first and name != "day"]
+    return first + [name for name in primary if name not in first and name != PARTITION_COLUMN]
 
 
 def _stream(
@@ -248,6 +302,22 @@ def _stream(
             yield batch
 
 
+def _write_manifest(store: ColdStore, manifest: Manifest, previous: Manifest | None) -> None:
+    """The day's manifest, then what the previous one listed that it does not.
+
+    A layout-1 manifest among the day's files goes, and so does any file of
+    an earlier export that this one did not write again (the directory must
+    hold this export only).
+    """
+    table, day = manifest.table, dt.date.fromisoformat(manifest.day)
+    store.put_bytes(manifest_key(table, day), manifest.to_json())
+    store.delete(legacy_manifest_key(table, day))
+    kept = {exported.key for exported in manifest.files}
+    for exported in previous.files if previous is not None else []:
+        if exported.key not in kept:
+            store.delete(exported.key)
+
+
 def export_day(
     conn: psycopg.Connection,
     store: ColdStore,
@@ -258,7 +328,8 @@ def export_day(
     batch_rows: int = 50_000,
 ) -> Manifest:
     """Write ``table``'s partition of ``day`` to ``store`` and its manifest last."""
-    columns = _columns(conn, table)
+    previous = read_manifest(store, table, day)
+    columns = _file_columns(conn, table)
     names = [name for name, _kind in columns]
     sort = _sort_columns(conn, table)
     schema = _arrow_schema(columns)
@@ -294,6 +365,8 @@ def export_day(
             total += len(batch)
             if in_file >= rows_per_file:
                 finish()
+        if not files and writer is None:  # no rows: one empty file keeps the directory
+            writer = pq.ParquetWriter(path, schema, compression="zstd")
         finish()
     manifest = Manifest(
         table=table,
@@ -306,48 +379,178 @@ def export_day(
         files=files,
         exported_at=dt.datetime.now(dt.UTC).isoformat(),
     )
-    store.put_bytes(day_prefix(table, day) + MANIFEST_NAME, manifest.to_json())
+    _write_manifest(store, manifest, previous)
     return manifest
 
 
 def read_manifest(store: ColdStore, table: str, day: dt.date) -> Manifest | None:
-    key = day_prefix(table, day) + MANIFEST_NAME
-    if not store.exists(key):
-        return None
-    return Manifest.from_json(store.get_bytes(key))
+    """The day's manifest (layout 2, else layout 1), or ``None`` when it has none."""
+    for key in (manifest_key(table, day), legacy_manifest_key(table, day)):
+        if store.exists(key):
+            return Manifest.from_json(store.get_bytes(key))
+    return None
 
 
-def _parquet_batches(store: ColdStore, manifest: Manifest) -> Iterator[pa.RecordBatch]:
+def _in_layout(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """A batch of a file in either layout as layout 2 has it: no day column, JSON typed."""
+    arrays = []
+    for field in schema:
+        column = batch.column(field.name)
+        if column.type != field.type:
+            if isinstance(field.type, pa.BaseExtensionType):
+                column = pa.ExtensionArray.from_storage(field.type, column)
+            else:
+                column = column.cast(field.type)
+        arrays.append(column)
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _file_batches(store: ColdStore, key: str, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    parquet = pq.ParquetFile(store.arrow_source(key))
+    for batch in parquet.iter_batches(batch_size=100_000, columns=schema.names):
+        yield _in_layout(batch, schema)
+
+
+def read_batches(
+    store: ColdStore, manifest: Manifest, schema: pa.Schema
+) -> Iterator[pa.RecordBatch]:
+    """The rows of the day's files in their order, as ``schema`` (layout 2) has them.
+
+    Files of either layout, even mixed (a rewrite that stopped half-way).
+    """
     for exported in manifest.files:
-        parquet = pq.ParquetFile(store.arrow_source(exported.key))
-        yield from parquet.iter_batches(batch_size=100_000, columns=manifest.columns)
+        yield from _file_batches(store, exported.key, schema)
+
+
+def _digest_files(
+    store: ColdStore, keys: Iterable[str], schema: pa.Schema, context: str
+) -> TableDigest:
+    digest = TableDigest(schema)
+    try:
+        for key in keys:
+            for batch in _file_batches(store, key, schema):
+                digest.update(batch)
+    except (pa.ArrowException, ColdStoreError, OSError, KeyError, ValueError) as exc:
+        raise TieringError(f"{context}: cold copy cannot be read back: {exc}") from exc
+    return digest
+
+
+def _check(digest: TableDigest, manifest: Manifest, context: str) -> None:
+    if digest.rows != manifest.rows or digest.hexdigest() != manifest.checksum:
+        raise TieringError(
+            f"{context}: cold storage holds {digest.rows} rows with checksum "
+            f"{digest.hexdigest()[:12]}, the manifest says {manifest.rows} / "
+            f"{manifest.checksum[:12]}"
+        )
 
 
 def verify_day(conn: psycopg.Connection, store: ColdStore, table: str, day: dt.date) -> Manifest:
     """Read the day back from cold storage and check it against its manifest and Postgres.
 
     Raises ``TieringError`` on any difference: row count in Postgres now,
-    rows and checksum of what the Parquet files hold.
+    rows and checksum of what the Parquet files hold, or a manifest of the
+    first layout (its day is exported again).
     """
+    context = f"{table} {day}"
     manifest = read_manifest(store, table, day)
     if manifest is None:
-        raise TieringError(f"{table} {day}: no manifest in {store.url} (export incomplete)")
+        raise TieringError(f"{context}: no manifest in {store.url} (export incomplete)")
+    if manifest.schema_version != SCHEMA_VERSION:
+        raise TieringError(f"{context}: exported in cold layout {manifest.schema_version}")
     in_postgres = partition_rows(conn, table, day)
     if in_postgres != manifest.rows:
         raise TieringError(
-            f"{table} {day}: Postgres holds {in_postgres} rows, the export {manifest.rows}"
+            f"{context}: Postgres holds {in_postgres} rows, the export {manifest.rows}"
         )
-    digest = TableDigest(_arrow_schema(_columns(conn, table)))
+    schema = file_schema(conn, table)
+    _check(
+        _digest_files(store, (f.key for f in manifest.files), schema, context), manifest, context
+    )
+    return manifest
+
+
+def _legacy_digests(
+    store: ColdStore, legacy: Manifest, schema: pa.Schema, context: str
+) -> TableDigest:
+    """The day's files read as layout 2, checked against the layout-1 manifest; their digest.
+
+    The layout-1 checksum covers the day column: it is added back to check it.
+    """
+    day = dt.date.fromisoformat(legacy.day)
+    at = legacy.columns.index(PARTITION_COLUMN)
+    legacy_schema = schema.insert(at, pa.field(PARTITION_COLUMN, pa.date32()))
+    current, old = TableDigest(schema), TableDigest(legacy_schema)
     try:
-        for batch in _parquet_batches(store, manifest):
-            digest.update(batch)
+        for exported in legacy.files:
+            for batch in _file_batches(store, exported.key, schema):
+                current.update(batch)
+                days = pa.array([day] * batch.num_rows, type=pa.date32())
+                old.update(batch.add_column(at, legacy_schema.field(at), days))
     except (pa.ArrowException, ColdStoreError, OSError, KeyError, ValueError) as exc:
-        raise TieringError(f"{table} {day}: cold copy cannot be read back: {exc}") from exc
-    rows = digest.rows
-    if rows != manifest.rows or digest.hexdigest() != manifest.checksum:
-        raise TieringError(
-            f"{table} {day}: cold storage holds {rows} rows with checksum "
-            f"{digest.hexdigest()[:12]}, the manifest says {manifest.rows} / "
-            f"{manifest.checksum[:12]}"
-        )
+        raise TieringError(f"{context}: cold copy cannot be read: {exc}") from exc
+    _check(old, legacy, context)
+    return current
+
+
+def _in_legacy_layout(store: ColdStore, key: str) -> bool:
+    return PARTITION_COLUMN in pq.ParquetFile(store.arrow_source(key)).schema_arrow.names
+
+
+def rewrite_legacy_day(
+    conn: psycopg.Connection, store: ColdStore, table: str, day: dt.date
+) -> Manifest:
+    """Rewrite a day exported in layout 1 as layout 2, in place; its new manifest.
+
+    Verified like an export, and safe to repeat after a crash at any point:
+
+    1. every file is read (in whichever layout it is now) and the rows,
+       with the day added back, must match the layout-1 manifest's rows
+       and checksum; nothing is written otherwise;
+    2. each file still in layout 1 is written again locally in layout 2,
+       read back and compared with the original file (rows and checksum),
+       and only then uploaded over it;
+    3. the day is read back from the store: every file in layout 2, the
+       rows and checksum as in step 1; then the layout-2 manifest is
+       written and the layout-1 one deleted (``_write_manifest``).
+
+    The caller records the new checksum in the catalog.
+    """
+    context = f"{table} {day} (rewrite to cold layout {SCHEMA_VERSION})"
+    key = legacy_manifest_key(table, day)
+    if not store.exists(key):
+        raise TieringError(f"{context}: no layout-1 manifest in {store.url}")
+    legacy = Manifest.from_json(store.get_bytes(key))
+    schema = file_schema(conn, table)
+    expected = _legacy_digests(store, legacy, schema, context)
+    files = []
+    with tempfile.TemporaryDirectory(prefix="mediation-rewrite-") as scratch:
+        local = FileColdStore(Path(scratch))
+        path = local.root / "part.parquet"
+        for exported in legacy.files:
+            if not _in_legacy_layout(store, exported.key):  # rewritten before a crash
+                files.append(exported)
+                continue
+            original = _digest_files(store, [exported.key], schema, context)
+            with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+                for batch in _file_batches(store, exported.key, schema):
+                    writer.write_batch(batch)
+            written = _digest_files(local, [path.name], schema, context)
+            if (written.rows, written.hexdigest()) != (original.rows, original.hexdigest()):
+                raise TieringError(f"{context}: {exported.key} does not read back as written")
+            store.upload(path, exported.key)
+            files.append(ExportedFile(exported.key, written.rows, path.stat().st_size))
+    still = [f.key for f in legacy.files if _in_legacy_layout(store, f.key)]
+    if still:
+        raise TieringError(f"{context}: still in cold layout 1: {', '.join(still)}")
+    after = _legacy_digests(store, legacy, schema, context)
+    if (after.rows, after.hexdigest()) != (expected.rows, expected.hexdigest()):
+        raise TieringError(f"{context}: the rewritten files do not read back as the original")
+    manifest = dataclasses.replace(
+        legacy,
+        schema_version=SCHEMA_VERSION,
+        checksum=after.hexdigest(),
+        columns=schema.names,
+        files=files,
+    )
+    _write_manifest(store, manifest, None)
     return manifest

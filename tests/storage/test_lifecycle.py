@@ -17,7 +17,7 @@ from storage.cold import ColdStore, ColdStoreError, S3ColdStore
 from storage.lifecycle import age_tiered_days
 from storage.partitions import PARTITIONED_TABLES
 from storage.tier_job import run_tiering
-from storage.tiering import MANIFEST_NAME, day_prefix, read_manifest
+from storage.tiering import manifest_key, read_manifest
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +66,7 @@ def test_days_go_warm_then_cold_then_are_deleted_with_an_audit_record(
     assert manifest is not None
     if isinstance(store, S3ColdStore):
         assert _storage_class(store, manifest.files[0].key) == "STANDARD_IA"
-        assert _storage_class(store, day_prefix("event_records", DAY) + MANIFEST_NAME) == "STANDARD"
+        assert _storage_class(store, manifest_key("event_records", DAY)) == "STANDARD"
     assert _replay_hash(conn, store) == hot  # replay reads the cold tier as it read the hot one
     assert _age(conn, store, 200) == []  # moved once
 

@@ -14,11 +14,10 @@ from tiering_data import DAY
 from storage.cold import ColdStore, ColdStoreError, FileColdStore, open_cold_store
 from storage.partitions import PARTITIONED_TABLES
 from storage.tiering import (
-    MANIFEST_NAME,
     TableDigest,
     TieringError,
-    day_prefix,
     export_day,
+    manifest_key,
     read_manifest,
     verify_day,
 )
@@ -31,7 +30,7 @@ def test_every_partitioned_table_exports_and_verifies(
 ) -> None:
     for table in PARTITIONED_TABLES:
         manifest = export_day(conn, store, table, DAY)
-        assert store.exists(day_prefix(table, DAY) + MANIFEST_NAME)
+        assert store.exists(manifest_key(table, DAY))
         assert verify_day(conn, store, table, DAY) == manifest
         assert read_manifest(store, table, DAY) == manifest
     counts = {table: read_manifest(store, table, DAY).rows for table in PARTITIONED_TABLES}  # type: ignore[union-attr]
@@ -67,9 +66,9 @@ def test_verification_fails_when_postgres_or_the_objects_differ(
         verify_day(conn, store, "archive_records", DAY)
 
     export_day(conn, store, "event_records", DAY)
-    manifest_key = day_prefix("event_records", DAY) + MANIFEST_NAME
-    tampered = store.get_bytes(manifest_key).replace(b'"checksum": "', b'"checksum": "0')
-    store.put_bytes(manifest_key, tampered)
+    key = manifest_key("event_records", DAY)
+    tampered = store.get_bytes(key).replace(b'"checksum": "', b'"checksum": "0')
+    store.put_bytes(key, tampered)
     with pytest.raises(TieringError, match="checksum"):
         verify_day(conn, store, "event_records", DAY)
 
