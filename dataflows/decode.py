@@ -54,7 +54,8 @@ def decode_message(
         if message.topic == topics.opportunities:
             record = decode_opportunity(message.value)
         elif message.topic == topics.events:
-            record = decode_event(message.value)
+            # The position (and bytes) travel with the event for any dead letter about it.
+            record = decode_event(message.value, message.partition, message.offset)
         else:
             return _letter(message, "unknown_topic", f"no decoder for topic {message.topic!r}")
     except WireError as exc:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -265,7 +266,9 @@ def _checked_opportunity(value: bytes | None) -> Opportunity:
     )
 
 
-def _checked_event(value: bytes | None) -> Event:
+def _checked_event(
+    value: bytes | None, source_partition: int | None = None, source_offset: int | None = None
+) -> Event:
     doc = _load(value, EVENT_SCHEMA)
     key = _key(doc)
     event_type = doc.get("type")
@@ -289,6 +292,8 @@ def _checked_event(value: bytes | None) -> Event:
         revenue_micros=revenue,
         currency=_shared_opt(_opt_str(doc, "currency")),
         attrs=attrs,
+        source_partition=source_partition,
+        source_offset=source_offset,
     )
 
 
@@ -357,14 +362,31 @@ _OPPORTUNITY_DECODER = msgspec.json.Decoder(_OpportunityWire)
 _intern = sys.intern
 
 
-def decode_event(value: bytes | None) -> Event:
+def decode_event(
+    value: bytes | None, source_partition: int | None = None, source_offset: int | None = None
+) -> Event:
+    """An event from its message value.
+
+    Given the message's position (the dataflow), the event remembers it, and
+    the value too unless ``encode_event`` gives it back (what the gateway
+    writes does): a dead letter about the event then carries both.
+    """
+    event = _decode_event(value, source_partition, source_offset)
+    if source_offset is not None and value is not None and encode_event(event) != value:
+        return replace(event, source_bytes=bytes(value))
+    return event
+
+
+def _decode_event(
+    value: bytes | None, source_partition: int | None, source_offset: int | None
+) -> Event:
     try:
         wire = _EVENT_DECODER.decode(value)  # type: ignore[arg-type]
     except (msgspec.DecodeError, TypeError):
-        return _checked_event(value)  # says exactly what is wrong
+        return _checked_event(value, source_partition, source_offset)  # says what is wrong
     key, source_id, currency = wire.opportunity_key, wire.source_id, wire.currency
     if key[:10] > _MAX_KEY_TIME or "\x00" in f"{wire.event_id}{wire.app_id}{source_id}{currency}":
-        return _checked_event(value)
+        return _checked_event(value, source_partition, source_offset)
     return Event(
         wire.event_id,
         _intern(wire.app_id),
@@ -377,6 +399,8 @@ def decode_event(value: bytes | None) -> Event:
         wire.revenue_micros,
         None if currency is None else _intern(currency),
         wire.attrs or _EMPTY_OBJECT,
+        source_partition,
+        source_offset,
     )
 
 

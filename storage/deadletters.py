@@ -3,10 +3,13 @@
 Re-drive sends a dead letter's original bytes back to the topic it came
 from (the same key, so the same dedup applies downstream) and marks it
 ``redriven`` in the same step, so running it twice sends nothing twice.
-Only letters with a source position (decode failures) can be re-driven
-this way; refusals by the rules (``duplicate_conflict``,
-``opportunity_app_mismatch``, ``too_many_events``) carry the refused event,
-and re-sending it would be refused again, so they are listed but skipped.
+Only letters with a source position can be re-driven this way: decode
+failures and the worker's rule refusals (``duplicate_conflict``,
+``opportunity_app_mismatch``, ``too_many_events``, ``too_many_orphans``),
+which carry the bytes that arrived (re-send those only once their cause is
+gone, or the rules refuse them again). Letters without one (``unwritable``,
+refusals by the sink, letters from before rule refusals had positions) are
+listed but skipped.
 """
 
 from __future__ import annotations

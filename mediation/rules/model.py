@@ -89,6 +89,15 @@ class Event:
     revenue_micros: int | None = None
     currency: str | None = None
     attrs: Mapping[str, object] = field(default_factory=dict)
+    # Where the worker read the event (partition and offset of the events
+    # topic) and the message's bytes when re-encoding the event would not
+    # give them back (``None``: ``encode_event`` does). Only a dead letter
+    # about the event uses them; they are not its content: never compared,
+    # hashed, stored as a record or replayed. Snapshots taken before these
+    # existed lack them (read them with ``getattr(..., None)``).
+    source_partition: int | None = field(default=None, compare=False, repr=False)
+    source_offset: int | None = field(default=None, compare=False, repr=False)
+    source_bytes: bytes | None = field(default=None, compare=False, repr=False)
 
     def client_fields(self) -> tuple[object, ...]:
         """What the SDK sent, without server-side times.
@@ -230,6 +239,9 @@ class DeadLetter:
     detail: str
     opportunity_key: str | None
     payload: Mapping[str, object]
+    # The refused event itself: the dataflow takes its source position and
+    # original bytes from it.
+    event: Event | None = field(default=None, compare=False, repr=False)
 
 
 Output = ClosedOpportunity | LateEvent | OrphanEvents | DeadLetter

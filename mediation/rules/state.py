@@ -108,12 +108,24 @@ def from_snapshot(state: OpportunityState) -> OpportunityState:
     """A state as restored from a recovery snapshot, in today's shape.
 
     Snapshots written before ``Open.events`` was a flat tuple hold a dict
-    of (app_id, event_id) -> copies in its place.
+    of (app_id, event_id) -> copies in its place; events of snapshots
+    written before ``Event.source_*`` lack those fields.
     """
     if isinstance(state, Open) and isinstance(state.events, Mapping):
         flat = tuple(copy for copies in state.events.values() for copy in copies)
-        return Open(state.opportunity_key, state.opportunity, flat)
+        state = Open(state.opportunity_key, state.opportunity, flat)
+    if isinstance(state, Open):
+        for event in state.events:
+            _fill_source_fields(event)
     return state
+
+
+def _fill_source_fields(event: Event) -> None:
+    # Snapshots of before ``Event.source_*`` unpickle without them (a slots
+    # dataclass restores the fields it was given): unknown, not missing.
+    if not hasattr(event, "source_bytes"):
+        for name in ("source_partition", "source_offset", "source_bytes"):
+            object.__setattr__(event, name, None)
 
 
 def orphan_holder(state: OpportunityState | None) -> str | None:
@@ -296,6 +308,7 @@ def _on_event_after_archive(
                 detail=f"event app {event.app_id!r} does not own opportunity",
                 opportunity_key=event.opportunity_key,
                 payload=event_as_dict(event),
+                event=event,
             ),
         )
     seen = state.seen.get(_event_key(event))
@@ -313,6 +326,7 @@ def _on_event_after_archive(
                 detail=f"event_id {event.event_id!r} was already archived with other content",
                 opportunity_key=event.opportunity_key,
                 payload=event_as_dict(event),
+                event=event,
             ),
         )
     seen_now = dict(state.seen)
@@ -326,6 +340,7 @@ def _app_mismatch(event: Event, opportunity: Opportunity) -> DeadLetter:
         detail=f"event app {event.app_id!r} does not own opportunity of app {opportunity.app_id!r}",
         opportunity_key=event.opportunity_key,
         payload=event_as_dict(event),
+        event=event,
     )
 
 
@@ -335,6 +350,7 @@ def _refused(event: Event, reason: str, detail: str) -> DeadLetter:
         detail=detail,
         opportunity_key=event.opportunity_key,
         payload=event_as_dict(event),
+        event=event,
     )
 
 
@@ -345,4 +361,5 @@ def _duplicate_conflict(refused: Event, kept: Event) -> DeadLetter:
         f"received earlier (at {kept.received_at_ms}); that copy is kept",
         opportunity_key=refused.opportunity_key,
         payload=event_as_dict(refused),
+        event=refused,
     )

@@ -452,3 +452,14 @@ def test_the_orphan_limit_never_refuses_events_of_a_key_already_held_or_opened(
     opened, _ = on_opportunity(None, make_opportunity(), 0, policy)
     opened, out = on_event(opened, first, 0, policy, held_orphan_keys=5)
     assert isinstance(opened, Open) and opened.events == (first,) and out == ()
+
+
+def test_events_from_snapshots_older_than_their_source_fields_resume_without_them(make_event):
+    old = make_event(event_id="e", type="loaded", at=1_000)
+    for name in ("source_partition", "source_offset", "source_bytes"):
+        object.__delattr__(old, name)  # what unpickling a snapshot of before them leaves
+    resumed = from_snapshot(Open(old.opportunity_key, None, (old,)))
+    assert isinstance(resumed, Open)
+    (event,) = resumed.events
+    assert (event.source_partition, event.source_offset, event.source_bytes) == (None,) * 3
+    assert dataclasses.replace(event, ts_ms=5).ts_ms == 5
