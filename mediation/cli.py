@@ -953,10 +953,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:
         known = _known_failure(exc)
-        if known is None:
-            raise
-        status, message = known
+        # A failure no command expects is a bug: still one line (its type and
+        # message), with the traceback in the log under -v for the report.
+        status, message = known or (EXIT_FAILED, f"unexpected error {type(exc).__name__}: {exc}")
         logging.getLogger(__name__).debug("mediation %s failed", args.command, exc_info=True)
+        if known is None and not args.verbose:
+            message += " (run with -v for the traceback)"
         # Library messages may span lines (psycopg adds a hint on its own line).
         print(f"mediation {args.command}: {' '.join(message.split())}", file=sys.stderr)
         return status

@@ -227,6 +227,24 @@ def test_every_known_failure_becomes_one_line_with_its_exit_code(
         assert capsys.readouterr().err.splitlines() == [line]
 
 
+def test_an_unexpected_failure_is_one_line_too(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug is still one line and exit 1; the traceback is for -v."""
+    from mediation import cli
+
+    def fail(_args: object) -> int:
+        raise KeyError("boom")
+
+    monkeypatch.setattr(cli, "cmd_migrate", fail)
+    assert main(["migrate"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        "mediation migrate: unexpected error KeyError: 'boom' (run with -v for the traceback)"
+    ]
+    assert "Traceback" not in captured.out + captured.err
+
+
 # -- tier --older-than DAYS|DATE, --hot-days 0 ---------------------------------------
 
 TIER_TODAY = dt.date(2026, 11, 25)
