@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mediation.rules.model import EVENT_TYPES
-from mediation.rules.validation import MAX_ATTRS, MAX_EVENTS_PER_BATCH
+from mediation.rules.validation import MAX_ATTRS, MAX_EVENTS_PER_BATCH, MAX_TS_MS, MIN_TS_MS
 
 __all__ = ["openapi_document"]
 
@@ -26,14 +26,34 @@ _ERROR = {
 }
 _ULID = {"type": "string", "pattern": "^[0-7][0-9A-HJKMNP-TV-Z]{25}$"}
 _ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
-_TS = {"type": "integer", "minimum": 1, "maximum": 2**53 - 1}
+# Client times: epoch ms in 2000..2100 (mediation/rules/validation.py).
+_TS = {"type": "integer", "minimum": MIN_TS_MS, "maximum": MAX_TS_MS}
 
 
 def _err(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-    }
+    return _json(description, _ref("Error"))
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "nullable": True}
+
+
+def _object(properties: dict[str, Any]) -> dict[str, Any]:
+    """An answer's shape: every property listed is always there."""
+    return {"type": "object", "required": list(properties), "properties": properties}
+
+
+_STRING = {"type": "string"}
+_INTEGER = {"type": "integer"}
+_TIME = {"type": "string", "format": "date-time"}
 
 
 def _add_refusals_before_the_handler(paths: dict[str, Any]) -> None:
@@ -55,24 +75,47 @@ def _add_refusals_before_the_handler(paths: dict[str, Any]) -> None:
                 responses["429"] = _err(both)
 
 
+def _body_errors(limit: str) -> dict[str, Any]:
+    """What reading a body can refuse (gateway/http.py), for every operation that takes one."""
+    return {
+        "400": _err("Body is not JSON (or not the JSON value the operation takes), or bad gzip"),
+        "413": _err(f"Body over {limit} (after gzip inflation)"),
+        "415": _err("Content-Encoding other than gzip"),
+    }
+
+
 def openapi_document(roles: frozenset[str]) -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/healthz": {
-            "get": {"summary": "Process alive", "responses": {"200": {"description": "ok"}}}
+            "get": {
+                "operationId": "healthz",
+                "summary": "Process alive",
+                "responses": {"200": _json("ok", _ref("Health"))},
+            }
         },
         "/readyz": {
             "get": {
+                "operationId": "readyz",
                 "summary": "Whether the SDK routes can be served (Redis is optional)",
                 "responses": {
-                    "200": {"description": "ready, or degraded (Redis down; degraded says why)"},
-                    "503": {"description": "not ready; failing says which and why"},
+                    "200": _json(
+                        "ready, or degraded (an optional dependency is down; degraded says why)",
+                        _ref("Readiness"),
+                    ),
+                    "503": _json("not ready; failing says which and why", _ref("Readiness")),
                 },
             }
         },
         "/metrics": {
             "get": {
+                "operationId": "metrics",
                 "summary": "Prometheus metrics",
-                "responses": {"200": {"description": "text exposition"}},
+                "responses": {
+                    "200": {
+                        "description": "text exposition",
+                        "content": {"text/plain": {"schema": _STRING}},
+                    }
+                },
             }
         },
     }
@@ -80,6 +123,7 @@ def openapi_document(roles: frozenset[str]) -> dict[str, Any]:
     if "api" in roles:
         paths["/v1/requests"] = {
             "post": {
+                "operationId": "post_request",
                 "summary": "Sync request: which ad sources to try for a slot",
                 "security": security,
                 "parameters": [
@@ -108,9 +152,9 @@ def openapi_document(roles: frozenset[str]) -> dict[str, Any]:
                         },
                     },
                     "401": _err("Unknown app key"),
+                    **_body_errors("the request limit"),
                     "400": _err("Body is not JSON, or the Idempotency-Key is unusable"),
                     "409": _err("No published config, or the Idempotency-Key is in flight"),
-                    "413": _err("Body too large"),
                     "422": _err("Invalid field, unknown placement, or Idempotency-Key reused"),
                     "429": _err("Over the app's request rate; retry after Retry-After"),
                     "503": _err("Broker did not confirm; retry after Retry-After"),
@@ -119,6 +163,7 @@ def openapi_document(roles: frozenset[str]) -> dict[str, Any]:
         }
         paths["/v1/config"] = {
             "get": {
+                "operationId": "get_config",
                 "summary": "The config the caller's rollout bucket should see",
                 "security": security,
                 "parameters": [
@@ -131,16 +176,18 @@ def openapi_document(roles: frozenset[str]) -> dict[str, Any]:
                     }
                 ],
                 "responses": {
-                    "200": {"description": "config, with ETag"},
+                    "200": _json("config, with ETag", _ref("PublishedConfig")),
                     "304": {"description": "not modified (If-None-Match)"},
                     "401": _err("Unknown app key"),
                     "404": _err("No published config"),
+                    "422": _err("device_id empty or over 128 characters"),
                 },
             }
         }
     if "ingest" in roles:
         paths["/v1/events"] = {
             "post": {
+                "operationId": "post_events",
                 "summary": "Batched SDK events; per-item errors; ACK = broker-confirmed",
                 "security": security,
                 "requestBody": {
@@ -158,10 +205,8 @@ def openapi_document(roles: frozenset[str]) -> dict[str, Any]:
                             }
                         },
                     },
-                    "400": _err("Body is not JSON or not valid gzip"),
+                    **_body_errors("1 MiB"),
                     "401": _err("Unknown app key"),
-                    "413": _err("Body over 1 MiB (after gzip inflation)"),
-                    "415": _err("Content-Encoding other than gzip"),
                     "422": _err("Invalid envelope"),
                     "429": _err("Over the app's batch rate; retry after Retry-After"),
                     "503": _err("Broker did not confirm; resend the batch after Retry-After"),
@@ -177,17 +222,19 @@ def openapi_document(roles: frozenset[str]) -> dict[str, Any]:
         }
         paths["/v1/admin/apps/{app_id}/keys"] = {
             "get": {
+                "operationId": "list_app_keys",
                 "summary": "List an app's write keys (prefixes only)",
                 "security": admin,
                 "parameters": [app_param],
-                "responses": {"200": {"description": "keys"}, **admin_errors},
+                "responses": {"200": _json("keys", _ref("AppKeys")), **admin_errors},
             },
             "post": {
+                "operationId": "create_app_key",
                 "summary": "Create a write key (shown once; at most two active)",
                 "security": admin,
                 "parameters": [app_param],
                 "responses": {
-                    "201": {"description": "the new key"},
+                    "201": _json("the new key", _object({"app_id": _STRING, "app_key": _STRING})),
                     "404": _err("Unknown app"),
                     "409": _err("Two active keys already"),
                     **admin_errors,
@@ -196,6 +243,7 @@ def openapi_document(roles: frozenset[str]) -> dict[str, Any]:
         }
         paths["/v1/admin/apps/{app_id}/keys/{prefix}/revoke"] = {
             "post": {
+                "operationId": "revoke_app_key",
                 "summary": "Revoke a write key by its prefix",
                 "security": admin,
                 "parameters": [
@@ -208,7 +256,7 @@ def openapi_document(roles: frozenset[str]) -> dict[str, Any]:
                     },
                 ],
                 "responses": {
-                    "200": {"description": "revoked"},
+                    "200": _json("revoked", _object({"app_id": _STRING, "revoked": _STRING})),
                     "404": _err("No such active key"),
                     "422": _err("Prefix too short or ambiguous"),
                     **admin_errors,
@@ -229,6 +277,44 @@ def openapi_document(roles: frozenset[str]) -> dict[str, Any]:
             },
             "schemas": {
                 "Error": _ERROR,
+                "Health": _object({"status": {"type": "string", "enum": ["ok"]}}),
+                "Readiness": _object(
+                    {
+                        "status": {"type": "string", "enum": ["ready", "degraded", "not_ready"]},
+                        "checks": _object(
+                            {name: {"type": "boolean"} for name in ("postgres", "redis", "kafka")}
+                        ),
+                        # dependency -> why its absence matters
+                        "degraded": {"type": "object", "additionalProperties": _STRING},
+                        "failing": {"type": "object", "additionalProperties": _STRING},
+                    }
+                ),
+                "PublishedConfig": _object(
+                    {
+                        "app_id": _STRING,
+                        "rollout_bucket": _nullable({"type": "integer", "minimum": 0}),
+                        "version": _INTEGER,
+                        "checksum": _STRING,
+                        "config": {"type": "object"},
+                    }
+                ),
+                "AppKeys": _object(
+                    {
+                        "app_id": _STRING,
+                        "keys": {
+                            "type": "array",
+                            "items": _object(
+                                {
+                                    "prefix": _STRING,
+                                    "created_at": _TIME,
+                                    "revoked_at": _nullable(_TIME),
+                                }
+                            ),
+                        },
+                    }
+                ),
+                "PublishOperation": _object(_PUBLISH_OPERATION),
+                "ReplayRecord": _REPLAY_RECORD,
                 "SyncRequest": {
                     "type": "object",
                     "required": ["placement_id", "device_id", "ts_ms"],
@@ -305,9 +391,11 @@ def openapi_document(roles: frozenset[str]) -> dict[str, Any]:
                             "type": "array",
                             "items": {
                                 "type": "object",
+                                "required": ["index", "event_id", "code", "message"],
                                 "properties": {
                                     "index": {"type": "integer"},
-                                    "event_id": {"type": "string"},
+                                    # null when the event had no string event_id
+                                    "event_id": {"type": "string", "nullable": True},
                                     "code": {"type": "string"},
                                     "message": {"type": "string"},
                                 },
@@ -332,22 +420,50 @@ def _config_admin_paths(
 
     json_body = {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
     refused = _err("Refused; the error code says why (e.g. operation_active, not_latest)")
+    operation = _json("the operation", _ref("PublishOperation"))
+    version_schema = {"app_id": _STRING, "version": _INTEGER, "checksum": _STRING}
     return {
         "/v1/admin/apps/{app_id}/configs": {
             "get": {
+                "operationId": "list_config_versions",
                 "summary": "List an app's config versions, newest first",
                 "security": admin,
                 "parameters": [app_param],
-                "responses": {"200": {"description": "versions"}, **admin_errors},
+                "responses": {
+                    "200": _json(
+                        "versions",
+                        _object(
+                            {
+                                "app_id": _STRING,
+                                "versions": {
+                                    "type": "array",
+                                    "items": _object(
+                                        {
+                                            "version": _INTEGER,
+                                            "checksum": _STRING,
+                                            "created_by": _STRING,
+                                            "created_at": _TIME,
+                                        }
+                                    ),
+                                },
+                            }
+                        ),
+                    ),
+                    **admin_errors,
+                },
             },
             "post": {
+                "operationId": "create_config",
                 "summary": "Validate a config and store it as the app's next version",
                 "security": admin,
                 "parameters": [app_param],
                 "requestBody": json_body,
                 "responses": {
-                    "200": {"description": "the same body as the latest version: unchanged"},
-                    "201": {"description": "stored as a new version"},
+                    "200": _json(
+                        "the same body as the latest version: unchanged", _object(version_schema)
+                    ),
+                    "201": _json("stored as a new version", _object(version_schema)),
+                    **_body_errors("1 MiB"),
                     "404": _err("Unknown app"),
                     "422": _err("Invalid config; details.errors lists every problem"),
                     **admin_errors,
@@ -356,11 +472,14 @@ def _config_admin_paths(
         },
         "/v1/admin/apps/{app_id}/configs/{version}": {
             "get": {
+                "operationId": "get_config_version",
                 "summary": "One config version's body",
                 "security": admin,
                 "parameters": [app_param, param("version")],
                 "responses": {
-                    "200": {"description": "the version"},
+                    "200": _json(
+                        "the version", _object({**version_schema, "body": {"type": "object"}})
+                    ),
                     "404": _err("Unknown version"),
                     **admin_errors,
                 },
@@ -368,12 +487,14 @@ def _config_admin_paths(
         },
         "/v1/admin/apps/{app_id}/publish": {
             "post": {
+                "operationId": "start_publish_operation",
                 "summary": "Start publishing a version: {version, plan?, thresholds?}",
                 "security": admin,
                 "parameters": [app_param],
                 "requestBody": json_body,
                 "responses": {
-                    "202": {"description": "the pending operation"},
+                    "202": _json("the pending operation", _ref("PublishOperation")),
+                    **_body_errors("1 MiB"),
                     "404": _err("Unknown app or version"),
                     "409": refused,
                     "422": _err("Invalid plan or thresholds"),
@@ -383,12 +504,19 @@ def _config_admin_paths(
         },
         "/v1/admin/apps/{app_id}/degradation": {
             "post": {
+                "operationId": "switch_degradation_profile",
                 "summary": "Switch a degradation profile on, or off with profile null",
                 "security": admin,
                 "parameters": [app_param],
                 "requestBody": json_body,
                 "responses": {
-                    "200": {"description": "the profile now switched on (null: off)"},
+                    "200": _json(
+                        "the profile now switched on (null: off)",
+                        _object(
+                            {"app_id": _STRING, "profile": _nullable(_STRING), "switched_at": _TIME}
+                        ),
+                    ),
+                    **_body_errors("64 KiB"),
                     "404": _err("Unknown app"),
                     "422": _err("Profile not in the published config, or no reason"),
                     **admin_errors,
@@ -397,11 +525,15 @@ def _config_admin_paths(
         },
         "/v1/admin/publish/{operation_id}": {
             "get": {
+                "operationId": "get_publish_operation",
                 "summary": "A publish operation and its transitions",
                 "security": admin,
                 "parameters": [param("operation_id")],
                 "responses": {
-                    "200": {"description": "the operation"},
+                    "200": _json(
+                        "the operation and its transitions",
+                        _object({**_PUBLISH_OPERATION, "transitions": _TRANSITIONS}),
+                    ),
                     "404": _err("Unknown operation"),
                     **admin_errors,
                 },
@@ -409,12 +541,14 @@ def _config_admin_paths(
         },
         "/v1/admin/publish/{operation_id}/rollback": {
             "post": {
+                "operationId": "rollback_publish_operation",
                 "summary": "Roll an operation back: every device gets the previous version",
                 "security": admin,
                 "parameters": [param("operation_id")],
                 "requestBody": json_body,
                 "responses": {
-                    "202": {"description": "rolling back"},
+                    "202": operation,
+                    **_body_errors("64 KiB"),
                     "404": _err("Unknown operation"),
                     "409": refused,
                     "422": _err("No reason given"),
@@ -425,6 +559,54 @@ def _config_admin_paths(
     }
 
 
+_PUBLISH_OPERATION = {
+    "id": _INTEGER,
+    "app_id": _STRING,
+    "version": _INTEGER,
+    "previous_version": _nullable(_INTEGER),
+    "state": _STRING,
+    "stage": _INTEGER,
+    "rollout_percent": _INTEGER,
+    "plan": {"type": "array", "items": _object({"percent": _INTEGER, "dwell_ms": _INTEGER})},
+    "reason": _nullable(_STRING),
+    "created_by": _STRING,
+    "updated_at": _TIME,
+}
+_TRANSITIONS = {
+    "type": "array",
+    "items": _object(
+        {
+            "from": _nullable(_STRING),
+            "to": _STRING,
+            "stage": _nullable(_INTEGER),
+            "rollout_percent": _nullable(_INTEGER),
+            "reason": _STRING,
+            "actor": _nullable(_STRING),
+            "at": _TIME,
+        }
+    ),
+}
+_REPLAY_STATUS = {"type": "string", "enum": ["queued", "running", "done", "failed"]}
+# A replay_records row as GET /v1/replay/{id} shows it (replay/jobs.py job_state).
+_REPLAY_RECORD = _object(
+    {
+        "replay_id": _INTEGER,
+        "requested_by": _STRING,
+        "selector": {"type": "object"},
+        "mode": _STRING,
+        "rule_version": _nullable(_STRING),
+        "config_version": _nullable(_INTEGER),
+        "status": _REPLAY_STATUS,
+        "result_hash": _nullable(_STRING),
+        "summary": _nullable({"type": "object"}),
+        "records": _nullable(_INTEGER),
+        "result_location": _nullable(_STRING),
+        "error": _nullable(_STRING),
+        "created_at": _TIME,
+        "finished_at": _nullable(_TIME),
+        "format": _nullable(_STRING),
+    }
+)
 _INSTANT = {"oneOf": [{"type": "integer", "minimum": 0}, {"type": "string", "format": "date-time"}]}
 _REPLAY_REQUEST = {
     "type": "object",
@@ -452,6 +634,7 @@ def _replay_paths(
     return {
         "/v1/replay": {
             "post": {
+                "operationId": "post_replay",
                 "summary": "Replay by key or time range: small selections inline, large as jobs",
                 "security": admin,
                 "requestBody": {
@@ -459,8 +642,29 @@ def _replay_paths(
                     "content": {"application/json": {"schema": _REPLAY_REQUEST}},
                 },
                 "responses": {
-                    "200": {"description": "done: replay_id, result_hash, summary, results"},
-                    "202": {"description": "queued as a job; poll Location"},
+                    "200": _json(
+                        "done inline",
+                        _object(
+                            {
+                                "replay_id": _INTEGER,
+                                "status": {"type": "string", "enum": ["done"]},
+                                "result_hash": _STRING,
+                                "summary": {"type": "object"},
+                                "results": {"type": "array", "items": {"type": "object"}},
+                            }
+                        ),
+                    ),
+                    "202": _json(
+                        "queued as a job; poll Location",
+                        _object(
+                            {
+                                "replay_id": _INTEGER,
+                                "status": {"type": "string", "enum": ["queued"]},
+                                "location": _STRING,
+                            }
+                        ),
+                    ),
+                    **_body_errors("64 KiB"),
                     "400": _err("Not a small JSON object"),
                     "422": _err("Invalid replay request; the message says why"),
                     "429": _err("replay_throttled or replay_queue_full; see Retry-After"),
@@ -471,6 +675,7 @@ def _replay_paths(
         },
         "/v1/replay/{replay_id}": {
             "get": {
+                "operationId": "get_replay",
                 "summary": "A replay: status, result hash, summary, where its result is",
                 "security": admin,
                 "parameters": [
@@ -482,7 +687,7 @@ def _replay_paths(
                     }
                 ],
                 "responses": {
-                    "200": {"description": "the replay record"},
+                    "200": _json("the replay record", _ref("ReplayRecord")),
                     "404": _err("Unknown replay"),
                     **admin_errors,
                 },
