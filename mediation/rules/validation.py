@@ -194,12 +194,36 @@ def _attrs_problem(attrs: object) -> str | None:
         elif isinstance(value, float):
             if not math.isfinite(value):
                 return f"attrs.{key[:40]} is not a finite number"
+            if value.is_integer() and abs(value) > _MAX_SAFE_INT:
+                # An integer however it is written (1e16): see _canonical_attrs.
+                return f"attrs.{key[:40]} is outside the safe integer range"
         elif _is_int(value):
             if abs(value) > _MAX_SAFE_INT:
                 return f"attrs.{key[:40]} is outside the safe integer range"
         elif value is not None and not isinstance(value, bool):
             return f"attrs.{key[:40]} must be a string, number, boolean or null (flat)"
     return None
+
+
+def _canonical_attrs(attrs: dict[str, object]) -> dict[str, object]:
+    """Checked attrs with each number in the one form every store gives back.
+
+    ``inputs_hash`` is taken over the attrs the worker holds, and replay must
+    find the same values in Postgres ``jsonb`` and in Parquet (``jsonb``'s
+    text). ``jsonb`` keeps numbers as decimals: it has no ``-0.0``, and an
+    integral value written with an exponent (``1e16``) comes back as an
+    integer. So a float with an integral value is that integer here (``-0.0``
+    is ``0``, ``1.0`` is ``1``), as JSON's number model and RFC 8785 have it;
+    beyond the safe range it was refused like any such integer. Any other
+    finite float has a fractional part, and its shortest text, which the
+    wire and ``jsonb`` keep digit for digit, reads back as the same float.
+    """
+    if not any(isinstance(value, float) and value.is_integer() for value in attrs.values()):
+        return attrs  # the usual case: no copy
+    return {
+        key: int(value) if isinstance(value, float) and value.is_integer() else value
+        for key, value in attrs.items()
+    }
 
 
 def validate_event(
@@ -308,7 +332,7 @@ def normalise_event(
         "source_id": source_id,
         "revenue_micros": revenue,
         "currency": currency,
-        "attrs": attrs,
+        "attrs": _canonical_attrs(attrs),
     }
 
 

@@ -530,3 +530,57 @@ def test_a_key_older_than_the_retention_says_so(make_raw_event):
     result = _validate(raw, min_key_time_ms=low, max_key_time_ms=high)
     assert isinstance(result, Rejection) and result.code == "opportunity_key_out_of_range"
     assert "older" in result.message
+
+
+# --- attrs numbers: one canonical form that every store keeps ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        (-0.0, 0),
+        (0.0, 0),
+        (1.0, 1),
+        (-3.0, -3),
+        (1e15, 1_000_000_000_000_000),
+        (float(MAX_SAFE_INT), MAX_SAFE_INT),
+        (0.5, 0.5),
+        (-1.25e-7, -1.25e-7),
+        (5e-324, 5e-324),
+        (4503599627370495.5, 4503599627370495.5),
+    ],
+)
+def test_attrs_numbers_are_kept_in_the_form_postgres_and_parquet_give_back(
+    make_raw_event, sent, kept
+):
+    # jsonb has no -0.0 and reads 1e16 back as an integer: a float with an
+    # integral value is that integer, so every store gives the same value.
+    event = _validate(make_raw_event(attrs={"x": sent}))
+    assert isinstance(event, Event), event
+    assert repr(event.attrs["x"]) == repr(kept)
+    wire = decode_event(encode_event(event))
+    assert repr(wire.attrs["x"]) == repr(kept)
+
+
+@pytest.mark.parametrize("sent", [1e16, -1e16, 2.0**53, 1e300, -1.7976931348623157e308])
+def test_attrs_integral_numbers_beyond_the_safe_range_are_rejected_however_written(
+    make_raw_event, sent
+):
+    result = _validate(make_raw_event(attrs={"x": sent}))
+    assert _code(result) == "invalid_attrs"
+    assert isinstance(result, Rejection) and "safe integer range" in result.message
+
+
+def test_hot_path_fields_carry_the_canonical_attrs(make_raw_event):
+    raw = make_raw_event(attrs={"z": -0.0, "one": 1.0, "s": "1.0", "f": 0.25, "t": True})
+    fields = normalise_event(
+        raw,
+        app_id="app_1",
+        sent_at_ms=SENT_AT,
+        received_at_ms=RECEIVED_AT,
+        min_key_time_ms=T0_MS - 86_400_000,
+        max_key_time_ms=T0_MS + 86_400_000,
+    )
+    assert isinstance(fields, dict)
+    assert repr(fields["attrs"]) == repr({"z": 0, "one": 1, "s": "1.0", "f": 0.25, "t": True})
+    assert raw["attrs"]["z"] == -0.0  # what the SDK sent is not changed in place
