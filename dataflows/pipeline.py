@@ -15,7 +15,6 @@ opportunity); tests pass ``TestingSource``/``TestingSink``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 import bytewax.operators as op
@@ -34,7 +33,6 @@ from mediation.rules.model import (
     Policy,
 )
 from mediation.settings import Topics
-from mediation.wire import encode_event
 from sinks.breakers import SourceOutcome
 from sinks.records import DeadLetterRecord, SinkItem, dead_letter_from_rules, encode_dead_letter
 
@@ -44,7 +42,7 @@ from .inflight import DeliveryLedger, Marker
 from .metrics import WorkerMetrics
 from .watermark import InputWatermark
 
-__all__ = ["build_flow", "rule_dead_letter", "to_deadletter_message"]
+__all__ = ["build_flow", "to_deadletter_message"]
 
 RawMessage = KafkaSourceMessage[bytes | None, bytes | None]
 
@@ -52,29 +50,6 @@ RawMessage = KafkaSourceMessage[bytes | None, bytes | None]
 def to_deadletter_message(record: DeadLetterRecord) -> KafkaSinkMessage[bytes, bytes]:
     key = (record.opportunity_key or record.id).encode()
     return KafkaSinkMessage(key, encode_dead_letter(record))
-
-
-def rule_dead_letter(letter: DeadLetter, events_topic: str, now_ms: int) -> DeadLetterRecord:
-    """A refusal by the rules as a dead letter, with where its event came from.
-
-    The source position and the message's original bytes come with the
-    refused event (``mediation.wire.decode_event``), so a re-drive sends
-    exactly what arrived. The id stays the content's (``rule:...``), so a
-    refusal made again after a replay of the input lands once.
-    """
-    record = dead_letter_from_rules(letter, now_ms)
-    event = letter.event
-    offset = getattr(event, "source_offset", None)  # absent in older snapshots
-    if event is None or offset is None:
-        return record
-    original = getattr(event, "source_bytes", None)
-    return replace(
-        record,
-        source_topic=events_topic,
-        source_partition=event.source_partition,
-        source_offset=offset,
-        payload=original if original is not None else encode_event(event),
-    )
 
 
 def _source_outcomes(output: SinkItem) -> list[SourceOutcome]:
@@ -170,7 +145,7 @@ def build_flow(
     def to_sink_item(key_output: tuple[str, Output]) -> SinkItem:
         output = key_output[1]
         item = (
-            rule_dead_letter(output, topics.events, clock_ms())
+            dead_letter_from_rules(output, clock_ms(), topics.events)
             if isinstance(output, DeadLetter)
             else output
         )

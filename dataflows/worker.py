@@ -172,7 +172,10 @@ def build_production_flow(
         record_sink=PipelinedSink(
             with_crash_drill(
                 functools.partial(
-                    PostgresWriter, settings.database_url, counters=metrics.write_counters()
+                    PostgresWriter,
+                    settings.database_url,
+                    counters=metrics.write_counters(),
+                    events_topic=topics.events,
                 ),
                 os.environ.get("MEDIATION_CRASH_AT"),
             ),

@@ -122,8 +122,12 @@ class PostgresWriter:
         max_backoff_s: float = 30.0,
         sleep: Callable[[float], None] = time.sleep,
         counters: WriteCounters | None = None,
+        events_topic: str | None = None,
     ):
         self._database_url = database_url
+        # Where events are read from: the dead letters this writer makes
+        # itself (an orphan of another app) carry their source position.
+        self._events_topic = events_topic
         self._max_backoff_s = max_backoff_s
         self._sleep = sleep
         self._counters = counters or WriteCounters()
@@ -147,7 +151,9 @@ class PostgresWriter:
             for table in _TABLE_ORDER:
                 table_rows = rows.by_table[table]
                 if table == "event_records" and table_rows:
-                    conflicts, late = _insert_events(cur, table_rows, rows.orphans)
+                    conflicts, late = _insert_events(
+                        cur, table_rows, rows.orphans, self._events_topic
+                    )
                     continue
                 if table == "dead_letters":
                     table_rows = table_rows + conflicts
@@ -265,6 +271,7 @@ def _insert_events(
     cur: psycopg.Cursor[tuple[object, ...]],
     rows: list[tuple[object, ...]],
     orphans: dict[EventRowKey, Event],
+    events_topic: str | None,
 ) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
     """Insert events; return dead-letter rows (ids already stored with other
     content, orphans of another app's archived opportunity) and the new late
@@ -275,7 +282,7 @@ def _insert_events(
     worker forgot the opportunity: absorbed), while other content means the
     id was reused: that copy must not vanish silently.
     """
-    rows, letters = _settle_orphans(cur, rows, orphans)
+    rows, letters = _settle_orphans(cur, rows, orphans, events_topic)
     # The same key twice in one batch: compare with the first one here, since
     # the database sees only one of them.
     first_by_key: dict[tuple[object, ...], tuple[object, ...]] = {}
@@ -347,6 +354,7 @@ def _settle_orphans(
     cur: psycopg.Cursor[tuple[object, ...]],
     rows: list[tuple[object, ...]],
     orphans: dict[EventRowKey, Event],
+    events_topic: str | None,
 ) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
     """Orphans whose opportunity *was* archived: late events of its app, dead letters of others.
 
@@ -379,7 +387,9 @@ def _settle_orphans(
         elif owner == row[2]:
             kept.append((*row[:12], True, None))
         else:
-            letters.append(_app_mismatch_row(orphans[(row[0], row[1], row[2])], str(owner)))
+            letters.append(
+                _app_mismatch_row(orphans[(row[0], row[1], row[2])], str(owner), events_topic)
+            )
     if letters:
         log.warning(
             "%d event(s) of another app than their opportunity's; dead-lettered", len(letters)
@@ -387,14 +397,15 @@ def _settle_orphans(
     return kept, letters
 
 
-def _app_mismatch_row(event: Event, owner: str) -> tuple[object, ...]:
+def _app_mismatch_row(event: Event, owner: str, events_topic: str | None) -> tuple[object, ...]:
     letter = DeadLetter(
         reason=OPPORTUNITY_APP_MISMATCH,
         detail=f"event app {event.app_id!r} does not own opportunity of app {owner!r}",
         opportunity_key=event.opportunity_key,
         payload=event_as_dict(event),
+        event=event,
     )
-    return dead_letter_row(dead_letter_from_rules(letter, event.received_at_ms))
+    return dead_letter_row(dead_letter_from_rules(letter, event.received_at_ms, events_topic))
 
 
 def _content(row: tuple[object, ...]) -> tuple[object, ...]:

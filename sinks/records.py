@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
 from mediation.rules.model import ClosedOpportunity, DeadLetter, LateEvent, OrphanEvents
 from mediation.rules.ulid import day_of_ms, is_ulid, ulid_day
-from mediation.wire import encode_opportunity, event_to_dict
+from mediation.wire import encode_event, encode_opportunity, event_to_dict
 
 __all__ = [
     "DeadLetterRecord",
@@ -48,7 +48,19 @@ class DeadLetterRecord:
 SinkItem = ClosedOpportunity | LateEvent | OrphanEvents | DeadLetterRecord
 
 
-def dead_letter_from_rules(letter: DeadLetter, fallback_day_ms: int) -> DeadLetterRecord:
+def dead_letter_from_rules(
+    letter: DeadLetter, fallback_day_ms: int, events_topic: str | None = None
+) -> DeadLetterRecord:
+    """A refusal by the rules as a dead letter, with where its event came from.
+
+    The source position and the message's original bytes come with the
+    refused event (``mediation.wire.decode_event``; ``events_topic`` names
+    the topic it was read from), so a re-drive sends exactly what arrived.
+    A refusal without an event read from Kafka (older snapshots, the
+    rules' own tests) keeps the event's fields as its payload. The id is
+    the content's (``rule:...``), so a refusal made again, by the worker
+    after a restart or by the sink, lands once.
+    """
     payload = orjson.dumps(dict(letter.payload), option=orjson.OPT_SORT_KEYS)
     # The id ignores when a copy arrived, so resends of one refused event
     # land as one dead letter.
@@ -59,7 +71,7 @@ def dead_letter_from_rules(letter: DeadLetter, fallback_day_ms: int) -> DeadLett
     key = letter.opportunity_key
     day = ulid_day(key) if key is not None and is_ulid(key) else day_of_ms(fallback_day_ms)
     app_id = letter.payload.get("app_id")
-    return DeadLetterRecord(
+    record = DeadLetterRecord(
         id=f"rule:{digest}",
         day=day,
         reason=letter.reason,
@@ -70,6 +82,18 @@ def dead_letter_from_rules(letter: DeadLetter, fallback_day_ms: int) -> DeadLett
         source_partition=None,
         source_offset=None,
         payload=payload,
+    )
+    event = letter.event
+    offset = getattr(event, "source_offset", None)  # absent in older snapshots
+    if event is None or offset is None or events_topic is None:
+        return record
+    original = getattr(event, "source_bytes", None)
+    return replace(
+        record,
+        source_topic=events_topic,
+        source_partition=event.source_partition,
+        source_offset=offset,
+        payload=original if original is not None else encode_event(event),
     )
 
 

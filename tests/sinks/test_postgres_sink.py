@@ -231,6 +231,35 @@ def test_another_apps_event_after_the_tombstone_expired_is_a_dead_letter_not_a_l
     assert ledger == (0,)
 
 
+def test_the_sinks_own_app_mismatch_letter_carries_the_source_position_and_bytes(
+    database_url: str,
+) -> None:
+    # The letter the sink makes for another app's orphan is a dead letter
+    # like the worker's: where the event was read and the bytes that arrived.
+    key = encode_ulid(T0, os.urandom(10))
+    closed = close_opportunity(opportunity(key), [_event(key, "e1", "impression")])
+    arrived = b'{"schema":"event.v1","as":"it arrived"}'
+    foreign = dataclasses.replace(
+        _event(key, "x1", "impression"),
+        app_id="intruder",
+        source_partition=3,
+        source_offset=41,
+        source_bytes=arrived,
+    )
+    writer = PostgresWriter(database_url, events_topic="t.events.v1")
+    writer.write([closed])
+    writer.write(
+        [OrphanEvents(key, (StoredEvent(foreign, excluded_reason="unknown_opportunity"),))]
+    )
+    writer.close()
+    with connect(database_url) as conn:
+        letters = conn.execute(
+            "SELECT reason, source_topic, source_partition, source_offset, payload "
+            "FROM dead_letters"
+        ).fetchall()
+    assert letters == [("opportunity_app_mismatch", "t.events.v1", 3, 41, arrived)]
+
+
 def test_a_resend_after_the_tombstone_expired_writes_no_amendment(database_url: str) -> None:
     # The events were counted on time; the same copies come back as orphans
     # (a later sent_at, so a later server_ts) once the worker forgot them.
