@@ -12,7 +12,7 @@ event produced anew.
 The memory is per process and bounded (oldest forgotten first, entries
 expire), and a resend may reach another gateway process; so this makes
 duplicates rare rather than impossible, and the dataflow's dedup on
-``(app_id, event_id)`` stays the guarantee (``spec/contracts.md`` section 3).
+``(app_id, event_id)`` stays the guarantee (``docs/contracts.md`` section 3).
 Costs nothing while every batch is confirmed in time: the map stays empty.
 """
 

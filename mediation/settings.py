@@ -1,6 +1,6 @@
 """Process settings, read from the environment once, in the entry point.
 
-Every process reads only the variables of ``spec/contracts.md`` section 1
+Every process reads only the variables of ``docs/contracts.md`` section 1
 (plus a few local-run knobs prefixed ``MEDIATION_``). A missing or malformed
 value raises ``SettingsError`` whose message is one line naming the
 variable; the CLI prints it and exits 2.

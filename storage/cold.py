@@ -1,4 +1,4 @@
-"""Cold storage: where tiered day partitions live as Parquet (``spec/contracts.md`` section 7).
+"""Cold storage: where tiered day partitions live as Parquet (``docs/contracts.md`` section 7).
 
 One small interface over ``file://`` (a directory) and ``s3://bucket/prefix``
 (AWS, MinIO, R2 or the local moto server, by ``AWS_ENDPOINT_URL``). Objects

@@ -1,6 +1,6 @@
 """Exporting one day partition to Parquet in cold storage, and verifying it.
 
-Layout (``spec/contracts.md`` section 7; layout version 2)::
+Layout (``docs/contracts.md`` section 7; layout version 2)::
 
     <COLD_STORAGE_URL>/<table>/day=YYYY-MM-DD/part-NNNNN.parquet
     <COLD_STORAGE_URL>/_manifests/<table>/day=YYYY-MM-DD/_manifest.json

@@ -1,4 +1,4 @@
-"""Replay (``spec/contracts.md`` section 8), pure: selections, results, their hash and summary.
+"""Replay (``docs/contracts.md`` section 8), pure: selections, results, their hash and summary.
 
 - A ``Selection`` names what to replay: opportunity keys, or a time range
   (half-open, on the opportunity's time) with optional app and placement.

@@ -168,7 +168,7 @@ def test_a_broker_stop_longer_than_the_message_timeout_loses_and_doubles_nothing
     message that timed out may still have landed (it was in flight when the
     broker stopped), and its resend went out on the new producer: only the
     batch in flight at the stop may be on the topic twice, which the
-    dataflow's dedup on (app_id, event_id) absorbs (``spec/contracts.md``
+    dataflow's dedup on (app_id, event_id) absorbs (``docs/contracts.md``
     section 3).
     """
     paused, broker_pid, headers, key = _gateway_on(settings, private_broker, "pause35")
