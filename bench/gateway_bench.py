@@ -252,6 +252,13 @@ def _replay_load(
             loaded_rss.append(replays.max_rss_mib)
             statuses.update(replays.statuses)
             replay_ids.extend(replays.replay_ids)
+            print(
+                f"run {_run + 1}: p95 idle {idle[-1]['p95_ms']:.1f} ms, during replays "
+                f"{loaded[-1]['p95_ms']:.1f} ms; "
+                f"gateway {rss:.0f} -> {replays.max_rss_mib:.0f} MiB",
+                file=sys.stderr,
+                flush=True,
+            )
     finally:
         with connect(database_url, autocommit=True) as conn:  # leave no bench jobs queued
             conn.execute("DELETE FROM replay_records WHERE id = ANY(%s)", (replay_ids,))
