@@ -8,7 +8,9 @@ as soon as the limit is passed, in the API's error shape: 414
 ``url_too_long``, 431 ``headers_too_large``. The connection is then
 closed after a short linger (the rest of what the client sends is read
 and dropped, so it sees the answer rather than a reset), and nothing it
-sent is kept.
+sent is kept. Requests before the refused one on a keep-alive connection
+(pipelined, or still being served) are answered first, in order; the
+refusal follows the last of them.
 
 Counted as it arrives: the URL as the parser hands it over; each header
 when complete; and, for a head still incomplete, every further chunk
@@ -83,14 +85,26 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse(self) -> None:
         transport = self.transport
-        if transport.is_closing():
-            return
+        if transport.is_closing() or self._earlier_unanswered():
+            return  # on_response_complete answers once the earlier requests are
         transport.write(_refusal(self._refused))
         if transport.can_write_eof():
             transport.write_eof()
         # Read (and drop) what is still coming for a moment, so the client
         # reads the answer instead of a connection reset; then close.
         self.loop.call_later(_LINGER_S, transport.close)
+
+    def _earlier_unanswered(self) -> bool:
+        # Earlier requests on this keep-alive connection (pipelined, or one
+        # still being served) are answered first, in order: the refusal
+        # written now would reach the client as their answer.
+        cycle = self.cycle
+        return bool(self.pipeline) or (cycle is not None and not cycle.response_complete)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._refused:
+            self._refuse()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
