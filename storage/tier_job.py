@@ -27,7 +27,9 @@ partition (one transaction; a row in both keeps the cold copy's values, as
 replay reads them), then tiers the day as above: the new export replaces
 the old objects, and the catalog gets its new rows and checksum. A crash
 in between leaves the rows in both tiers, which replay reads once; the
-next run merges again (idempotent) and finishes.
+next run merges again (idempotent) and finishes. The sink creates a day's
+partitions of every table at once, so most tables of such a day come back
+empty: an empty one is only dropped again, its cold copy kept as it is.
 
 Days exported in cold layout 1 (``storage/tiering.py``) are rewritten in
 layout 2 by ``rewrite_legacy_day``, verified; the catalog gets the new
@@ -79,7 +81,8 @@ class TierResult:
     day: dt.date
     rows: int | None
     # tiered | would tier | tiered (merged with its cold copy) | would merge ... |
-    # rewritten to cold layout N | would rewrite ... | failed: ... | back in Postgres ...
+    # dropped again (empty; ...) | would drop again ... | rewritten to cold layout N |
+    # would rewrite ... | failed: ... | back in Postgres ...
     action: str
 
 
@@ -144,6 +147,12 @@ def tier_day(conn: psycopg.Connection, store: ColdStore, table: str, day: dt.dat
             ),
         )
     _crash_drill("recorded")
+    _drop(conn, table, day, manifest.rows)
+    return manifest.rows
+
+
+def _drop(conn: psycopg.Connection, table: str, day: dt.date, rows: int) -> None:
+    """Step 4: drop the day's partition if it still holds ``rows`` rows; the catalog says so."""
     with conn.transaction():
         # The sink creates partitions under this lock: no race with it.
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_DDL_LOCK,))
@@ -151,7 +160,7 @@ def tier_day(conn: psycopg.Connection, store: ColdStore, table: str, day: dt.dat
         # Rows written into the day since it was verified would be lost with
         # it: with writes locked out, count once more.
         conn.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(name))
-        if partition_rows(conn, table, day) != manifest.rows:
+        if partition_rows(conn, table, day) != rows:
             raise TieringError(
                 f"{table} {day}: rows were written since the export; it is exported again "
                 "on the next run"
@@ -164,7 +173,6 @@ def tier_day(conn: psycopg.Connection, store: ColdStore, table: str, day: dt.dat
             "UPDATE tiering_catalog SET dropped_at = now() WHERE table_name = %s AND day = %s",
             (table, day),
         )
-    return manifest.rows
 
 
 def merge_cold_copy(conn: psycopg.Connection, store: ColdStore, table: str, day: dt.date) -> int:
@@ -222,6 +230,20 @@ def _python_values(column: pa.Array) -> list[object]:
     return values
 
 
+def _drop_empty_again(
+    conn: psycopg.Connection, table: str, day: dt.date, dry_run: bool
+) -> TierResult:
+    """Drop a tiered day's partition that was created again and holds nothing."""
+    if dry_run:
+        return TierResult(table, day, 0, "would drop again (empty; its cold copy is kept)")
+    try:
+        _drop(conn, table, day, 0)
+    except (TieringError, psycopg.Error) as exc:  # a row arrived: merged on the next run
+        log.error("%s %s: not dropped: %s", table, day, exc)
+        return TierResult(table, day, None, f"failed: {exc}")
+    return TierResult(table, day, 0, "dropped again (empty; its cold copy is kept)")
+
+
 def _rewrite_legacy_days(
     conn: psycopg.Connection, store: ColdStore, tables: Iterable[str], dry_run: bool
 ) -> list[TierResult]:
@@ -276,20 +298,27 @@ def run_tiering(
             # Dropped before, yet a partition exists again: rows arrived for
             # the day after it was tiered.
             came_back = entry is not None and entry[2] is not None
+            rows_now = partition_rows(conn, table, day)
             if came_back and entry is not None and entry[3] is not None:
                 # Its cold copy is gone (retention): nothing to merge with.
                 results.append(
                     TierResult(
                         table,
                         day,
-                        partition_rows(conn, table, day),
+                        rows_now,
                         "back in Postgres after tiering (cold copy deleted by retention)",
                     )
                 )
                 continue
+            if came_back and rows_now == 0:
+                # Created again for another table's late rows (the sink makes
+                # a day's partitions of every table): nothing came back here,
+                # so the verified cold copy stays as it is.
+                results.append(_drop_empty_again(conn, table, day, dry_run))
+                continue
             if dry_run:
                 verb = "would merge with its cold copy and tier" if came_back else "would tier"
-                results.append(TierResult(table, day, partition_rows(conn, table, day), verb))
+                results.append(TierResult(table, day, rows_now, verb))
                 continue
             try:
                 if came_back:

@@ -21,6 +21,7 @@ from replay import cold, hot
 from sinks.postgres import PostgresWriter
 from storage.cold import ColdStore
 from storage.db import connect
+from storage.partitions import PARTITIONED_TABLES
 from storage.tier_job import partition_days, run_tiering
 from storage.tiering import read_manifest
 
@@ -90,4 +91,31 @@ def test_tiering_a_day_that_came_back_merges_it_into_its_cold_copy(
         assert cold.load(conn, store, selection) == loaded  # nothing lost, nothing doubled
         assert not hot.load_inputs(conn, keys)
         # Nothing left to do on the next run.
+        assert not [r for r in run_tiering(conn, store, AFTER_RETENTION) if r.day == DAY]
+
+
+def test_a_day_that_came_back_in_one_table_leaves_the_other_tables_cold_copies_alone(
+    database_url: str, store: ColdStore
+) -> None:
+    # The sink creates a day's partitions of every table for one late event:
+    # the tables that got no row have nothing to merge, and their verified
+    # cold copies are neither copied back into Postgres nor exported again.
+    keys = fill_day(database_url, 5)
+    with connect(database_url, autocommit=True) as conn:
+        run_tiering(conn, store, AFTER_RETENTION)
+        before = {table: read_manifest(store, table, DAY) for table in PARTITIONED_TABLES}
+    writer = PostgresWriter(database_url)
+    writer.write([_late(keys[1], "very-late")])
+    writer.close()
+    with connect(database_url, autocommit=True) as conn:
+        assert DAY in partition_days(conn, "opportunity_records")  # created again, empty
+        results = {r.table: r for r in run_tiering(conn, store, AFTER_RETENTION) if r.day == DAY}
+        assert results["event_records"].action == "tiered (merged with its cold copy)"
+        for table in PARTITIONED_TABLES:
+            assert DAY not in partition_days(conn, table), table
+            if table == "event_records":
+                continue
+            assert results[table].action == "dropped again (empty; its cold copy is kept)"
+            assert results[table].rows == 0
+            assert read_manifest(store, table, DAY) == before[table], table  # not exported again
         assert not [r for r in run_tiering(conn, store, AFTER_RETENTION) if r.day == DAY]
