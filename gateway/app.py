@@ -194,9 +194,14 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> GatewayApp:
         await pool.open(wait=True, timeout=10)
         # Short timeouts: Redis is an optimisation on the request path (the
         # request is served without it; one with an Idempotency-Key gets a
-        # quick 503), so it must never stall a request.
+        # quick 503), so it must never stall a request. A keyed request waits
+        # for the store as long as MEDIATION_IDEMPOTENCY_TIMEOUT_MS says (its
+        # own deadline), so the socket never gives up before that.
+        socket_timeout_s = max(_REDIS_SOCKET_TIMEOUT_S, settings.idempotency_timeout_ms / 1000)
         redis_client = aioredis.from_url(
-            settings.redis_url, socket_timeout=0.25, socket_connect_timeout=0.25
+            settings.redis_url,
+            socket_timeout=socket_timeout_s,
+            socket_connect_timeout=_REDIS_SOCKET_TIMEOUT_S,
         )
         producer = AsyncProducer(settings.kafka_bootstrap_servers)
         catalog = Catalog(pool, degradation_gauge=gateway_metrics.degradation_active)
@@ -253,6 +258,7 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> GatewayApp:
 
 
 _HOT_PATHS = frozenset({"/v1/requests", "/v1/events"})
+_REDIS_SOCKET_TIMEOUT_S = 0.25
 
 
 async def _http_error(_request: Request, exc: Exception) -> Response:

@@ -216,3 +216,39 @@ def test_a_redis_stall_serves_a_keyed_request_at_most_once(
     # One opportunity for the key: the warm-up, the unkeyed one and the served one.
     on_broker = _opportunities_on_broker(settings)
     assert sorted(on_broker) == sorted(r.json()["opportunity_key"] for r in (warm, unkeyed, served))
+
+
+def test_a_redis_slower_than_its_socket_timeout_but_within_the_budget_serves_keyed_requests(
+    settings: Settings, private_redis: tuple[PrivateServer, str]
+) -> None:
+    """``MEDIATION_IDEMPOTENCY_TIMEOUT_MS`` is the keyed request's wait for the store.
+
+    Raised to 10 s, a Redis that stalls 1 s (far longer than the client's
+    usual 250 ms socket timeout) still answers within it: the request is
+    served, once, and replayed after.
+    """
+    _server, redis_url = private_redis
+    app_key = new_app_key()
+    seed_app(settings.database_url, "redisslow", demo_config(), app_key)
+    keyed = {"X-App-Key": app_key, "Idempotency-Key": f"idem-{uuid.uuid4().hex}"}
+    body = orjson.dumps(_sync_body("slow-store-device"))
+    patient = replace(settings, redis_url=redis_url, idempotency_timeout_ms=10_000)
+    stalled = threading.Event()
+
+    def stall() -> None:
+        direct = redis.Redis.from_url(redis_url, socket_timeout=30)
+        stalled.set()
+        direct.execute_command("DEBUG", "SLEEP", 1)
+        direct.close()
+
+    with TestClient(create_app(patient)) as client:
+        sleeper = threading.Thread(target=stall)
+        sleeper.start()
+        stalled.wait()
+        time.sleep(0.2)  # DEBUG SLEEP has reached Redis
+        during = client.post("/v1/requests", content=body, headers=keyed)
+        sleeper.join()
+        again = client.post("/v1/requests", content=body, headers=keyed)
+    assert during.status_code == 200, during.text
+    assert again.status_code == 200 and again.content == during.content
+    assert again.headers["idempotent-replayed"] == "true"
