@@ -50,8 +50,9 @@ async def _check_kafka(request: Request) -> bool:
 # coordinates the request path (docs/operations.md, "The sync path"): the
 # SDK routes still serve without it, so a gateway stays in rotation.
 _OPTIONAL = {
-    "redis": "Redis is unreachable: the SDK routes still serve; idempotency keys, "
-    "fleet-wide rate limits and breaker state work degraded until it is back",
+    "redis": "Redis is unreachable: the SDK routes still serve, rate limits per process "
+    "and breaker state unshared, but a sync request with an Idempotency-Key gets 503 "
+    "idempotency_unavailable (never served unguarded) until it is back",
 }
 _REQUIRED = {
     "postgres": "Postgres is unreachable: admin and replay routes fail and write keys "

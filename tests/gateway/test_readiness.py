@@ -38,11 +38,16 @@ def test_a_gateway_without_redis_is_ready_but_degraded_and_says_why(settings: Se
         assert body["checks"] == {"postgres": True, "redis": False, "kafka": True}
         assert set(body["degraded"]) == {"redis"}
         assert "SDK routes" in body["degraded"]["redis"]
-        # What readiness promises: the SDK routes serve.
+        # What readiness promises: the SDK routes serve, but for keyed requests.
         now = int(time.time() * 1000)
         request = {"placement_id": "interstitial_main", "device_id": "d1", "ts_ms": now}
         served = client.post("/v1/requests", json=request, headers={"X-App-Key": key})
         assert served.status_code == 200, served.text
+        keyed = client.post("/v1/requests", json=request, headers={
+            "X-App-Key": key, "Idempotency-Key": "b1c2d3e4-f5a6-4b7c-8d9e"})  # fmt: skip
+        assert keyed.status_code == 503, keyed.text
+        code = keyed.json()["error"]["code"]
+        assert code in body["degraded"]["redis"]  # the reason names what it answers
 
 
 def test_a_gateway_with_every_dependency_is_ready(settings: Settings) -> None:
