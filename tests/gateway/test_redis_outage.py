@@ -155,6 +155,22 @@ def _opportunities_on_broker(settings: Settings) -> list[str]:
     return keys
 
 
+def _wait_until_stalled(redis_url: str) -> None:
+    """Return once Redis is inside its DEBUG SLEEP: a PING no longer answers at once."""
+    deadline = time.monotonic() + 30
+    probe = redis.Redis.from_url(redis_url, socket_timeout=0.05)
+    try:
+        while time.monotonic() < deadline:
+            try:
+                probe.ping()
+            except redis.TimeoutError:
+                return
+            time.sleep(0.01)
+        raise AssertionError("Redis never stalled")
+    finally:
+        probe.close()
+
+
 STALL_S = 2  # much longer than the idempotency store's time budget (250 ms)
 
 
@@ -188,7 +204,7 @@ def test_a_redis_stall_serves_a_keyed_request_at_most_once(
         sleeper = threading.Thread(target=stall)
         sleeper.start()
         stalled.wait()
-        time.sleep(0.2)  # DEBUG SLEEP has reached Redis
+        _wait_until_stalled(redis_url)
         with ThreadPoolExecutor(20) as pool:
             calls = [pool.submit(client.post, "/v1/requests", content=body, headers=keyed)
                      for _ in range(20)]  # fmt: skip
@@ -245,7 +261,7 @@ def test_a_redis_slower_than_its_socket_timeout_but_within_the_budget_serves_key
         sleeper = threading.Thread(target=stall)
         sleeper.start()
         stalled.wait()
-        time.sleep(0.2)  # DEBUG SLEEP has reached Redis
+        _wait_until_stalled(redis_url)
         during = client.post("/v1/requests", content=body, headers=keyed)
         sleeper.join()
         again = client.post("/v1/requests", content=body, headers=keyed)
