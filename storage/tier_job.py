@@ -33,7 +33,8 @@ empty: an empty one is only dropped again, its cold copy kept as it is.
 
 Days exported in cold layout 1 (``storage/tiering.py``) are rewritten in
 layout 2 by ``rewrite_legacy_day``, verified; the catalog gets the new
-checksum.
+checksum, and only then does the layout-1 manifest go (it marks the day as
+still to rewrite, so a stop in between is finished by the next run).
 """
 
 from __future__ import annotations
@@ -268,6 +269,8 @@ def _rewrite_legacy_days(
                 "UPDATE tiering_catalog SET checksum = %s WHERE table_name = %s AND day = %s",
                 (manifest.checksum, table, day),
             )
+            # Last: until the catalog has the new checksum, the day is rewritten again.
+            store.delete(legacy_manifest_key(table, day))
         except (TieringError, psycopg.Error) as exc:
             log.error("%s %s: not rewritten: %s", table, day, exc)
             results.append(TierResult(table, day, rows, f"failed: {exc}"))

@@ -511,9 +511,12 @@ def rewrite_legacy_day(
        and only then uploaded over it;
     3. the day is read back from the store: every file in layout 2, the
        rows and checksum as in step 1; then the layout-2 manifest is
-       written and the layout-1 one deleted (``_write_manifest``).
+       written.
 
-    The caller records the new checksum in the catalog.
+    The layout-1 manifest stays: it is what marks the day as still to be
+    rewritten. The caller records the new checksum in the catalog and only
+    then deletes it (``legacy_manifest_key``), so a stop in between is
+    finished by the next run (every file is already in layout 2 then).
     """
     context = f"{table} {day} (rewrite to cold layout {SCHEMA_VERSION})"
     key = legacy_manifest_key(table, day)
@@ -552,5 +555,5 @@ def rewrite_legacy_day(
         columns=schema.names,
         files=files,
     )
-    _write_manifest(store, manifest, None)
+    store.put_bytes(manifest_key(table, day), manifest.to_json())
     return manifest

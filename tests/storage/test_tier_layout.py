@@ -26,6 +26,7 @@ from tiering_data import DAY, fill_day
 
 from mediation.rules.replay import Selection
 from replay import cold
+from storage import tier_job
 from storage.cold import FileColdStore
 from storage.db import connect
 from storage.partitions import PARTITIONED_TABLES
@@ -217,3 +218,34 @@ def test_a_rewrite_interrupted_half_way_is_finished_by_the_next_run(
         assert rewritten is not None  # the same rows and checksum as the export
         assert (rewritten.rows, rewritten.checksum) == (manifest.rows, manifest.checksum)
     _assert_reads_by_directory(file_store, {"event_records": manifest.rows}, ("event_records",))
+
+
+def test_a_rewrite_stopped_before_the_catalog_recorded_it_is_finished_by_the_next_run(
+    database_url: str, file_store: FileColdStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fill_day(database_url, 10)
+    with connect(database_url, autocommit=True) as conn:
+        run_tiering(conn, file_store, AFTER_RETENTION, tables=["event_records"])
+        _to_legacy_layout(conn, file_store, "event_records")
+        rewrite = tier_job.rewrite_legacy_day
+
+        def rewrite_then_lose_the_connection(*args: object) -> Manifest:
+            rewrite(*args)  # type: ignore[arg-type]
+            raise psycopg.OperationalError("connection lost")  # before the catalog update
+
+        monkeypatch.setattr(tier_job, "rewrite_legacy_day", rewrite_then_lose_the_connection)
+        (failed,) = run_tiering(conn, file_store, AFTER_RETENTION, tables=["event_records"])
+        assert failed.action.startswith("failed:")
+        monkeypatch.undo()
+
+        (finished,) = run_tiering(conn, file_store, AFTER_RETENTION, tables=["event_records"])
+        assert finished.action == f"rewritten to cold layout {SCHEMA_VERSION}"
+        manifest = read_manifest(file_store, "event_records", DAY)
+        assert manifest is not None and manifest.schema_version == SCHEMA_VERSION
+        assert not file_store.exists(legacy_manifest_key("event_records", DAY))
+        catalog = conn.execute(
+            "SELECT rows, checksum FROM tiering_catalog "
+            "WHERE table_name = 'event_records' AND day = %s",
+            (DAY,),
+        ).fetchone()
+        assert catalog == (manifest.rows, manifest.checksum)  # the catalog knows the new copy
