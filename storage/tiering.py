@@ -405,6 +405,10 @@ def _in_layout(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
+# What reading a damaged, partial or missing cold object raises.
+_READ_ERRORS = (pa.ArrowException, ColdStoreError, OSError, KeyError, ValueError)
+
+
 def _file_batches(store: ColdStore, key: str, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
     parquet = pq.ParquetFile(store.arrow_source(key))
     for batch in parquet.iter_batches(batch_size=100_000, columns=schema.names):
@@ -417,9 +421,15 @@ def read_batches(
     """The rows of the day's files in their order, as ``schema`` (layout 2) has them.
 
     Files of either layout, even mixed (a rewrite that stopped half-way).
+    A file that cannot be read is a ``TieringError`` (that day fails, not the run).
     """
     for exported in manifest.files:
-        yield from _file_batches(store, exported.key, schema)
+        try:
+            yield from _file_batches(store, exported.key, schema)
+        except _READ_ERRORS as exc:
+            raise TieringError(
+                f"{manifest.table} {manifest.day}: cold copy cannot be read: {exported.key}: {exc}"
+            ) from exc
 
 
 def _digest_files(
@@ -430,7 +440,7 @@ def _digest_files(
         for key in keys:
             for batch in _file_batches(store, key, schema):
                 digest.update(batch)
-    except (pa.ArrowException, ColdStoreError, OSError, KeyError, ValueError) as exc:
+    except _READ_ERRORS as exc:
         raise TieringError(f"{context}: cold copy cannot be read back: {exc}") from exc
     return digest
 
@@ -486,7 +496,7 @@ def _legacy_digests(
                 current.update(batch)
                 days = pa.array([day] * batch.num_rows, type=pa.date32())
                 old.update(batch.add_column(at, legacy_schema.field(at), days))
-    except (pa.ArrowException, ColdStoreError, OSError, KeyError, ValueError) as exc:
+    except _READ_ERRORS as exc:
         raise TieringError(f"{context}: cold copy cannot be read: {exc}") from exc
     _check(old, legacy, context)
     return current

@@ -119,3 +119,24 @@ def test_a_day_that_came_back_in_one_table_leaves_the_other_tables_cold_copies_a
             assert results[table].rows == 0
             assert read_manifest(store, table, DAY) == before[table], table  # not exported again
         assert not [r for r in run_tiering(conn, store, AFTER_RETENTION) if r.day == DAY]
+
+
+def test_a_came_back_day_whose_cold_copy_cannot_be_read_fails_alone(
+    database_url: str, file_store: ColdStore
+) -> None:
+    keys = fill_day(database_url, 5)
+    with connect(database_url, autocommit=True) as conn:
+        run_tiering(conn, file_store, AFTER_RETENTION)
+    writer = PostgresWriter(database_url)
+    writer.write([_late(keys[1], "very-late")])
+    writer.close()
+    manifest = read_manifest(file_store, "event_records", DAY)
+    assert manifest is not None
+    file_store.put_bytes(manifest.files[0].key, b"not parquet")  # damaged
+    with connect(database_url, autocommit=True) as conn:
+        results = {r.table: r for r in run_tiering(conn, file_store, AFTER_RETENTION)}
+        assert results["event_records"].action.startswith("failed: ")
+        assert "cannot be read" in results["event_records"].action
+        assert _events(conn, ["very-late"]) == 1  # kept in Postgres
+        # The other tables of the day are still handled.
+        assert DAY not in partition_days(conn, "opportunity_records")
