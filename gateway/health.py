@@ -47,16 +47,20 @@ async def _check_kafka(request: Request) -> bool:
 
 
 # What each dependency's absence costs. Redis only speeds up and
-# coordinates the request path (docs/operations.md, "The sync path"): the
-# SDK routes still serve without it, so a gateway stays in rotation.
+# coordinates the request path (docs/operations.md, "The sync path"), and
+# the SDK routes read keys and configs from the in-process catalog, loaded
+# before the gateway started serving: without either the SDK routes still
+# serve, so a gateway stays in rotation. Taking every gateway out during a
+# database blip would refuse traffic that could be served and confirmed.
 _OPTIONAL = {
     "redis": "Redis is unreachable: the SDK routes still serve, rate limits per process "
     "and breaker state unshared, but a sync request with an Idempotency-Key gets 503 "
     "idempotency_unavailable (never served unguarded) until it is back",
+    "postgres": "Postgres is unreachable: the SDK routes still serve from the cached keys "
+    "and configs (new keys, revocations and config changes wait for it); admin and replay "
+    "routes fail",
 }
 _REQUIRED = {
-    "postgres": "Postgres is unreachable: admin and replay routes fail and write keys "
-    "and configs are not refreshed",
     "kafka": "the broker is unreachable: no sync request or event batch can be confirmed",
 }
 

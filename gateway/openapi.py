@@ -96,7 +96,7 @@ def openapi_document(roles: frozenset[str]) -> dict[str, Any]:
         "/readyz": {
             "get": {
                 "operationId": "readyz",
-                "summary": "Whether the SDK routes can be served (Redis is optional)",
+                "summary": "Whether the SDK routes can be served (Redis and Postgres are optional)",
                 "responses": {
                     "200": _json(
                         "ready, or degraded (an optional dependency is down; degraded says why)",

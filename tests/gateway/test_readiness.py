@@ -1,7 +1,8 @@
 """``/readyz`` reports what the gateway can serve, not whether every dependency answers.
 
-Redis only speeds up and coordinates the request path, so a gateway whose
-Redis is down still serves the SDK routes and must stay in rotation:
+Redis only speeds up and coordinates the request path, and the SDK routes
+read keys and configs from the in-process catalog, so a gateway whose
+Redis or Postgres is down still serves them and must stay in rotation:
 ready, degraded, with the reason. Without the broker nothing can be
 confirmed: not ready.
 """
@@ -12,12 +13,14 @@ import time
 from dataclasses import replace
 
 import pytest
+from psycopg import sql
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
 from mediation.processes import free_port
 from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
+from storage.db import connect
 
 pytestmark = pytest.mark.integration
 
@@ -71,3 +74,44 @@ def test_a_gateway_without_the_broker_is_not_ready(settings: Settings) -> None:
     assert body["status"] == "not_ready"
     assert body["checks"]["kafka"] is False
     assert set(body["failing"]) == {"kafka"}
+
+
+def test_a_gateway_whose_postgres_went_away_serves_from_its_catalog_and_stays_ready(
+    settings: Settings, database_url: str
+) -> None:
+    key = new_app_key()
+    seed_app(settings.database_url, "nopg", demo_config(), key)
+    name = database_url.rsplit("/", 1)[1]
+    now = int(time.time() * 1000)
+    request = {"placement_id": "interstitial_main", "device_id": "d1", "ts_ms": now}
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/readyz").json()["status"] == "ready"
+        # The database refuses every connection of the gateway from now on.
+        admin_url = database_url.rsplit("/", 1)[0] + "/postgres"
+        with connect(admin_url, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(
+                    sql.Identifier(name)
+                )
+            )
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+        try:
+            ready = client.get("/readyz")
+            served = client.post("/v1/requests", json=request, headers={"X-App-Key": key})
+        finally:
+            with connect(admin_url, autocommit=True) as admin:
+                admin.execute(
+                    sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS true").format(
+                        sql.Identifier(name)
+                    )
+                )
+    assert ready.status_code == 200, ready.text
+    body = ready.json()
+    assert body["status"] == "degraded"
+    assert body["checks"]["postgres"] is False
+    assert set(body["degraded"]) == {"postgres"}
+    assert served.status_code == 200, served.text  # what readiness promises
