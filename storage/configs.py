@@ -49,7 +49,6 @@ __all__ = [
     "PublishError",
     "PublishOperation",
     "Transition",
-    "active_degradations",
     "apply_step",
     "config_checksum",
     "get_operation",
@@ -490,12 +489,3 @@ def switch_degradation(
         )
     assert row is not None
     return DegradationSwitch(*row)
-
-
-def active_degradations(conn: psycopg.Connection) -> dict[str, DegradationSwitch]:
-    """Apps with a profile switched on."""
-    rows = conn.execute(
-        "SELECT app_id, profile, reason, switched_by, switched_at FROM degradation_switches "
-        "WHERE profile IS NOT NULL"
-    ).fetchall()
-    return {row[0]: DegradationSwitch(*row) for row in rows}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import psycopg
 from psycopg.rows import tuple_row
 
-__all__ = ["DatabaseUnavailableError", "connect", "connect_async"]
+__all__ = ["DatabaseUnavailableError", "connect"]
 
 
 class DatabaseUnavailableError(RuntimeError):
@@ -28,20 +28,6 @@ def connect(
             prepare_threshold=None,
             connect_timeout=timeout_s,
             row_factory=tuple_row,
-        )
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailableError(f"cannot connect to Postgres: {exc}".strip()) from exc
-
-
-async def connect_async(
-    database_url: str, *, autocommit: bool = True, timeout_s: int = 5
-) -> psycopg.AsyncConnection:
-    try:
-        return await psycopg.AsyncConnection.connect(
-            database_url,
-            autocommit=autocommit,
-            prepare_threshold=None,
-            connect_timeout=timeout_s,
         )
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailableError(f"cannot connect to Postgres: {exc}".strip()) from exc
