@@ -41,16 +41,18 @@ _MAX_SAFE_INT = 2**53 - 1
 # broken, and server_ts derived from it would overflow storage types.
 MIN_TS_MS = 946_684_800_000
 MAX_TS_MS = 4_102_444_800_000
-# An event may wait on the device this long before it is sent (the hot
-# retention); "after sent_at" is tolerated only within a small jitter.
+# An event may wait on the device this long before it is sent (35 days:
+# longer than the 30 days a day stays hot, so a straggler for a day already
+# tiered is possible and handled: docs/operations.md); "after sent_at" is
+# tolerated only within a small jitter.
 MAX_EVENT_AGE_MS = 35 * 24 * 3600 * 1000
 MAX_EVENT_AHEAD_MS = 60 * 1000
-# Opportunity keys an event may name. Back: the hot retention (an event may
-# wait on the device). Ahead: the gateway mints every key with its own
-# clock, so a genuine key is never further ahead of another gateway's clock
-# than the skew between them; anything more is a made-up key, and the
-# worker would hold its events until that far-off time.
-MAX_KEY_AGE_MS = 35 * 24 * 3600 * 1000
+# Opportunity keys an event may name. Back: as old as an event may be.
+# Ahead: the gateway mints every key with its own clock, so a genuine key
+# is never further ahead of another gateway's clock than the skew between
+# them; anything more is a made-up key, and the worker would hold its
+# events until that far-off time.
+MAX_KEY_AGE_MS = MAX_EVENT_AGE_MS
 MAX_KEY_AHEAD_MS = DEFAULT_SKEW_TOLERANCE_MS
 # \Z, not $: "$" also matches before a trailing newline.
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
