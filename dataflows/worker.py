@@ -58,6 +58,7 @@ from sinks.breakers import RedisBreakerSink
 from sinks.pipelined import PipelinedSink
 from sinks.postgres import PostgresWriter
 from sinks.records import DeadLetterRecord
+from storage.cold import open_cold_store
 
 from .cluster_clock import ClusterWatermark
 from .decode import kafka_error_letter
@@ -167,6 +168,8 @@ def build_production_flow(
         batches_in_flight=ledger.outstanding,
     )
     metrics.serve(metrics_port, metrics_host)
+    # Tiered archives: a straggler for a tiered day is settled against them.
+    cold_store = open_cold_store(settings.cold_storage_url, settings.aws_endpoint_url)
     return build_flow(
         messages=kafka_input,
         record_sink=PipelinedSink(
@@ -176,6 +179,7 @@ def build_production_flow(
                     settings.database_url,
                     counters=metrics.write_counters(),
                     events_topic=topics.events,
+                    cold_store=cold_store,
                 ),
                 os.environ.get("MEDIATION_CRASH_AT"),
             ),

@@ -29,8 +29,11 @@ from mediation.rules.closure import EXCLUDED_UNKNOWN_OPPORTUNITY, close_opportun
 from mediation.rules.model import DeadLetter, Event, event_as_dict
 from mediation.rules.state import OPPORTUNITY_APP_MISMATCH
 from replay.hot import load_archives, load_inputs
+from storage.cold import ColdStore
+from storage.cold_owners import cold_archive_owners
 from storage.db import DatabaseUnavailableError, connect
 from storage.partitions import ensure_partitions
+from storage.tiering import TieringError
 
 from .records import SinkItem, dead_letter_from_rules, unwritable
 from .rows import (
@@ -123,11 +126,14 @@ class PostgresWriter:
         sleep: Callable[[float], None] = time.sleep,
         counters: WriteCounters | None = None,
         events_topic: str | None = None,
+        cold_store: ColdStore | None = None,
     ):
         self._database_url = database_url
         # Where events are read from: the dead letters this writer makes
         # itself (an orphan of another app) carry their source position.
         self._events_topic = events_topic
+        # Where tiered archives are, to settle stragglers of tiered days.
+        self._cold_store = cold_store
         self._max_backoff_s = max_backoff_s
         self._sleep = sleep
         self._counters = counters or WriteCounters()
@@ -152,7 +158,7 @@ class PostgresWriter:
                 table_rows = rows.by_table[table]
                 if table == "event_records" and table_rows:
                     conflicts, late = _insert_events(
-                        cur, table_rows, rows.orphans, self._events_topic
+                        cur, table_rows, rows.orphans, self._events_topic, self._cold_store
                     )
                     continue
                 if table == "dead_letters":
@@ -272,6 +278,7 @@ def _insert_events(
     rows: list[tuple[object, ...]],
     orphans: dict[EventRowKey, Event],
     events_topic: str | None,
+    cold_store: ColdStore | None,
 ) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
     """Insert events; return dead-letter rows (ids already stored with other
     content, orphans of another app's archived opportunity) and the new late
@@ -282,7 +289,7 @@ def _insert_events(
     worker forgot the opportunity: absorbed), while other content means the
     id was reused: that copy must not vanish silently.
     """
-    rows, letters = _settle_orphans(cur, rows, orphans, events_topic)
+    rows, letters = _settle_orphans(cur, rows, orphans, events_topic, cold_store)
     # The same key twice in one batch: compare with the first one here, since
     # the database sees only one of them.
     first_by_key: dict[tuple[object, ...], tuple[object, ...]] = {}
@@ -355,6 +362,7 @@ def _settle_orphans(
     rows: list[tuple[object, ...]],
     orphans: dict[EventRowKey, Event],
     events_topic: str | None,
+    cold_store: ColdStore | None,
 ) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
     """Orphans whose opportunity *was* archived: late events of its app, dead letters of others.
 
@@ -363,6 +371,8 @@ def _settle_orphans(
     Ownership holds then too: an event of another app than the archived
     opportunity's is refused as ``opportunity_app_mismatch``, as the worker
     refuses it while it remembers the opportunity (the same dead letter id).
+    A straggler whose day's archive was already tiered is settled against
+    the cold copy (``storage.cold_owners``).
     Returns the event rows to insert and the dead-letter rows.
     """
     keys = {row[3] for row in rows if row[13] == EXCLUDED_UNKNOWN_OPPORTUNITY}
@@ -376,6 +386,8 @@ def _settle_orphans(
             (list({row[0] for row in rows if row[3] in keys}), list(keys)),
         ).fetchall()
     }
+    if cold_store is not None and len(owner_of) < len(keys):
+        owner_of.update(_cold_owners(cur, cold_store, rows, keys - owner_of.keys()))
     if not owner_of:
         return rows, []
     kept: list[tuple[object, ...]] = []
@@ -395,6 +407,26 @@ def _settle_orphans(
             "%d event(s) of another app than their opportunity's; dead-lettered", len(letters)
         )
     return kept, letters
+
+
+def _cold_owners(
+    cur: psycopg.Cursor[tuple[object, ...]],
+    store: ColdStore,
+    rows: list[tuple[object, ...]],
+    keys: set[object],
+) -> dict[str, str]:
+    keys_by_day: dict[dt.date, list[str]] = {}
+    for row in rows:  # rows carry their day as ISO text (COPY input)
+        if row[3] in keys:
+            keys_by_day.setdefault(dt.date.fromisoformat(str(row[0])), []).append(str(row[3]))
+    try:
+        return cold_archive_owners(cur.connection, store, keys_by_day)
+    except TieringError as exc:
+        # Never counted either way: replay and the amendment ledger join
+        # events to their opportunity on (key, app), so the event stays an
+        # orphan of its own app rather than holding up the worker.
+        log.warning("cold archive unreadable, stragglers stay orphans: %s", exc)
+        return {}
 
 
 def _app_mismatch_row(event: Event, owner: str, events_topic: str | None) -> tuple[object, ...]:

@@ -59,6 +59,7 @@ __all__ = [
     "LEGACY_SCHEMA_VERSION",
     "MANIFEST_NAME",
     "PARTITION_COLUMN",
+    "READ_ERRORS",
     "SCHEMA_VERSION",
     "ExportedFile",
     "Manifest",
@@ -406,7 +407,7 @@ def _in_layout(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 
 
 # What reading a damaged, partial or missing cold object raises.
-_READ_ERRORS = (pa.ArrowException, ColdStoreError, OSError, KeyError, ValueError)
+READ_ERRORS = (pa.ArrowException, ColdStoreError, OSError, KeyError, ValueError)
 
 
 def _file_batches(store: ColdStore, key: str, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
@@ -426,7 +427,7 @@ def read_batches(
     for exported in manifest.files:
         try:
             yield from _file_batches(store, exported.key, schema)
-        except _READ_ERRORS as exc:
+        except READ_ERRORS as exc:
             raise TieringError(
                 f"{manifest.table} {manifest.day}: cold copy cannot be read: {exported.key}: {exc}"
             ) from exc
@@ -440,7 +441,7 @@ def _digest_files(
         for key in keys:
             for batch in _file_batches(store, key, schema):
                 digest.update(batch)
-    except _READ_ERRORS as exc:
+    except READ_ERRORS as exc:
         raise TieringError(f"{context}: cold copy cannot be read back: {exc}") from exc
     return digest
 
@@ -496,7 +497,7 @@ def _legacy_digests(
                 current.update(batch)
                 days = pa.array([day] * batch.num_rows, type=pa.date32())
                 old.update(batch.add_column(at, legacy_schema.field(at), days))
-    except _READ_ERRORS as exc:
+    except READ_ERRORS as exc:
         raise TieringError(f"{context}: cold copy cannot be read: {exc}") from exc
     _check(old, legacy, context)
     return current

@@ -76,3 +76,28 @@ def test_the_amendment_of_a_late_event_leaves_another_apps_event_out(database_ur
     assert {e.app_id for e in stored.events + stored.late_events} == {"app"}
     assert "revenue_micros" not in changes
     assert changes["outcome"] == {"archived": "impressed", "with_late": "clicked"}
+
+
+def test_stragglers_for_a_tiered_day_are_settled_against_its_cold_archive(
+    database_url: str, file_store: FileColdStore
+) -> None:
+    # The day of the opportunity was tiered; then, after the worker forgot
+    # it, the owner's straggler and another app's event arrive as orphans.
+    key = encode_ulid(T0, os.urandom(10))
+    writer = PostgresWriter(database_url, cold_store=file_store)
+    writer.write([close_opportunity(opportunity(key), [event(key, "e1", "impression", 10)])])
+    with connect(database_url, autocommit=True) as conn:
+        tiered = run_tiering(conn, file_store, ulid_day(key) + dt.timedelta(days=31))
+        assert {result.action for result in tiered} == {"tiered"}
+    own = event(key, "e2", "click", 40)
+    foreign = event(key, "x1", "impression", 50, app_id="intruder", revenue_micros=1_255)
+    orphaned = tuple(StoredEvent(e, excluded_reason="unknown_opportunity") for e in (own, foreign))
+    writer.write([OrphanEvents(key, orphaned)])
+    writer.close()
+    with connect(database_url) as conn:
+        stored = conn.execute(
+            "SELECT app_id, event_id, late, excluded_reason FROM event_records"
+        ).fetchall()
+        letters = conn.execute("SELECT reason, app_id FROM dead_letters").fetchall()
+    assert stored == [("app", "e2", True, None)]  # the owner's: late, as after any close
+    assert letters == [("opportunity_app_mismatch", "intruder")]
