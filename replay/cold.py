@@ -59,10 +59,19 @@ class TieredDays:
 
     @classmethod
     def read(cls, conn: psycopg.Connection, days: Iterable[dt.date]) -> TieredDays:
+        return cls._of(conn, "day = ANY(%s)", (list(days),))
+
+    @classmethod
+    def between(cls, conn: psycopg.Connection, first: dt.date, last: dt.date) -> TieredDays:
+        """The days from ``first`` to ``last``: a range over centuries is one index scan."""
+        return cls._of(conn, "day BETWEEN %s AND %s", (first, last))
+
+    @classmethod
+    def _of(cls, conn: psycopg.Connection, days: str, params: tuple[object, ...]) -> TieredDays:
         rows = conn.execute(
             "SELECT table_name, day, deleted_at IS NOT NULL FROM tiering_catalog "
-            "WHERE dropped_at IS NOT NULL AND table_name = ANY(%s) AND day = ANY(%s)",
-            (list(RECORD_TABLES), list(days)),
+            f"WHERE dropped_at IS NOT NULL AND table_name = ANY(%s) AND {days}",
+            (list(RECORD_TABLES), *params),
         ).fetchall()
         return cls(
             frozenset((str(table), day) for table, day, deleted in rows if not deleted),
@@ -71,7 +80,15 @@ class TieredDays:
 
     def deleted_days(self, selection: Selection) -> list[dt.date]:
         """Days of the selection whose cold records were deleted by retention."""
-        return sorted({day for table, day in self.deleted if day in selection.days()})
+        first, last = selection.day_bounds()
+        touched = None if selection.is_range else set(selection.days())
+        return sorted(
+            {
+                day
+                for _table, day in self.deleted
+                if first <= day <= last and (touched is None or day in touched)
+            }
+        )
 
 
 def opportunities_per_day(
@@ -83,13 +100,13 @@ def opportunities_per_day(
     the Parquet row groups whose key statistics overlap the range (footers
     only). Sizes the chunks; days that hold nothing are left out.
     """
-    tiered = TieredDays.read(conn, selection.days())
-    hot_days = set(partition_days(conn, "opportunity_records"))
+    tiered = TieredDays.between(conn, *selection.day_bounds())
+    cold_days = {day for table, day in tiered.dropped if table == "opportunity_records"}
+    stored = cold_days | set(partition_days(conn, "opportunity_records"))
     counts = {}
-    for day, start, end in selection.day_spans():
-        cold = ("opportunity_records", day) in tiered.dropped
-        if day not in hot_days and not cold:
-            continue  # nothing stored (a range may span years)
+    # Only the days that hold something: a range may span centuries.
+    for day, start, end in selection.day_spans(stored):
+        cold = day in cold_days
         low, high = dataclasses.replace(selection, start_ms=start, end_ms=end).key_bounds()
         row = conn.execute(
             "SELECT count(*) FROM opportunity_records WHERE day = %s "

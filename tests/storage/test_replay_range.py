@@ -16,6 +16,7 @@ from tiering_data import DAY, fill_day
 from mediation.cli import main
 from mediation.rules.model import LateEvent, StoredEvent
 from mediation.rules.replay import ReplayRequest, Selection
+from replay import cold
 from replay.digest import ResultDigest
 from replay.run import replay_results
 from sinks.postgres import PostgresWriter
@@ -203,3 +204,22 @@ def test_the_cli_replays_a_range_to_parquet_and_jsonl_with_one_hash(
     )
     for bad in refused:
         assert main(["replay", *bad]) == 2
+
+
+def test_sizing_a_range_over_centuries_never_lists_its_days(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job runner sizes 1970-9999 by the days that hold something, not day by day."""
+    listed = Selection.days
+
+    def days_of_a_short_selection(self: Selection) -> list[dt.date]:
+        days = listed(self)
+        assert len(days) < 1000, "a range was listed day by day"
+        return days
+
+    monkeypatch.setattr(Selection, "days", days_of_a_short_selection)
+    maximal = Selection.of_range(0, 253_402_214_400_000)  # 1970 .. 9999-12-31
+    with connect(database_url) as conn:
+        sized = cold.opportunities_per_day(conn, FileColdStore(Path("/nonexistent")), maximal)
+    assert sized == {}
+    assert list(maximal.chunks(sized)) == []
