@@ -8,8 +8,14 @@ Then, each against a fresh database:
 
 - ``raw``: a plain confluent-kafka consume loop that COPYs every message
   (key, JSON value) into one table: no rules, no state (the baseline);
-- ``worker-w1`` / ``worker-w2``: ``mediation worker -w 1`` / ``-w 2`` from
-  offset 0 until every opportunity is archived and every distinct event stored.
+- ``worker-w1``: one ``mediation worker`` process (all partitions) from
+  offset 0 until every opportunity is archived and every distinct event stored;
+- ``worker-pN`` (``--processes N``): N processes, ``--member i/N`` each
+  owning its share of the partitions, to the same end.
+
+With several processes the figures add ``cpu_per_message_us`` and, against
+``worker-w1`` of the same run, ``cpu_per_message_vs_w1`` and
+``throughput_vs_w1`` (the scale-out measures of docs/benchmarks.md).
 
 Reports messages/s and events/s end to end (start of the process until the
 last row is committed), the ratio to the raw baseline, and peak RSS.
@@ -235,17 +241,12 @@ def _counts(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
 
 
-def _worker_commands(workers: int, processes: int) -> list[list[str]]:
-    """``mediation worker`` command lines: one process with ``-w workers``, or a
-    cluster of ``processes`` processes with one worker each (``-i``/``-a``)."""
-    if processes == 1:
-        return [mediation_command("worker", "-w", str(workers), "--metrics-port", "0")]
-    addresses = ";".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+def _worker_commands(processes: int) -> list[list[str]]:
+    """``mediation worker`` command lines: ``processes`` members, each owning its share."""
     return [
-        mediation_command("worker", "-w", "1", "-i", str(index), "-a", addresses,
-                          "--metrics-port", "0")
+        mediation_command("worker", "--member", f"{index}/{processes}", "--metrics-port", "0")
         for index in range(processes)
-    ]  # fmt: skip
+    ]
 
 
 def _run_worker(
@@ -330,7 +331,7 @@ def _open_state(env: dict[str, str], counts: dict[str, int], log: Path) -> dict[
     started = time.monotonic()
     with running(
         "worker",
-        mediation_command("worker", "-w", "1", "--metrics-port", str(metrics_port)),
+        mediation_command("worker", "--metrics-port", str(metrics_port)),
         env,
         log,
     ) as worker:
@@ -364,7 +365,12 @@ def _open_state(env: dict[str, str], counts: dict[str, int], log: Path) -> dict[
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--workers", default="1,2", help="comma-separated -w values to run")
+    parser.add_argument(
+        "--workers",
+        default="1",
+        help="run one worker process over all partitions (1; kept for compatibility: a "
+        "process runs one Bytewax worker, scale out with --processes)",
+    )
     parser.add_argument(
         "--lateness-ms",
         type=int,
@@ -374,7 +380,7 @@ def main() -> int:
     parser.add_argument(
         "--processes",
         default="",
-        help="comma-separated process counts to run as a cluster (-i/-a), one worker each",
+        help="comma-separated process counts to run (--member i/N each)",
     )
     parser.add_argument(
         "--open-state",
@@ -392,6 +398,8 @@ def main() -> int:
         "and print the hottest frames; the figures of a profiled run are slower",
     )
     args = parser.parse_args()
+    if any(w != 1 for w in _counts(args.workers)):
+        parser.error("--workers: only 1 (a process runs one Bytewax worker; use --processes N)")
     if args.open_state:
         return _open_state_main(args.open_state)
     base = Settings.from_env()
@@ -411,9 +419,9 @@ def main() -> int:
         results: dict[str, dict[str, float]] = {}
         with fresh_database(base.database_url) as url:
             results["raw"] = _run_raw(bootstrap, prefix, counts["messages"], url)
-        runs = [(f"worker-w{w}", w, 1) for w in _counts(args.workers)]
-        runs += [(f"worker-p{p}", 1, p) for p in _counts(args.processes)]
-        for name, workers, processes in runs:
+        runs = [(f"worker-w{w}", 1) for w in _counts(args.workers)]
+        runs += [(f"worker-p{p}", p) for p in _counts(args.processes)]
+        for name, processes in runs:
             with fresh_database(base.database_url) as url:
                 env = _worker_env(
                     url,
@@ -426,7 +434,7 @@ def main() -> int:
                 results[name] = _run_worker(
                     env,
                     name,
-                    _worker_commands(workers, processes),
+                    _worker_commands(processes),
                     counts,
                     url,
                     scratch,
@@ -438,6 +446,13 @@ def main() -> int:
     for figures in results.values():
         figures["messages_per_s"] = counts["messages"] / figures["seconds"]
         figures["events_per_s"] = counts["events"] / figures["seconds"]
+        if "worker_cpu_s" in figures:
+            figures["cpu_per_message_us"] = figures["worker_cpu_s"] / counts["messages"] * 1e6
+    one = results.get("worker-w1")
+    for name, figures in results.items():
+        if one is not None and name.startswith("worker-p"):
+            figures["cpu_per_message_vs_w1"] = figures["worker_cpu_s"] / one["worker_cpu_s"]
+            figures["throughput_vs_w1"] = figures["messages_per_s"] / one["messages_per_s"]
     raw_rate = results["raw"]["messages_per_s"]
     ratios = {
         name: figures["messages_per_s"] / raw_rate
@@ -461,7 +476,7 @@ def main() -> int:
         render_table(
             f"worker, {counts['events']:,} events + {counts['opportunities']:,} opportunities "
             f"({counts['messages']:,} messages incl. resends), {PARTITIONS} partitions",
-            ["run", "seconds", "messages/s", "events/s", "vs raw", "peak RSS MiB"],
+            ["run", "seconds", "messages/s", "events/s", "vs raw", "CPU us/msg", "peak RSS MiB"],
             [
                 [
                     name,
@@ -469,6 +484,7 @@ def main() -> int:
                     round(f["messages_per_s"]),
                     round(f["events_per_s"]),
                     f"{ratios.get(name, 1.0):.2f}",
+                    round(f.get("cpu_per_message_us", 0.0), 1),
                     round(f["peak_rss_mib"]),
                 ]
                 for name, f in results.items()

@@ -15,7 +15,8 @@ from .closing import bucket_of
 __all__ = ["Decoded", "decode_message", "kafka_error_letter"]
 
 # (bucket key, record): keyed as the stateful step takes it (see
-# ``dataflows/closing.py`` for buckets), so no extra step re-shapes messages.
+# ``dataflows/closing.py`` for buckets: the partition read from is part of
+# the key), so no extra step re-shapes messages.
 Decoded = tuple[str, Opportunity | Event]
 
 
@@ -52,7 +53,7 @@ def decode_message(
     try:
         record: Opportunity | Event
         if message.topic == topics.opportunities:
-            record = decode_opportunity(message.value)
+            record = decode_opportunity(message.value, message.partition, message.offset)
         elif message.topic == topics.events:
             # The position (and bytes) travel with the event for any dead letter about it.
             record = decode_event(message.value, message.partition, message.offset)
@@ -60,7 +61,7 @@ def decode_message(
             return _letter(message, "unknown_topic", f"no decoder for topic {message.topic!r}")
     except WireError as exc:
         return _letter(message, exc.reason, exc.detail)
-    return (bucket_of(record.opportunity_key), record)
+    return (bucket_of(record.opportunity_key, message.partition), record)
 
 
 def kafka_error_letter(error: KafkaError[bytes | None, bytes | None]) -> DeadLetterRecord:

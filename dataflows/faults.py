@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sinks.pipelined import BatchWriter
+from sinks.positions import PositionMark
 
 __all__ = ["CrashPoint", "with_crash_drill"]
 
@@ -70,6 +71,9 @@ class _CrashingWriter:
         self._inner.write(items)
         if self._point.when == "after_write" and number == self._point.batch:
             _die()
+
+    def record_positions(self, marks: list[PositionMark]) -> None:
+        self._inner.record_positions(marks)
 
     def close(self) -> None:
         self._inner.close()

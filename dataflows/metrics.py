@@ -124,7 +124,7 @@ class WorkerMetrics:
         registry: CollectorRegistry | None = None,
         positions: Callable[[], Mapping[PartitionKey, int]] | None = None,
         highs: Callable[[], Mapping[PartitionKey, int]] | None = None,
-        batches_in_flight: Callable[[], int] | None = None,
+        owned: tuple[int, int] | None = None,
     ):
         self.registry = registry or CollectorRegistry()
         # process_resident_memory_bytes and friends: the soak checks memory with them.
@@ -193,13 +193,19 @@ class WorkerMetrics:
             registry=self.registry,
         ).set_function(lambda: state.open_events)
         self.registry.register(_HeldOrphans(state))
-        if batches_in_flight is not None:
+        if owned is not None:
+            # Summed over the members against the topics' count: a member
+            # that is down leaves partitions nobody reads (deploy/ alerts).
             Gauge(
-                "mediation_worker_input_batches_in_flight",
-                "Input batches read by this process whose records have not all reached "
-                "the closing step yet; the watermark waits for them",
+                "mediation_worker_partitions_owned",
+                "Input partitions this worker process owns (reads, closes and writes)",
                 registry=self.registry,
-            ).set_function(batches_in_flight)
+            ).set(owned[0])
+            Gauge(
+                "mediation_worker_input_partitions",
+                "Partitions of each input topic (co-partitioned: the same for both)",
+                registry=self.registry,
+            ).set(owned[1])
         if positions is not None and highs is not None:
             self.registry.register(_PartitionLag(positions, highs))
 

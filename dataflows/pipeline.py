@@ -2,10 +2,13 @@
 
 ::
 
-    messages ──observe+decode──┬── (bucket, record) ──closing──to_sink_items──┬─> postgres
-                               └── dead letters ───────────────────────────────┤
+    messages ─observe+decode─┬─ (bucket, record | tick) ─closing─to_sink_items─┬─> postgres
+                             └─ dead letters ─────────────────────────────────┤
                                    dead letters (input and rules) ──> deadletter topic
                                    closed opportunities' source outcomes ──> breakers
+
+One Bytewax worker per process: a process owns whole input partitions and
+nothing is exchanged between processes (docs/architecture.md).
 
 Production passes the Kafka source and the Postgres / Kafka sinks
 (``dataflows.worker``; Postgres through writer threads, keyed by
@@ -22,24 +25,23 @@ from bytewax.connectors.kafka import KafkaSinkMessage, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.outputs import FixedPartitionedSink, Sink
 
+from mediation.clock import now_ms
 from mediation.rules.breaker import source_outcomes
 from mediation.rules.model import (
     ClosedOpportunity,
     DeadLetter,
-    Event,
-    LateEvent,
-    Opportunity,
     Output,
     Policy,
 )
 from mediation.settings import Topics
 from sinks.breakers import SourceOutcome
+from sinks.positions import PositionMark
 from sinks.records import DeadLetterRecord, SinkItem, dead_letter_from_rules, encode_dead_letter
 
-from .closing import closing_builder, steady_pace
+from .closing import BucketValue, closing_builder, steady_pace
 from .decode import Decoded, decode_message
-from .inflight import DeliveryLedger, Marker
 from .metrics import WorkerMetrics
+from .positions import POSITION_INTERVAL_MS, OpenBuckets, PartitionProgress, PositionTick
 from .watermark import InputWatermark
 
 __all__ = ["build_flow", "to_deadletter_message"]
@@ -65,16 +67,6 @@ def _source_outcomes(output: SinkItem) -> list[SourceOutcome]:
     ]
 
 
-def _writer_key(item: SinkItem) -> str:
-    if isinstance(item, DeadLetterRecord):
-        return item.opportunity_key or item.id
-    if isinstance(item, ClosedOpportunity):
-        return item.opportunity.opportunity_key
-    if isinstance(item, LateEvent):
-        return item.stored.event.opportunity_key
-    return item.opportunity_key  # OrphanEvents
-
-
 def build_flow(
     *,
     messages: Callable[[Dataflow], tuple[Stream[RawMessage], Stream[DeadLetterRecord]]],
@@ -82,70 +74,100 @@ def build_flow(
     deadletter_sink: Sink[Any] | None,
     topics: Topics,
     policy: Policy,
-    clock_ms: Callable[[], int],
+    clock_ms: Callable[[int | None], int],
     drain_on_eof: bool = False,
     flow_id: str = "mediation-closing",
     breaker_sink: Sink[SourceOutcome] | None = None,
     watermark: InputWatermark | None = None,
     metrics: WorkerMetrics | None = None,
-    ledger: DeliveryLedger | None = None,
+    progress: PartitionProgress | None = None,
+    wall_ms: Callable[[], int] = now_ms,
 ) -> Dataflow:
     """Build the dataflow.
 
     ``record_sink`` takes sink items, or, when it is a
     ``FixedPartitionedSink`` (production: ``sinks.pipelined``), ``(key,
-    item)`` pairs keyed by opportunity.
+    item)`` pairs (one key: the sink spreads items over its writers itself).
     ``messages`` adds the input step(s) to the flow and returns the stream of
     raw messages plus a stream of input-level dead letters (e.g. Kafka
     errors). ``drain_on_eof`` closes every open opportunity when a finite
     input ends (tests, batch re-processing); production tails forever.
-    ``watermark``, when given, is fed every input message; production passes
-    one and uses its ``now_ms`` as ``clock_ms`` so that closing follows event
-    time (see ``dataflows/watermark.py``). ``ledger``, when given, follows
-    each input batch's records with markers and learns when they have all
-    reached the closing step (the watermark is released only that far;
-    ``dataflows/inflight.py``).
+    ``clock_ms(partition)`` is a partition's event time: production passes
+    ``watermark.now_ms`` (see ``dataflows/watermark.py``) and the watermark
+    itself, which is fed every input message. ``progress``, when given,
+    counts each partition's records sent to and applied by the closing step
+    (the watermark releases a value only once what was read before it is
+    applied), and with a watermark, position ticks go to each partition
+    every ``POSITION_INTERVAL_MS`` and come out as marks of its safe
+    restart offsets (``dataflows/positions.py``).
     """
     flow = Dataflow(flow_id)
     raw, input_errors = messages(flow)
+    open_buckets = (
+        OpenBuckets(topics.opportunities, topics.events, progress) if progress is not None else None
+    )
+    next_tick_at = [wall_ms() + POSITION_INTERVAL_MS]
+
+    def position_ticks() -> list[tuple[str, BucketValue]]:
+        """Every partition read here: where its input stands, before this batch."""
+        if watermark is None or progress is None:
+            return []
+        by_partition: dict[int, dict[str, int]] = {}
+        for (topic, partition), offset in watermark.next_offsets().items():
+            by_partition.setdefault(partition, {})[topic] = offset
+        ticks = [
+            PositionTick(partition, progress.counts(partition)[0], offsets)
+            for partition, offsets in sorted(by_partition.items())
+        ]
+        return [(tick.key, tick) for tick in ticks]
 
     # One Python call per input batch: observe it (event time, metrics, once
     # per partition and topic), decode each message. Bytewax's per-step cost
     # is paid per item or per batch, so steps are few and batched.
     def observe_and_decode(
         messages: list[RawMessage],
-    ) -> list[Decoded | tuple[str, Marker] | DeadLetterRecord]:
-        decoded: list[Decoded | tuple[str, Marker] | DeadLetterRecord] = [
-            decode_message(topics, message) for message in messages
-        ]
-        # Issued before the watermark sees the batch's timestamps: a value
-        # computed from them is released only once the markers are applied.
-        if ledger is not None:
-            buckets = {item[0] for item in decoded if type(item) is tuple}
-            decoded.extend(ledger.issue(buckets))
+    ) -> list[Decoded | tuple[str, BucketValue] | DeadLetterRecord]:
+        out: list[Decoded | tuple[str, BucketValue] | DeadLetterRecord] = []
+        if progress is not None and wall_ms() >= next_tick_at[0]:
+            next_tick_at[0] = wall_ms() + POSITION_INTERVAL_MS
+            out.extend(position_ticks())
+        decoded = [decode_message(topics, message) for message in messages]
+        # Counted before the watermark sees the batch's timestamps: a value
+        # computed from them is released only once these are applied.
+        if progress is not None:
+            sent: dict[int | None, int] = {}
+            for item in decoded:
+                if type(item) is tuple:
+                    partition = item[1].source_partition
+                    sent[partition] = sent.get(partition, 0) + 1
+            for partition, count in sent.items():
+                progress.sent(partition, count)
         if watermark is not None:
             watermark.observe_batch(messages)
         if metrics is not None:
             metrics.observe_messages(message.topic for message in messages)
-        return decoded
+        out.extend(decoded)
+        return out
 
     decoded = op.flat_map_batch("decode", raw, observe_and_decode)
     branch = op.branch("split_decoded", decoded, lambda item: isinstance(item, tuple))
-    keyed: Stream[tuple[str, Opportunity | Event | Marker]] = branch.trues  # type: ignore[assignment]
+    keyed: Stream[tuple[str, BucketValue]] = branch.trues  # type: ignore[assignment]
     pace = watermark.pace if watermark is not None else steady_pace
     counts = metrics.state if metrics is not None else None
-    # A new step id for the bucketed state (recovery stores of the earlier
-    # per-opportunity layout are not resumed into it; docs/operations.md).
+    # A new step id for the partition-keyed buckets (recovery stores of the
+    # earlier layouts are not resumed into it; docs/operations.md).
     outputs = op.stateful_batch(
-        "closing_buckets",
+        "closing_partitions",
         keyed,
-        closing_builder(policy, clock_ms, drain_on_eof, pace, counts, ledger),
+        closing_builder(policy, clock_ms, drain_on_eof, pace, counts, progress, open_buckets),
     )
 
-    def to_sink_item(key_output: tuple[str, Output]) -> SinkItem:
+    def to_sink_item(key_output: tuple[str, Output | PositionMark]) -> SinkItem | PositionMark:
         output = key_output[1]
+        if isinstance(output, PositionMark):
+            return output
         item = (
-            dead_letter_from_rules(output, clock_ms(), topics.events)
+            dead_letter_from_rules(output, clock_ms(None), topics.events)
             if isinstance(output, DeadLetter)
             else output
         )
@@ -160,19 +182,21 @@ def build_flow(
         letters = op.inspect(
             "count_input_dead_letters", letters, lambda _step, item: metrics.observe_output(item)
         )
-    # Records and dead letters alike go to Postgres, in the same batches.
+    # Records, dead letters and position marks go to Postgres, in the same batches.
     to_postgres: Stream[Any] = op.merge("to_postgres", sink_items, letters)
     if isinstance(record_sink, FixedPartitionedSink):
-        # Routed to the sink's partitions (writers) by opportunity.
-        to_postgres = op.key_on("route_to_writer", to_postgres, _writer_key)
+        to_postgres = op.key_on("to_writers", to_postgres, lambda _item: "postgres")
     op.output("postgres", to_postgres, record_sink)
+    records: Stream[SinkItem] = op.filter_map(
+        "records", sink_items, lambda item: None if isinstance(item, PositionMark) else item
+    )
     if breaker_sink is not None:
-        outcomes = op.flat_map("source_outcomes", sink_items, _source_outcomes)
+        outcomes = op.flat_map("source_outcomes", records, _source_outcomes)
         op.output("breakers", outcomes, breaker_sink)
     if deadletter_sink is not None:
         rule_letters = op.filter_map(
             "rule_dead_letters",
-            sink_items,
+            records,
             lambda item: (
                 to_deadletter_message(item) if isinstance(item, DeadLetterRecord) else None
             ),

@@ -1,11 +1,12 @@
-"""Bytewax recovery partitions for one worker process.
+"""The Bytewax recovery store of one worker process.
 
-Bytewax refuses ``-r DIR`` until DIR holds the cluster's recovery
-partitions (``python -m bytewax.recovery DIR N``). ``mediation worker``
-creates them on a process's first start: partition ``p`` of ``total``
-belongs to process ``p mod process_count``, so each process of a
-multi-process cluster keeps its share on its own disk. The count is fixed
-once state exists; see docs/operations.md before changing the cluster size.
+Each worker process is a dataflow of its own (one Bytewax worker, no
+cluster), so its recovery store holds every recovery partition. Bytewax
+refuses ``-r DIR`` until DIR holds them (``python -m bytewax.recovery DIR
+N``); ``mediation worker`` creates them on a process's first start, in a
+directory of its layout (``DIR/<member label>``, ``mediation/membership.py``):
+a changed layout starts from fresh stores, each partition from its safe
+offset (docs/operations.md, "Rescaling the workers").
 """
 
 from __future__ import annotations
@@ -22,23 +23,17 @@ DEFAULT_RECOVERY_PARTITIONS = 16
 
 
 def ensure_recovery_partitions(
-    directory: Path,
-    process_index: int,
-    process_count: int,
-    total: int = DEFAULT_RECOVERY_PARTITIONS,
+    directory: Path, total: int = DEFAULT_RECOVERY_PARTITIONS
 ) -> list[str]:
-    """Create this process's share of partitions if DIR has none; return the names."""
+    """Create the store's partitions if DIR has none; return the names created."""
     directory.mkdir(parents=True, exist_ok=True)
     if any(directory.glob("part-*.sqlite3")):
         return []
-    if not 0 <= process_index < process_count:
-        raise ValueError(f"process index {process_index} is outside 0..{process_count - 1}")
     created = []
     with tempfile.TemporaryDirectory(dir=directory) as scratch:
         init_db_dir(Path(scratch), total)  # type: ignore[no-untyped-call]
         for part in range(total):
-            if part % process_count == process_index:
-                name = f"part-{part}.sqlite3"
-                shutil.move(str(Path(scratch) / name), directory / name)
-                created.append(name)
+            name = f"part-{part}.sqlite3"
+            shutil.move(str(Path(scratch) / name), directory / name)
+            created.append(name)
     return created

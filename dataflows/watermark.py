@@ -35,21 +35,21 @@ become orphans. The worker's clock is therefore this watermark:
 - without assignments (no Kafka source told us), for ``idle_ms`` after
   start, while any partition that holds data has delivered nothing to this
   process, the watermark holds where it is;
-- the watermark is the minimum over the partitions, never ahead of the wall clock;
-- and it is *released* only once every record read before it was computed
-  has reached the closing step (``flight``: input batches issued, and up to
-  which one all are complete, from ``dataflows/inflight.py``'s markers).
-  Between reading and closing lie Bytewax's exchange and its queues
-  (records go to the worker that owns their bucket, across threads or
-  processes), which a saturated CPU drains slowly; a value computed from
-  the timestamps read must not close opportunities whose records are still
-  queued there. Each computed value waits, with the number of the last
-  batch issued when it was computed, until that batch and all before it
-  are complete.
+- event time is kept per *partition number*: an opportunity and its events
+  share one (the topics are co-partitioned, docs/architecture.md), so
+  partition p's clock is the minimum over p's two topic partitions (the
+  opportunities topic's and the events topic's), never ahead of the wall
+  clock; what is read on other partitions does not hold it;
+- and it is *released* only once every record of p read before it was
+  computed has reached the closing step (``flight``: records of p sent
+  and applied, ``dataflows/positions.py``). Between reading and closing
+  lie Bytewax's queues, which a saturated CPU drains slowly; a value
+  computed from the timestamps read must not close opportunities whose
+  records are still queued there. Each computed value waits, with the
+  number of records sent when it was computed, until as many are applied.
 
-Each process sees only its own partitions; with several processes a key's
-events may be read elsewhere, so the dataflow closes on the cluster's
-minimum of these watermarks (``dataflows/cluster_clock.py``).
+``now_ms()`` without a partition is the minimum over every partition seen
+(the metrics' clock, and dead letters' times).
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ __all__ = ["InputWatermark", "PartitionKey"]
 PartitionKey = tuple[str, int]
 _PACE_WINDOW_MS = 1_000
 _MAX_PENDING = 10_000
+_NOTHING_RELEASED = -(2**62)
 
 
 class InputWatermark:
@@ -80,7 +81,7 @@ class InputWatermark:
         high_watermarks: Callable[[], Mapping[PartitionKey, int]] | None = None,
         reuse_ms: int = 5,
         low_watermarks: Callable[[], Mapping[PartitionKey, int]] | None = None,
-        flight: Callable[[], tuple[int, int]] = lambda: (0, 0),
+        flight: Callable[[int], tuple[int, int]] = lambda _partition: (0, 0),
         highs_polled_at: Callable[[], int | None] | None = None,
         stale_poll_ms: int = 3_000,
     ):
@@ -94,19 +95,24 @@ class InputWatermark:
         # When the high watermarks were polled; None: as of every computation.
         self._highs_polled_at = highs_polled_at
         self._stale_poll_ms = stale_poll_ms
-        # Computed values not yet released: (value, last batch issued when computed).
-        self._pending: collections.deque[tuple[int, int]] = collections.deque()
-        self._released = -(2**62)
+        # Per partition: computed values not yet released, (value, records
+        # sent when computed), and the value released last.
+        self._pending: dict[int, collections.deque[tuple[int, int]]] = {}
+        self._released: dict[int, int] = {}
         # (topic, partition) -> the offset this process starts reading it from
         self._assigned: dict[PartitionKey, int] = {}
         self._reuse_ms = reuse_ms
         self._started_ms = wall_ms()
-        self._cached = (-(2**62), 0)  # (wall ms computed at, watermark)
+        self._cached_at = -(2**62)  # wall ms the values below were computed at
+        self._marks: dict[int, int] = {}  # partition -> released event time
+        self._overall = 0  # the minimum over them (0: nothing closes)
+        self._held = True
         self._pace = 1.0
         self._pace_anchor: tuple[int, int] | None = None  # (wall, watermark) a second ago
         # (topic, partition) -> (latest broker timestamp, wall time it was read, next offset)
         self._latest: dict[PartitionKey, tuple[int, int, int]] = {}
-        self._lock = threading.Lock()  # Bytewax workers of one process are threads
+        # The source builds partitions and the metrics read positions on other threads.
+        self._lock = threading.Lock()
 
     def observe(self, message: KafkaSourceMessage[bytes | None, bytes | None]) -> None:
         self.observe_batch((message,))
@@ -147,39 +153,69 @@ class InputWatermark:
         with self._lock:
             self._assigned[key] = max(0, start_offset)
 
+    def next_offsets(self) -> dict[PartitionKey, int]:
+        """Next offset to read per topic partition of this process, or where it starts."""
+        with self._lock:
+            offsets = dict(self._assigned)
+            offsets.update((key, latest[2]) for key, latest in self._latest.items())
+        return offsets
+
     def positions(self) -> dict[PartitionKey, int]:
         """Next offset to read per partition (what the lag metric compares)."""
         with self._lock:
             return {key: latest[2] for key, latest in self._latest.items()}
 
-    def now_ms(self) -> int:
+    def now_ms(self, partition: int | None = None) -> int:
+        """Event time of ``partition`` (both its topic partitions); of all when None."""
         wall = self._wall_ms()
-        # Asked for every item and timer: a value a few ms old is as good
+        # Asked for every batch and timer: a value a few ms old is as good
         # (lateness allowances are seconds) and saves a scan per call.
-        cached_at, cached = self._cached
-        if 0 <= wall - cached_at < self._reuse_ms:
-            return cached
-        mark = self._release(self._compute(wall))
-        self._cached = (wall, mark)
+        if not 0 <= wall - self._cached_at < self._reuse_ms:
+            self._refresh(wall)
+        if partition is None:
+            return self._overall
+        mark = self._marks.get(partition)
+        if mark is None:
+            # Nothing read there yet: it holds where every partition holds.
+            return self._overall
+        return mark
+
+    def _refresh(self, wall: int) -> None:
+        computed = self._compute(wall)
+        marks = {}
+        for partition, value in computed.items():
+            marks[partition] = self._release(partition, value)
+        self._marks = marks
+        self._overall = min(marks.values()) if marks else self._hold_all(wall)
+        self._cached_at = wall
+        mark = self._overall
         if self._pace_anchor is None:
             self._pace_anchor = (wall, mark)
         anchor_wall, anchor_mark = self._pace_anchor
         if wall - anchor_wall >= _PACE_WINDOW_MS:
             self._pace = max(0.0, (mark - anchor_mark) / (wall - anchor_wall))
             self._pace_anchor = (wall, mark)
-        return mark
 
-    def _release(self, computed: int) -> int:
-        """The latest computed value all of whose reads have reached the closing step."""
-        issued, complete = self._flight()
-        pending = self._pending
-        if computed != (pending[-1][0] if pending else self._released):
+    def _hold_all(self, wall: int) -> int:
+        # No partition known at all: the last value (holding), or the wall
+        # clock when nothing can be waited for.
+        return self._overall if self._held else wall
+
+    def _release(self, partition: int, computed: int) -> int:
+        """The latest computed value of ``partition`` all of whose reads reached closing."""
+        sent, applied = self._flight(partition)
+        pending = self._pending.get(partition)
+        if pending is None:
+            pending = self._pending[partition] = collections.deque()
+        released = self._released.get(partition, _NOTHING_RELEASED)
+        if computed != (pending[-1][0] if pending else released):
             if len(pending) >= _MAX_PENDING:
                 pending.pop()  # keep the oldest ones: dropping the newest only delays
-            pending.append((computed, issued))
-        while pending and pending[0][1] <= complete:
-            self._released = pending.popleft()[0]
-        return self._released
+            pending.append((computed, sent))
+        while pending and pending[0][1] <= applied:
+            released = pending.popleft()[0]
+        self._released[partition] = released
+        return released
 
     def pace(self) -> float:
         """Event-time ms per wall-clock ms over the last second or so (1.0 when live)."""
@@ -187,65 +223,71 @@ class InputWatermark:
 
     def _waiting_for_first_delivery(
         self, seen: set[PartitionKey], highs: Mapping[PartitionKey, int]
-    ) -> bool:
-        """An assigned partition holds data past its start but has delivered nothing."""
+    ) -> set[int]:
+        """Partitions with an assigned topic partition that holds data past its start
+        but has delivered nothing."""
         lows = self._low_watermarks() if self._low_watermarks is not None else {}
         with self._lock:
             assigned = list(self._assigned.items())
+        waiting = set()
         for key, start in assigned:
             if key in seen:
                 continue
             high = highs.get(key)
             if high is None or high > max(start, lows.get(key, 0)):
-                return True  # not polled yet, or data to read
-        return False
+                waiting.add(key[1])  # not polled yet, or data to read
+        return waiting
 
-    def _compute(self, wall: int) -> int:
+    def _compute(self, wall: int) -> dict[int, int]:
+        """partition -> its event time now (before release); {} to hold everything."""
         with self._lock:
             progress = list(self._latest.items())
-            assigned = bool(self._assigned)
+            assigned_keys = list(self._assigned)
         highs = self._high_watermarks() if self._high_watermarks is not None else {}
+        held = {partition: self._marks.get(partition, self._overall) for partition in self._marks}
         if self._high_watermarks is not None and not highs:
             # The broker has not been asked yet (just started): whether any
-            # partition holds data is unknown, so nothing may close. (With
-            # several processes the cluster clock asks at once, before the
-            # first poll; the wall clock it got then let a cluster close its
-            # backlog's first opportunities before their events were read.)
-            return self._cached[1]
-        if assigned:
-            if self._waiting_for_first_delivery({key for key, _ in progress}, highs):
-                return self._cached[1]  # hold where it is (never moves back)
-        elif wall - self._started_ms < self._idle_ms:
-            # Just started: a partition holding data that has delivered
-            # nothing yet may be one of ours still warming up (its backlog
-            # must not find its opportunities closed). Partitions of other
-            # processes, or already read to the end before a restart, never
-            # deliver: the hold ends ``idle_ms`` after start. It holds where
-            # it is: a backlog's data may be older than any time derived
-            # from the start (holding at "start - idle_ms" let a cluster
-            # close a backlog's first opportunities before their events).
-            seen = {key for key, _progress in progress}
-            if any(high > 0 and key not in seen for key, high in highs.items()):
-                return self._cached[1]
+            # partition holds data is unknown, so nothing may close.
+            self._held = True
+            return held
+        self._held = False
+        seen = {key for key, _ in progress}
+        waiting: set[int] = set()
+        if assigned_keys:
+            waiting = self._waiting_for_first_delivery(seen, highs)
+        elif wall - self._started_ms < self._idle_ms and any(
+            high > 0 and key not in seen for key, high in highs.items()
+        ):
+            # No Kafka source told us what it reads, just started: a
+            # partition holding data that has delivered nothing yet may be
+            # ours still warming up (its backlog must not find its
+            # opportunities closed). Partitions already read to the end
+            # before a restart never deliver: the hold ends ``idle_ms`` after
+            # start. It holds where it is.
+            self._held = True
+            return held
         polled_at = self._highs_polled_at() if self._highs_polled_at is not None else wall
         polls_fresh = polled_at is not None and wall - polled_at <= self._stale_poll_ms
-        marks = []
+        marks: dict[int, int] = {key[1]: wall for key in assigned_keys}
         for key, (timestamp, read_at, next_offset) in progress:
+            partition = key[1]
+            mark = marks.get(partition, wall)
             high = highs.get(key)
             if high is not None and next_offset >= high:
                 drained = polls_fresh and polled_at is not None and polled_at >= read_at
-                if drained and wall - read_at >= self._settle_ms:
-                    continue  # read to the end of the log: nothing more to wait for
-                marks.append(timestamp)  # what was read last is still on its way
-                continue
-            if high is not None:
-                marks.append(timestamp)  # data waits to be read: only reading moves it
-                continue
-            if wall - read_at > self._idle_ms:
-                continue  # quiet for long, end of log unknown: count it as drained
-            lag_at_read = read_at - timestamp
-            if lag_at_read <= self._live_lag_ms:
-                marks.append(wall - lag_at_read)  # live: time passes as on the wall
-            else:
-                marks.append(timestamp)  # catching up: only reading moves it
-        return min([wall, *marks])
+                if not (drained and wall - read_at >= self._settle_ms):
+                    mark = min(mark, timestamp)  # what was read last is still on its way
+                # else: read to the end of the log: nothing more to wait for
+            elif high is not None:
+                mark = min(mark, timestamp)  # data waits to be read: only reading moves it
+            elif wall - read_at <= self._idle_ms:
+                lag_at_read = read_at - timestamp
+                if lag_at_read <= self._live_lag_ms:
+                    mark = min(mark, wall - lag_at_read)  # live: time passes as on the wall
+                else:
+                    mark = min(mark, timestamp)  # catching up: only reading moves it
+            # else: quiet for long, end of log unknown: count it as drained
+            marks[partition] = mark
+        for partition in waiting:
+            marks[partition] = held.get(partition, self._overall)  # hold (never moves back)
+        return marks

@@ -1,9 +1,13 @@
 """The production dataflow, as ``python -m bytewax.run "dataflows.worker:production_flow()"``.
 
-``mediation worker`` runs that with Bytewax's scaling and recovery flags
-passed through (``-w`` workers per process, ``-i``/``-a`` for several
-processes, ``-r`` recovery directory). Settings come from the environment
-(``spec/contracts.md`` section 1) plus the worker's own knobs:
+``mediation worker`` runs that, one Bytewax worker per process, for the
+input partitions this process owns (``--member i/N`` or ``--partitions``,
+passed as ``MEDIATION_WORKER_MEMBER`` / ``MEDIATION_WORKER_PARTITIONS``;
+``mediation/membership.py``), with its recovery store under ``-r``. N
+processes are N independent dataflows: each reads, closes and writes its
+own partitions, with its own event time, and none waits for another
+(docs/architecture.md). Settings come from the environment
+(docs/contracts.md section 1) plus the worker's own knobs:
 
 - ``MEDIATION_ALLOWED_LATENESS_MS`` (default 5000): wait after an
   opportunity's close time before writing its archive record.
@@ -16,24 +20,21 @@ processes, ``-r`` recovery directory). Settings come from the environment
   hold events for, per process, while their opportunity has not arrived
   (more new keys: dead letters ``too_many_orphans``).
 - ``MEDIATION_WORKER_METRICS_PORT``: where this process serves ``/metrics``
-  (``mediation worker`` sets it to ``--metrics-port`` + process index; 0: off),
+  (``mediation worker`` sets it from ``--metrics-port``; 0: off),
   on ``MEDIATION_WORKER_METRICS_HOST`` (``--metrics-host``; default 127.0.0.1).
-- ``MEDIATION_WORKER_PROCESS_INDEX`` / ``MEDIATION_WORKER_PROCESS_COUNT``
-  (``mediation worker`` sets them from ``-i``/``-a``): with several
-  processes, closing follows the slowest process's watermark, shared
-  through Redis (``dataflows/cluster_clock.py``).
 - ``MEDIATION_DRAIN_SETTLE_MS`` (default 1000): how long a partition read
   to the end of its log holds its event time before following the wall
   clock (``dataflows/watermark.py``).
 - ``MEDIATION_SINK_WRITERS`` (default 2): Postgres writer threads (each
-  with its connection) for the whole cluster; records are spread over them
-  by ``opportunity_key`` (``sinks/pipelined.py``).
+  with its connection) of this process; records are spread over them by
+  ``opportunity_key`` (``sinks/pipelined.py``).
 - ``MEDIATION_GC_INTERVAL_MS`` (default 60000): how often the cyclic
   garbage collector runs (``_tune_gc``; 0: Python's automatic collection).
 SIGTERM and SIGINT stop the process cleanly: the input ends, the current
 epoch completes, the writers flush, the recovery store takes its snapshot,
 one line is logged and the process exits 0 (``dataflows/stopping.py``).
-A busy metrics port stops it at start with one line.
+A busy metrics port, input topics that are not co-partitioned, or a
+membership that does not fit them stop it at start with one line.
 
 - ``MEDIATION_CRASH_AT`` (drills only, see ``dataflows/faults.py``): SIGKILL
   this process before or after its N-th Postgres batch.
@@ -52,22 +53,25 @@ import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaError, KafkaSink, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 
+from mediation.membership import Membership, MembershipError
 from mediation.rules.model import Policy
 from mediation.settings import Settings, SettingsError
+from mediation.topics import TopicLayoutError, check_copartitioned, producer_config
 from sinks.breakers import RedisBreakerSink
 from sinks.pipelined import PipelinedSink
+from sinks.positions import read_positions
 from sinks.postgres import PostgresWriter
 from sinks.records import DeadLetterRecord
 from storage.cold import open_cold_store
+from storage.db import connect
 
-from .cluster_clock import ClusterWatermark
 from .decode import kafka_error_letter
 from .faults import with_crash_drill
-from .inflight import DeliveryLedger
 from .lag import HighWatermarkPoller
 from .metrics import MetricsPortInUseError, WorkerMetrics
 from .pipeline import RawMessage, build_flow
-from .source import TrackedKafkaSource
+from .positions import PartitionProgress
+from .source import OwnedKafkaSource
 from .stopping import StopSignals
 from .watermark import InputWatermark
 
@@ -100,33 +104,53 @@ def policy_from_env() -> Policy:
     )
 
 
+def membership_from_env() -> Membership:
+    partitions = os.environ.get("MEDIATION_WORKER_PARTITIONS", "")
+    if partitions:
+        return Membership.parse_partitions(partitions)
+    return Membership.parse_member(os.environ.get("MEDIATION_WORKER_MEMBER") or "0/1")
+
+
 def build_production_flow(
     settings: Settings,
     policy: Policy,
     metrics_port: int = 0,
     metrics_host: str = "127.0.0.1",
-    process_index: int = 0,
-    process_count: int = 1,
+    membership: Membership | None = None,
     sink_writers: int = 2,
     stop: StopSignals | None = None,
 ) -> Dataflow:
     brokers = settings.kafka_bootstrap_servers.split(",")
     topics = settings.topics
+    membership = membership or Membership()
+    partition_count = check_copartitioned(
+        settings.kafka_bootstrap_servers, topics.opportunities, topics.events
+    )
+    owned = membership.owned(partition_count)
+    input_topics = [topics.opportunities, topics.events]
+    with connect(settings.database_url, autocommit=True) as conn:
+        positions = read_positions(conn, input_topics)
+    log.info(
+        "worker %s: partitions %s of %d",
+        membership,
+        ",".join(map(str, sorted(owned))),
+        partition_count,
+    )
 
-    highs = HighWatermarkPoller(brokers, [topics.opportunities, topics.events]).start()
-    ledger = DeliveryLedger(process_index)
+    highs = HighWatermarkPoller(brokers, input_topics).start()
+    progress = PartitionProgress()
     watermark = InputWatermark(
         high_watermarks=highs.highs,
         low_watermarks=highs.lows,
         highs_polled_at=highs.polled_at_ms,
         settle_ms=_env_ms("MEDIATION_DRAIN_SETTLE_MS", 1_000),
-        flight=ledger.progress,
+        flight=progress.counts,
     )
 
     def kafka_input(flow: Dataflow) -> tuple[Stream[RawMessage], Stream[DeadLetterRecord]]:
-        source = TrackedKafkaSource(
+        source = OwnedKafkaSource(
             brokers,
-            [topics.opportunities, topics.events],
+            input_topics,
             add_config={
                 # Low fetch wait: the local broker otherwise holds fetches long.
                 "fetch.wait.max.ms": "10",
@@ -135,10 +159,15 @@ def build_production_flow(
                 # hundreds of MiB of prefetched messages in a catching-up
                 # worker, memory its allocator then kept.
                 "queued.max.messages.kbytes": "1024",
+                # A start offset retention has already deleted: read what is
+                # left rather than skip to the end of the log.
+                "auto.offset.reset": "earliest",
             },
             # Consumer errors come out as items (dead letters), not exceptions.
             raise_on_errors=False,
+            owned=owned,
             watermark=watermark,
+            positions=positions,
             stop=stop,
         )
         messages = op.input("kafka_in", flow, source)
@@ -147,25 +176,11 @@ def build_production_flow(
         oks: Stream[RawMessage] = split.trues  # type: ignore[assignment]
         return oks, op.map("kafka_errors", errors, kafka_error_letter)
 
-    clock_ms = watermark.now_ms
-    if process_count > 1:
-        clock_ms = (
-            ClusterWatermark(
-                watermark.now_ms,
-                settings.redis_url,
-                settings.topic_prefix,
-                process_index,
-                process_count,
-                ledger=ledger,
-            )
-            .start()
-            .now_ms
-        )
     metrics = WorkerMetrics(
-        clock_ms,
+        watermark.now_ms,
         positions=watermark.positions,
         highs=highs.highs,
-        batches_in_flight=ledger.outstanding,
+        owned=(len(owned), partition_count),
     )
     metrics.serve(metrics_port, metrics_host)
     # Tiered archives: a straggler for a tiered day is settled against them.
@@ -183,18 +198,25 @@ def build_production_flow(
                 ),
                 os.environ.get("MEDIATION_CRASH_AT"),
             ),
-            partitions=sink_writers,
+            writers=sink_writers,
         ),
         deadletter_sink=KafkaSink(
-            brokers, topics.deadletter, add_config={"enable.idempotence": "true", "acks": "all"}
+            brokers,
+            topics.deadletter,
+            add_config={
+                str(name): str(value)
+                for name, value in producer_config(
+                    settings.kafka_bootstrap_servers, {"enable.idempotence": "true", "acks": "all"}
+                ).items()
+            },
         ),
         topics=topics,
         policy=policy,
-        clock_ms=clock_ms,
+        clock_ms=watermark.now_ms,
         breaker_sink=RedisBreakerSink(settings.redis_url, settings.topic_prefix),
         watermark=watermark,
         metrics=metrics,
-        ledger=ledger,
+        progress=progress,
     )
 
 
@@ -241,15 +263,13 @@ def production_flow() -> Dataflow:
     _tune_gc()
     port = _env_ms("MEDIATION_WORKER_METRICS_PORT", 0)  # a plain integer, like the others
     host = os.environ.get("MEDIATION_WORKER_METRICS_HOST") or "127.0.0.1"
-    index = _env_ms("MEDIATION_WORKER_PROCESS_INDEX", 0)  # plain integers, like the others
-    count = _env_ms("MEDIATION_WORKER_PROCESS_COUNT", 1)
     writers = max(1, _env_ms("MEDIATION_SINK_WRITERS", 2))
     stop = StopSignals()
     stop.install()  # bytewax.run imports the flow in its main thread: handlers go there
     try:
         return build_production_flow(
-            settings, policy_from_env(), port, host, index, max(1, count), writers, stop
+            settings, policy_from_env(), port, host, membership_from_env(), writers, stop
         )
-    except MetricsPortInUseError as exc:
+    except (MetricsPortInUseError, TopicLayoutError, MembershipError) as exc:
         # One line, no traceback (bytewax.run would print one): exit status 1.
         raise SystemExit(f"mediation worker: {exc}") from None

@@ -38,7 +38,7 @@ def exported_samples() -> frozenset[str]:
     from dataflows.metrics import WorkerMetrics
     from gateway.metrics import GatewayMetrics
 
-    worker = WorkerMetrics(lambda: 0, positions=dict, highs=dict, batches_in_flight=lambda: 0)
+    worker = WorkerMetrics(lambda: 0, positions=dict, highs=dict, owned=(1, 1))
     names: set[str] = set()
     for registry in (GatewayMetrics.create().registry, worker.registry):
         for family in registry.collect():

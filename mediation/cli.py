@@ -21,6 +21,7 @@ from . import __version__
 from .config_cli import add_config_commands
 
 if TYPE_CHECKING:
+    from .membership import Membership
     from .settings import Settings
     from .simulate import SimulationReport
 
@@ -433,49 +434,52 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return _serve(args, "ingest")
 
 
+def _membership(args: argparse.Namespace) -> Membership:
+    """The partitions this worker process owns, from ``--member`` or ``--partitions``."""
+    from .membership import Membership, MembershipError
+
+    if args.partitions is not None:
+        if args.member is not None:
+            raise MembershipError("give --member or --partitions, not both")
+        return Membership.parse_partitions(args.partitions)
+    return Membership.parse_member(args.member or "0/1")
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
 
     from dataflows.recovery import ensure_recovery_partitions
 
+    membership = _membership(args)
     _settings()
-    argv = [
-        sys.executable,
-        "-m",
-        "bytewax.run",
-        "dataflows.worker:production_flow()",
-        "-w",
-        str(args.workers),
-    ]
-    process_count = len(args.addresses.split(";")) if args.addresses else 1
-    if args.process_id is not None:
-        argv += ["-i", str(args.process_id)]
-    if args.addresses:
-        argv += ["-a", args.addresses]
+    # One Bytewax worker, no cluster: this process owns whole partitions and
+    # exchanges nothing with the others (docs/architecture.md).
+    argv = [sys.executable, "-m", "bytewax.run", "dataflows.worker:production_flow()", "-w", "1"]
     if args.recovery_directory:
-        created = ensure_recovery_partitions(
-            Path(args.recovery_directory),
-            args.process_id or 0,
-            process_count,
-            args.recovery_partitions,
-        )
+        # One store per layout: a changed layout starts from fresh stores
+        # and each partition from its safe offset (docs/operations.md).
+        directory = Path(args.recovery_directory) / membership.label
+        created = ensure_recovery_partitions(directory, args.recovery_partitions)
         if created:
-            print(
-                f"created {len(created)} recovery partition(s) in {args.recovery_directory}",
-                file=sys.stderr,
-            )
+            print(f"created {len(created)} recovery partition(s) in {directory}", file=sys.stderr)
         # Bytewax requires both intervals with -r.
         argv += [
             "-r",
-            args.recovery_directory,
+            str(directory),
             "-s",
             str(args.snapshot_interval),
             "-b",
             str(args.backup_interval),
         ]
-    os.environ["MEDIATION_WORKER_PROCESS_INDEX"] = str(args.process_id or 0)
-    os.environ["MEDIATION_WORKER_PROCESS_COUNT"] = str(process_count)
+    os.environ.pop("MEDIATION_WORKER_MEMBER", None)
+    os.environ.pop("MEDIATION_WORKER_PARTITIONS", None)
+    if membership.partitions is not None:
+        os.environ["MEDIATION_WORKER_PARTITIONS"] = ",".join(
+            map(str, sorted(membership.partitions))
+        )
+    else:
+        os.environ["MEDIATION_WORKER_MEMBER"] = f"{membership.index}/{membership.count}"
     if args.metrics_port:
-        port = args.metrics_port + (args.process_id or 0)
+        port = args.metrics_port + (membership.index if membership.partitions is None else 0)
         os.environ["MEDIATION_WORKER_METRICS_PORT"] = str(port)
         os.environ["MEDIATION_WORKER_METRICS_HOST"] = args.metrics_host
     os.execv(sys.executable, argv)  # replaces this process: signals go straight to Bytewax
@@ -803,10 +807,22 @@ def build_parser() -> argparse.ArgumentParser:
     worker = _add(
         sub, "worker", cmd_worker, "Run the closing dataflow (python -m bytewax.run underneath)"
     )
-    worker.add_argument("-w", "--workers", type=int, default=1, help="workers per process")
-    worker.add_argument("-i", "--process-id", type=int, help="this process's index (with -a)")
-    worker.add_argument("-a", "--addresses", help="host:port of every process, ';'-separated")
-    worker.add_argument("-r", "--recovery-directory", help="Bytewax recovery directory")
+    worker.add_argument(
+        "--member",
+        metavar="I/N",
+        help="run member I of N worker processes: owns partitions p with p %% N == I "
+        "(default 0/1: all)",
+    )
+    worker.add_argument(
+        "--partitions",
+        metavar="LIST",
+        help="own exactly these input partitions (comma-separated), instead of --member",
+    )
+    worker.add_argument(
+        "-r",
+        "--recovery-directory",
+        help="recovery stores' directory (this process's store: DIR/<member-I-of-N>)",
+    )
     worker.add_argument(
         "-s",
         "--snapshot-interval",
@@ -825,7 +841,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics-port",
         type=int,
         default=9464,
-        help="serve /metrics on this port + the process index (0: off)",
+        help="serve /metrics on this port + the member index I (0: off)",
     )
     worker.add_argument(
         "--metrics-host",
@@ -836,7 +852,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--recovery-partitions",
         type=int,
         default=16,
-        help="recovery partitions of the whole cluster, created on first start",
+        help="partitions of this process's recovery store, created on first start",
     )
 
     simulate = _add(sub, "simulate", cmd_simulate, "Send simulated SDK traffic to a gateway")
@@ -925,10 +941,13 @@ def _known_failure(exc: Exception) -> tuple[int, str] | None:
     from storage.tiering import TieringError
 
     from .config_cli import InputFileError
+    from .membership import MembershipError
     from .settings import SettingsError
 
     if isinstance(exc, SettingsError):
         return EXIT_USAGE, f"configuration error: {exc}"
+    if isinstance(exc, MembershipError):
+        return EXIT_USAGE, str(exc)
     if isinstance(exc, InputFileError):
         return EXIT_USAGE, str(exc)
     if isinstance(exc, (DatabaseUnavailableError, MigrationError)):

@@ -194,7 +194,7 @@ def _run(settings: Settings, options: DemoOptions) -> PipelineRun:
         ) as gateway,
         running(
             "worker",
-            mediation_command("worker", "-w", "1", "--metrics-port", str(metrics_port)),
+            mediation_command("worker", "--metrics-port", str(metrics_port)),
             env,
             logs / "demo-worker.log",
             first_signal=signal.SIGINT,

@@ -260,6 +260,26 @@ def _worker_crash_point(name: str, raw: str) -> None:  # dataflows/faults.py
         raise SettingsError(f"{name}: expected before_write:N or after_write:N, got {raw!r}")
 
 
+def _worker_member(name: str, raw: str) -> None:  # mediation/membership.py
+    from mediation.membership import Membership, MembershipError
+
+    try:
+        if raw:
+            Membership.parse_member(raw)
+    except MembershipError as exc:
+        raise SettingsError(f"{name}: {exc}") from None
+
+
+def _worker_partitions(name: str, raw: str) -> None:  # mediation/membership.py
+    from mediation.membership import Membership, MembershipError
+
+    try:
+        if raw:
+            Membership.parse_partitions(raw)
+    except MembershipError as exc:
+        raise SettingsError(f"{name}: {exc}") from None
+
+
 def _publish_crash_point(name: str, raw: str) -> None:  # mediation/publish_worker.py
     state, sep, stage = raw.partition(":")
     if raw and (state not in PUBLISH_STATES or (sep and not _digits(stage))):
@@ -281,8 +301,8 @@ PROCESS_KNOBS: Mapping[str, Callable[[str, str], None]] = {
     "MEDIATION_SINK_WRITERS": _non_negative_integer,
     "MEDIATION_WORKER_METRICS_PORT": _non_negative_integer,
     "MEDIATION_WORKER_METRICS_HOST": _host,
-    "MEDIATION_WORKER_PROCESS_INDEX": _non_negative_integer,
-    "MEDIATION_WORKER_PROCESS_COUNT": _non_negative_integer,
+    "MEDIATION_WORKER_MEMBER": _worker_member,
+    "MEDIATION_WORKER_PARTITIONS": _worker_partitions,
     "MEDIATION_CRASH_AT": _worker_crash_point,
     # gateway/asgi.py and dataflows/worker.py
     "MEDIATION_LOG_LEVEL": _log_level,

@@ -56,7 +56,7 @@ _COLUMNS = (
     ("write retries", "mediation_worker_write_retries", "sum"),
     ("open", "mediation_worker_open_opportunities", "sum"),
     ("tombstones", "mediation_worker_tombstones", "sum"),
-    ("batches in flight", "mediation_worker_input_batches_in_flight", "sum"),
+    ("partitions", "mediation_worker_partitions_owned", "sum"),
     ("event-time lag s", "mediation_worker_event_time_lag_seconds", "max"),
 )
 

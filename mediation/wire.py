@@ -404,18 +404,23 @@ def _decode_event(
     )
 
 
-def decode_opportunity(value: bytes | None) -> Opportunity:
+def decode_opportunity(
+    value: bytes | None, source_partition: int | None = None, source_offset: int | None = None
+) -> Opportunity:
+    """An opportunity from its message value; given its position (the dataflow), it keeps it."""
     try:
         wire = _OPPORTUNITY_DECODER.decode(value)  # type: ignore[arg-type]
     except (msgspec.DecodeError, TypeError):
-        return _checked_opportunity(value)  # says exactly what is wrong
+        checked = _checked_opportunity(value)  # says exactly what is wrong
+        return replace(checked, source_partition=source_partition, source_offset=source_offset)
     key, delivery = wire.opportunity_key, wire.delivery
     if (
         key[:10] > _MAX_KEY_TIME
         or "\x00" in f"{wire.app_id}{wire.placement_id}{wire.device_hash}{delivery.delivery_id}"
         or any("\x00" in entry.source_id for entry in delivery.waterfall)
     ):
-        return _checked_opportunity(value)
+        checked = _checked_opportunity(value)
+        return replace(checked, source_partition=source_partition, source_offset=source_offset)
     return Opportunity(
         _intern(key),
         _intern(wire.app_id),
@@ -438,4 +443,6 @@ def decode_opportunity(value: bytes | None) -> Opportunity:
         _shared_setting(wire.closure_window_ms),
         _shared_setting(wire.grace_ms),
         _shared_setting(wire.skew_tolerance_ms),
+        source_partition,
+        source_offset,
     )

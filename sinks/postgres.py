@@ -35,6 +35,7 @@ from storage.db import DatabaseUnavailableError, connect
 from storage.partitions import ensure_partitions
 from storage.tiering import TieringError
 
+from .positions import PositionMark, record_positions
 from .records import SinkItem, dead_letter_from_rules, unwritable
 from .rows import (
     COLUMNS,
@@ -181,17 +182,25 @@ class PostgresWriter:
                 except psycopg.Error as item_exc:
                     self._write_retrying(rows_for([unwritable(item, item_exc)]))
 
+    def record_positions(self, marks: list[PositionMark]) -> None:
+        """Record partitions' safe restart offsets (every write before them is committed)."""
+        self._retrying(lambda: record_positions(self._connection(), marks), 0, None)
+
     def _write_retrying(self, rows: TableRows) -> None:
         if not len(rows):
             return
+        self._retrying(lambda: self._write(rows), len(rows), rows)
+
+    def _retrying(self, action: Callable[[], None], size: int, rows: TableRows | None) -> None:
         attempt = 0
         while True:
             try:
-                self._write(rows)
-                self._counters.batch_written(len(rows))
+                action()
+                if rows is not None:
+                    self._counters.batch_written(size)
                 return
             except (psycopg.Error, DatabaseUnavailableError) as exc:
-                if self._forget_dropped_days(exc, rows):
+                if rows is not None and self._forget_dropped_days(exc, rows):
                     continue  # the next attempt creates their partitions again
                 if not _retryable(exc):
                     raise
@@ -201,7 +210,7 @@ class PostgresWriter:
                 delay *= random.uniform(0.5, 1.0)
                 log.warning(
                     "Postgres write of %d rows failed (attempt %d), retrying in %.1fs: %s",
-                    len(rows),
+                    size,
                     attempt,
                     delay,
                     exc,

@@ -47,16 +47,31 @@ def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]
     assert "usage: mediation" in capsys.readouterr().out
 
 
-def test_worker_flags_mirror_bytewax_run() -> None:
+def test_worker_takes_its_membership_and_recovery_flags() -> None:
     args = build_parser().parse_args(
-        ["worker", "-w", "2", "-i", "1", "-a", "a:1;b:1", "-r", "/rec", "-s", "30", "-b", "600"]
+        ["worker", "--member", "1/3", "-r", "/rec", "-s", "30", "-b", "600"]
     )
-    assert (args.workers, args.process_id, args.addresses, args.recovery_directory) == (
-        2,
-        1,
-        "a:1;b:1",
-        "/rec",
-    )
+    assert (args.member, args.partitions, args.recovery_directory) == ("1/3", None, "/rec")
+    assert build_parser().parse_args(["worker", "--partitions", "0,5"]).partitions == "0,5"
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--member", "3/3"], "member: expected 0 <= i < N, got '3/3'"),
+        (["--member", "one"], "member: expected i/N"),
+        (["--partitions", "0,,2"], "partitions: expected a list like 0,3,5"),
+        (["--partitions", "1,1"], "names a partition twice"),
+        (["--member", "0/2", "--partitions", "1"], "give --member or --partitions, not both"),
+    ],
+)
+def test_worker_refuses_a_bad_membership_in_one_line(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["worker", *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert err.startswith("mediation worker: ") and err.count("\n") == 1
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ def test_status_shows_progress_state_and_partition_lag(capsys: pytest.CaptureFix
         lambda: 0,
         positions=lambda: {("p.events.v1", 0): 90, ("p.events.v1", 1): 10},
         highs=lambda: {("p.events.v1", 0): 100, ("p.events.v1", 1): 10},
-        batches_in_flight=lambda: 3,
+        owned=(3, 4),
     )
     metrics.observe_messages(["p.events.v1"])
     metrics.state.open = 7
@@ -41,7 +41,7 @@ def test_status_shows_progress_state_and_partition_lag(capsys: pytest.CaptureFix
     worker_line = next(line for line in out.splitlines() if f":{port}/" in line and " up " in line)
     assert worker_line.split()[2:4] == ["1", "0"]  # messages read, archives
     assert " 7 " in worker_line  # open opportunities
-    assert " 3 " in worker_line  # input batches still on their way to the closing step
+    assert " 3 " in worker_line  # input partitions this process owns
     lag = [line.split() for line in out.splitlines() if line.startswith("p.events.v1")]
     assert [row[:3] for row in lag] == [["p.events.v1", "0", "10"], ["p.events.v1", "1", "0"]]
 

@@ -72,6 +72,12 @@ class Opportunity:
     closure_window_ms: int
     grace_ms: int
     skew_tolerance_ms: int
+    # Where the worker read it (partition and offset of the opportunities
+    # topic): the partition's safe restart offset is the oldest of what its
+    # open state holds (``dataflows/positions.py``). Not its content: never
+    # compared, hashed, stored or replayed.
+    source_partition: int | None = field(default=None, compare=False, repr=False)
+    source_offset: int | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

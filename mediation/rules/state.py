@@ -117,6 +117,10 @@ def from_snapshot(state: OpportunityState) -> OpportunityState:
     if isinstance(state, Open):
         for event in state.events:
             _fill_source_fields(event)
+        opportunity = state.opportunity
+        if opportunity is not None and not hasattr(opportunity, "source_offset"):
+            for name in ("source_partition", "source_offset"):
+                object.__setattr__(opportunity, name, None)
     return state
 
 

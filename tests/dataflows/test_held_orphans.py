@@ -49,7 +49,7 @@ def test_an_app_over_its_held_orphan_keys_gets_dead_letters_and_others_are_unaff
             deadletter_sink=None,
             topics=TOPICS,
             policy=Policy(max_orphan_keys_per_app=3),
-            clock_ms=lambda: T0,
+            clock_ms=lambda _partition=None: T0,
             drain_on_eof=False,  # keep them held: the gauge shows them
             metrics=metrics,
         )

@@ -1,4 +1,4 @@
-"""Recovery partitions are split across the processes of a worker cluster."""
+"""A worker process's recovery store: every recovery partition, created once."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ from pathlib import Path
 from dataflows.recovery import ensure_recovery_partitions
 
 
-def test_each_process_creates_its_share_once(tmp_path: Path) -> None:
-    first = ensure_recovery_partitions(tmp_path / "p0", 0, 2, total=4)
-    second = ensure_recovery_partitions(tmp_path / "p1", 1, 2, total=4)
-    assert first == ["part-0.sqlite3", "part-2.sqlite3"]
-    assert second == ["part-1.sqlite3", "part-3.sqlite3"]
-    assert sorted(p.name for p in (tmp_path / "p0").iterdir()) == first
-    assert ensure_recovery_partitions(tmp_path / "p0", 0, 2, total=4) == []
+def test_a_process_creates_its_whole_store_once(tmp_path: Path) -> None:
+    created = ensure_recovery_partitions(tmp_path / "member-0-of-2", total=4)
+    assert created == [f"part-{i}.sqlite3" for i in range(4)]
+    assert sorted(p.name for p in (tmp_path / "member-0-of-2").iterdir()) == created
+    assert ensure_recovery_partitions(tmp_path / "member-0-of-2", total=4) == []

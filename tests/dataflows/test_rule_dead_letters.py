@@ -42,7 +42,7 @@ def _letters(messages: list[KafkaSourceMessage]) -> list[DeadLetterRecord]:
             deadletter_sink=None,
             topics=TOPICS,
             policy=Policy(),
-            clock_ms=lambda: T0,
+            clock_ms=lambda _partition=None: T0,
             drain_on_eof=True,
         )
     )

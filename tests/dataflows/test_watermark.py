@@ -7,8 +7,7 @@ import os
 from builders import T0, opportunity
 from bytewax.connectors.kafka import KafkaSourceMessage
 
-from dataflows.closing import ClosingBucket, bucket_of
-from dataflows.inflight import DeliveryLedger
+from dataflows.closing import ClosingBucket
 from dataflows.metrics import WorkerMetrics
 from dataflows.watermark import InputWatermark
 from mediation.rules.model import ClosedOpportunity, Event, Policy
@@ -19,7 +18,7 @@ class _Wall:
     def __init__(self, now: int):
         self.now = now
 
-    def __call__(self) -> int:
+    def __call__(self, _partition: int | None = None) -> int:
         return self.now
 
 
@@ -37,9 +36,11 @@ def _loaded(key: str) -> Event:
     )
 
 
-def _message(partition: int, timestamp: int, offset: int = 0) -> KafkaSourceMessage:
+def _message(
+    partition: int, timestamp: int, offset: int = 0, topic: str = "t"
+) -> KafkaSourceMessage:
     return KafkaSourceMessage(
-        b"k", b"v", topic="t", partition=partition, offset=offset, timestamp=(1, timestamp)
+        b"k", b"v", topic=topic, partition=partition, offset=offset, timestamp=(1, timestamp)
     )
 
 
@@ -87,8 +88,10 @@ def test_a_backlog_read_to_the_end_of_its_log_follows_the_wall_clock() -> None:
 
 def test_the_watermark_waits_for_what_was_read_to_reach_the_closing_step() -> None:
     wall = _Wall(T0 + 3_600_000)
-    batches = [0, 0]  # input batches issued; every batch up to this one complete
-    mark = InputWatermark(wall_ms=wall, reuse_ms=0, flight=lambda: (batches[0], batches[1]))
+    batches = [0, 0]  # records sent to the closing step; records applied there
+    mark = InputWatermark(
+        wall_ms=wall, reuse_ms=0, flight=lambda _partition: (batches[0], batches[1])
+    )
     mark.observe(_message(0, T0, offset=1))
     assert mark.now_ms() == T0
     batches[0] += 2  # two more batches decoded and handed over...
@@ -108,10 +111,10 @@ def test_a_drained_partition_follows_the_wall_clock_once_all_it_read_has_arrived
         wall_ms=wall,
         high_watermarks=lambda: highs,
         reuse_ms=0,
-        flight=lambda: (batches[0], batches[1]),
+        flight=lambda _partition: (batches[0], batches[1]),
     )
     mark.observe(_message(0, T0 + 5, offset=99))
-    wall.now += 5_000  # settled long ago, but three batches are still on their way
+    wall.now += 5_000  # settled long ago, but three records are still on their way
     assert mark.now_ms() < T0
     batches[1] = 5
     assert mark.now_ms() == wall.now
@@ -243,17 +246,29 @@ def test_an_assigned_partition_with_data_holds_until_it_delivers_however_long() 
     assert mark.now_ms() == T0 - 60_000  # now the minimum of what was read
 
 
-def test_input_batches_in_flight_are_a_gauge() -> None:
-    key = encode_ulid(T0, os.urandom(10))
-    ledger = DeliveryLedger()
-    clock = _Wall(T0)
-    metrics = WorkerMetrics(clock, batches_in_flight=ledger.outstanding)
-    logic = ClosingBucket(None, Policy(), clock, False, clock, ledger=ledger)
-    ((bucket, marker),) = ledger.issue([bucket_of(key)])
-    assert metrics.registry.get_sample_value("mediation_worker_input_batches_in_flight") == 1
-    logic.on_batch([opportunity(key), marker])
-    assert metrics.registry.get_sample_value("mediation_worker_input_batches_in_flight") == 0
-    assert bucket == bucket_of(key)
+def test_each_partition_closes_on_its_own_event_time() -> None:
+    """Partition p's clock is the minimum over p's two topic partitions, and no other's."""
+    wall = _Wall(T0 + 3_600_000)
+    highs = {("opps", 0): 100, ("events", 0): 100, ("opps", 1): 100, ("events", 1): 100}
+    mark = InputWatermark(wall_ms=wall, high_watermarks=lambda: highs, reuse_ms=0)
+    for topic in ("opps", "events"):
+        mark.assign((topic, 0), 0)
+        mark.assign((topic, 1), 0)
+    mark.observe(_message(0, T0 + 9_000, offset=9, topic="opps"))
+    mark.observe(_message(0, T0 + 5_000, offset=9, topic="events"))
+    assert mark.now_ms(0) == T0 + 5_000  # its events topic is behind its opportunities
+    assert mark.now_ms(1) == 0  # partition 1 has data and delivered nothing: it holds...
+    assert mark.now_ms() == 0  # (the process's overall clock is the slowest)
+    mark.observe(_message(1, T0, offset=3, topic="opps"))
+    mark.observe(_message(1, T0 + 1_000, offset=3, topic="events"))
+    assert mark.now_ms(1) == T0  # ...and once read, it moves on its own
+    assert mark.now_ms(0) == T0 + 5_000  # a partition far behind holds only itself
+
+
+def test_the_worker_says_how_many_partitions_it_owns() -> None:
+    metrics = WorkerMetrics(_Wall(T0), owned=(3, 24))
+    assert metrics.registry.get_sample_value("mediation_worker_partitions_owned") == 3
+    assert metrics.registry.get_sample_value("mediation_worker_input_partitions") == 24
 
 
 def test_a_live_partition_with_data_waiting_holds_while_reading_stalls() -> None:

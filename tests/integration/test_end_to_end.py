@@ -13,6 +13,7 @@ the stored inputs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 
@@ -77,9 +78,9 @@ def _read_topic(settings: Settings, topic: str) -> list[dict[str, object]]:
     return values
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
+@pytest.mark.parametrize("members", [1, 2], ids=["one worker", "two members"])
 def test_every_opportunity_closes_into_one_archive_record_equal_to_the_rules(
-    settings: Settings, child_env: dict[str, str], workers: str
+    settings: Settings, child_env: dict[str, str], members: int
 ) -> None:
     app_key = new_app_key()
     seed_app(settings.database_url, "demo", demo_config(CLOSURE_WINDOW_MS, GRACE_MS), app_key)
@@ -91,20 +92,37 @@ def test_every_opportunity_closes_into_one_archive_record_equal_to_the_rules(
             "MEDIATION_DEFAULT_GRACE_MS": str(GRACE_MS),
         }
     )
-    port, metrics_port = free_port(), free_port()
+    port = free_port()
+    # Each member serves /metrics on a port of its own (given explicitly:
+    # ``--metrics-port P`` would serve member i on P + i).
+    metrics_ports = [free_port() for _ in range(members)]
     logs = settings.data_dir / "logs"
-    with (
-        running(
-            "worker",
-            mediation_command("worker", "-w", workers, "--metrics-port", str(metrics_port)),
-            env,
-            logs / "worker.log",
-            first_signal=signal.SIGINT,
-        ) as worker,
-        running(
-            "gateway", mediation_command("api", "--port", str(port)), env, logs / "gateway.log"
-        ) as gateway,
-    ):
+    with contextlib.ExitStack() as stack:
+        workers = [
+            stack.enter_context(
+                running(
+                    f"worker-{index}",
+                    mediation_command(
+                        "worker",
+                        "--partitions",
+                        ",".join(str(p) for p in range(index, settings.kafka_partitions, members)),
+                        "--metrics-port",
+                        str(metrics_ports[index]),
+                    ),
+                    env,
+                    logs / f"worker-{index}.log",
+                    first_signal=signal.SIGINT,
+                )
+            )
+            for index in range(members)
+        ]
+        gateway = stack.enter_context(
+            running(
+                "gateway", mediation_command("api", "--port", str(port)), env, logs / "gateway.log"
+            )
+        )
+        for index, worker in enumerate(workers):
+            worker.wait_http(f"http://127.0.0.1:{metrics_ports[index]}/metrics", timeout_s=60)
         gateway.wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=60)
         report = asyncio.run(
             run_simulation(
@@ -134,8 +152,10 @@ def test_every_opportunity_closes_into_one_archive_record_equal_to_the_rules(
             closed = _wait(
                 lambda: count_archived(conn, report) == len(report.expectations), timeout_s=90
             )
-            assert worker.alive(), worker.tail()
-            assert closed, f"not every opportunity closed; worker log:\n{worker.tail()}"
+            for worker in workers:
+                assert worker.alive(), worker.tail()
+            tails = "\n".join(worker.tail() for worker in workers)
+            assert closed, f"not every opportunity closed; worker logs:\n{tails}"
             _wait(lambda: reconcile(conn, report).ok, timeout_s=30)
             result = reconcile(conn, report)
             assert result.archived == result.opportunities
@@ -166,15 +186,26 @@ def test_every_opportunity_closes_into_one_archive_record_equal_to_the_rules(
             ).fetchone()
             assert conflicts is not None and conflicts[0] == report.conflicts_sent
 
-            worker_metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
-    archives = next(
-        float(line.split()[-1])
-        for line in worker_metrics.splitlines()
-        if line.startswith("mediation_worker_archives_total ")
-    )
-    assert archives >= len(report.expectations)
-    assert "mediation_worker_event_time_lag_seconds" in worker_metrics
-    assert 'mediation_worker_dead_letters_total{reason="invalid_json"} 1.0' in worker_metrics
+            late = conn.execute("SELECT count(*) FROM event_records WHERE late").fetchone()
+            assert late == (0,)  # live traffic: nothing closed before its events were read
+
+            scraped = [
+                httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+                for metrics_port in metrics_ports
+            ]
+
+    def total(name: str) -> float:
+        return sum(
+            float(line.split()[-1])
+            for text in scraped
+            for line in text.splitlines()
+            if line.startswith(f"{name} ")
+        )
+
+    assert total("mediation_worker_archives_total") >= len(report.expectations)
+    assert total('mediation_worker_dead_letters_total{reason="invalid_json"}') == 1
+    assert total("mediation_worker_partitions_owned") == settings.kafka_partitions
+    assert all("mediation_worker_event_time_lag_seconds" in text for text in scraped)
 
     letters = _read_topic(settings, settings.topics.deadletter)
     reasons = sorted(str(letter["reason"]) for letter in letters)

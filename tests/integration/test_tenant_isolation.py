@@ -54,7 +54,7 @@ def _stack(
            "MEDIATION_DEFAULT_CLOSURE_WINDOW_MS": str(CLOSURE_WINDOW_MS),
            "MEDIATION_DEFAULT_GRACE_MS": str(GRACE_MS), **env_extra}  # fmt: skip
     port, metrics_port, logs = free_port(), free_port(), settings.data_dir / "logs"
-    worker_argv = mediation_command("worker", "-w", "1", "--metrics-port", str(metrics_port))
+    worker_argv = mediation_command("worker", "--metrics-port", str(metrics_port))
     with (
         running(
             "worker", worker_argv, env, logs / "worker.log", first_signal=signal.SIGINT
