@@ -16,6 +16,7 @@ from mediation.rules.validation import (
     validate_batch_envelope,
 )
 from mediation.rules.waterfall import DegradationProfile, keeps_event
+from mediation.settings import Settings
 from mediation.wire import encode_event_fields
 
 from .context import context_of
@@ -34,6 +35,19 @@ def _kept(
     share = degradation[1].sample_event_types.get(cast(str, event["type"]))
     # Decided by event_id: every resent copy of an event gets the same answer.
     return share is None or keeps_event(event_id, share)
+
+
+def _by_generation(
+    settings: Settings, messages: list[tuple[bytes, bytes]]
+) -> dict[str, list[tuple[bytes, bytes]]]:
+    """Events by topic: each goes where its opportunity went (``Settings.topics_for``)."""
+    if settings.previous_topic_prefix is None:
+        return {settings.topics.events: messages}
+    by_topic: dict[str, list[tuple[bytes, bytes]]] = {}
+    for message in messages:
+        topic = settings.topics_for(message[0].decode()).events
+        by_topic.setdefault(topic, []).append(message)
+    return by_topic
 
 
 async def post_events(request: Request) -> Response:
@@ -111,7 +125,8 @@ async def post_events(request: Request) -> Response:
     timeout_s = ctx.settings.produce_timeout_ms / 1000
     try:
         try:
-            await ctx.producer.send_all(ctx.settings.topics.events, to_send, timeout_s)
+            for topic, messages in _by_generation(ctx.settings, to_send).items():
+                await ctx.producer.send_all(topic, messages, timeout_s)
         except ProduceTimeoutError as exc:
             unconfirmed.remember(app_id, sent_raw, exc.delivery, received_ms)
             raise

@@ -155,7 +155,9 @@ async def _decide(
     message = (opportunity_key.encode(), encode_opportunity(opportunity))
     try:
         await ctx.producer.send_all(
-            ctx.settings.topics.opportunities, [message], ctx.settings.produce_timeout_ms / 1000
+            ctx.settings.topics_for(opportunity_key).opportunities,
+            [message],
+            ctx.settings.produce_timeout_ms / 1000,
         )
     except (ProduceTimeoutError, ProduceFailedError) as exc:
         ctx.cohorts.request(app_id, config.version, error=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .rules.publish import STATES as PUBLISH_STATES
+from .rules.ulid import ulid_time_ms_unchecked
 
 __all__ = [
     "CHECKED_ELSEWHERE",
@@ -88,10 +89,24 @@ class Settings:
     # How long the idempotency store may take to answer before the keyed
     # request gets 503 + Retry-After (it is never served unguarded).
     idempotency_timeout_ms: int = 250
+    # A previous topic generation still being drained (adding partitions,
+    # docs/operations.md): opportunities whose key's ULID time is before
+    # ``previous_topics_until_ms``, and their events, go to its topics.
+    previous_topic_prefix: str | None = None
+    previous_topics_until_ms: int = 0
 
     @property
     def topics(self) -> Topics:
         return Topics.with_prefix(self.topic_prefix)
+
+    def topics_for(self, opportunity_key: str) -> Topics:
+        """The topic generation of an opportunity and its events (by the key's ULID time)."""
+        if (
+            self.previous_topic_prefix is not None
+            and ulid_time_ms_unchecked(opportunity_key) < self.previous_topics_until_ms
+        ):
+            return Topics.with_prefix(self.previous_topic_prefix)
+        return self.topics
 
     @property
     def database_url_redacted(self) -> str:
@@ -167,6 +182,9 @@ class Settings:
             raise SettingsError(
                 f"AWS_ENDPOINT_URL: expected http(s)://host[:port], got {endpoint!r}"
             )
+        previous_prefix, previous_until = _previous_generation(
+            env.get("MEDIATION_PREVIOUS_TOPIC_PREFIX") or "", prefix
+        )
         access_log = env.get("MEDIATION_ACCESS_LOG") or "0"
         if access_log not in ("0", "1"):
             raise SettingsError(f"MEDIATION_ACCESS_LOG: expected 0 or 1, got {access_log!r}")
@@ -186,7 +204,26 @@ class Settings:
             replay_requests_per_s=replay_rate,
             idempotency_lease_ms=idempotency_lease,
             idempotency_timeout_ms=idempotency_timeout,
+            previous_topic_prefix=previous_prefix,
+            previous_topics_until_ms=previous_until,
         )
+
+
+def _previous_generation(raw: str, prefix: str) -> tuple[str | None, int]:
+    """``MEDIATION_PREVIOUS_TOPIC_PREFIX``: ``<prefix>@<epoch ms>``, or empty for none."""
+    if not raw:
+        return None, 0
+    previous, sep, until = raw.rpartition("@")
+    if not sep or not _digits(until) or any(ch not in _TOPIC_CHARS for ch in previous):
+        raise SettingsError(
+            "MEDIATION_PREVIOUS_TOPIC_PREFIX: expected <topic prefix>@<epoch ms> "
+            f"(for instance mediation.@1767225600000), got {raw!r}"
+        )
+    if previous == prefix:
+        raise SettingsError(
+            f"MEDIATION_PREVIOUS_TOPIC_PREFIX: {previous!r} is KAFKA_TOPIC_PREFIX itself"
+        )
+    return previous, int(until)
 
 
 _TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")

@@ -42,6 +42,13 @@ from mediation.settings import (
         ({"MEDIATION_WORKER_METRICS_HOST": "a b"}, "MEDIATION_WORKER_METRICS_HOST"),
         ({"MEDIATION_WORKER_MEMBER": "2/2"}, "MEDIATION_WORKER_MEMBER"),
         ({"MEDIATION_WORKER_PARTITIONS": "0,,1"}, "MEDIATION_WORKER_PARTITIONS"),
+        ({"MEDIATION_PREVIOUS_TOPIC_PREFIX": "old."}, "MEDIATION_PREVIOUS_TOPIC_PREFIX"),
+        ({"MEDIATION_PREVIOUS_TOPIC_PREFIX": "o ld.@1"}, "MEDIATION_PREVIOUS_TOPIC_PREFIX"),
+        ({"MEDIATION_PREVIOUS_TOPIC_PREFIX": "old.@soon"}, "MEDIATION_PREVIOUS_TOPIC_PREFIX"),
+        (
+            {"KAFKA_TOPIC_PREFIX": "same.", "MEDIATION_PREVIOUS_TOPIC_PREFIX": "same.@1"},
+            "MEDIATION_PREVIOUS_TOPIC_PREFIX",
+        ),
         ({"MEDIATION_CRASH_AT": "before_write:0"}, "MEDIATION_CRASH_AT"),
         ({"MEDIATION_CRASH_AT": "sometime:3"}, "MEDIATION_CRASH_AT"),
         ({"MEDIATION_LOG_LEVEL": "LOUD"}, "MEDIATION_LOG_LEVEL"),
@@ -112,6 +119,18 @@ def test_well_formed_knobs_and_empty_defaults_are_accepted() -> None:
             "AWS_ENDPOINT_URL": "http://127.0.0.1:9000",
         }
     )
+
+
+def test_a_previous_generation_takes_opportunities_minted_before_its_end() -> None:
+    from mediation.rules.ulid import encode_ulid
+
+    settings = Settings.from_env(
+        {"KAFKA_TOPIC_PREFIX": "g2.", "MEDIATION_PREVIOUS_TOPIC_PREFIX": "g1.@1000000"}
+    )
+    assert settings.topics_for(encode_ulid(999_999, bytes(10))).events == "g1.events.v1"
+    assert settings.topics_for(encode_ulid(1_000_000, bytes(10))).events == "g2.events.v1"
+    alone = Settings.from_env({"KAFKA_TOPIC_PREFIX": "g2."})
+    assert alone.topics_for(encode_ulid(1, bytes(10))).opportunities == "g2.opportunities.v1"
 
 
 def test_every_mediation_variable_the_code_reads_is_checked_at_start() -> None:

@@ -1,8 +1,8 @@
 """The whole path on real services: SDK -> gateway -> Kafka -> Bytewax -> Postgres.
 
-The gateway and the dataflow worker (with one and with two Bytewax workers)
-run as child processes exactly as operators start them (``mediation api``,
-``mediation worker -w N``). Traffic
+The gateway and the dataflow worker (one process, and two members each
+owning half of the partitions) run as child processes exactly as operators
+start them (``mediation api``, ``mediation worker --partitions``). Traffic
 comes from the simulated SDK (duplicates, reordering, clock skew, malformed
 events, orphans, conflicting copies) plus one malformed message written
 straight to the events topic. Afterwards every opportunity must have
