@@ -60,7 +60,7 @@ from mediation.rules.model import Event, Opportunity, WaterfallEntry
 from mediation.rules.ulid import encode_ulid
 from mediation.settings import Settings
 from mediation.tables import render_table
-from mediation.topics import ensure_topics
+from mediation.topics import ensure_topics, producer_config
 from mediation.wire import encode_event, encode_opportunity
 
 PARTITIONS = 4
@@ -142,13 +142,15 @@ def _prefill(
     bootstrap: str, prefix: str, events_wanted: int, window_ms: int = WINDOW_MS
 ) -> dict[str, int]:
     producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 20,
-            "batch.num.messages": 10_000,
-            "queue.buffering.max.messages": 1_000_000,
-            "compression.type": "lz4",
-        }
+        producer_config(
+            bootstrap,
+            {
+                "linger.ms": 20,
+                "batch.num.messages": 10_000,
+                "queue.buffering.max.messages": 1_000_000,
+                "compression.type": "lz4",
+            },
+        )
     )
     rng = random.Random(7)
     counts = {"opportunities": 0, "events": 0, "messages": 0}

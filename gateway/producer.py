@@ -25,6 +25,8 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from mediation.topics import producer_config
+
 __all__ = ["AsyncProducer", "Delivery", "ProduceFailedError", "ProduceTimeoutError"]
 
 log = logging.getLogger(__name__)
@@ -111,8 +113,9 @@ class Delivery:
 
 class AsyncProducer:
     def __init__(self, bootstrap_servers: str, extra_config: dict[str, object] | None = None):
-        config: dict[str, object] = {
-            "bootstrap.servers": bootstrap_servers,
+        # The project's one partitioner (co-partitioned topics: mediation/topics.py).
+        config = producer_config(bootstrap_servers)
+        config |= {
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 2,

@@ -373,12 +373,12 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         return 0
     from confluent_kafka import Producer
 
+    from .topics import producer_config
+
     producer = Producer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            "enable.idempotence": True,
-            "acks": "all",
-        }
+        producer_config(
+            settings.kafka_bootstrap_servers, {"enable.idempotence": True, "acks": "all"}
+        )
     )
 
     def send(topic: str, key: bytes | None, value: bytes) -> None:

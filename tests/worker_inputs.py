@@ -19,6 +19,7 @@ from mediation.rules.closure import close_opportunity
 from mediation.rules.model import ArchiveRecord, Event, Opportunity
 from mediation.rules.ulid import encode_ulid
 from mediation.settings import Settings
+from mediation.topics import producer_config
 from mediation.wire import encode_event, encode_opportunity
 from replay.hot import load_archives
 
@@ -87,7 +88,7 @@ def _event(key: str, ts: int, n: int, kind: str, at: int, **extra: object) -> Ev
 
 def produce(settings: Settings, data: Dataset) -> None:
     """Every opportunity, then its events; each first event is sent twice (a resend)."""
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "acks": "all"})
+    producer = Producer(producer_config(settings.kafka_bootstrap_servers, {"acks": "all"}))
     by_key: dict[str, list[Event]] = {}
     for e in data.events:
         by_key.setdefault(e.opportunity_key, []).append(e)

@@ -26,6 +26,7 @@ from mediation.processes import free_port, mediation_command, running
 from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
 from mediation.simulate import SimulationConfig, run_simulation
+from mediation.topics import producer_config
 from mediation.verify import count_archived, reconcile
 from storage.db import connect
 
@@ -46,7 +47,7 @@ def _wait(condition, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]
 
 
 def _produce_raw(settings: Settings, value: bytes) -> tuple[int, int]:
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "acks": "all"})
+    producer = Producer(producer_config(settings.kafka_bootstrap_servers, {"acks": "all"}))
     positions: list[tuple[int, int]] = []
     producer.produce(
         settings.topics.events,

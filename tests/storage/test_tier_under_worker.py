@@ -23,6 +23,7 @@ from mediation.processes import ChildProcess, mediation_command
 from mediation.rules.model import Event
 from mediation.rules.ulid import encode_ulid, ulid_day
 from mediation.settings import Settings
+from mediation.topics import producer_config
 from mediation.wire import encode_event
 from storage.cold import open_cold_store
 from storage.db import connect
@@ -43,7 +44,7 @@ def _send(settings: Settings, key: str, event_id: str, ts_ms: int) -> None:
         received_at_ms=int(time.time() * 1000),
         source_id="net_a",
     )
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "acks": "all"})
+    producer = Producer(producer_config(settings.kafka_bootstrap_servers, {"acks": "all"}))
     producer.produce(settings.topics.events, encode_event(event), key.encode())
     assert producer.flush(15) == 0
 
