@@ -9,12 +9,16 @@ become orphans. The worker's clock is therefore this watermark:
 - per input partition, the broker timestamp of the last message read;
 - a partition read to the end of its log (its next offset has reached the
   broker's high watermark, polled by ``dataflows/lag.py``) has nothing more
-  to wait for: it advances with the wall clock, once ``settle_ms`` (1 s,
+  to wait for up to the time of that poll: it advances with the polls
+  (about a second behind the wall clock), once ``settle_ms`` (1 s,
   ``MEDIATION_DRAIN_SETTLE_MS``) have passed since its last read, as long
   as that high watermark was polled after the last read and is fresh
   (``stale_poll_ms``, 3 s); an older one may predate messages that have
   arrived since (a poller starved by a saturated CPU, a broker too busy to
-  answer), so the partition then holds at what it has read;
+  answer), so the partition then holds at what it has read. (Following
+  the wall clock instead let a worker starved of CPU for more than the
+  allowed lateness close opportunities whose events had arrived after the
+  poll and were not read yet.);
 - a partition known to hold data past what was read only advances as it
   is read, and holds while reading stops (a Postgres outage, or a saturated
   CPU, holds the dataflow: closing must hold with it), however fresh its
@@ -268,16 +272,23 @@ class InputWatermark:
             return held
         polled_at = self._highs_polled_at() if self._highs_polled_at is not None else wall
         polls_fresh = polled_at is not None and wall - polled_at <= self._stale_poll_ms
-        marks: dict[int, int] = {key[1]: wall for key in assigned_keys}
+        # What the last poll proves: every message the broker held then (its
+        # timestamp before the poll) is below the high watermark it gave.
+        as_of_poll = min(wall, polled_at) if polled_at is not None else wall
+        marks: dict[int, int] = {key[1]: as_of_poll for key in assigned_keys}
         for key, (timestamp, read_at, next_offset) in progress:
             partition = key[1]
             mark = marks.get(partition, wall)
             high = highs.get(key)
             if high is not None and next_offset >= high:
                 drained = polls_fresh and polled_at is not None and polled_at >= read_at
-                if not (drained and wall - read_at >= self._settle_ms):
+                if drained and wall - read_at >= self._settle_ms:
+                    # Read to the end of the log as of the poll: nothing older
+                    # is still to come (not the wall clock: messages may have
+                    # arrived since the poll, unread on a busy worker).
+                    mark = min(mark, as_of_poll)
+                else:
                     mark = min(mark, timestamp)  # what was read last is still on its way
-                # else: read to the end of the log: nothing more to wait for
             elif high is not None:
                 mark = min(mark, timestamp)  # data waits to be read: only reading moves it
             elif wall - read_at <= self._idle_ms:

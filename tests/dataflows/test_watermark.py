@@ -303,4 +303,22 @@ def test_read_to_the_end_counts_only_on_a_fresh_poll_made_after_the_read() -> No
     polled["at"] = wall.now - 3_500  # a poll after the read, but stale by now
     assert mark.now_ms() == T0 - 10
     polled["at"] = wall.now - 200  # fresh, after the read, still at the end
-    assert mark.now_ms() == wall.now
+    assert mark.now_ms() == polled["at"]  # as of that poll
+
+
+def test_a_partition_read_to_its_end_moves_with_the_polls_not_the_wall_clock() -> None:
+    # Read to the end as of a poll; messages arriving after it may sit unread
+    # on a worker starved of CPU for longer than the allowed lateness: event
+    # time must not pass them (it followed the wall clock until the poll
+    # went stale, 3 s, and closed their opportunities without them).
+    wall = _Wall(T0)
+    highs = {("t", 0): 10}
+    polled = {"at": T0}
+    mark = InputWatermark(
+        wall_ms=wall, high_watermarks=lambda: highs, highs_polled_at=lambda: polled["at"],
+        reuse_ms=0, settle_ms=0,
+    )  # fmt: skip
+    mark.observe(_message(0, T0 - 5, offset=9))
+    polled["at"] = T0 + 100  # the last poll: nothing past offset 10 then
+    wall.now = T0 + 2_900  # polls starved since; the poll is not stale yet
+    assert mark.now_ms() == T0 + 100
