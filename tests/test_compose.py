@@ -231,20 +231,23 @@ def test_the_api_is_ready_only_when_its_readiness_endpoint_answers() -> None:
             assert "/readyz" in test, f"{name}: healthcheck must probe /readyz"
 
 
-def test_worker_processes_form_one_bytewax_cluster() -> None:
+def test_worker_members_cover_every_partition_once() -> None:
+    from mediation.membership import Membership
+
     workers = _workers()
-    assert len(workers) >= 2, "the stack runs a multi-process Bytewax cluster"
-    address_lists = {args.addresses for args in workers.values()}
-    assert len(address_lists) == 1, f"workers disagree on -a: {sorted(address_lists)}"
-    (addresses,) = address_lists
-    hosts = [address.rsplit(":", 1)[0] for address in addresses.split(";")]
-    assert len(hosts) == len(workers), "-a must list exactly one address per worker"
-    ids = sorted(args.process_id for args in workers.values())
-    assert ids == list(range(len(workers))), f"-i values must be 0..N-1, got {ids}"
-    for name, args in workers.items():
-        assert hosts[args.process_id] == name, (
-            f"{name} is -i {args.process_id}, but -a lists {hosts[args.process_id]} there"
-        )
+    assert len(workers) >= 2, "the stack runs several worker members"
+    members = [Membership.parse_member(args.member) for args in workers.values()]
+    assert {member.count for member in members} == {len(workers)}, "every member says N"
+    (_name, worker) = next(iter(_app_services().items()))
+    partitions = int(_interpolate(_environment(worker)["MEDIATION_KAFKA_PARTITIONS"]))
+    owned = sorted(p for member in members for p in member.owned(partitions))
+    assert owned == list(range(partitions)), "each partition owned by exactly one member"
+
+
+def test_prometheus_scrapes_every_worker_member() -> None:
+    text = (ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text()
+    for name in _workers():
+        assert f"{name}:9464" in text, f"{name} is not scraped"
 
 
 def test_every_worker_keeps_its_recovery_state_in_its_own_volume() -> None:
