@@ -297,24 +297,17 @@ def _worker_crash_point(name: str, raw: str) -> None:  # dataflows/faults.py
         raise SettingsError(f"{name}: expected before_write:N or after_write:N, got {raw!r}")
 
 
-def _worker_member(name: str, raw: str) -> None:  # mediation/membership.py
-    from mediation.membership import Membership, MembershipError
+def _membership(parse_name: str) -> Callable[[str, str], None]:  # mediation/membership.py
+    def check(name: str, raw: str) -> None:
+        from mediation.membership import Membership, MembershipError
 
-    try:
-        if raw:
-            Membership.parse_member(raw)
-    except MembershipError as exc:
-        raise SettingsError(f"{name}: {exc}") from None
+        try:
+            if raw:
+                getattr(Membership, parse_name)(raw)
+        except MembershipError as exc:
+            raise SettingsError(f"{name}: {exc}") from None
 
-
-def _worker_partitions(name: str, raw: str) -> None:  # mediation/membership.py
-    from mediation.membership import Membership, MembershipError
-
-    try:
-        if raw:
-            Membership.parse_partitions(raw)
-    except MembershipError as exc:
-        raise SettingsError(f"{name}: {exc}") from None
+    return check
 
 
 def _publish_crash_point(name: str, raw: str) -> None:  # mediation/publish_worker.py
@@ -338,8 +331,8 @@ PROCESS_KNOBS: Mapping[str, Callable[[str, str], None]] = {
     "MEDIATION_SINK_WRITERS": _non_negative_integer,
     "MEDIATION_WORKER_METRICS_PORT": _non_negative_integer,
     "MEDIATION_WORKER_METRICS_HOST": _host,
-    "MEDIATION_WORKER_MEMBER": _worker_member,
-    "MEDIATION_WORKER_PARTITIONS": _worker_partitions,
+    "MEDIATION_WORKER_MEMBER": _membership("parse_member"),
+    "MEDIATION_WORKER_PARTITIONS": _membership("parse_partitions"),
     "MEDIATION_CRASH_AT": _worker_crash_point,
     # gateway/asgi.py and dataflows/worker.py
     "MEDIATION_LOG_LEVEL": _log_level,
