@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import sql
 
-from mediation.devstack import broker_command, wait_port
-from mediation.processes import ChildProcess, free_port, running
+from mediation.sim.devstack import broker_command, wait_port
+from mediation.sim.processes import ChildProcess, free_port, running
 
 if TYPE_CHECKING:
     from storage.cold import ColdStore

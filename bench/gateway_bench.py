@@ -55,11 +55,11 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import current_rss_mib, machine, median, peak_rss_mib, private_broker, py_spy
-from mediation.processes import free_port, mediation_command, running
 from mediation.rules.ulid import encode_ulid
-from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
-from mediation.tables import render_table
+from mediation.sim.processes import free_port, mediation_command, running
+from mediation.sim.seed import demo_config, new_app_key, seed_app
+from mediation.text_table import render_table
 from mediation.topics import ensure_topics
 from storage.db import connect
 from storage.migrate import migrate

@@ -42,8 +42,8 @@ from mediation.rules.model import ClosedOpportunity, Event, Opportunity, Waterfa
 from mediation.rules.replay import ReplayRequest, Selection
 from mediation.rules.ulid import day_of_ms, encode_ulid
 from mediation.settings import Settings
-from mediation.summary import percentile
-from mediation.tables import render_table
+from mediation.sim.summary import percentile
+from mediation.text_table import render_table
 from replay.cold import RECORD_TABLES
 from replay.output import JsonlOutput
 from replay.run import replay_results, run_replay

@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import bench_store, fresh_database, machine, peak_rss_mib
 from mediation.rules.replay import Selection
 from mediation.settings import Settings
-from mediation.summary import percentile
-from mediation.tables import render_table
+from mediation.sim.summary import percentile
+from mediation.text_table import render_table
 from replay.cold import cold_rows
 from storage.partitions import ensure_partitions, partition_name
 from storage.tiering import export_day, verify_day

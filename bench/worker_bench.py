@@ -55,11 +55,11 @@ from bench.common import (
     private_broker,
     py_spy,
 )
-from mediation.processes import free_port, mediation_command, running
 from mediation.rules.model import Event, Opportunity, WaterfallEntry
 from mediation.rules.ulid import encode_ulid
 from mediation.settings import Settings
-from mediation.tables import render_table
+from mediation.sim.processes import free_port, mediation_command, running
+from mediation.text_table import render_table
 from mediation.topics import ensure_topics, producer_config
 from mediation.wire import encode_event, encode_opportunity
 

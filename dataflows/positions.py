@@ -35,12 +35,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sinks.positions import PositionMark
-
-if TYPE_CHECKING:
-    from .closing import ClosingBucket
 
 __all__ = [
     "POSITION_INTERVAL_MS",
@@ -88,6 +85,17 @@ class PartitionProgress:
         return self._sent.get(partition, 0), self._applied.get(partition, 0)
 
 
+class OpenBucket(Protocol):
+    """What a position mark reads of a bucket (``dataflows.closing.ClosingBucket``)."""
+
+    @property
+    def partition(self) -> int | None: ...
+    @property
+    def first_opportunity_offset(self) -> int | None: ...
+    @property
+    def first_event_offset(self) -> int | None: ...
+
+
 class OpenBuckets:
     """The buckets of each partition that hold open state, to answer position ticks."""
 
@@ -97,12 +105,12 @@ class OpenBuckets:
         self._opportunities_topic = opportunities_topic
         self._events_topic = events_topic
         self._progress = progress
-        self._by_partition: dict[int | None, set[ClosingBucket]] = {}
+        self._by_partition: dict[int | None, set[OpenBucket]] = {}
 
-    def add(self, bucket: ClosingBucket) -> None:
+    def add(self, bucket: OpenBucket) -> None:
         self._by_partition.setdefault(bucket.partition, set()).add(bucket)
 
-    def discard(self, bucket: ClosingBucket) -> None:
+    def discard(self, bucket: OpenBucket) -> None:
         held = self._by_partition.get(bucket.partition)
         if held is not None:
             held.discard(bucket)

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mediation.keys import KeyOperationError, create_key, list_keys, revoke_key
+from storage.keys import KeyOperationError, create_key, list_keys, revoke_key
 
 from .context import GatewayContext, context_of
 from .guards import auth_refusal, count_auth_failure

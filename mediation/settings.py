@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .rules.publish import STATES as PUBLISH_STATES
-from .rules.ulid import ulid_time_ms_unchecked
+from mediation.rules.publish import STATES as PUBLISH_STATES
+from mediation.rules.ulid import ulid_time_ms_unchecked
 
 __all__ = [
     "CHECKED_ELSEWHERE",
@@ -310,7 +310,7 @@ def _membership(parse_name: str) -> Callable[[str, str], None]:  # mediation/mem
     return check
 
 
-def _publish_crash_point(name: str, raw: str) -> None:  # mediation/publish_worker.py
+def _publish_crash_point(name: str, raw: str) -> None:  # mediation/ops/publish_worker.py
     state, sep, stage = raw.partition(":")
     if raw and (state not in PUBLISH_STATES or (sep and not _digits(stage))):
         raise SettingsError(
@@ -336,13 +336,13 @@ PROCESS_KNOBS: Mapping[str, Callable[[str, str], None]] = {
     "MEDIATION_CRASH_AT": _worker_crash_point,
     # gateway/asgi.py and dataflows/worker.py
     "MEDIATION_LOG_LEVEL": _log_level,
-    # mediation/status.py (0: this machine's core count)
+    # mediation/ops/status.py (0: this machine's core count)
     "MEDIATION_DB_CPUS": _non_negative_integer,
-    # mediation/devstack.py
+    # mediation/sim/devstack.py
     "MEDIATION_POOLER_PORT": _port,
     # storage/tier_job.py (drills only)
     "MEDIATION_TIER_CRASH_AFTER": _one_of("exported", "verified", "recorded"),
-    # mediation/publish_worker.py (drills only)
+    # mediation/ops/publish_worker.py (drills only)
     "MEDIATION_PUBLISH_CRASH_AFTER": _publish_crash_point,
 }
 

@@ -23,8 +23,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 import orjson
 
-from .rules.model import EVENT_TYPES, Event, Opportunity, WaterfallEntry, event_as_dict
-from .rules.ulid import ULID_PATTERN, encode_ulid, is_ulid, ulid_time_ms_unchecked
+from mediation.rules.model import EVENT_TYPES, Event, Opportunity, WaterfallEntry, event_as_dict
+from mediation.rules.ulid import ULID_PATTERN, encode_ulid, is_ulid, ulid_time_ms_unchecked
 
 __all__ = [
     "EVENT_SCHEMA",

@@ -20,7 +20,7 @@ from typing import IO, Any, Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mediation.tables import render_table
+from mediation.text_table import render_table
 
 __all__ = [
     "FORMATS",

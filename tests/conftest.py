@@ -23,8 +23,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from mediation.devstack import pooler_port, pooler_url
 from mediation.settings import Settings
+from mediation.sim.devstack import pooler_port, pooler_url
 from mediation.topics import ensure_topics
 from storage.migrate import migrate
 

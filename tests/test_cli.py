@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mediation.cli import build_parser, main
-from mediation.processes import free_port, mediation_command
+from mediation.cli.app import build_parser, main
+from mediation.sim.processes import free_port, mediation_command
 
 COMMANDS = [
     "dev",
@@ -216,7 +216,7 @@ def test_every_known_failure_becomes_one_line_with_its_exit_code(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The one mechanism in main(): a multi-line message is folded onto one line."""
-    from mediation import cli
+    from mediation.cli import app as cli
     from mediation.settings import SettingsError
     from storage.cold import ColdStoreError
     from storage.db import DatabaseUnavailableError
@@ -246,7 +246,7 @@ def test_an_unexpected_failure_is_one_line_too(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A bug is still one line and exit 1; the traceback is for -v."""
-    from mediation import cli
+    from mediation.cli import app as cli
 
     def fail(_args: object) -> int:
         raise KeyError("boom")

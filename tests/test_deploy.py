@@ -1,6 +1,6 @@
 """Static checks of ``deploy/``: alert rules, Prometheus, Alertmanager and the Grafana dashboard.
 
-Prometheus does not run here, so ``mediation.alerting`` checks the files
+Prometheus does not run here, so ``mediation.ops.alerting`` checks the files
 against the code (the gate runs the same checks); these tests also show
 that the checks catch what they should. Where ``promtool`` is installed it
 checks the rules too.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mediation.alerting import DEPLOY_DIR, routing_problems, rule_problems
+from mediation.ops.alerting import DEPLOY_DIR, routing_problems, rule_problems
 
 ALERTS = DEPLOY_DIR / "prometheus" / "alerts.yml"
 

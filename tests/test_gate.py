@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from mediation.alerting import DEPLOY_DIR
 from mediation.cli import main
-from mediation.gate import run_gate
-from mediation.seed import demo_config, seed_app
+from mediation.ops.alerting import DEPLOY_DIR
+from mediation.ops.gate import run_gate
 from mediation.settings import Settings
+from mediation.sim.seed import demo_config, seed_app
 from storage.db import connect
 
 pytestmark = pytest.mark.integration

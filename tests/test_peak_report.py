@@ -7,11 +7,11 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from mediation.demo import PipelineRun
-from mediation.peak import PROFILES, Sample
-from mediation.peak_report import write_report
-from mediation.simulate import Expectation, SimulationConfig, SimulationReport, merge_reports
-from mediation.verify import Reconciliation
+from mediation.ops.peak import PROFILES, Sample
+from mediation.ops.peak_report import write_report
+from mediation.sim.demo import PipelineRun
+from mediation.sim.simulate import Expectation, SimulationConfig, SimulationReport, merge_reports
+from mediation.sim.verify import Reconciliation
 
 
 def test_profiles_follow_the_seed_and_burst_in_the_middle() -> None:

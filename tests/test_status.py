@@ -12,9 +12,9 @@ from prometheus_client import start_http_server
 from dataflows.metrics import WorkerMetrics
 from gateway.metrics import GatewayMetrics
 from mediation.cli import main
-from mediation.processes import free_port
+from mediation.ops.status import WorkerReport, read_gateway, read_triggers, render_triggers
 from mediation.settings import Settings
-from mediation.status import WorkerReport, read_gateway, read_triggers, render_triggers
+from mediation.sim.processes import free_port
 
 
 def test_status_shows_progress_state_and_partition_lag(capsys: pytest.CaptureFixture[str]) -> None:

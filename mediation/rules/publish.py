@@ -12,7 +12,7 @@ after it, in ``rolled_back``) every device is served the version that was
 published before. An operator may roll back any active operation and the
 app's latest published one.
 
-The worker (``mediation/publish_worker.py``) asks ``next_step`` what to do
+The worker (``mediation/ops/publish_worker.py``) asks ``next_step`` what to do
 with an operation and applies the answer as a compare-and-set on the
 operation's (state, stage), so two workers never apply one step twice and
 a worker killed at any point resumes from what is stored.

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from dataflows.metrics import MetricsPortInUseError, WorkerMetrics
-from mediation.processes import free_port
+from mediation.sim.processes import free_port
 
 
 def test_healthz_answers_beside_metrics() -> None:

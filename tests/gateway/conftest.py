@@ -9,8 +9,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
-from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
+from mediation.sim.seed import demo_config, new_app_key, seed_app
 
 
 @pytest.fixture

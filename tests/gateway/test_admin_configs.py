@@ -9,10 +9,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
-from mediation.publish_worker import advance_once
+from mediation.ops.publish_worker import advance_once
 from mediation.rules.publish import CohortHealth
-from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
+from mediation.sim.seed import demo_config, new_app_key, seed_app
 from storage.db import connect
 
 pytestmark = pytest.mark.integration

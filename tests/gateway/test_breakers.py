@@ -10,8 +10,8 @@ from starlette.testclient import TestClient
 
 from gateway.app import create_app
 from mediation.rules.breaker import breaker_field
-from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
+from mediation.sim.seed import demo_config, new_app_key, seed_app
 from sinks.breakers import RedisBreakerSink, SourceOutcome, breaker_key
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ from starlette.testclient import TestClient
 
 from gateway.app import create_app
 from mediation.rules.ulid import encode_ulid
-from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
+from mediation.sim.seed import demo_config, new_app_key, seed_app
 from storage.configs import PublishError, switch_degradation
 from storage.db import connect
 

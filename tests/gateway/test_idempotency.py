@@ -17,9 +17,9 @@ from starlette.testclient import TestClient
 
 from gateway.app import create_app
 from gateway.idempotency import Claim, IdempotencyStore
-from mediation.processes import free_port
-from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
+from mediation.sim.processes import free_port
+from mediation.sim.seed import demo_config, new_app_key, seed_app
 
 pytestmark = pytest.mark.integration
 

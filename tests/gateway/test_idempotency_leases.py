@@ -33,9 +33,9 @@ from integration.test_broker_pause import private_broker  # noqa: F401 (a fixtur
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
-from mediation.processes import free_port, mediation_command, running
-from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
+from mediation.sim.processes import free_port, mediation_command, running
+from mediation.sim.seed import demo_config, new_app_key, seed_app
 from mediation.topics import ensure_topics
 
 pytestmark = pytest.mark.integration

@@ -28,10 +28,10 @@ from private_servers import PrivateServer
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
-from mediation.processes import free_port
 from mediation.rules.ulid import encode_ulid
-from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
+from mediation.sim.processes import free_port
+from mediation.sim.seed import demo_config, new_app_key, seed_app
 
 pytestmark = pytest.mark.integration
 

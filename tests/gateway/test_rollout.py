@@ -12,8 +12,8 @@ from gateway.app import create_app
 from gateway.catalog import PublishedConfig, Rollout
 from mediation.rules.identity import rollout_bucket
 from mediation.rules.waterfall import parse_config
-from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
+from mediation.sim.seed import demo_config, new_app_key, seed_app
 from storage.db import connect
 
 

@@ -20,7 +20,7 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from gateway.server_protocol import MAX_URL_BYTES
-from mediation.processes import free_port
+from mediation.sim.processes import free_port
 
 _SERVER_ERRORS: list[BaseException] = []
 

@@ -26,11 +26,11 @@ from confluent_kafka import Consumer, TopicPartition
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
-from mediation.devstack import broker_command, wait_port
-from mediation.processes import free_port
 from mediation.rules.ulid import encode_ulid
-from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
+from mediation.sim.devstack import broker_command, wait_port
+from mediation.sim.processes import free_port
+from mediation.sim.seed import demo_config, new_app_key, seed_app
 from mediation.topics import ensure_topics
 
 pytestmark = pytest.mark.integration

@@ -18,9 +18,9 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from gateway.producer import AsyncProducer
-from mediation.processes import mediation_command
 from mediation.rules.ulid import encode_ulid
 from mediation.settings import Settings
+from mediation.sim.processes import mediation_command
 from mediation.topics import (
     TopicLayoutError,
     check_copartitioned,

@@ -22,12 +22,12 @@ import orjson
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from mediation.processes import free_port, mediation_command, running
-from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
-from mediation.simulate import SimulationConfig, run_simulation
+from mediation.sim.processes import free_port, mediation_command, running
+from mediation.sim.seed import demo_config, new_app_key, seed_app
+from mediation.sim.simulate import SimulationConfig, run_simulation
+from mediation.sim.verify import count_archived, reconcile
 from mediation.topics import producer_config
-from mediation.verify import count_archived, reconcile
 from storage.db import connect
 
 pytestmark = pytest.mark.integration

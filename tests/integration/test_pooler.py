@@ -16,9 +16,9 @@ import psycopg
 import pytest
 from builders import T0, event, opportunity
 
-from mediation.devstack import pooler_url
 from mediation.rules.closure import close_opportunity
 from mediation.rules.ulid import encode_ulid
+from mediation.sim.devstack import pooler_url
 from sinks.postgres import COPY_THRESHOLD, PostgresWriter
 
 pytestmark = pytest.mark.integration

@@ -24,9 +24,9 @@ import psycopg
 import pytest
 from worker_inputs import WORKER_ENV, Dataset, assert_stored_exactly, count_rows, dataset, produce
 
-from mediation.devstack import wait_port
-from mediation.processes import mediation_command, running
 from mediation.settings import Settings
+from mediation.sim.devstack import wait_port
+from mediation.sim.processes import mediation_command, running
 from storage.db import DatabaseUnavailableError, connect
 
 pytestmark = pytest.mark.integration

@@ -19,10 +19,10 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from mediation.processes import free_port, mediation_command, running
 from mediation.rules.identity import rollout_bucket
-from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
+from mediation.sim.processes import free_port, mediation_command, running
+from mediation.sim.seed import demo_config, new_app_key, seed_app
 from storage.configs import get_operation, list_operations, list_transitions
 from storage.db import connect
 

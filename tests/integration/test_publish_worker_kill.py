@@ -15,10 +15,10 @@ import pytest
 import redis
 from psycopg.types.json import Jsonb
 
-from mediation.processes import mediation_command, running
 from mediation.rules.publish import HealthThresholds, Stage, cohort_field, cohort_key
-from mediation.seed import demo_config, seed_app
 from mediation.settings import Settings
+from mediation.sim.processes import mediation_command, running
+from mediation.sim.seed import demo_config, seed_app
 from storage.configs import get_operation, list_transitions, push_config, start_publish
 from storage.db import connect
 

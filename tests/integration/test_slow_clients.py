@@ -30,9 +30,9 @@ import httpx
 import pytest
 
 from gateway.server_protocol import MAX_HEADER_BYTES, MAX_URL_BYTES
-from mediation.processes import free_port, mediation_command, running
-from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
+from mediation.sim.processes import free_port, mediation_command, running
+from mediation.sim.seed import demo_config, new_app_key, seed_app
 
 pytestmark = pytest.mark.integration
 

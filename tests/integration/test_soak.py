@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from mediation.peak import PROFILES, run_profile
+from mediation.ops.peak import PROFILES, run_profile
 from mediation.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -24,11 +24,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mediation.processes import ChildProcess, free_port, mediation_command, running
+from mediation.ops.status import read_worker
 from mediation.rules.replay import ReplayRequest, Selection
-from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
-from mediation.status import read_worker
+from mediation.sim.processes import ChildProcess, free_port, mediation_command, running
+from mediation.sim.seed import demo_config, new_app_key, seed_app
 from replay.run import replay_results
 from storage.cold import FileColdStore
 from storage.db import connect

@@ -20,13 +20,13 @@ from dataclasses import replace
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from mediation.processes import free_port, mediation_command, running
 from mediation.rules.ulid import ulid_time_ms
-from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
-from mediation.simulate import SimulationConfig, run_simulation
+from mediation.sim.processes import free_port, mediation_command, running
+from mediation.sim.seed import demo_config, new_app_key, seed_app
+from mediation.sim.simulate import SimulationConfig, run_simulation
+from mediation.sim.verify import count_archived, reconcile
 from mediation.topics import ensure_topics
-from mediation.verify import count_archived, reconcile
 from storage.db import connect
 
 pytestmark = pytest.mark.integration

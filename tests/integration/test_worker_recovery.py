@@ -28,8 +28,8 @@ import pytest
 from worker_inputs import WORKER_ENV, assert_stored_exactly, count_rows, dataset, produce
 
 from dataflows.stopping import STOP_GRACE_S
-from mediation.processes import ChildProcess, free_port, mediation_command
 from mediation.settings import Settings
+from mediation.sim.processes import ChildProcess, free_port, mediation_command
 from storage.db import connect
 
 pytestmark = pytest.mark.integration

@@ -39,8 +39,8 @@ from worker_inputs import (
     produce,
 )
 
-from mediation.processes import ChildProcess, free_port, mediation_command
 from mediation.settings import Settings
+from mediation.sim.processes import ChildProcess, free_port, mediation_command
 from mediation.topics import ensure_topics
 from storage.db import connect
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from mediation.publish_worker import advance_once
+from mediation.ops.publish_worker import advance_once
 from mediation.rules.publish import (
     FAILED,
     PENDING,
@@ -29,8 +29,8 @@ from mediation.rules.publish import (
     Step,
 )
 from mediation.rules.waterfall import ConfigError
-from mediation.seed import demo_config, seed_app
 from mediation.settings import Settings
+from mediation.sim.seed import demo_config, seed_app
 from storage.configs import (
     PublishError,
     apply_step,

@@ -16,8 +16,8 @@ from tiering_data import DAY, fill_day
 from gateway import replay_api
 from gateway.app import create_app
 from mediation.rules.replay import ReplayRequest, Selection
-from mediation.seed import demo_config, new_app_key, seed_app
 from mediation.settings import Settings
+from mediation.sim.seed import demo_config, new_app_key, seed_app
 from replay import cold
 from replay.digest import result_hash
 from replay.jobs import claim, enqueue, job_state, release, serve_jobs

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from tiering_data import DAY
 
-from mediation.processes import mediation_command
+from mediation.sim.processes import mediation_command
 from storage.cold import FileColdStore
 from storage.db import connect
 from storage.partitions import PARTITIONED_TABLES

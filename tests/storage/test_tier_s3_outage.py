@@ -22,8 +22,8 @@ import pytest
 from private_servers import PrivateServer
 from tiering_data import DAY, fill_day
 
-from mediation.processes import free_port
 from mediation.rules.replay import ReplayRequest, Selection
+from mediation.sim.processes import free_port
 from replay.digest import ResultDigest
 from replay.run import replay_results
 from storage.cold import ColdStoreError, S3ColdStore

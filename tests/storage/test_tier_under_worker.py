@@ -19,10 +19,10 @@ from confluent_kafka import Producer
 from worker_inputs import WORKER_ENV
 
 from mediation.cli import main
-from mediation.processes import ChildProcess, mediation_command
 from mediation.rules.model import Event
 from mediation.rules.ulid import encode_ulid, ulid_day
 from mediation.settings import Settings
+from mediation.sim.processes import ChildProcess, mediation_command
 from mediation.topics import producer_config
 from mediation.wire import encode_event
 from storage.cold import open_cold_store

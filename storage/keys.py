@@ -13,10 +13,9 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass
 
+from mediation.rules.identity import hash_app_key
 from storage.audit import record_audit
 from storage.db import connect
-
-from .rules.identity import hash_app_key
 
 __all__ = [
     "KEY_PREFIX_CHARS",

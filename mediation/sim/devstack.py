@@ -37,8 +37,8 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import sql
 
-from .settings import LOOPBACK_HOSTS, Settings
-from .topics import ensure_topics
+from mediation.settings import LOOPBACK_HOSTS, Settings
+from mediation.topics import ensure_topics
 
 __all__ = [
     "DEFAULT_S3_ENDPOINT",

@@ -17,19 +17,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__
-from .config_cli import add_config_commands
+from mediation import __version__
+from mediation.cli.config import add_config_commands
 
 if TYPE_CHECKING:
-    from .membership import Membership
-    from .settings import Settings
-    from .simulate import SimulationReport
+    from mediation.membership import Membership
+    from mediation.settings import Settings
+    from mediation.sim.simulate import SimulationReport
 
 __all__ = ["main"]
 
 
 def _settings() -> Settings:
-    from .settings import Settings
+    from mediation.settings import Settings
 
     return Settings.from_env()
 
@@ -47,8 +47,8 @@ def _configure_logging(verbose: bool) -> None:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    from . import devstack
-    from .tables import render_table
+    from mediation.sim import devstack
+    from mediation.text_table import render_table
 
     settings = _settings()
     if args.action == "up":
@@ -103,7 +103,7 @@ def cmd_partitions(args: argparse.Namespace) -> int:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from .seed import demo_config, new_app_key, seed_app
+    from mediation.sim.seed import demo_config, new_app_key, seed_app
 
     settings = _settings()
     key = args.app_key or new_app_key()
@@ -121,8 +121,8 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from .keys import KeyOperationError, create_key, list_keys, revoke_key
-    from .tables import render_table
+    from mediation.text_table import render_table
+    from storage.keys import KeyOperationError, create_key, list_keys, revoke_key
 
     settings = _settings()
     try:
@@ -154,7 +154,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .status import read_triggers, read_worker, render_status, render_triggers
+    from mediation.ops.status import read_triggers, read_worker, render_status, render_triggers
 
     urls = args.worker_metrics or ["http://127.0.0.1:9464/metrics"]
     reports = [read_worker(url) for url in urls]
@@ -182,19 +182,18 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_tier(args: argparse.Namespace) -> int:
-    from storage.cold import READABLE_STORAGE_CLASSES, open_cold_store
-    from storage.db import connect
-    from storage.lifecycle import age_tiered_days
-    from storage.partitions import PARTITIONED_TABLES
-    from storage.tier_job import run_tiering
-
-    from .rules.tiering import (
+    from mediation.rules.tiering import (
         DEFAULT_HOT_DAYS,
         check_retention,
         older_than_days,
         parse_hot_days,
     )
-    from .tables import render_table
+    from mediation.text_table import render_table
+    from storage.cold import READABLE_STORAGE_CLASSES, open_cold_store
+    from storage.db import connect
+    from storage.lifecycle import age_tiered_days
+    from storage.partitions import PARTITIONED_TABLES
+    from storage.tier_job import run_tiering
 
     settings = _settings()
     today = args.today or dt.datetime.now(dt.UTC).date()
@@ -332,9 +331,8 @@ def cmd_replay_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_dlq(args: argparse.Namespace) -> int:
+    from mediation.text_table import render_table
     from storage.deadletters import list_dead_letters, redrive
-
-    from .tables import render_table
 
     settings = _settings()
     since = (
@@ -373,7 +371,7 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         return 0
     from confluent_kafka import Producer
 
-    from .topics import producer_config
+    from mediation.topics import producer_config
 
     producer = Producer(
         producer_config(
@@ -436,7 +434,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def _membership(args: argparse.Namespace) -> Membership:
     """The partitions this worker process owns, from ``--member`` or ``--partitions``."""
-    from .membership import Membership, MembershipError
+    from mediation.membership import Membership, MembershipError
 
     if args.partitions is not None:
         if args.member is not None:
@@ -498,11 +496,11 @@ def _simulation_progress(report: SimulationReport, elapsed_s: float) -> None:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from .simulate import SimulationConfig, run_simulation
-    from .summary import percentile
+    from mediation.sim.simulate import SimulationConfig, run_simulation
+    from mediation.sim.summary import percentile
 
     if args.profile:
-        from .peak import PROFILES, run_profile
+        from mediation.ops.peak import PROFILES, run_profile
 
         profile = PROFILES[args.profile]
         if args.rate is not None:
@@ -549,14 +547,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    from .alerting import DEPLOY_DIR
-    from .gate import run_gate
-    from .tables import render_table
+    from mediation.ops.alerting import DEPLOY_DIR
+    from mediation.ops.gate import run_gate
+    from mediation.text_table import render_table
 
     settings = _settings()
     results = args.results or settings.data_dir / "results"
     if args.run_peak:
-        from .peak import PROFILES, run_profile
+        from mediation.ops.peak import PROFILES, run_profile
 
         run_profile(settings, PROFILES["peak"], args.peak_duration, None)
     checks = run_gate(
@@ -578,7 +576,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import DemoOptions, run_demo
+    from mediation.sim.demo import DemoOptions, run_demo
 
     return run_demo(
         _settings(),
@@ -935,14 +933,13 @@ def _known_failure(exc: Exception) -> tuple[int, str] | None:
     import httpx
     import psycopg
 
+    from mediation.cli.config import InputFileError
+    from mediation.membership import MembershipError
+    from mediation.settings import SettingsError
     from storage.cold import ColdStoreError
     from storage.db import DatabaseUnavailableError
     from storage.migrate import MigrationError
     from storage.tiering import TieringError
-
-    from .config_cli import InputFileError
-    from .membership import MembershipError
-    from .settings import SettingsError
 
     if isinstance(exc, SettingsError):
         return EXIT_USAGE, f"configuration error: {exc}"

@@ -7,7 +7,7 @@
 3. **closure under peak**: the newest peak-simulation report
    (``mediation simulate --profile peak``) passed and is recent;
 4. **alerting**: the alert rules and dashboard check out against the code
-   (``mediation.alerting``) and P0/P1 alerts reach a real receiver;
+   (``mediation.ops.alerting``) and P0/P1 alerts reach a real receiver;
 5. **rollback playbook**: a publish operation has been rolled back in this
    environment (the playbook was run at least once).
 
@@ -26,10 +26,9 @@ from pathlib import Path
 import psycopg
 import redis
 
+from mediation.ops.alerting import DEPLOY_DIR, routing_problems, rule_problems
+from mediation.settings import Settings
 from storage.db import DatabaseUnavailableError, connect
-
-from .alerting import DEPLOY_DIR, routing_problems, rule_problems
-from .settings import Settings
 
 __all__ = ["GateCheck", "newest_peak_report", "run_gate"]
 

@@ -29,10 +29,9 @@ import redis
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from mediation.rules.triggers import TRIGGERS, TriggerState, evaluate, histogram_quantile
+from mediation.text_table import render_table
 from storage.db import DatabaseUnavailableError, connect
-
-from .rules.triggers import TRIGGERS, TriggerState, evaluate, histogram_quantile
-from .tables import render_table
 
 __all__ = [
     "GatewaySample",

@@ -21,23 +21,22 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-from storage.db import connect
-from storage.migrate import migrate
-from storage.partitions import days_around, ensure_partitions
-
-from . import devstack
-from .processes import free_port, mediation_command, running
-from .seed import demo_config, new_app_key, seed_app
-from .settings import Settings
-from .simulate import (
+from mediation.settings import Settings
+from mediation.sim import devstack
+from mediation.sim.processes import free_port, mediation_command, running
+from mediation.sim.seed import demo_config, new_app_key, seed_app
+from mediation.sim.simulate import (
     SimulationConfig,
     SimulationReport,
     run_simulation,
     run_simulation_processes,
 )
-from .summary import render_summary
-from .tables import render_table
-from .verify import Reconciliation, count_archived, reconcile
+from mediation.sim.summary import render_summary
+from mediation.sim.verify import Reconciliation, count_archived, reconcile
+from mediation.text_table import render_table
+from storage.db import connect
+from storage.migrate import migrate
+from storage.partitions import days_around, ensure_partitions
 
 __all__ = [
     "DemoOptions",

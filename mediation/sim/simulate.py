@@ -28,8 +28,8 @@ from typing import Any
 import httpx
 import orjson
 
-from .clock import now_ms as _now_ms
-from .rules.ulid import encode_ulid
+from mediation.clock import now_ms as _now_ms
+from mediation.rules.ulid import encode_ulid
 
 __all__ = [
     "Expectation",

@@ -18,11 +18,11 @@ from typing import Any
 
 import yaml
 
-from .rules.triggers import TRIGGERS
+from mediation.rules.triggers import TRIGGERS
 
 __all__ = ["DEPLOY_DIR", "exported_samples", "routing_problems", "rule_problems"]
 
-DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy"
+DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy"
 _OPERATIONS_DOC = DEPLOY_DIR.parent / "docs" / "operations.md"
 _METRIC = re.compile(r"\b(mediation_[a-z_]+)")
 _DURATION = re.compile(r"^\d+[smh]$")

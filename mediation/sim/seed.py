@@ -11,13 +11,12 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from mediation.rules.identity import hash_app_key
+from mediation.rules.waterfall import parse_config
 from storage.audit import record_audit
 from storage.configs import config_checksum
 from storage.db import connect
-
-from .keys import KEY_PREFIX_CHARS, new_app_key
-from .rules.identity import hash_app_key
-from .rules.waterfall import parse_config
+from storage.keys import KEY_PREFIX_CHARS, new_app_key
 
 __all__ = ["SeedResult", "demo_config", "new_app_key", "seed_app"]
 

@@ -7,9 +7,9 @@ import statistics
 
 import psycopg
 
-from .simulate import SimulationReport
-from .tables import render_table
-from .verify import Reconciliation
+from mediation.sim.simulate import SimulationReport
+from mediation.sim.verify import Reconciliation
+from mediation.text_table import render_table
 
 __all__ = ["percentile", "render_summary"]
 

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from mediation.sim.simulate import SimulationReport
 from replay.hot import load_archives, load_inputs, recompute
-
-from .simulate import SimulationReport
 
 __all__ = ["Reconciliation", "reconcile"]
 

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .rules.publish import (
+from mediation.rules.publish import (
     ACTIVE_STATES,
     DEFAULT_PLAN,
     HealthThresholds,
@@ -35,9 +35,9 @@ from .rules.publish import (
     config_diff,
     plan_from_text,
 )
-from .rules.waterfall import ConfigError
-from .settings import Settings
-from .tables import render_table
+from mediation.rules.waterfall import ConfigError
+from mediation.settings import Settings
+from mediation.text_table import render_table
 
 if TYPE_CHECKING:
     import psycopg
@@ -192,7 +192,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
     # Bad input is refused before anything is reached.
     body = read_config_file(Path(args.file)) if args.action == "push" else None
-    # Postgres being unreachable, or without a schema, is said by mediation.cli.main.
+    # Postgres being unreachable, or without a schema, is said by mediation.cli.app.
     settings = Settings.from_env()
     with _connect(settings) as conn:
         try:
@@ -304,7 +304,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_publish_worker(args: argparse.Namespace) -> int:
-    from .publish_worker import RedisCohorts, crash_drill, serve
+    from mediation.ops.publish_worker import RedisCohorts, crash_drill, serve
 
     settings = Settings.from_env()
     stop = threading.Event()

@@ -5,7 +5,7 @@ The run passes when all four checks hold:
 - **closure**: every answered request has exactly one archive record that
   equals the rules' recompute from its stored inputs, every ACKed event is
   stored exactly once, and every orphan is stored as one
-  (``mediation.verify.reconcile``). How many records also say what the SDK
+  (``mediation.sim.verify.reconcile``). How many records also say what the SDK
   expected is reported beside it: under load the generator's own queueing
   moves events' server time (``server_ts`` = received - (sent_at - ts)),
   and the rules then rightly order or window them otherwise than the SDK
@@ -38,13 +38,13 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 
-from .rules.soak import memory_rise
-from .rules.triggers import histogram_quantile
-from .summary import percentile
+from mediation.rules.soak import memory_rise
+from mediation.rules.triggers import histogram_quantile
+from mediation.sim.summary import percentile
 
 if TYPE_CHECKING:
-    from .demo import PipelineRun
-    from .peak import Profile, Sample
+    from mediation.ops.profiles import Profile, Sample
+    from mediation.sim.demo import PipelineRun
 
 __all__ = ["write_report"]
 
