@@ -34,6 +34,7 @@ from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from mediation.clock import now_ms
+from mediation.errors import ServiceError
 from mediation.rules.model import ClosedOpportunity, LateEvent, OrphanEvents
 from sinks.postgres import WriteCounters
 from sinks.records import DeadLetterRecord, SinkItem
@@ -48,8 +49,10 @@ log = logging.getLogger(__name__)
 _HEALTHY = b'{"status":"ok"}'
 
 
-class MetricsPortInUseError(RuntimeError):
+class MetricsPortInUseError(ServiceError):
     """The worker's ``/metrics`` port is taken by another process."""
+
+    code = "metrics_port_in_use"
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -10,6 +10,8 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from mediation.errors import InputError
+
 __all__ = [
     "BodyError",
     "BodyTooLargeError",
@@ -27,7 +29,7 @@ __all__ = [
 ]
 
 
-class BodyError(ValueError):
+class BodyError(InputError):
     """A body that cannot be read as sent: each kind has its status and error code.
 
     Every route that reads a body answers these through ``body_error_response``,

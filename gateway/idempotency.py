@@ -46,6 +46,8 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from mediation.errors import InputError
+
 from .ids import random_bytes
 
 __all__ = [
@@ -101,8 +103,8 @@ return 0
 _STORE_ERRORS = (RedisError, TimeoutError)
 
 
-class InvalidIdempotencyKeyError(ValueError):
-    pass
+class InvalidIdempotencyKeyError(InputError):
+    code = "idempotency_key_invalid"
 
 
 def check_idempotency_key(key: str) -> None:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from mediation.errors import ServiceError
 from mediation.topics import producer_config
 
 __all__ = ["AsyncProducer", "Delivery", "ProduceFailedError", "ProduceTimeoutError"]
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 _RETIRING_ERRORS = frozenset({KafkaError._MSG_TIMED_OUT, KafkaError.PRODUCER_FENCED})
 
 
-class ProduceTimeoutError(TimeoutError):
+class ProduceTimeoutError(ServiceError, TimeoutError):
     """The broker did not confirm in time; the client should retry later.
 
     ``delivery`` is the batch still in flight: it may yet be confirmed, and
@@ -44,13 +45,17 @@ class ProduceTimeoutError(TimeoutError):
     again (``gateway/resends.py``).
     """
 
+    code = "produce_timeout"
+
     def __init__(self, message: str, delivery: Delivery):
         super().__init__(message)
         self.delivery = delivery
 
 
-class ProduceFailedError(RuntimeError):
+class ProduceFailedError(ServiceError):
     """The broker refused a message, or the local queue is full; retryable."""
+
+    code = "produce_failed"
 
 
 class Delivery:

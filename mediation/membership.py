@@ -19,11 +19,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mediation.errors import InputError
+
 __all__ = ["Membership", "MembershipError"]
 
 
-class MembershipError(ValueError):
+class MembershipError(InputError):
     """A member or partition list that is malformed or does not fit the topics."""
+
+    code = "membership_invalid"
 
 
 def _number(text: str, what: str) -> int:

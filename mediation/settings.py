@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from mediation.errors import InputError
 from mediation.rules.publish import STATES as PUBLISH_STATES
 from mediation.rules.ulid import ulid_time_ms_unchecked
 
@@ -39,8 +40,10 @@ DEFAULT_TOPIC_PREFIX = "mediation."
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
-class SettingsError(ValueError):
+class SettingsError(InputError):
     """A setting is missing or malformed; the message names the variable."""
+
+    code = "settings_invalid"
 
 
 @dataclass(frozen=True, slots=True)

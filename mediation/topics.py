@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from mediation.errors import ServiceError
+
 __all__ = [
     "PARTITIONER",
     "TopicLayoutError",
@@ -30,12 +32,16 @@ __all__ = [
 PARTITIONER = "murmur2_random"
 
 
-class TopicSetupError(RuntimeError):
+class TopicSetupError(ServiceError):
     """The broker refused to create a topic (other than 'already exists')."""
+
+    code = "topic_setup_failed"
 
 
 class TopicLayoutError(TopicSetupError):
     """The input topics are missing or not co-partitioned."""
+
+    code = "topics_not_copartitioned"
 
 
 def producer_config(

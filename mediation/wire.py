@@ -23,6 +23,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 import orjson
 
+from mediation.errors import InputError
 from mediation.rules.model import EVENT_TYPES, Event, Opportunity, WaterfallEntry, event_as_dict
 from mediation.rules.ulid import ULID_PATTERN, encode_ulid, is_ulid, ulid_time_ms_unchecked
 
@@ -48,8 +49,10 @@ OPPORTUNITY_SCHEMA = "opportunity.v1"
 EVENT_SCHEMA = "event.v1"
 
 
-class WireError(ValueError):
+class WireError(InputError):
     """A message value cannot be decoded; ``reason`` is a stable code."""
+
+    code = "wire_invalid"
 
     def __init__(self, reason: str, detail: str):
         super().__init__(f"{reason}: {detail}")

@@ -33,6 +33,7 @@ import pyarrow.fs as pafs
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 
+from mediation.errors import ServiceError
 from mediation.settings import LOOPBACK_HOSTS
 
 __all__ = [
@@ -52,8 +53,10 @@ READABLE_STORAGE_CLASSES = frozenset(
 )
 
 
-class ColdStoreError(RuntimeError):
+class ColdStoreError(ServiceError):
     """The cold store cannot be reached or refused an operation."""
+
+    code = "cold_store_failed"
 
 
 class ColdStore(Protocol):

@@ -11,11 +11,15 @@ from __future__ import annotations
 import psycopg
 from psycopg.rows import tuple_row
 
+from mediation.errors import ServiceError
+
 __all__ = ["DatabaseUnavailableError", "connect"]
 
 
-class DatabaseUnavailableError(RuntimeError):
+class DatabaseUnavailableError(ServiceError):
     """Postgres could not be reached; retryable."""
+
+    code = "database_unavailable"
 
 
 def connect(

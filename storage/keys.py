@@ -13,6 +13,7 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass
 
+from mediation.errors import InputError
 from mediation.rules.identity import hash_app_key
 from storage.audit import record_audit
 from storage.db import connect
@@ -32,8 +33,10 @@ MAX_ACTIVE_KEYS = 2
 KEY_PREFIX_CHARS = 12
 
 
-class KeyOperationError(ValueError):
+class KeyOperationError(InputError):
     """A key operation was refused; ``code`` is a stable reason."""
+
+    code = "key_operation_refused"
 
     def __init__(self, code: str, message: str):
         super().__init__(message)

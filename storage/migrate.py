@@ -17,6 +17,8 @@ from pathlib import Path
 
 import psycopg
 
+from mediation.errors import ServiceError
+
 from .db import connect
 
 __all__ = ["SQL_DIR", "Migration", "MigrationError", "applied_versions", "migrate", "pending"]
@@ -36,8 +38,10 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 """
 
 
-class MigrationError(RuntimeError):
+class MigrationError(ServiceError):
     """The database and the repository's migrations disagree."""
+
+    code = "migration_failed"
 
 
 @dataclass(frozen=True, slots=True)

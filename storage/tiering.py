@@ -52,6 +52,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from psycopg import sql
 
+from mediation.errors import ServiceError
+
 from .cold import ColdStore, ColdStoreError, FileColdStore
 from .partitions import partition_name
 
@@ -107,8 +109,10 @@ _INTEGER_OF: dict[pa.DataType, pa.DataType] = {
 }
 
 
-class TieringError(RuntimeError):
+class TieringError(ServiceError):
     """An export or its verification failed; nothing may be dropped."""
+
+    code = "tiering_failed"
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mediation.errors import InputError
 from mediation.rules.publish import (
     ACTIVE_STATES,
     DEFAULT_PLAN,
@@ -47,8 +48,10 @@ __all__ = ["InputFileError", "add_config_commands", "read_config_file"]
 AddCommand = Callable[..., argparse.ArgumentParser]
 
 
-class InputFileError(Exception):
+class InputFileError(InputError):
     """A file named on the command line cannot be read or is not what it should be."""
+
+    code = "input_file_invalid"
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

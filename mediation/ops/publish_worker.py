@@ -35,6 +35,7 @@ import psycopg
 import redis
 from redis.exceptions import RedisError
 
+from mediation.errors import ServiceError
 from mediation.rules.publish import (
     ROLLING_OUT,
     VALIDATING,
@@ -77,8 +78,8 @@ class CohortSource(Protocol):
         ...
 
 
-class CohortsUnavailableError(RuntimeError):
-    pass
+class CohortsUnavailableError(ServiceError):
+    code = "cohorts_unavailable"
 
 
 class RedisCohorts:

@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from ..errors import InputError
+
 __all__ = [
     "ACTIVE_STATES",
     "COHORT_ERROR",
@@ -85,8 +87,10 @@ _MAX_STAGES = 10
 _MAX_DWELL_MS = 7 * 24 * 3600 * 1000
 
 
-class PlanError(ValueError):
+class PlanError(InputError):
     """A rollout plan is invalid; the message lists every problem."""
+
+    code = "plan_invalid"
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import InputError
 from .amendment import AMENDABLE_FIELDS
 from .closure import RULE_VERSION, close_opportunity, inputs_hash
 from .model import ArchiveRecord, Event, Opportunity, event_as_dict
@@ -61,8 +62,10 @@ _END_OF_DATES_MS = ((dt.date.max - _EPOCH_DAY).days + 1) * _MS_PER_DAY
 _NO_RANDOMNESS = bytes(10)
 
 
-class ReplayRequestError(ValueError):
+class ReplayRequestError(InputError):
     """A replay request that cannot be served as asked; the message says why."""
+
+    code = "replay_request_invalid"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,8 @@ import datetime as _dt
 import re
 from typing import TypeGuard
 
+from ..errors import InputError
+
 __all__ = [
     "ULID_PATTERN",
     "InvalidUlidError",
@@ -32,8 +34,10 @@ _MS_PER_DAY = 86_400_000
 _EPOCH_DAY = _dt.date(1970, 1, 1)
 
 
-class InvalidUlidError(ValueError):
+class InvalidUlidError(InputError):
     """The text is not a canonical (upper-case Crockford) ULID."""
+
+    code = "ulid_invalid"
 
 
 def encode_ulid(time_ms: int, randomness: bytes) -> str:

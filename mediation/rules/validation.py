@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeGuard
 
+from ..errors import InputError
 from .model import EVENT_TYPES, Event
 from .ulid import is_ulid, ulid_time_ms_unchecked
 from .waterfall import DEFAULT_SKEW_TOLERANCE_MS
@@ -67,8 +68,10 @@ class Rejection:
     message: str
 
 
-class RequestInvalidError(ValueError):
+class RequestInvalidError(InputError):
     """A whole request is invalid (not one item of a batch)."""
+
+    code = "request_invalid"
 
     def __init__(self, code: str, message: str, details: Mapping[str, object] | None = None):
         super().__init__(message)

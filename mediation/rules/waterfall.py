@@ -27,6 +27,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from ..errors import InputError
 from .model import EVENT_TYPES, WaterfallEntry
 
 __all__ = [
@@ -54,8 +55,10 @@ DEFAULT_REQUESTS_PER_S = 5000
 DEFAULT_EVENT_BATCHES_PER_S = 2000
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config snapshot body is invalid; ``errors`` lists every problem."""
+
+    code = "config_invalid"
 
     def __init__(self, errors: list[str]):
         super().__init__("; ".join(errors))

@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 import psycopg
 from psycopg import sql
 
+from mediation.errors import ServiceError
 from mediation.settings import LOOPBACK_HOSTS, Settings
 from mediation.topics import ensure_topics
 
@@ -59,8 +60,10 @@ log = logging.getLogger(__name__)
 DEFAULT_S3_ENDPOINT = "http://127.0.0.1:9000"
 
 
-class DevStackError(RuntimeError):
+class DevStackError(ServiceError):
     """A service could not be found or started; the message says what to do."""
+
+    code = "dev_stack_failed"
 
 
 @dataclass(frozen=True, slots=True)
