@@ -6,38 +6,21 @@ passed as ``MEDIATION_WORKER_MEMBER`` / ``MEDIATION_WORKER_PARTITIONS``;
 ``mediation/membership.py``), with its recovery store under ``-r``. N
 processes are N independent dataflows: each reads, closes and writes its
 own partitions, with its own event time, and none waits for another
-(docs/architecture.md). Settings come from the environment
-(docs/contracts.md section 1) plus the worker's own knobs:
-
-- ``MEDIATION_ALLOWED_LATENESS_MS`` (default 5000): wait after an
-  opportunity's close time before writing its archive record.
-- ``MEDIATION_DEFAULT_CLOSURE_WINDOW_MS`` (default 1800000) and
-  ``MEDIATION_DEFAULT_GRACE_MS`` (30000): for events whose opportunity never
-  arrives (each opportunity carries its own from its config).
-- ``MEDIATION_TOMBSTONE_TTL_MS`` (default 3600000): how long closed
-  opportunities are remembered to recognise late events.
-- ``MEDIATION_MAX_ORPHAN_KEYS_PER_APP`` (default 50000): keys one app may
-  hold events for, per process, while their opportunity has not arrived
-  (more new keys: dead letters ``too_many_orphans``).
-- ``MEDIATION_WORKER_METRICS_PORT``: where this process serves ``/metrics``
-  (``mediation worker`` sets it from ``--metrics-port``; 0: off),
-  on ``MEDIATION_WORKER_METRICS_HOST`` (``--metrics-host``; default 127.0.0.1).
-- ``MEDIATION_DRAIN_SETTLE_MS`` (default 1000): how long a partition read
-  to the end of its log holds its event time before following the wall
-  clock (``dataflows/watermark.py``).
-- ``MEDIATION_SINK_WRITERS`` (default 2): Postgres writer threads (each
-  with its connection) of this process; records are spread over them by
-  ``opportunity_key`` (``sinks/pipelined.py``).
-- ``MEDIATION_GC_INTERVAL_MS`` (default 60000): how often the cyclic
-  garbage collector runs (``_tune_gc``; 0: Python's automatic collection).
+(docs/architecture.md). Its settings are ``Settings.worker``
+(``mediation/settings.py``; the table of docs/contracts.md section 1): the
+rules' policy (``MEDIATION_ALLOWED_LATENESS_MS``, the defaults for events
+whose opportunity never arrives, the tombstone TTL, the orphan-key bound),
+the membership, ``/metrics`` port and host, the drain settle time, the
+number of Postgres writer threads (``sinks/pipelined.py``) and the garbage
+collector's interval (``_tune_gc``).
 SIGTERM and SIGINT stop the process cleanly: the input ends, the current
 epoch completes, the writers flush, the recovery store takes its snapshot,
 one line is logged and the process exits 0 (``dataflows/stopping.py``).
 A busy metrics port, input topics that are not co-partitioned, or a
 membership that does not fit them stop it at start with one line.
 
-- ``MEDIATION_CRASH_AT`` (drills only, see ``dataflows/faults.py``): SIGKILL
-  this process before or after its N-th Postgres batch.
+``MEDIATION_CRASH_AT`` (drills only, see ``dataflows/faults.py``) SIGKILLs
+this process before or after its N-th Postgres batch.
 """
 
 from __future__ import annotations
@@ -45,7 +28,6 @@ from __future__ import annotations
 import functools
 import gc
 import logging
-import os
 import threading
 import time
 
@@ -53,16 +35,15 @@ import bytewax.operators as op
 from bytewax.connectors.kafka import KafkaError, KafkaSink, KafkaSourceMessage
 from bytewax.dataflow import Dataflow, Stream
 
-from mediation.membership import Membership, MembershipError
-from mediation.rules.model import Policy
-from mediation.settings import Settings, SettingsError
+from mediation.membership import MembershipError
+from mediation.settings import Settings, WorkerSettings
 from mediation.topics import TopicLayoutError, check_copartitioned, producer_config
+from mediation.wire import DeadLetterRecord
 from sinks.breakers import RedisBreakerSink
 from sinks.pipelined import PipelinedSink
 from sinks.positions import read_positions
 from sinks.postgres import PostgresWriter
-from sinks.records import DeadLetterRecord
-from storage.cold import open_cold_store
+from storage.cold import cold_store_for
 from storage.db import connect
 
 from .decode import kafka_error_letter
@@ -75,54 +56,16 @@ from .source import OwnedKafkaSource
 from .stopping import StopSignals
 from .watermark import InputWatermark
 
-__all__ = ["build_production_flow", "policy_from_env", "production_flow"]
+__all__ = ["build_production_flow", "production_flow"]
 
 log = logging.getLogger(__name__)
 
 
-def _env_ms(name: str, default: int) -> int:
-    raw = os.environ.get(name, "")
-    if not raw:
-        return default
-    if not raw.isdigit():
-        raise SettingsError(f"{name}: expected a non-negative integer of milliseconds, got {raw!r}")
-    return int(raw)
-
-
-def policy_from_env() -> Policy:
-    defaults = Policy()
-    return Policy(
-        default_closure_window_ms=_env_ms(
-            "MEDIATION_DEFAULT_CLOSURE_WINDOW_MS", defaults.default_closure_window_ms
-        ),
-        default_grace_ms=_env_ms("MEDIATION_DEFAULT_GRACE_MS", defaults.default_grace_ms),
-        allowed_lateness_ms=_env_ms("MEDIATION_ALLOWED_LATENESS_MS", defaults.allowed_lateness_ms),
-        tombstone_ttl_ms=_env_ms("MEDIATION_TOMBSTONE_TTL_MS", defaults.tombstone_ttl_ms),
-        max_orphan_keys_per_app=_env_ms(
-            "MEDIATION_MAX_ORPHAN_KEYS_PER_APP", defaults.max_orphan_keys_per_app
-        ),
-    )
-
-
-def membership_from_env() -> Membership:
-    partitions = os.environ.get("MEDIATION_WORKER_PARTITIONS", "")
-    if partitions:
-        return Membership.parse_partitions(partitions)
-    return Membership.parse_member(os.environ.get("MEDIATION_WORKER_MEMBER") or "0/1")
-
-
-def build_production_flow(
-    settings: Settings,
-    policy: Policy,
-    metrics_port: int = 0,
-    metrics_host: str = "127.0.0.1",
-    membership: Membership | None = None,
-    sink_writers: int = 2,
-    stop: StopSignals | None = None,
-) -> Dataflow:
+def build_production_flow(settings: Settings, stop: StopSignals | None = None) -> Dataflow:
+    worker: WorkerSettings = settings.worker
     brokers = settings.kafka_bootstrap_servers.split(",")
     topics = settings.topics
-    membership = membership or Membership()
+    membership = worker.membership
     partition_count = check_copartitioned(
         settings.kafka_bootstrap_servers, topics.opportunities, topics.events
     )
@@ -143,7 +86,7 @@ def build_production_flow(
         high_watermarks=highs.highs,
         low_watermarks=highs.lows,
         highs_polled_at=highs.polled_at_ms,
-        settle_ms=_env_ms("MEDIATION_DRAIN_SETTLE_MS", 1_000),
+        settle_ms=worker.drain_settle_ms,
         flight=progress.counts,
     )
 
@@ -182,9 +125,9 @@ def build_production_flow(
         highs=highs.highs,
         owned=(len(owned), partition_count),
     )
-    metrics.serve(metrics_port, metrics_host)
+    metrics.serve(worker.metrics_port, worker.metrics_host)
     # Tiered archives: a straggler for a tiered day is settled against them.
-    cold_store = open_cold_store(settings.cold_storage_url, settings.aws_endpoint_url)
+    cold_store = cold_store_for(settings)
     return build_flow(
         messages=kafka_input,
         record_sink=PipelinedSink(
@@ -196,9 +139,9 @@ def build_production_flow(
                     events_topic=topics.events,
                     cold_store=cold_store,
                 ),
-                os.environ.get("MEDIATION_CRASH_AT"),
+                worker.crash_at,
             ),
-            writers=sink_writers,
+            writers=worker.sink_writers,
         ),
         deadletter_sink=KafkaSink(
             brokers,
@@ -211,7 +154,7 @@ def build_production_flow(
             },
         ),
         topics=topics,
-        policy=policy,
+        policy=worker.policy,
         clock_ms=watermark.now_ms,
         breaker_sink=RedisBreakerSink(settings.redis_url, settings.topic_prefix),
         watermark=watermark,
@@ -220,7 +163,7 @@ def build_production_flow(
     )
 
 
-def _tune_gc() -> None:
+def _tune_gc(interval_ms: int) -> None:
     """The cyclic garbage collector runs on a timer, not on allocation counts.
 
     The worker allocates a few objects per message and holds a large heap
@@ -232,7 +175,6 @@ def _tune_gc() -> None:
     automatic collection) bounds whatever cyclic garbage the libraries make.
     """
     gc.freeze()  # what was built so far (modules, settings) is never garbage
-    interval_ms = _env_ms("MEDIATION_GC_INTERVAL_MS", 60_000)
     if not interval_ms:
         return
     gc.disable()
@@ -255,21 +197,16 @@ def _tune_gc() -> None:
 
 def production_flow() -> Dataflow:
     """Entry point for ``bytewax.run``: settings from the environment."""
+    settings = Settings.from_env()
     logging.basicConfig(
-        level=os.environ.get("MEDIATION_LOG_LEVEL", "INFO"),
+        level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    settings = Settings.from_env()
-    _tune_gc()
-    port = _env_ms("MEDIATION_WORKER_METRICS_PORT", 0)  # a plain integer, like the others
-    host = os.environ.get("MEDIATION_WORKER_METRICS_HOST") or "127.0.0.1"
-    writers = max(1, _env_ms("MEDIATION_SINK_WRITERS", 2))
+    _tune_gc(settings.worker.gc_interval_ms)
     stop = StopSignals()
     stop.install()  # bytewax.run imports the flow in its main thread: handlers go there
     try:
-        return build_production_flow(
-            settings, policy_from_env(), port, host, membership_from_env(), writers, stop
-        )
+        return build_production_flow(settings, stop)
     except (MetricsPortInUseError, TopicLayoutError, MembershipError) as exc:
         # One line, no traceback (bytewax.run would print one): exit status 1.
         raise SystemExit(f"mediation worker: {exc}") from None

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import logging
-import os
 
 from mediation.settings import Settings
 
-from .app import ROLES, GatewayApp, create_app
+from .app import GatewayApp, create_app
 
 __all__ = ["app_from_env"]
 
 
 def app_from_env() -> GatewayApp:
+    settings = Settings.from_env()
     logging.basicConfig(
-        level=os.environ.get("MEDIATION_LOG_LEVEL", "INFO"),
+        level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    raw = os.environ.get("MEDIATION_GATEWAY_ROLES", "all")
-    roles = ROLES if raw == "all" else frozenset(r.strip() for r in raw.split(","))
-    return create_app(Settings.from_env(), roles)
+    return create_app(settings, settings.gateway_roles)

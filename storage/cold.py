@@ -34,7 +34,12 @@ from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mediation.errors import ServiceError
-from mediation.settings import LOOPBACK_HOSTS
+from mediation.settings import (
+    DEFAULT_AWS_REGION,
+    LOOPBACK_HOSTS,
+    READABLE_STORAGE_CLASSES,
+    Settings,
+)
 
 __all__ = [
     "READABLE_STORAGE_CLASSES",
@@ -42,15 +47,12 @@ __all__ = [
     "ColdStoreError",
     "FileColdStore",
     "S3ColdStore",
+    "cold_store_for",
     "open_cold_store",
 ]
 
 # Where a file:// store writes objects before renaming them into place.
 _INCOMING = ".incoming"
-# S3 storage classes whose objects can be read at once (no restore).
-READABLE_STORAGE_CLASSES = frozenset(
-    {"STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER_IR"}
-)
 
 
 class ColdStoreError(ServiceError):
@@ -141,18 +143,28 @@ class FileColdStore:
 
 
 class S3ColdStore:
-    def __init__(self, bucket: str, prefix: str, endpoint_url: str | None = None):
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        endpoint_url: str | None = None,
+        *,
+        region: str = DEFAULT_AWS_REGION,
+        credentials_set: bool = False,
+    ):
+        """``region``, ``credentials_set``: ``Settings.aws_region`` and ``.aws_credentials_set``."""
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self._region = region
         local: dict[str, str] = {}
-        if _is_loopback(endpoint_url) and not os.environ.get("AWS_ACCESS_KEY_ID"):
+        if _is_loopback(endpoint_url) and not credentials_set:
             # The local S3 server (`mediation dev up`) takes any credentials;
             # boto3 refuses to sign without some.
             local = {
                 "aws_access_key_id": "local",
                 "aws_secret_access_key": "local",
-                "region_name": os.environ.get("AWS_REGION", "us-east-1"),
+                "region_name": region,
             }
         self._client = boto3.client("s3", endpoint_url=endpoint_url, **local)
         self._endpoint_url = endpoint_url
@@ -247,7 +259,7 @@ class S3ColdStore:
     def arrow_source(self, key: str) -> Any:
         """A file Arrow reads by range requests: a key lookup fetches its row groups only."""
         if self._arrow_fs is None:
-            options: dict[str, Any] = {"region": os.environ.get("AWS_REGION", "us-east-1")}
+            options: dict[str, Any] = {"region": self._region}
             if self._endpoint_url:
                 parts = urlsplit(self._endpoint_url)
                 options |= {"endpoint_override": parts.netloc, "scheme": parts.scheme or "https"}
@@ -264,13 +276,35 @@ def _is_loopback(url: str | None) -> bool:
     return bool(url) and urlsplit(url).hostname in LOOPBACK_HOSTS
 
 
-def open_cold_store(url: str, endpoint_url: str | None = None) -> FileColdStore | S3ColdStore:
-    """The store at ``COLD_STORAGE_URL`` (``file:///abs/path`` or ``s3://bucket/prefix``)."""
+def open_cold_store(
+    url: str,
+    endpoint_url: str | None = None,
+    *,
+    region: str = DEFAULT_AWS_REGION,
+    credentials_set: bool = False,
+) -> FileColdStore | S3ColdStore:
+    """The store at ``url`` (``file:///abs/path`` or ``s3://bucket/prefix``)."""
     parts = urlsplit(url)
     if parts.scheme == "file":
         return FileColdStore(Path(parts.path))
     if parts.scheme == "s3" and parts.netloc:
-        return S3ColdStore(parts.netloc, parts.path, endpoint_url)
+        return S3ColdStore(
+            parts.netloc,
+            parts.path,
+            endpoint_url,
+            region=region,
+            credentials_set=credentials_set,
+        )
     raise ColdStoreError(
         f"cold storage URL must be file:///abs/path or s3://bucket/prefix: {url!r}"
+    )
+
+
+def cold_store_for(settings: Settings) -> FileColdStore | S3ColdStore:
+    """The store at ``COLD_STORAGE_URL``, with the settings' S3 endpoint, region, credentials."""
+    return open_cold_store(
+        settings.cold_storage_url,
+        settings.aws_endpoint_url,
+        region=settings.aws_region,
+        credentials_set=settings.aws_credentials_set,
     )

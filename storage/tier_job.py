@@ -16,8 +16,9 @@ For every partitioned table and every day older than its hot retention
 A crash between any two steps leaves a state the next run finishes:
 objects without a catalog row are verified (or exported again) and
 recorded; a recorded day still in Postgres is verified again and dropped.
-``MEDIATION_TIER_CRASH_AFTER=exported|verified|recorded`` (drills only)
-SIGKILLs the job right after that step of its first day.
+``MEDIATION_TIER_CRASH_AFTER=exported|verified|recorded`` (drills only;
+``Settings.tier_crash_after``, armed by ``arm_crash_drill``) SIGKILLs the
+job right after that step of its first day.
 
 Rows that arrive for a day after it was tiered (very late events: the
 gateway accepts keys older than the hot retention) land in a partition the
@@ -51,6 +52,7 @@ import pyarrow as pa
 from psycopg import sql
 
 from mediation.rules.tiering import DEFAULT_HOT_DAYS, days_to_tier
+from mediation.settings import TIER_CRASH_POINTS
 
 from .cold import ColdStore
 from .partitions import PARTITION_DDL_LOCK, PARTITIONED_TABLES, partition_name
@@ -69,11 +71,22 @@ from .tiering import (
     verify_day,
 )
 
-__all__ = ["CRASH_POINTS", "TierResult", "partition_days", "run_tiering", "tier_day"]
+__all__ = [
+    "CRASH_POINTS",
+    "TierResult",
+    "arm_crash_drill",
+    "partition_days",
+    "run_tiering",
+    "tier_day",
+]
 
 log = logging.getLogger(__name__)
 
-CRASH_POINTS = ("exported", "verified", "recorded")
+CRASH_POINTS = TIER_CRASH_POINTS
+
+# The step after which this process kills itself (drills only); None: off.
+# Cleared when it fires: the drill fires once per process.
+_crash_after: str | None = None
 
 
 @dataclass(frozen=True)
@@ -112,9 +125,18 @@ def _catalog(conn: psycopg.Connection, table: str, day: dt.date) -> tuple[object
     ).fetchone()
 
 
+def arm_crash_drill(step: str | None) -> None:
+    """Drills only: SIGKILL this process right after ``step`` (``Settings.tier_crash_after``)."""
+    global _crash_after
+    if step is not None and step not in CRASH_POINTS:
+        raise ValueError(f"crash drill: expected one of {', '.join(CRASH_POINTS)}, got {step!r}")
+    _crash_after = step
+
+
 def _crash_drill(step: str) -> None:
-    if os.environ.get("MEDIATION_TIER_CRASH_AFTER") == step:
-        os.environ.pop("MEDIATION_TIER_CRASH_AFTER")  # once
+    global _crash_after
+    if _crash_after == step:
+        _crash_after = None  # once
         os.kill(os.getpid(), signal.SIGKILL)
 
 

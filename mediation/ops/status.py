@@ -234,7 +234,7 @@ def read_triggers(
     sleep: Callable[[float], None] = time.sleep,
 ) -> TriggerReading:
     """Every scaling trigger's current value and state, and which gateways did not answer."""
-    cpus = db_cpus or int(os.environ.get("MEDIATION_DB_CPUS", "0") or 0) or os.cpu_count() or 1
+    cpus = db_cpus or os.cpu_count() or 1  # Settings.db_cpus; 0 or None: this machine's
     before = [read_gateway(url) for url in gateway_urls]
     active: list[float] = []
     deadline = time.monotonic() + window_s
