@@ -43,8 +43,8 @@ from mediation.rules.replay import ReplayRequest, Selection
 from mediation.rules.ulid import day_of_ms, encode_ulid
 from mediation.settings import Settings
 from mediation.sim.summary import percentile
+from mediation.tables import REPLAYED_TABLES as RECORD_TABLES
 from mediation.text_table import render_table
-from replay.cold import RECORD_TABLES
 from replay.output import JsonlOutput
 from replay.run import replay_results, run_replay
 from sinks.postgres import PostgresWriter

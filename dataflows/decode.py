@@ -7,8 +7,13 @@ from bytewax.connectors.kafka import KafkaError, KafkaSourceMessage
 from mediation.rules.model import Event, Opportunity
 from mediation.rules.ulid import day_of_ms, is_ulid, ulid_day, ulid_time_ms
 from mediation.settings import Topics
-from mediation.wire import MAX_TIME_MS, WireError, decode_event, decode_opportunity
-from sinks.records import DeadLetterRecord
+from mediation.wire import (
+    MAX_TIME_MS,
+    DeadLetterRecord,
+    WireError,
+    decode_event,
+    decode_opportunity,
+)
 
 from .closing import bucket_of
 

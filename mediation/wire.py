@@ -1,9 +1,11 @@
 """Kafka message values: JSON (orjson) with a ``schema`` version field.
 
-The gateway encodes, the dataflow decodes. Decoding checks every field it
-relies on, because a topic can carry anything (an old producer, a manual
-``kcat`` write): a bad message raises ``WireError`` with a stable reason
-code and goes to the dead-letter path.
+Opportunities and events: the gateway encodes, the dataflow decodes.
+Decoding checks every field it relies on, because a topic can carry
+anything (an old producer, a manual ``kcat`` write): a bad message raises
+``WireError`` with a stable reason code and goes to the dead-letter path.
+Dead letters (``deadletter.v1``, at the end): the dataflow encodes, and
+whoever reads the topic decodes them here too.
 
 Decoding runs twice as fast through msgspec: the wire shape is declared
 once as ``msgspec.Struct`` types with the same bounds as the checks below,
@@ -15,9 +17,10 @@ two to the same verdict and values.
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -28,12 +31,16 @@ from mediation.rules.model import EVENT_TYPES, Event, Opportunity, WaterfallEntr
 from mediation.rules.ulid import ULID_PATTERN, encode_ulid, is_ulid, ulid_time_ms_unchecked
 
 __all__ = [
+    "DEADLETTER_SCHEMA",
     "EVENT_SCHEMA",
     "MAX_TIME_MS",
     "OPPORTUNITY_SCHEMA",
+    "DeadLetterRecord",
     "WireError",
+    "decode_dead_letter",
     "decode_event",
     "decode_opportunity",
+    "encode_dead_letter",
     "encode_event",
     "encode_event_fields",
     "encode_opportunity",
@@ -47,6 +54,7 @@ _MAX_REVENUE_MICROS = 2**53 - 1
 
 OPPORTUNITY_SCHEMA = "opportunity.v1"
 EVENT_SCHEMA = "event.v1"
+DEADLETTER_SCHEMA = "deadletter.v1"
 
 
 class WireError(InputError):
@@ -448,4 +456,118 @@ def decode_opportunity(
         _shared_setting(wire.skew_tolerance_ms),
         source_partition,
         source_offset,
+    )
+
+
+# --- dead letters ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRecord:
+    """A record the pipeline could not process, with where it came from.
+
+    What a ``deadletter.v1`` message and a ``dead_letters`` row hold. ``id``
+    is derived from the source position (or, for refusals by the rules,
+    from the refused content), so re-processing the same input lands the
+    same dead letter once.
+    """
+
+    id: str
+    day: dt.date
+    reason: str
+    detail: str
+    app_id: str | None
+    opportunity_key: str | None
+    source_topic: str | None
+    source_partition: int | None
+    source_offset: int | None
+    payload: bytes
+
+
+def encode_dead_letter(record: DeadLetterRecord) -> bytes:
+    """The ``deadletter.v1`` topic value: reason, source position, original bytes.
+
+    A payload that is JSON travels as JSON (``payload_encoding`` ``json``),
+    anything else as hex.
+    """
+    try:
+        original: object = orjson.loads(record.payload)
+        encoding = "json"
+    except orjson.JSONDecodeError:
+        original = record.payload.hex()
+        encoding = "hex"
+    return orjson.dumps(
+        {
+            "schema": DEADLETTER_SCHEMA,
+            "id": record.id,
+            "day": record.day.isoformat(),
+            "reason": record.reason,
+            "detail": record.detail,
+            "app_id": record.app_id,
+            "opportunity_key": record.opportunity_key,
+            "source": {
+                "topic": record.source_topic,
+                "partition": record.source_partition,
+                "offset": record.source_offset,
+            },
+            "payload_encoding": encoding,
+            "payload": original,
+        }
+    )
+
+
+def _text(doc: Mapping[str, Any], key: str, *, optional: bool = False) -> str | None:
+    value = doc.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise WireError("invalid_field", f"{key} must be a string")
+    return value
+
+
+def _opt_int(doc: Mapping[str, Any], key: str) -> int | None:
+    value = doc.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise WireError("invalid_field", f"{key} must be an integer")
+    return value
+
+
+def decode_dead_letter(value: bytes | None) -> DeadLetterRecord:
+    """A dead letter from its ``deadletter.v1`` message value.
+
+    A ``json`` payload comes back as compact JSON text: the original bytes
+    whenever they were compact JSON, as everything this pipeline writes is.
+    """
+    doc = _load(value, DEADLETTER_SCHEMA)
+    day_text = _text(doc, "day")
+    try:
+        day = dt.date.fromisoformat(str(day_text))
+    except ValueError:
+        raise WireError("invalid_field", f"day must be an ISO date, got {day_text!r}") from None
+    source = doc.get("source")
+    if not isinstance(source, dict):
+        raise WireError("invalid_field", "source must be an object")
+    encoding, payload = doc.get("payload_encoding"), doc.get("payload")
+    if encoding == "json" and "payload" in doc:
+        original = orjson.dumps(payload)
+    elif encoding == "hex" and isinstance(payload, str):
+        try:
+            original = bytes.fromhex(payload)
+        except ValueError:
+            raise WireError("invalid_field", "payload is not hex") from None
+    else:
+        raise WireError("invalid_field", "payload_encoding must be json, or hex with a string")
+    return DeadLetterRecord(
+        id=str(_text(doc, "id")),
+        day=day,
+        reason=str(_text(doc, "reason")),
+        detail=str(_text(doc, "detail")),
+        app_id=_text(doc, "app_id", optional=True),
+        opportunity_key=_text(doc, "opportunity_key", optional=True),
+        source_topic=_text(source, "topic", optional=True),
+        source_partition=_opt_int(source, "partition"),
+        source_offset=_opt_int(source, "offset"),
+        payload=original,
     )

@@ -4,21 +4,22 @@ A tiered day is a set of Parquet files per table (``storage/tiering.py``),
 sorted by ``opportunity_key``: a key lookup or a key range reads only the
 row groups whose statistics can hold it, in place (ranges on S3).
 
-``load`` decides per table and day through ``tiering_catalog``: a day
-whose partition was dropped is read from its Parquet; Postgres is read for
-every day, since a dropped day's partition can exist again (very late
-events written after tiering). Rows are merged on the table's primary key,
-the cold copy first, so a day split across both tiers is never counted
-twice and nothing written after tiering is missed. While a day is being
-tiered, some of its tables may already be cold and others still hot; the
-choice is per table.
+``load`` decides per table and day through ``tiering_catalog``
+(``storage/tiered_days.py``): a day whose partition was dropped is read
+from its Parquet; Postgres is read for every day (``storage/hot_records.py``,
+the same columns: ``mediation/tables.py``), since a dropped day's partition
+can exist again (very late events written after tiering). Rows are merged
+on the table's primary key, the cold copy first, so a day split across both
+tiers is never counted twice and nothing written after tiering is missed.
+While a day is being tiered, some of its tables may already be cold and
+others still hot; the choice is per table. ``TieredDays`` is named here
+too because the replay API takes it from here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,15 +30,15 @@ import pyarrow.parquet as pq
 
 from mediation.rules.model import ArchiveRecord
 from mediation.rules.replay import Selection
+from mediation.tables import TIMESTAMPTZ, record_table
+from storage import hot_records
 from storage.cold import ColdStore
+from storage.stored_records import StoredInputs, archive_of, inputs_from_rows
 from storage.tier_job import partition_days
+from storage.tiered_days import TieredDays
 from storage.tiering import TieringError, read_manifest
 
-from . import hot
-from .records import StoredInputs, archive_of
-
 __all__ = [
-    "RECORD_TABLES",
     "Loaded",
     "TieredDays",
     "cold_rows",
@@ -45,50 +46,6 @@ __all__ = [
     "opportunities_per_day",
     "table_rows",
 ]
-
-RECORD_TABLES = ("opportunity_records", "delivery_records", "event_records", "archive_records")
-_PRIMARY: dict[str, tuple[str, ...]] = {"event_records": ("event_id", "app_id")}
-
-
-@dataclass(frozen=True)
-class TieredDays:
-    """Per (table, day), from ``tiering_catalog``: dropped from Postgres, or deleted for good."""
-
-    dropped: frozenset[tuple[str, dt.date]]
-    deleted: frozenset[tuple[str, dt.date]]
-
-    @classmethod
-    def read(cls, conn: psycopg.Connection, days: Iterable[dt.date]) -> TieredDays:
-        return cls._of(conn, "day = ANY(%s)", (list(days),))
-
-    @classmethod
-    def between(cls, conn: psycopg.Connection, first: dt.date, last: dt.date) -> TieredDays:
-        """The days from ``first`` to ``last``: a range over centuries is one index scan."""
-        return cls._of(conn, "day BETWEEN %s AND %s", (first, last))
-
-    @classmethod
-    def _of(cls, conn: psycopg.Connection, days: str, params: tuple[object, ...]) -> TieredDays:
-        rows = conn.execute(
-            "SELECT table_name, day, deleted_at IS NOT NULL FROM tiering_catalog "
-            f"WHERE dropped_at IS NOT NULL AND table_name = ANY(%s) AND {days}",
-            (list(RECORD_TABLES), *params),
-        ).fetchall()
-        return cls(
-            frozenset((str(table), day) for table, day, deleted in rows if not deleted),
-            frozenset((str(table), day) for table, day, deleted in rows if deleted),
-        )
-
-    def deleted_days(self, selection: Selection) -> list[dt.date]:
-        """Days of the selection whose cold records were deleted by retention."""
-        first, last = selection.day_bounds()
-        touched = None if selection.is_range else set(selection.days())
-        return sorted(
-            {
-                day
-                for _table, day in self.deleted
-                if first <= day <= last and (touched is None or day in touched)
-            }
-        )
 
 
 def opportunities_per_day(
@@ -108,13 +65,8 @@ def opportunities_per_day(
     for day, start, end in selection.day_spans(stored):
         cold = day in cold_days
         low, high = dataclasses.replace(selection, start_ms=start, end_ms=end).key_bounds()
-        row = conn.execute(
-            "SELECT count(*) FROM opportunity_records WHERE day = %s "
-            "AND opportunity_key >= %s AND opportunity_key < %s",
-            (day, low, high),
-        ).fetchone()
         in_cold = _cold_rows_between(store, day, low, high) if cold else 0
-        counts[day] = (int(row[0]) if row else 0) + in_cold
+        counts[day] = hot_records.count_opportunities(conn, day, low, high) + in_cold
     return counts
 
 
@@ -143,7 +95,7 @@ def _arrow_filter(table: str, selection: Selection) -> Any:
     condition = (key >= low) & (key < high)
     for name in ("app_id", "placement_id"):
         value = getattr(selection, name)
-        if value is not None and name in hot.COLUMNS[table]:
+        if value is not None and name in record_table(table).read_columns:
             condition &= pc.field(name) == value
     return condition
 
@@ -156,21 +108,23 @@ def cold_rows(
     if manifest is None:
         raise TieringError(f"{table} {day}: catalogued as tiered, but no manifest in {store.url}")
     where = _arrow_filter(table, selection)
+    declared = record_table(table)
+    columns, timestamps = declared.read_columns, declared.names_of_type(TIMESTAMPTZ)
     rows: list[dict[str, Any]] = []
     for exported in manifest.files:
         # Read in place: the footer, then only the row groups whose
         # opportunity_key statistics can hold the selection.
         found = pq.read_table(
-            store.arrow_source(exported.key), columns=list(hot.COLUMNS[table]), filters=where
+            store.arrow_source(exported.key), columns=list(columns), filters=where
         )
-        rows.extend(_epoch_ms(found).to_pylist())
+        rows.extend(_epoch_ms(found, timestamps).to_pylist())
     return rows
 
 
-def _epoch_ms(table: pa.Table) -> pa.Table:
-    """Timestamps as epoch milliseconds, as ``replay.hot`` reads them from Postgres."""
+def _epoch_ms(table: pa.Table, timestamps: frozenset[str]) -> pa.Table:
+    """Timestamps as epoch milliseconds, as ``storage.hot_records`` reads them from Postgres."""
     for index, name in enumerate(table.column_names):
-        if name in hot.TIMESTAMP_COLUMNS:
+        if name in timestamps:
             column = table.column(index).cast(pa.timestamp("ms", tz="UTC"), safe=False)
             table = table.set_column(index, name, column.cast(pa.int64()))
     return table
@@ -190,10 +144,10 @@ def table_rows(
         if (table, day) in tiered.dropped
         for row in cold_rows(store, table, day, selection)
     ]
-    warm = hot.table_rows(conn, table, selection)
+    warm = hot_records.table_rows(conn, table, selection)
     if not cold:
         return warm
-    primary = _PRIMARY.get(table, ("opportunity_key",))
+    primary = record_table(table).row_key
     seen = {tuple(row[name] for name in primary) for row in cold}
     return cold + [row for row in warm if tuple(row[name] for name in primary) not in seen]
 
@@ -220,7 +174,7 @@ def load(conn: psycopg.Connection, store: ColdStore, selection: Selection) -> Lo
         keys = {row["opportunity_key"] for row in opportunities}
         events = [row for row in events if row["opportunity_key"] in keys]
     return Loaded(
-        hot.inputs_from_rows(opportunities, deliveries, events),
+        inputs_from_rows(opportunities, deliveries, events),
         {row["opportunity_key"]: archive_of(row) for row in archives},
         tiered.deleted_days(selection),
     )

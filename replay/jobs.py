@@ -11,7 +11,8 @@ a local file, uploads it to ``replays/<id>.<format>`` in cold storage, and
 marks the row ``done`` with the result hash, the summary and the location
 (or ``failed`` with the reason). A job whose runner died (lease run out)
 is claimed again and replayed from the start: replay is deterministic, so
-the result is the same.
+the result is the same. The rows are read and written by
+``storage/replay_jobs.py``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from mediation.rules.closure import RULE_VERSION
 from mediation.rules.replay import ReplayRequest, Selection
 from storage.cold import ColdStore
 from storage.db import connect
+from storage.replay_jobs import claim_job, read_replay, release_job, renew_lease
 
 from .digest import ResultDigest
 from .output import JsonlOutput, Output, ParquetOutput
@@ -71,25 +73,16 @@ def enqueue(
 
 def claim(conn: psycopg.Connection) -> Job | None:
     """The oldest queued job (or one whose runner's lease ran out), now leased to the caller."""
-    row = conn.execute(
-        "UPDATE replay_records SET status = 'running', "
-        "lease_until = now() + make_interval(secs => %s) "
-        "WHERE id = (SELECT id FROM replay_records WHERE status = 'queued' "
-        "OR (status = 'running' AND lease_until < now()) ORDER BY id LIMIT 1 "
-        "FOR UPDATE SKIP LOCKED) "
-        "RETURNING id, selector, mode, rule_version, config_version, output_format",
-        (LEASE_S,),
-    ).fetchone()
-    if row is None:
+    claimed = claim_job(conn, LEASE_S)
+    if claimed is None:
         return None
-    replay_id, selector, mode, rule_version, config_version, output_format = row
     request = ReplayRequest(
-        Selection.from_description(selector),
-        mode,
-        None if rule_version == RULE_VERSION else rule_version,
-        config_version,
+        Selection.from_description(claimed.selector),
+        claimed.mode,
+        None if claimed.rule_version == RULE_VERSION else claimed.rule_version,
+        claimed.config_version,
     )
-    return Job(int(replay_id), request, output_format or "jsonl")
+    return Job(claimed.replay_id, request, claimed.output_format or "jsonl")
 
 
 class _Leased:
@@ -102,11 +95,7 @@ class _Leased:
     def write(self, result: dict[str, Any], line: bytes) -> None:
         self._output.write(result, line)
         if time.monotonic() - self._renewed > _RENEW_EVERY_S:
-            self._conn.execute(
-                "UPDATE replay_records SET lease_until = now() + make_interval(secs => %s) "
-                "WHERE id = %s",
-                (LEASE_S, self._id),
-            )
+            renew_lease(self._conn, self._id, LEASE_S)
             self._renewed = time.monotonic()
 
     def close(self) -> str | None:
@@ -143,11 +132,7 @@ def run_job(conn: psycopg.Connection, store: ColdStore, job: Job) -> ResultDiges
 
 def release(conn: psycopg.Connection, replay_id: int) -> None:
     """Give a job back to the queue (its runner is stopping)."""
-    conn.execute(
-        "UPDATE replay_records SET status = 'queued', lease_until = NULL "
-        "WHERE id = %s AND status = 'running'",
-        (replay_id,),
-    )
+    release_job(conn, replay_id)
 
 
 def serve_jobs(
@@ -185,18 +170,9 @@ def _upload(store: ColdStore, path: Path, key: str) -> str:
 
 def job_state(conn: psycopg.Connection, replay_id: int) -> dict[str, Any] | None:
     """A replay record as the API shows it."""
-    row = conn.execute(
-        "SELECT id, requested_by, selector, mode, rule_version, config_version, status, "
-        "result_hash, diff_summary, records, result_location, error, created_at, finished_at, "
-        "output_format FROM replay_records WHERE id = %s",
-        (replay_id,),
-    ).fetchone()
-    if row is None:
+    state = read_replay(conn, replay_id)
+    if state is None:
         return None
-    names = ("replay_id", "requested_by", "selector", "mode", "rule_version", "config_version",
-             "status", "result_hash", "summary", "records", "result_location", "error",
-             "created_at", "finished_at", "format")  # fmt: skip
-    state = dict(zip(names, row, strict=True))
     for name in ("created_at", "finished_at"):
         if isinstance(state[name], dt.datetime):
             state[name] = state[name].isoformat()

@@ -5,19 +5,20 @@
 range never holds more than one chunk in memory. ``run_replay`` records
 the request, feeds every result to an output (``replay/output.py``) and
 to a ``ResultDigest`` (hash and summary), and records the outcome: the
-CLI and the API's inline answers and jobs all go through it.
+CLI and the API's inline answers and jobs all go through it (the rows are
+``storage/replay_jobs.py``'s). ``recompute`` is the closing record the
+rules give for an opportunity's stored inputs.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
-from psycopg.types.json import Jsonb
 
-from mediation.rules.closure import RULE_VERSION
+from mediation.rules.closure import RULE_VERSION, close_opportunity
+from mediation.rules.model import ArchiveRecord
 from mediation.rules.replay import (
     CHUNK_ROWS,
     ReplayRequest,
@@ -30,6 +31,8 @@ from mediation.rules.replay import (
 from mediation.rules.waterfall import ConfigError, parse_config
 from storage.cold import ColdStore
 from storage.configs import get_snapshot
+from storage.replay_jobs import finish_replay, start_replay
+from storage.stored_records import StoredInputs
 
 from . import cold
 from .digest import ResultDigest
@@ -37,6 +40,7 @@ from .output import Output
 
 __all__ = [
     "finish_record",
+    "recompute",
     "replay_results",
     "run_replay",
     "start_record",
@@ -113,21 +117,16 @@ def start_record(
     output_format: str | None = None,
 ) -> int:
     """Record the request in ``replay_records`` (a job: ``queued``, its format); its id."""
-    row = conn.execute(
-        "INSERT INTO replay_records (requested_by, selector, mode, rule_version, config_version, "
-        "status, output_format) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-        (
-            requested_by,
-            Jsonb(request.selection.describe()),
-            request.mode,
-            request.rule_version or RULE_VERSION,
-            request.config_version,
-            status,
-            output_format,
-        ),
-    ).fetchone()
-    assert row is not None
-    return int(row[0])
+    return start_replay(
+        conn,
+        requested_by=requested_by,
+        selector=request.selection.describe(),
+        mode=request.mode,
+        rule_version=request.rule_version or RULE_VERSION,
+        config_version=request.config_version,
+        status=status,
+        output_format=output_format,
+    )
 
 
 def finish_record(
@@ -138,20 +137,22 @@ def finish_record(
     error: str | None = None,
 ) -> None:
     """Mark the request done (hash, summary, where the result is) or failed (why)."""
-    conn.execute(
-        "UPDATE replay_records SET status = %s, result_hash = %s, diff_summary = %s, "
-        "records = %s, result_location = %s, error = %s, finished_at = %s WHERE id = %s",
-        (
-            "failed" if error else "done",
-            digest.hexdigest() if digest and not error else None,
-            Jsonb(digest.summary()) if digest and not error else None,
-            digest.records if digest and not error else None,
-            location,
-            error,
-            dt.datetime.now(dt.UTC),
-            replay_id,
-        ),
+    done = digest if digest and not error else None
+    finish_replay(
+        conn,
+        replay_id,
+        result_hash=done.hexdigest() if done else None,
+        summary=done.summary() if done else None,
+        records=done.records if done else None,
+        location=location,
+        error=error,
     )
+
+
+def recompute(inputs: StoredInputs, include_late: bool = False) -> ArchiveRecord:
+    """The closing record the rules give for the stored inputs."""
+    events = inputs.events + (inputs.late_events if include_late else ())
+    return close_opportunity(inputs.opportunity, events).archive
 
 
 def run_replay(

@@ -38,9 +38,9 @@ from zlib import adler32
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from mediation.rules.model import ClosedOpportunity, LateEvent
+from mediation.wire import DeadLetterRecord
 
 from .positions import PositionMark
-from .records import DeadLetterRecord
 
 __all__ = ["BatchWriter", "PipelinedSink", "writer_key"]
 

@@ -28,10 +28,11 @@ from mediation.rules.amendment import archive_changes
 from mediation.rules.closure import EXCLUDED_UNKNOWN_OPPORTUNITY, close_opportunity
 from mediation.rules.model import DeadLetter, Event, event_as_dict
 from mediation.rules.state import OPPORTUNITY_APP_MISMATCH
-from replay.hot import load_archives, load_inputs
+from mediation.tables import AMENDMENT_RECORDS
 from storage.cold import ColdStore
 from storage.cold_owners import cold_archive_owners
 from storage.db import DatabaseUnavailableError, connect
+from storage.hot_records import load_archives, load_inputs
 from storage.partitions import ensure_partitions
 from storage.tiering import TieringError
 
@@ -39,6 +40,7 @@ from .positions import PositionMark, record_positions
 from .records import SinkItem, dead_letter_from_rules, unwritable
 from .rows import (
     COLUMNS,
+    SINK_TABLES,
     EventRowKey,
     TableRows,
     dead_letter_row,
@@ -56,14 +58,15 @@ def _names(columns: tuple[str, ...]) -> sql.Composed:
     return sql.SQL(", ").join(map(sql.Identifier, columns))
 
 
-_INSERTS = {
-    table: sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
+def _insert_sql(table: str, columns: tuple[str, ...]) -> sql.Composed:
+    return sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
         sql.Identifier(table),
         _names(columns),
         sql.SQL(", ").join(sql.Placeholder() * len(columns)),
     )
-    for table, columns in COLUMNS.items()
-}
+
+
+_INSERTS = {table: _insert_sql(table, columns) for table, columns in COLUMNS.items()}
 # Below this many rows a table's rows go in as one pipelined executemany;
 # from here on COPY into a transaction-scoped staging table and one
 # INSERT ... SELECT ... ON CONFLICT DO NOTHING is several times faster.
@@ -96,13 +99,7 @@ SELECT to_char(day, 'YYYY-MM-DD'), event_id, app_id, opportunity_key, type,
 FROM event_records WHERE day = ANY(%s::date[]) AND event_id = ANY(%s) AND app_id = ANY(%s)
 """
 _LATE = COLUMNS["event_records"].index("late")
-_INSERT_AMENDMENT = """
-INSERT INTO amendment_records (day, opportunity_key, app_id, event_id, rule_version, changes)
-VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING
-"""
-# Parents before children is not needed (no foreign keys between record
-# tables), but a fixed order keeps lock order stable across workers.
-_TABLE_ORDER = tuple(COLUMNS)
+_INSERT_AMENDMENT = _insert_sql(AMENDMENT_RECORDS.name, AMENDMENT_RECORDS.written_columns)
 
 
 @dataclass(frozen=True)
@@ -155,7 +152,9 @@ class PostgresWriter:
         with conn.transaction(), conn.cursor() as cur:
             conflicts: list[tuple[object, ...]] = []
             late: list[tuple[object, ...]] = []
-            for table in _TABLE_ORDER:
+            # Parents before children is not needed (no foreign keys between
+            # record tables), but a fixed order keeps lock order stable.
+            for table in SINK_TABLES:
                 table_rows = rows.by_table[table]
                 if table == "event_records" and table_rows:
                     conflicts, late = _insert_events(

@@ -1,48 +1,22 @@
-"""What the dataflow hands its sinks, besides the rules' own outputs."""
+"""What the dataflow hands its sinks, besides the rules' own outputs.
+
+``DeadLetterRecord`` and its topic format are ``mediation.wire``'s.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import orjson
 
 from mediation.rules.model import ClosedOpportunity, DeadLetter, LateEvent, OrphanEvents
 from mediation.rules.ulid import day_of_ms, is_ulid, ulid_day
-from mediation.wire import encode_event, encode_opportunity, event_to_dict
+from mediation.wire import DeadLetterRecord, encode_event, encode_opportunity, event_to_dict
 
-__all__ = [
-    "DeadLetterRecord",
-    "SinkItem",
-    "dead_letter_from_rules",
-    "encode_dead_letter",
-    "unwritable",
-]
+__all__ = ["SinkItem", "dead_letter_from_rules", "unwritable"]
 
-DEADLETTER_SCHEMA = "deadletter.v1"
 _ARRIVAL_FIELDS = frozenset({"server_ts_ms", "received_at_ms"})
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetterRecord:
-    """A record the pipeline could not process, with where it came from.
-
-    ``id`` is derived from the source position (or, for refusals by the
-    rules, from the refused content), so re-processing the same input lands
-    the same dead letter once.
-    """
-
-    id: str
-    day: dt.date
-    reason: str
-    detail: str
-    app_id: str | None
-    opportunity_key: str | None
-    source_topic: str | None
-    source_partition: int | None
-    source_offset: int | None
-    payload: bytes
 
 
 SinkItem = ClosedOpportunity | LateEvent | OrphanEvents | DeadLetterRecord
@@ -94,34 +68,6 @@ def dead_letter_from_rules(
         source_partition=event.source_partition,
         source_offset=offset,
         payload=original if original is not None else encode_event(event),
-    )
-
-
-def encode_dead_letter(record: DeadLetterRecord) -> bytes:
-    """The ``deadletter.v1`` topic value: reason, source position, original bytes."""
-    try:
-        original: object = orjson.loads(record.payload)
-        encoding = "json"
-    except orjson.JSONDecodeError:
-        original = record.payload.hex()
-        encoding = "hex"
-    return orjson.dumps(
-        {
-            "schema": DEADLETTER_SCHEMA,
-            "id": record.id,
-            "day": record.day.isoformat(),
-            "reason": record.reason,
-            "detail": record.detail,
-            "app_id": record.app_id,
-            "opportunity_key": record.opportunity_key,
-            "source": {
-                "topic": record.source_topic,
-                "partition": record.source_partition,
-                "offset": record.source_offset,
-            },
-            "payload_encoding": encoding,
-            "payload": original,
-        }
     )
 
 

@@ -26,11 +26,14 @@ from mediation.rules.model import (
     StoredEvent,
 )
 from mediation.rules.ulid import ulid_day
+from mediation.tables import TABLES
+from mediation.wire import DeadLetterRecord
 
-from .records import DeadLetterRecord, SinkItem
+from .records import SinkItem
 
 __all__ = [
     "COLUMNS",
+    "SINK_TABLES",
     "EventRowKey",
     "TableRows",
     "dead_letter_row",
@@ -40,79 +43,17 @@ __all__ = [
     "timestamp_text",
 ]
 
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "opportunity_records": (
-        "day",
-        "opportunity_key",
-        "app_id",
-        "placement_id",
-        "device_hash",
-        "ts",
-        "client_ts",
-        "config_version",
-        "rollout_bucket",
-        "context",
-        "closure_window_ms",
-        "grace_ms",
-        "skew_tolerance_ms",
-    ),
-    "delivery_records": (
-        "day",
-        "opportunity_key",
-        "delivery_id",
-        "status",
-        "waterfall",
-        "expires_at",
-    ),
-    "event_records": (
-        "day",
-        "event_id",
-        "app_id",
-        "opportunity_key",
-        "type",
-        "ts",
-        "server_ts",
-        "received_at",
-        "source_id",
-        "revenue_micros",
-        "currency",
-        "attrs",
-        "late",
-        "excluded_reason",
-    ),
-    "archive_records": (
-        "day",
-        "opportunity_key",
-        "app_id",
-        "placement_id",
-        "opened_at",
-        "closed_at",
-        "close_reason",
-        "outcome",
-        "rewarded",
-        "credited_source_id",
-        "revenue_micros",
-        "currency",
-        "counts",
-        "counted_events",
-        "excluded_events",
-        "config_version",
-        "rule_version",
-        "inputs_hash",
-    ),
-    "dead_letters": (
-        "day",
-        "id",
-        "reason",
-        "detail",
-        "app_id",
-        "opportunity_key",
-        "source_topic",
-        "source_partition",
-        "source_offset",
-        "payload",
-    ),
-}
+# The tables the sink writes, in the order it writes them (a fixed order keeps
+# lock order stable across workers), each with its columns in row order
+# (``mediation/tables.py``); the amendment ledger is written apart.
+SINK_TABLES = (
+    "opportunity_records",
+    "delivery_records",
+    "event_records",
+    "archive_records",
+    "dead_letters",
+)
+COLUMNS: dict[str, tuple[str, ...]] = {name: TABLES[name].written_columns for name in SINK_TABLES}
 
 
 def _json_text(value: object) -> str:

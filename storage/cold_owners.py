@@ -20,18 +20,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .cold import ColdStore
+from .tiered_days import TieredDays
 from .tiering import READ_ERRORS, TieringError, read_manifest
 
 __all__ = ["cold_archive_owners"]
 
 
 def _cold_archive_days(conn: psycopg.Connection, days: Iterable[dt.date]) -> list[dt.date]:
-    rows = conn.execute(
-        "SELECT day FROM tiering_catalog WHERE table_name = 'archive_records' "
-        "AND dropped_at IS NOT NULL AND deleted_at IS NULL AND day = ANY(%s::date[])",
-        (sorted(set(days)),),
-    ).fetchall()
-    return [row[0] for row in rows]
+    tiered = TieredDays.read(conn, sorted(set(days)))
+    return sorted(day for table, day in tiered.dropped if table == "archive_records")
 
 
 def cold_archive_owners(

@@ -3,7 +3,7 @@
 Partitions are created ahead by ``mediation partitions`` (run it daily, or
 let ``mediation migrate`` create the next days), and on demand by the
 worker's sink for any day it is about to write, so a record is never
-refused for want of a partition.
+refused for want of a partition. Which tables: ``mediation/tables.py``.
 """
 
 from __future__ import annotations
@@ -14,17 +14,10 @@ from collections.abc import Iterable
 import psycopg
 from psycopg import sql
 
+from mediation.tables import PARTITIONED_TABLES
+
 __all__ = ["PARTITIONED_TABLES", "PARTITION_DDL_LOCK", "ensure_partitions", "partition_name"]
 
-PARTITIONED_TABLES: tuple[str, ...] = (
-    "opportunity_records",
-    "delivery_records",
-    "event_records",
-    "archive_records",
-    "amendment_records",
-    "audit_records",
-    "dead_letters",
-)
 PARTITION_DDL_LOCK = 0x70617274  # "part": serialises partition DDL across workers
 
 

@@ -13,10 +13,12 @@ Layout (``docs/contracts.md`` section 7; layout version 2)::
   and another type breaks pyarrow's schema merge). A day without rows
   still has one (empty) file, so every table's directory exists.
 - Rows are streamed from Postgres through a server-side cursor in the
-  table's sort order (``opportunity_key`` first where the table has one,
-  so row-group statistics prune key lookups; events then by ``server_ts``
-  and ``event_id``) into Arrow record batches and zstd Parquet files of at
-  most ``rows_per_file`` rows: never the whole day in memory.
+  table's sort order (``mediation/tables.py``, ``cold_sort``:
+  ``opportunity_key`` first where the table has one, so row-group
+  statistics prune key lookups; events then by ``server_ts`` and
+  ``event_id``; the rest of the primary key last) into Arrow record
+  batches and zstd Parquet files of at most ``rows_per_file`` rows: never
+  the whole day in memory.
 - ``jsonb`` columns are Arrow's JSON type (Parquet's JSON logical type: text
   that DuckDB reads as JSON), timestamps UTC microseconds.
 - The checksum is SHA-256 over the rows, column by column, in sort order
@@ -53,6 +55,7 @@ import pyarrow.parquet as pq
 from psycopg import sql
 
 from mediation.errors import ServiceError
+from mediation.tables import DAY_COLUMN, TABLES
 
 from .cold import ColdStore, ColdStoreError, FileColdStore
 from .partitions import partition_name
@@ -84,11 +87,7 @@ SCHEMA_VERSION = 2
 LEGACY_SCHEMA_VERSION = 1
 MANIFEST_NAME = "_manifest.json"
 MANIFESTS_ROOT = "_manifests"
-PARTITION_COLUMN = "day"  # the directory's hive key, not a column of the files
-# Besides the primary key (always last, so the order is total).
-_SORT_FIRST: dict[str, tuple[str, ...]] = {
-    "event_records": ("opportunity_key", "server_ts", "event_id"),
-}
+PARTITION_COLUMN = DAY_COLUMN  # the directory's hive key, not a column of the files
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "text": pa.string(),
     "character": pa.string(),
@@ -272,12 +271,11 @@ def primary_key(conn: psycopg.Connection, table: str) -> list[str]:
     ]
 
 
-def _sort_columns(conn: psycopg.Connection, table: str) -> list[str]:
-    primary = primary_key(conn, table)
-    first = list(_SORT_FIRST.get(table, ()))
-    if not first and "opportunity_key" in primary:
-        first = ["opportunity_key"]
-    return first + [name for name in primary if name not in first and name != PARTITION_COLUMN]
+def _sort_columns(table: str) -> list[str]:
+    declared = TABLES.get(table)
+    if declared is None:
+        raise TieringError(f"{table!r} is not a record table")
+    return list(declared.cold_sort)
 
 
 def _stream(
@@ -336,7 +334,7 @@ def export_day(
     previous = read_manifest(store, table, day)
     columns = _file_columns(conn, table)
     names = [name for name, _kind in columns]
-    sort = _sort_columns(conn, table)
+    sort = _sort_columns(table)
     schema = _arrow_schema(columns)
     digest = TableDigest(schema)
     files: list[ExportedFile] = []

@@ -21,7 +21,7 @@ from mediation.rules.ulid import encode_ulid
 from mediation.settings import Settings
 from mediation.topics import producer_config
 from mediation.wire import encode_event, encode_opportunity
-from replay.hot import load_archives
+from storage.hot_records import load_archives
 
 WINDOW_MS, GRACE_MS, LATENESS_MS = 1_500, 500, 500
 

@@ -4,7 +4,7 @@ Checks, for every opportunity the simulator got an answer for:
 
 1. exactly one archive record exists;
 2. it equals what the pure rules recompute from the stored inputs
-   (``replay.hot.recompute``): the dataflow and replay agree;
+   (``replay.run.recompute``): the dataflow and replay agree;
 3. it says what the simulator expected (outcome, credited source,
    revenue, rewarded flag);
 4. every event id the simulator got ACKed is stored exactly once.
@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import psycopg
 
 from mediation.sim.simulate import SimulationReport
-from replay.hot import load_archives, load_inputs, recompute
+from replay.run import recompute
+from storage.hot_records import load_archives, load_inputs
 
 __all__ = ["Reconciliation", "reconcile"]
 

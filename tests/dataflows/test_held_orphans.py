@@ -18,8 +18,7 @@ from mediation.rules.model import OrphanEvents, Policy
 from mediation.rules.state import TOO_MANY_ORPHANS
 from mediation.rules.ulid import encode_ulid
 from mediation.settings import Topics
-from mediation.wire import encode_event
-from sinks.records import DeadLetterRecord
+from mediation.wire import DeadLetterRecord, encode_event
 
 TOPICS = Topics.with_prefix("test.")
 

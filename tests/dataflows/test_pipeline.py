@@ -22,9 +22,8 @@ from mediation.rules.model import (
 )
 from mediation.rules.ulid import encode_ulid
 from mediation.settings import Topics
-from mediation.wire import encode_event, encode_opportunity
+from mediation.wire import DeadLetterRecord, encode_event, encode_opportunity
 from sinks.breakers import SourceOutcome
-from sinks.records import DeadLetterRecord
 
 TOPICS = Topics.with_prefix("test.")
 

@@ -16,8 +16,7 @@ from dataflows.pipeline import build_flow
 from mediation.rules.model import Event, Policy
 from mediation.rules.ulid import encode_ulid
 from mediation.settings import Topics
-from mediation.wire import encode_event, encode_opportunity
-from sinks.records import DeadLetterRecord
+from mediation.wire import DeadLetterRecord, encode_event, encode_opportunity
 
 TOPICS = Topics.with_prefix("test.")
 

@@ -26,8 +26,8 @@ from mediation.rules.model import ClosedOpportunity
 from mediation.rules.replay import ReplayRequest, Selection
 from mediation.rules.ulid import encode_ulid, ulid_day
 from mediation.rules.validation import MAX_ATTRS, Rejection, normalise_event
+from mediation.tables import REPLAYED_TABLES
 from mediation.wire import decode_event, encode_event_fields
-from replay.cold import RECORD_TABLES
 from replay.run import replay_results
 from sinks.postgres import PostgresWriter
 from storage.cold import FileColdStore
@@ -104,7 +104,7 @@ def test_stored_attrs_replay_with_a_matching_inputs_hash_hot_and_cold(
     with connect(database_url, autocommit=True) as conn:
         for tier in ("hot", "cold"):
             if tier == "cold":
-                for table in RECORD_TABLES:
+                for table in REPLAYED_TABLES:
                     tier_day(conn, store, table, ulid_day(keys.keys[0]))
             snapshots = list(replay_results(conn, store, ReplayRequest(keys, "snapshot")))
             recomputed = list(replay_results(conn, store, ReplayRequest(keys, "recompute")))

@@ -13,7 +13,9 @@ from tiering_data import DAY, fill_day
 from mediation.cli import main
 from mediation.rules.replay import Selection
 from mediation.rules.ulid import encode_ulid
-from replay import cold, hot
+from replay import cold
+from replay.run import recompute
+from storage import hot_records
 from storage.cold import ColdStore, FileColdStore
 from storage.db import connect
 from storage.tier_job import run_tiering
@@ -33,19 +35,21 @@ def test_inputs_and_archives_are_the_same_from_postgres_and_from_parquet(
 ) -> None:
     keys = fill_day(database_url, 20) + fill_day(database_url, 5, start_ms=NEXT_DAY_MS)
     with connect(database_url, autocommit=True) as conn:
-        inputs, archives = hot.load_inputs(conn, keys), hot.load_archives(conn, keys)
+        inputs = hot_records.load_inputs(conn, keys)
+        archives = hot_records.load_archives(conn, keys)
         assert len(inputs) == len(archives) == 25
         assert any(stored.late_events for stored in inputs.values())
 
         # Only the first day is old enough: the keys now span both tiers.
         tiered = run_tiering(conn, store, DAY + dt.timedelta(days=31))
         assert {(r.day, r.action) for r in tiered} == {(DAY, "tiered")}
-        assert hot.load_inputs(conn, keys).keys() < inputs.keys()  # the first day left Postgres
+        # the first day left Postgres
+        assert hot_records.load_inputs(conn, keys).keys() < inputs.keys()
 
         assert _loaded(conn, store, keys).inputs == inputs
         assert _loaded(conn, store, keys).archives == archives
     for key, stored in inputs.items():
-        assert hot.recompute(stored) == archives[key]  # the rules agree with the archive
+        assert recompute(stored) == archives[key]  # the rules agree with the archive
 
 
 def test_a_day_catalogued_as_tiered_without_its_objects_is_an_error(
@@ -76,7 +80,7 @@ def test_replay_gives_the_same_hash_hot_and_cold_and_is_recorded(
     hot_runs = {mode: replay(mode) for mode in ("snapshot", "recompute")}
     with connect(database_url, autocommit=True) as conn:
         run_tiering(conn, file_store, DAY + dt.timedelta(days=31))
-        assert not hot.load_inputs(conn, keys)  # the day is cold now
+        assert not hot_records.load_inputs(conn, keys)  # the day is cold now
     for mode, (code, out, digest) in hot_runs.items():
         assert code == 1  # one key has no records
         assert replay(mode) == (code, out, digest)  # byte for byte, hash for hash
@@ -101,7 +105,8 @@ def test_a_day_split_mid_tiering_reads_each_table_from_where_it_is(
     conn: psycopg.Connection, file_store: FileColdStore
 ) -> None:
     keys = [row[0] for row in conn.execute("SELECT opportunity_key FROM archive_records")]
-    inputs, archives = hot.load_inputs(conn, keys), hot.load_archives(conn, keys)
+    inputs = hot_records.load_inputs(conn, keys)
+    archives = hot_records.load_archives(conn, keys)
     # The tier job goes table by table: for a while a day is half in cold storage.
     run_tiering(conn, file_store, DAY + dt.timedelta(days=31), tables=["opportunity_records"])
     assert _loaded(conn, file_store, keys).inputs == inputs

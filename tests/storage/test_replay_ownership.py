@@ -19,9 +19,9 @@ from mediation.rules.closure import close_opportunity
 from mediation.rules.model import LateEvent, OrphanEvents, StoredEvent
 from mediation.rules.replay import ReplayRequest, Selection
 from mediation.rules.ulid import encode_ulid, ulid_day
-from replay import hot
 from replay.run import replay_results
 from sinks.postgres import PostgresWriter
+from storage import hot_records
 from storage.cold import FileColdStore
 from storage.db import connect
 from storage.tier_job import run_tiering
@@ -71,7 +71,7 @@ def test_the_amendment_of_a_late_event_leaves_another_apps_event_out(database_ur
     writer.write([LateEvent(StoredEvent(late_click, late=True))])
     writer.close()
     with connect(database_url, autocommit=True) as conn:
-        (stored,) = hot.load_inputs(conn, [key]).values()
+        (stored,) = hot_records.load_inputs(conn, [key]).values()
         (changes,) = conn.execute("SELECT changes FROM amendment_records").fetchone() or (None,)
     assert {e.app_id for e in stored.events + stored.late_events} == {"app"}
     assert "revenue_micros" not in changes

@@ -25,7 +25,7 @@ from tiering_data import fill_day
 
 from mediation.rules.replay import ReplayRequest, Selection
 from mediation.rules.ulid import day_of_ms
-from replay.cold import RECORD_TABLES
+from mediation.tables import REPLAYED_TABLES
 from replay.digest import ResultDigest
 from replay.run import replay_results
 from storage.cold import FileColdStore
@@ -77,7 +77,7 @@ def test_replay_hashes_do_not_depend_on_where_days_are(
     picked = data.draw(st.lists(st.sampled_from(keys), min_size=1, max_size=8), label="keys")
     states = {
         (table, day): data.draw(st.sampled_from(STATES), label=f"{table} {day}")
-        for table in RECORD_TABLES
+        for table in REPLAYED_TABLES
         for day in DAYS
     }
     store = FileColdStore(tmp_path / uuid.uuid4().hex)

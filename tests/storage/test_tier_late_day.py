@@ -17,8 +17,9 @@ from tiering_data import DAY, fill_day
 
 from mediation.rules.model import LateEvent, StoredEvent
 from mediation.rules.replay import Selection
-from replay import cold, hot
+from replay import cold
 from sinks.postgres import PostgresWriter
+from storage import hot_records
 from storage.cold import ColdStore
 from storage.db import connect
 from storage.partitions import PARTITIONED_TABLES
@@ -89,7 +90,7 @@ def test_tiering_a_day_that_came_back_merges_it_into_its_cold_copy(
         ).fetchone()
         assert catalog == (after.rows, after.checksum, True)
         assert cold.load(conn, store, selection) == loaded  # nothing lost, nothing doubled
-        assert not hot.load_inputs(conn, keys)
+        assert not hot_records.load_inputs(conn, keys)
         # Nothing left to do on the next run.
         assert not [r for r in run_tiering(conn, store, AFTER_RETENTION) if r.day == DAY]
 

@@ -9,8 +9,8 @@ from builders import T0, event, opportunity
 from mediation.rules.closure import close_opportunity
 from mediation.rules.model import LateEvent, StoredEvent
 from mediation.rules.ulid import encode_ulid, ulid_day
+from mediation.wire import DeadLetterRecord
 from sinks.postgres import PostgresWriter
-from sinks.records import DeadLetterRecord
 
 DAY = ulid_day(encode_ulid(T0, bytes(10)))
 

@@ -1,23 +1,35 @@
 """Stored rows back into the rules' records, whichever tier they come from.
 
-Rows are mappings of column name to value, as ``replay.hot.table_rows``
-reads them from Postgres and ``replay.cold.cold_rows`` from Parquet: both
-give timestamps as epoch milliseconds and ``jsonb`` as JSON text.
-``char(3)`` currencies may carry padding.
+Rows are mappings of column name to value (``mediation.tables``: a
+table's ``read_columns``), as ``storage.hot_records.table_rows`` reads
+them from Postgres and ``replay.cold.cold_rows`` from Parquet: both give
+timestamps as epoch milliseconds and ``jsonb`` as JSON text. ``char(3)``
+currencies may carry padding. ``inputs_from_rows`` joins an opportunity's
+rows into what the rules close it from; the sink's amendment ledger and
+replay both read them back this way.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from mediation.rules.model import ArchiveRecord, Event, Opportunity, WaterfallEntry
+from mediation.tables import DELIVERY_RECORDS
 
-__all__ = ["StoredInputs", "archive_of", "event_of", "opportunity_of"]
+__all__ = [
+    "DELIVERY_COLUMNS",
+    "StoredInputs",
+    "archive_of",
+    "event_of",
+    "inputs_from_rows",
+    "opportunity_of",
+]
 
 Row = Mapping[str, Any]
 
@@ -101,3 +113,42 @@ def archive_of(row: Row) -> ArchiveRecord:
         currency=_currency(row["currency"]),
         counts=_json(row["counts"]),
     )
+
+
+# What a delivery row adds to its opportunity's (the key joins them).
+DELIVERY_COLUMNS = tuple(
+    name for name in DELIVERY_RECORDS.read_columns if name not in DELIVERY_RECORDS.row_key
+)
+
+
+def inputs_from_rows(
+    opportunities: Iterable[Mapping[str, Any]],
+    deliveries: Iterable[Mapping[str, Any]],
+    events: Iterable[Mapping[str, Any]],
+) -> dict[str, StoredInputs]:
+    """Each opportunity (with its delivery) and its events, late ones apart, from rows of any tier.
+
+    Events join their opportunity on (opportunity_key, app_id): an event of
+    another app stored under the key (an orphan of its own app, written
+    before the opportunity's archive) is never one of its inputs. An
+    opportunity without its delivery row is left out, as the join in
+    Postgres would.
+    """
+    delivery_of = {row["opportunity_key"]: row for row in deliveries}
+    on_time: dict[tuple[str, str], list[Event]] = defaultdict(list)
+    late: dict[tuple[str, str], list[Event]] = defaultdict(list)
+    for row in events:
+        owner = (row["opportunity_key"], row["app_id"])
+        (late if row["late"] else on_time)[owner].append(event_of(row))
+    inputs = {}
+    for row in opportunities:
+        key = row["opportunity_key"]
+        delivery = delivery_of.get(key)
+        if delivery is None:
+            continue
+        joined = {**row, **{column: delivery[column] for column in DELIVERY_COLUMNS}}
+        owner = (key, row["app_id"])
+        inputs[key] = StoredInputs(
+            opportunity_of(joined), tuple(on_time.get(owner, ())), tuple(late.get(owner, ()))
+        )
+    return inputs
