@@ -2,6 +2,9 @@
 
 SDK write keys never open these routes. Without a configured token the
 routes answer 503 ``admin_disabled`` rather than being open.
+
+``admin_route`` makes a handler an admin route: the token is checked
+before the handler runs, and it is handed the gateway's context.
 """
 
 from __future__ import annotations
@@ -18,44 +21,44 @@ from starlette.responses import Response
 from storage.keys import KeyOperationError, create_key, list_keys, revoke_key
 
 from .context import GatewayContext, context_of
-from .guards import auth_refusal, count_auth_failure
-from .http import error_response, json_response
+from .errors import ApiError, ApiRefusalError, ApiUnavailableError, Translation, translated
+from .guards import check_auth_budget, count_auth_failure
+from .http import json_response
 
 __all__ = [
-    "admin_refusal",
     "admin_route",
     "create_app_key",
     "list_app_keys",
     "refresh_catalog_quietly",
+    "require_admin",
     "revoke_app_key",
 ]
 
 log = logging.getLogger(__name__)
 
 _MAX_PATH_PARAM = 256
-_KEY_ERRORS = {"unknown_app": 404, "unknown_key": 404, "too_many_active_keys": 409}
+# A refused key operation's status by its code (any other code: 422).
+_KEY_ERROR_STATUS = {"unknown_app": 404, "unknown_key": 404, "too_many_active_keys": 409}
 
 
-def admin_refusal(ctx: GatewayContext, request: Request) -> Response | None:
+def require_admin(ctx: GatewayContext, request: Request) -> None:
+    """Refuse a caller without the admin token (503 while no token is configured)."""
     token = ctx.settings.admin_token
     if token is None:
-        return error_response(
+        raise ApiUnavailableError(
             503, "admin_disabled", "set MEDIATION_ADMIN_TOKEN to enable admin routes"
         )
-    throttled = auth_refusal(ctx, request)
-    if throttled is not None:
-        return throttled
+    check_auth_budget(ctx, request)
     header = request.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
         count_auth_failure(ctx, request, "admin_token")
-        return error_response(
+        raise ApiRefusalError(
             401,
             "admin_auth_required",
             "send Authorization: Bearer <admin token>",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return None
 
 
 AdminHandler = Callable[[Request, GatewayContext], Awaitable[Response]]
@@ -67,13 +70,11 @@ def admin_route(handler: AdminHandler) -> Callable[[Request], Awaitable[Response
     @functools.wraps(handler)
     async def route(request: Request) -> Response:
         ctx = context_of(request)
-        refusal = admin_refusal(ctx, request)
-        if refusal is not None:
-            return refusal
+        require_admin(ctx, request)
         if any("\x00" in v or len(v) > _MAX_PATH_PARAM for v in request.path_params.values()):
             # No app, key, version or operation is named so; Postgres text
             # cannot even hold a NUL.
-            return error_response(404, "not_found", "no such resource")
+            raise ApiRefusalError(404, "not_found", "no such resource")
         return await handler(request, ctx)
 
     return route
@@ -89,8 +90,11 @@ async def refresh_catalog_quietly(ctx: GatewayContext) -> None:
         log.warning("catalog refresh after a key change failed: %s", exc)
 
 
-def _key_error(exc: KeyOperationError) -> Response:
-    return error_response(_KEY_ERRORS.get(exc.code, 422), exc.code, str(exc))
+def _refused_key_operation(exc: KeyOperationError) -> ApiError:
+    return ApiRefusalError(_KEY_ERROR_STATUS.get(exc.code, 422), exc.code, str(exc))
+
+
+_KEY_REFUSALS: Translation = {KeyOperationError: _refused_key_operation}
 
 
 @admin_route
@@ -115,10 +119,8 @@ async def list_app_keys(request: Request, ctx: GatewayContext) -> Response:
 @admin_route
 async def create_app_key(request: Request, ctx: GatewayContext) -> Response:
     app_id = request.path_params["app_id"]
-    try:
+    with translated(_KEY_REFUSALS):
         raw = await asyncio.to_thread(create_key, ctx.settings.database_url, app_id, "admin-api")
-    except KeyOperationError as exc:
-        return _key_error(exc)
     await refresh_catalog_quietly(ctx)  # this process at once; the others within a refresh cycle
     # The raw key is shown once; only its hash is stored.
     return json_response(
@@ -129,9 +131,7 @@ async def create_app_key(request: Request, ctx: GatewayContext) -> Response:
 @admin_route
 async def revoke_app_key(request: Request, ctx: GatewayContext) -> Response:
     app_id, prefix = request.path_params["app_id"], request.path_params["prefix"]
-    try:
+    with translated(_KEY_REFUSALS):
         await asyncio.to_thread(revoke_key, ctx.settings.database_url, app_id, prefix, "admin-api")
-    except KeyOperationError as exc:
-        return _key_error(exc)
     await refresh_catalog_quietly(ctx)
     return json_response({"app_id": app_id, "revoked": prefix})

@@ -42,14 +42,8 @@ from storage.db import connect
 
 from .admin import admin_route, refresh_catalog_quietly
 from .context import GatewayContext
-from .http import (
-    contains_nul,
-    decimal_int,
-    error_response,
-    json_response,
-    read_json_body,
-    small_json_object,
-)
+from .errors import ApiError, ApiRefusalError, Translation, translated
+from .http import contains_nul, decimal_int, json_response, read_json_body, small_json_object
 
 __all__ = [
     "create_config",
@@ -64,7 +58,8 @@ __all__ = [
 T = TypeVar("T")
 
 _MAX_CONFIG_BYTES = 1 << 20
-_PUBLISH_ERRORS = {
+# A refused config or publish request's status by its code (any other code: 422).
+_PUBLISH_ERROR_STATUS = {
     "unknown_app": 404,
     "unknown_version": 404,
     "unknown_operation": 404,
@@ -106,28 +101,35 @@ def _int_param(request: Request, name: str) -> int | None:
     return decimal_int(request.path_params[name], 11)
 
 
-def _refused(exc: PublishError) -> Response:
-    return error_response(_PUBLISH_ERRORS.get(exc.code, 422), exc.code, str(exc))
+def _refused(exc: PublishError) -> ApiError:
+    return ApiRefusalError(_PUBLISH_ERROR_STATUS.get(exc.code, 422), exc.code, str(exc))
+
+
+def _invalid_config(exc: ConfigError) -> ApiError:
+    return ApiRefusalError(
+        422, "invalid_config", f"{len(exc.errors)} problem(s)", {"errors": exc.errors}
+    )
+
+
+def _invalid_publish_request(exc: PlanError) -> ApiError:
+    return ApiRefusalError(422, "invalid_publish_request", str(exc))
+
+
+_PUBLISH_REFUSALS: Translation = {PublishError: _refused}
+_CONFIG_REFUSALS: Translation = {ConfigError: _invalid_config, PublishError: _refused}
+_PLAN_REFUSALS: Translation = {PlanError: _invalid_publish_request}
 
 
 @admin_route
 async def create_config(request: Request, ctx: GatewayContext) -> Response:
     app_id = request.path_params["app_id"]
-    body, _raw, problem = await read_json_body(request, _MAX_CONFIG_BYTES)
-    if problem is not None:
-        return problem
+    body, _raw = await read_json_body(request, _MAX_CONFIG_BYTES)
     if not isinstance(body, dict):
-        return error_response(422, "invalid_config", "a config is a JSON object")
+        raise ApiRefusalError(422, "invalid_config", "a config is a JSON object")
     if contains_nul(body):
-        return error_response(422, "invalid_text", "text must not contain NUL characters")
-    try:
+        raise ApiRefusalError(422, "invalid_text", "text must not contain NUL characters")
+    with translated(_CONFIG_REFUSALS):
         snapshot, created = await _in_thread(ctx, lambda c: push_config(c, app_id, body, _ACTOR))
-    except ConfigError as exc:
-        return error_response(
-            422, "invalid_config", f"{len(exc.errors)} problem(s)", {"errors": exc.errors}
-        )
-    except PublishError as exc:
-        return _refused(exc)
     return json_response(
         {"app_id": app_id, "version": snapshot.version, "checksum": snapshot.checksum},
         201 if created else 200,
@@ -158,10 +160,10 @@ async def list_config_versions(request: Request, ctx: GatewayContext) -> Respons
 async def get_config_version(request: Request, ctx: GatewayContext) -> Response:
     app_id, version = request.path_params["app_id"], _int_param(request, "version")
     if version is None:
-        return error_response(404, "unknown_version", "a version is a positive integer")
+        raise ApiRefusalError(404, "unknown_version", "a version is a positive integer")
     snapshot = await _in_thread(ctx, lambda c: get_snapshot(c, app_id, version))
     if snapshot is None:
-        return error_response(404, "unknown_version", f"app {app_id!r} has no version {version}")
+        raise ApiRefusalError(404, "unknown_version", f"app {app_id!r} has no version {version}")
     return json_response(
         {"app_id": app_id, "version": version, "checksum": snapshot.checksum, "body": snapshot.body}
     )
@@ -170,10 +172,8 @@ async def get_config_version(request: Request, ctx: GatewayContext) -> Response:
 @admin_route
 async def start_publish_operation(request: Request, ctx: GatewayContext) -> Response:
     app_id = request.path_params["app_id"]
-    body, _raw, problem = await read_json_body(request, _MAX_CONFIG_BYTES)
-    if problem is not None:
-        return problem
-    try:
+    body, _raw = await read_json_body(request, _MAX_CONFIG_BYTES)
+    with translated(_PLAN_REFUSALS):
         if not isinstance(body, dict):
             raise PlanError("body: must be an object with version, plan, thresholds")
         version = body.get("version")
@@ -181,14 +181,10 @@ async def start_publish_operation(request: Request, ctx: GatewayContext) -> Resp
             raise PlanError("version: must be an integer")
         plan = parse_plan(body["plan"]) if "plan" in body else DEFAULT_PLAN
         thresholds = HealthThresholds.from_dict(body.get("thresholds"))
-    except PlanError as exc:
-        return error_response(422, "invalid_publish_request", str(exc))
-    try:
+    with translated(_PUBLISH_REFUSALS):
         operation = await _in_thread(
             ctx, lambda c: start_publish(c, app_id, version, plan, _ACTOR, thresholds)
         )
-    except PublishError as exc:
-        return _refused(exc)
     return json_response(_operation_json(operation), 202)
 
 
@@ -196,14 +192,14 @@ async def start_publish_operation(request: Request, ctx: GatewayContext) -> Resp
 async def get_publish_operation(request: Request, ctx: GatewayContext) -> Response:
     operation_id = _int_param(request, "operation_id")
     if operation_id is None:
-        return error_response(404, "unknown_operation", "an operation id is an integer")
+        raise ApiRefusalError(404, "unknown_operation", "an operation id is an integer")
 
     def read(conn: Any) -> tuple[PublishOperation | None, list[Any]]:
         return get_operation(conn, operation_id), list_transitions(conn, operation_id)
 
     operation, transitions = await _in_thread(ctx, read)
     if operation is None:
-        return error_response(404, "unknown_operation", f"no publish operation {operation_id}")
+        raise ApiRefusalError(404, "unknown_operation", f"no publish operation {operation_id}")
     return json_response(
         {
             **_operation_json(operation),
@@ -227,19 +223,15 @@ async def get_publish_operation(request: Request, ctx: GatewayContext) -> Respon
 async def rollback_publish_operation(request: Request, ctx: GatewayContext) -> Response:
     operation_id = _int_param(request, "operation_id")
     if operation_id is None:
-        return error_response(404, "unknown_operation", "an operation id is an integer")
+        raise ApiRefusalError(404, "unknown_operation", "an operation id is an integer")
     body = await small_json_object(request)
-    if isinstance(body, Response):
-        return body
     reason = body.get("reason")
     if not isinstance(reason, str) or not reason.strip():
-        return error_response(422, "reason_required", 'say why: {"reason": "..."}')
-    try:
+        raise ApiRefusalError(422, "reason_required", 'say why: {"reason": "..."}')
+    with translated(_PUBLISH_REFUSALS):
         operation = await _in_thread(
             ctx, lambda c: request_rollback(c, operation_id, _ACTOR, reason[:500])
         )
-    except PublishError as exc:
-        return _refused(exc)
     return json_response(_operation_json(operation), 202)
 
 
@@ -247,19 +239,15 @@ async def rollback_publish_operation(request: Request, ctx: GatewayContext) -> R
 async def switch_degradation_profile(request: Request, ctx: GatewayContext) -> Response:
     app_id = request.path_params["app_id"]
     body = await small_json_object(request)
-    if isinstance(body, Response):
-        return body
     profile, reason = body.get("profile"), body.get("reason")
     if not isinstance(reason, str) or not reason.strip():
-        return error_response(422, "reason_required", 'say why: {"reason": "..."}')
+        raise ApiRefusalError(422, "reason_required", 'say why: {"reason": "..."}')
     if profile is not None and not isinstance(profile, str):
-        return error_response(422, "invalid_profile", "profile: a name, or null to switch off")
-    try:
+        raise ApiRefusalError(422, "invalid_profile", "profile: a name, or null to switch off")
+    with translated(_PUBLISH_REFUSALS):
         switch = await _in_thread(
             ctx, lambda c: switch_degradation(c, app_id, profile, _ACTOR, reason[:500])
         )
-    except PublishError as exc:
-        return _refused(exc)
     await refresh_catalog_quietly(ctx)  # this process at once; the others within a refresh
     return json_response(
         {"app_id": app_id, "profile": switch.profile, "switched_at": switch.switched_at.isoformat()}

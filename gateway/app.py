@@ -4,7 +4,8 @@
 config reads), event ingest (``ingest``), or both; the seed's
 ``mediation-api`` and ``mediation-event-ingest`` are the same code started
 with different roles. Clients are created in the lifespan and handed to
-handlers through ``app.state.ctx``; nothing is a module global.
+handlers through ``app.state.ctx``; nothing is a module global. Handlers
+raise the API errors they answer; one handler renders them (``errors.py``).
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ import orjson
 import redis.asyncio as aioredis
 from psycopg_pool import AsyncConnectionPool
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mediation.settings import Settings
+from mediation.settings import GATEWAY_ROLES, Settings
 
 from .admin import create_app_key, list_app_keys, revoke_app_key
 from .admin_configs import (
@@ -42,8 +42,9 @@ from .breakers import BreakerBoard
 from .catalog import Catalog
 from .cohorts import CohortCounters
 from .context import GatewayContext
+from .errors import API_ERRORS, EXCEPTION_HANDLERS, api_error_response, internal_error_response
 from .health import healthz, metrics, readyz
-from .http import error_response, json_response
+from .http import json_response
 from .idempotency import IdempotencyStore
 from .ids import random_bytes
 from .ingest import post_events
@@ -57,11 +58,10 @@ from .sync import get_config, post_request
 __all__ = ["ROLES", "GatewayApp", "create_app"]
 
 log = logging.getLogger(__name__)
-_INTERNAL_ERROR_MESSAGE = "unexpected error; quote the X-Request-Id to support"
 access_log = logging.getLogger("mediation.access")
 _ID_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
-ROLES = frozenset({"api", "ingest"})
+ROLES = GATEWAY_ROLES  # the vocabulary is the settings'
 
 
 class _AccountingMiddleware:
@@ -102,7 +102,7 @@ class _AccountingMiddleware:
             # support; the traceback goes to the log, never to the client.
             log.exception("unhandled error (request id %s)", request_id.decode())
             if status_holder["status"] == 500 and not started_holder:
-                response = error_response(500, "internal_error", _INTERNAL_ERROR_MESSAGE)
+                response = internal_error_response()
                 await response(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
@@ -154,6 +154,10 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> GatewayApp:
         routes += [
             Route("/v1/requests", post_request, methods=["POST"]),
             Route("/v1/config", get_config, methods=["GET"]),
+            # Admin routes stay flat rather than under Mount("/v1/admin"): a
+            # Mount would answer GET /v1/admin with a slash redirect (307)
+            # instead of 404, and hide its routes from app.routes, where the
+            # OpenAPI document is checked against what is served.
             Route("/v1/admin/apps/{app_id}/keys", list_app_keys, methods=["GET"]),
             Route("/v1/admin/apps/{app_id}/keys", create_app_key, methods=["POST"]),
             Route("/v1/admin/apps/{app_id}/keys/{prefix}/revoke", revoke_app_key, methods=["POST"]),
@@ -248,30 +252,13 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> GatewayApp:
             await pool.close()
             log.info("gateway stopped (%d message(s) unflushed)", left)
 
-    app = Starlette(
-        routes=routes,
-        lifespan=lifespan,
-        exception_handlers={Exception: _internal_error, HTTPException: _http_error},
-    )
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=dict(EXCEPTION_HANDLERS))
     hot = {route.path: route.endpoint for route in routes if route.path in _HOT_PATHS}
     return GatewayApp(app, hot, gateway_metrics, settings.access_log)
 
 
 _HOT_PATHS = frozenset({"/v1/requests", "/v1/events"})
 _REDIS_SOCKET_TIMEOUT_S = 0.25
-
-
-async def _http_error(_request: Request, exc: Exception) -> Response:
-    # Unknown paths and methods answer in the API's error shape too.
-    assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers or None)
-
-
-async def _internal_error(_request: Request, _exc: Exception) -> Response:
-    # Starlette's last-resort handler: the error shape instead of plain text
-    # (the accounting middleware adds the request id and logs the traceback).
-    return error_response(500, "internal_error", _INTERNAL_ERROR_MESSAGE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,8 +273,10 @@ class GatewayApp:
     Starlette's router and middleware stack cost about 30 us of CPU per
     request (measured: a raw ASGI endpoint answers in 23 us what a Starlette
     one does in 52 us), so those two go straight to their handlers. The
-    handlers stay ordinary Starlette endpoints (Request in, Response out);
-    everything else (health, config, admin, 404/405) goes through Starlette.
+    handlers stay ordinary Starlette endpoints (Request in, Response out, or
+    an API error raised, rendered by the same function as Starlette's
+    handler); everything else (health, config, admin, 404/405) goes through
+    Starlette.
     Attributes (``state``, ``routes``, ``router``) are the Starlette app's.
     """
 
@@ -315,7 +304,10 @@ class GatewayApp:
             if handler is not None:
                 scope["app"] = self.starlette  # what Request.app (and so the context) reads
                 scope["route"] = self._labels[scope["path"]]
-                response = await handler(Request(scope, receive))
+                try:
+                    response = await handler(Request(scope, receive))
+                except API_ERRORS as exc:
+                    response = api_error_response(exc)
                 await response(scope, receive, send)
                 return
         await self.starlette(scope, receive, send)

@@ -4,7 +4,8 @@ The request path never waits on Postgres: the catalog is loaded at start
 and refreshed in the background every ``refresh_s``. An unknown key
 triggers at most one early refresh per ``miss_refresh_s`` (a key created a
 moment ago should work without waiting for the next cycle, while a flood of
-bad keys must not become a flood of queries).
+bad keys must not become a flood of queries). What it reads is
+``storage.catalog_reads``.
 """
 
 from __future__ import annotations
@@ -29,29 +30,13 @@ from mediation.rules.waterfall import (
     degrade,
     parse_config,
 )
+from storage.catalog_reads import read_catalog
 
 from .periodic import PeriodicTask
 
 __all__ = ["Catalog", "PublishedConfig", "Rollout"]
 
 log = logging.getLogger(__name__)
-
-_KEYS_SQL = "SELECT key_hash, app_id FROM app_keys WHERE revoked_at IS NULL"
-_DEGRADED_SQL = "SELECT app_id, profile FROM degradation_switches WHERE profile IS NOT NULL"
-# The latest operation per app that decides what is served: published
-# (everyone gets it), rolling out (a share of rollout buckets gets it, the
-# rest the previous version), or rolling back / rolled back / failed (the
-# previous version). Pending and validating operations serve nothing yet:
-# the operation before them decides.
-_ROLLOUTS_SQL = """
-SELECT DISTINCT ON (o.app_id) o.app_id, o.state, o.rollout_percent,
-       o.version, n.body, n.checksum, o.previous_version, p.body, p.checksum
-FROM publish_operations o
-JOIN config_snapshots n ON n.app_id = o.app_id AND n.version = o.version
-LEFT JOIN config_snapshots p ON p.app_id = o.app_id AND p.version = o.previous_version
-WHERE o.state IN ('published', 'rolling_out', 'rolling_back', 'rolled_back', 'failed')
-ORDER BY o.app_id, o.id DESC
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,24 +111,29 @@ class Catalog:
             # by every request that carries an unknown key.
             self._last_refresh = time.monotonic()
             async with self._pool.connection() as conn:
-                keys = await (await conn.execute(_KEYS_SQL)).fetchall()
-                rows = await (await conn.execute(_ROLLOUTS_SQL)).fetchall()
-                degraded = await (await conn.execute(_DEGRADED_SQL)).fetchall()
-            self._apps_by_key_hash = {key_hash: app_id for key_hash, app_id in keys}
+                rows = await read_catalog(conn)
+            self._apps_by_key_hash = rows.app_ids_by_key_hash
             self._app_by_seen_key = {}
             rollouts: dict[str, Rollout] = {}
-            for app_id, state, percent, version, body, checksum, prev, prev_body, prev_sum in rows:
-                new = self._parse(app_id, version, body, checksum)
+            for row in rows.rollouts:
+                app_id = row.app_id
+                new = self._parse(app_id, row.version, row.body, row.checksum)
                 if new is None:  # invalid: keep serving what was served before
                     if app_id in self._rollouts:
                         rollouts[app_id] = self._rollouts[app_id]
                     continue
-                previous = (
-                    self._parse(app_id, prev, prev_body, prev_sum) if prev is not None else None
+                previous = None
+                if row.previous_version is not None:
+                    # An operation's previous version is a published snapshot of its app.
+                    assert row.previous_body is not None and row.previous_checksum is not None
+                    previous = self._parse(
+                        app_id, row.previous_version, row.previous_body, row.previous_checksum
+                    )
+                rollouts[app_id] = Rollout(
+                    new, previous, served_percent(row.state, row.rollout_percent)
                 )
-                rollouts[app_id] = Rollout(new, previous, served_percent(state, percent))
             self._rollouts = rollouts
-            self._set_degraded({app_id: profile for app_id, profile in degraded})
+            self._set_degraded(rows.degradation_profiles)
 
     def _set_degraded(self, degraded: dict[str, str]) -> None:
         gauge = self._degradation_gauge

@@ -1,8 +1,9 @@
 """Checks every SDK route makes first: who is calling, and are they over their rate.
 
 Failed authentication, SDK and admin alike, is budgeted per client address
-(``auth_throttle.py``): ``auth_refusal`` answers 429 before credentials
-are looked at, ``count_auth_failure`` spends the budget.
+(``auth_throttle.py``): ``check_auth_budget`` refuses with 429 before
+credentials are looked at, ``count_auth_failure`` spends the budget. Each
+check raises the API error to answer (``errors.py``).
 """
 
 from __future__ import annotations
@@ -10,14 +11,13 @@ from __future__ import annotations
 import time
 
 from starlette.requests import Request
-from starlette.responses import Response
 
 from mediation.rules.waterfall import DEFAULT_EVENT_BATCHES_PER_S, DEFAULT_REQUESTS_PER_S
 
 from .context import GatewayContext
-from .http import error_response
+from .errors import ApiRefusalError
 
-__all__ = ["auth_refusal", "authenticate", "count_auth_failure", "rate_limited"]
+__all__ = ["authenticate", "check_auth_budget", "check_rate_limit", "count_auth_failure"]
 
 _DEFAULT_LIMITS = {"requests": DEFAULT_REQUESTS_PER_S, "event_batches": DEFAULT_EVENT_BATCHES_PER_S}
 
@@ -29,13 +29,13 @@ def _address(request: Request) -> str:
     return client.host if client is not None else "unknown"
 
 
-def auth_refusal(ctx: GatewayContext, request: Request) -> Response | None:
-    """The 429 to answer when the caller's address has failed authentication too often."""
+def check_auth_budget(ctx: GatewayContext, request: Request) -> None:
+    """Refuse (429) a caller whose address has failed authentication too often."""
     refusal = ctx.auth_failures.refusal(_address(request), time.monotonic())
     if refusal is None:
-        return None
+        return
     ctx.metrics.auth_throttled.labels(refusal.scope).inc()
-    return error_response(
+    raise ApiRefusalError(
         429,
         "auth_throttled",
         "too many failed authentications from this address"
@@ -52,22 +52,20 @@ def count_auth_failure(ctx: GatewayContext, request: Request, kind: str) -> None
     ctx.metrics.auth_failures.labels(kind).inc()
 
 
-async def authenticate(ctx: GatewayContext, request: Request) -> str | Response:
-    """The app of the caller's write key, or the 401 (429 while throttled) to answer."""
-    throttled = auth_refusal(ctx, request)
-    if throttled is not None:
-        return throttled
+async def authenticate(ctx: GatewayContext, request: Request) -> str:
+    """The app of the caller's write key; refused with 401 (429 while throttled)."""
+    check_auth_budget(ctx, request)
     app_id = await ctx.catalog.app_for_key(request.headers.get("x-app-key"))
     if app_id is None:
         count_auth_failure(ctx, request, "app_key")
-        return error_response(
+        raise ApiRefusalError(
             401, "unknown_app_key", "X-App-Key is missing or not a valid write key"
         )
     return app_id
 
 
-def rate_limited(ctx: GatewayContext, app_id: str, kind: str) -> Response | None:
-    """The 429 to answer when the app is over its per-second limit for ``kind``."""
+def check_rate_limit(ctx: GatewayContext, app_id: str, kind: str) -> None:
+    """Refuse (429) an app over its per-second limit for ``kind``."""
     published = ctx.catalog.config_for(app_id)
     if published is None:
         limit = _DEFAULT_LIMITS[kind]
@@ -76,9 +74,9 @@ def rate_limited(ctx: GatewayContext, app_id: str, kind: str) -> Response | None
     else:
         limit = published.runtime.event_batches_per_s
     if ctx.rate_limiter.allow(app_id, kind, limit):
-        return None
+        return
     ctx.metrics.rate_limited.labels(kind).inc()
-    return error_response(
+    raise ApiRefusalError(
         429,
         "rate_limited",
         f"app {app_id} is over its limit of {limit} {kind} per second",

@@ -15,6 +15,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
+from storage.catalog_reads import check_connection
+
 from .context import context_of
 from .http import json_response
 
@@ -29,7 +31,7 @@ async def _check_postgres(request: Request) -> bool:
     ctx = context_of(request)
     try:
         async with ctx.pool.connection(timeout=2) as conn:
-            await conn.execute("SELECT 1")
+            await check_connection(conn)
     except Exception:
         return False
     return True

@@ -1,4 +1,10 @@
-"""Small HTTP helpers shared by the handlers: JSON bodies and error shapes."""
+"""Small HTTP helpers shared by the handlers: reading bodies, answering JSON.
+
+A body that cannot be read as sent is a ``BodyError`` where it is read
+(``read_body``) and an API error where a handler asks for it
+(``read_json_body``, ``small_json_object``): each kind has its status and
+code, so a new kind of unreadable body is a 4xx on every route at once.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +18,15 @@ from starlette.responses import Response
 
 from mediation.errors import InputError
 
+from .errors import ApiError, ApiRefusalError, Translation, translated
+
 __all__ = [
     "BodyError",
     "BodyTooLargeError",
     "InvalidGzipError",
     "UnsupportedEncodingError",
-    "body_error_response",
     "contains_nul",
     "decimal_int",
-    "error_body",
-    "error_response",
     "json_response",
     "read_body",
     "read_json_body",
@@ -30,11 +35,7 @@ __all__ = [
 
 
 class BodyError(InputError):
-    """A body that cannot be read as sent: each kind has its status and error code.
-
-    Every route that reads a body answers these through ``body_error_response``,
-    so a new kind of unreadable body is a 4xx everywhere at once.
-    """
+    """A body that cannot be read as sent: each kind has its status and error code."""
 
     status_code = 400
     code = "invalid_body"
@@ -74,27 +75,6 @@ def json_response(
         media_type="application/json",
         headers=dict(headers or {}),
     )
-
-
-def error_response(
-    status_code: int,
-    code: str,
-    message: str,
-    details: Mapping[str, Any] | None = None,
-    headers: Mapping[str, str] | None = None,
-) -> Response:
-    return Response(
-        error_body(code, message, details),
-        status_code=status_code,
-        media_type="application/json",
-        headers=dict(headers or {}),
-    )
-
-
-def error_body(code: str, message: str, details: Mapping[str, Any] | None = None) -> bytes:
-    """The error shape every answer uses, as bytes (the server protocol writes it raw too)."""
-    error = {"code": code, "message": message, "details": dict(details or {})}
-    return orjson.dumps({"error": error})
 
 
 async def read_body(request: Request, limit_bytes: int) -> bytes:
@@ -138,9 +118,11 @@ async def read_body(request: Request, limit_bytes: int) -> bytes:
     return b"".join(chunks)
 
 
-def body_error_response(exc: BodyError) -> Response:
-    """The answer to a body ``read_body`` refused."""
-    return error_response(exc.status_code, exc.code, str(exc), exc.details())
+def _refused_body(exc: BodyError) -> ApiError:
+    return ApiRefusalError(exc.status_code, exc.code, str(exc), exc.details())
+
+
+_BODY_REFUSALS: Translation = {BodyError: _refused_body}
 
 
 def decimal_int(text: str, max_digits: int) -> int | None:
@@ -154,32 +136,28 @@ def decimal_int(text: str, max_digits: int) -> int | None:
     return None
 
 
-async def read_json_body(request: Request, limit_bytes: int) -> tuple[Any, bytes, Response | None]:
-    """Return ``(document, raw bytes, None)`` or ``(None, b"", error response)``."""
-    try:
+async def read_json_body(request: Request, limit_bytes: int) -> tuple[Any, bytes]:
+    """The body's JSON document and its raw bytes; raises the API error to answer."""
+    with translated(_BODY_REFUSALS):
         raw = await read_body(request, limit_bytes)
-    except BodyError as exc:
-        return None, b"", body_error_response(exc)
     try:
-        return orjson.loads(raw), raw, None
+        return orjson.loads(raw), raw
     except orjson.JSONDecodeError as exc:
-        return None, b"", error_response(400, "invalid_json", f"body is not valid JSON: {exc}")
+        raise ApiRefusalError(400, "invalid_json", f"body is not valid JSON: {exc}") from exc
 
 
-async def small_json_object(request: Request) -> dict[str, Any] | Response:
-    """A small JSON object body (an empty body reads as ``{}``), or the error to answer."""
-    try:
+async def small_json_object(request: Request) -> dict[str, Any]:
+    """A small JSON object body (an empty body reads as ``{}``); raises the API error to answer."""
+    with translated(_BODY_REFUSALS):
         raw = await read_body(request, 64 * 1024)
-    except BodyError as exc:
-        return body_error_response(exc)
     try:
         body = orjson.loads(raw) if raw else {}
     except orjson.JSONDecodeError:
         body = None
     if not isinstance(body, dict):
-        return error_response(400, "invalid_json", "body must be a small JSON object")
+        raise ApiRefusalError(400, "invalid_json", "body must be a small JSON object")
     if contains_nul(body):
-        return error_response(422, "invalid_text", "text must not contain NUL characters")
+        raise ApiRefusalError(422, "invalid_text", "text must not contain NUL characters")
     return body
 
 

@@ -10,7 +10,6 @@ from starlette.responses import Response
 
 from mediation.rules.validation import (
     Rejection,
-    RequestInvalidError,
     accepted_key_times,
     normalise_event,
     validate_batch_envelope,
@@ -20,8 +19,9 @@ from mediation.settings import Settings
 from mediation.wire import encode_event_fields
 
 from .context import context_of
-from .guards import authenticate, rate_limited
-from .http import error_response, json_response, read_json_body
+from .errors import REQUEST_REFUSALS, ApiUnavailableError, translated
+from .guards import authenticate, check_rate_limit
+from .http import json_response, read_json_body
 from .producer import Delivery, ProduceFailedError, ProduceTimeoutError
 
 __all__ = ["MAX_BATCH_BYTES", "post_events"]
@@ -53,20 +53,12 @@ def _by_generation(
 async def post_events(request: Request) -> Response:
     ctx = context_of(request)
     app_id = await authenticate(ctx, request)
-    if isinstance(app_id, Response):
-        return app_id
-    limited = rate_limited(ctx, app_id, "event_batches")
-    if limited is not None:
-        return limited
+    check_rate_limit(ctx, app_id, "event_batches")
     received_ms = ctx.clock_ms()
     min_key_time_ms, max_key_time_ms = accepted_key_times(received_ms)
-    body, _raw, problem = await read_json_body(request, MAX_BATCH_BYTES)
-    if problem is not None:
-        return problem
-    try:
+    body, _raw = await read_json_body(request, MAX_BATCH_BYTES)
+    with translated(REQUEST_REFUSALS):
         envelope = validate_batch_envelope(body)
-    except RequestInvalidError as exc:
-        return error_response(422, exc.code, exc.message, exc.details)
 
     # (key, value) per event to produce, encoded as soon as it is checked,
     # and the same events as sent, remembered if the broker is slow.
@@ -134,13 +126,13 @@ async def post_events(request: Request) -> Response:
             await delivery.wait(timeout_s)
     except (ProduceTimeoutError, ProduceFailedError) as exc:
         ctx.metrics.event_batches_unconfirmed.inc()
-        return error_response(
+        raise ApiUnavailableError(
             503,
             "broker_unavailable",
             f"events not confirmed by the broker, resend the batch: {exc}",
             {"accepted": 0},
             headers={"Retry-After": "1"},
-        )
+        ) from exc
     accepted = len(envelope.events) - len(rejected)
     if to_send:
         ctx.metrics.confirm_events.observe((ctx.clock_ms() - received_ms) / 1000)

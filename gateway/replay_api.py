@@ -32,18 +32,21 @@ from starlette.responses import Response
 
 from mediation.rules.replay import ReplayRequest, ReplayRequestError, Selection, parse_request
 from mediation.rules.ulid import day_of_ms
-from replay.cold import TieredDays
 from replay.jobs import JOB_FORMATS, enqueue, job_state
 from replay.output import CollectedOutput
 from replay.run import run_replay
-from storage.cold import ColdStoreError, open_cold_store
+from storage.cold import ColdStoreError, cold_store_for
 from storage.configs import get_snapshot
 from storage.db import connect
+from storage.hot_records import count_opportunities
+from storage.replay_jobs import lock_and_count_open_replays
+from storage.tiered_days import TieredDays
 from storage.tiering import TieringError
 
 from .admin import admin_route
 from .context import GatewayContext
-from .http import decimal_int, error_response, json_response, small_json_object
+from .errors import ApiError, ApiRefusalError, ApiUnavailableError, Translation, translated
+from .http import decimal_int, json_response, small_json_object
 
 __all__ = ["INLINE_MAX", "MAX_OPEN_JOBS", "get_replay", "post_replay"]
 
@@ -52,8 +55,25 @@ MAX_OPEN_JOBS = 10
 _ACTOR = "admin-api"
 
 
-class _QueueFullError(Exception):
-    pass
+def _invalid_replay_request(exc: ReplayRequestError) -> ApiError:
+    return ApiRefusalError(422, "invalid_replay_request", str(exc))
+
+
+def _cold_storage_unavailable(exc: ColdStoreError | TieringError) -> ApiError:
+    # The replay record says failed, with why.
+    return ApiUnavailableError(
+        503,
+        "cold_storage_unavailable",
+        f"cold storage cannot be read: {exc}",
+        headers={"Retry-After": "30"},
+    )
+
+
+_REPLAY_ERRORS: Translation = {
+    ReplayRequestError: _invalid_replay_request,
+    ColdStoreError: _cold_storage_unavailable,
+    TieringError: _cold_storage_unavailable,
+}
 
 
 def _fits_inline(conn: psycopg.Connection, selection: Selection) -> bool:
@@ -76,12 +96,7 @@ def _fits_inline(conn: psycopg.Connection, selection: Selection) -> bool:
     if tiered.dropped or tiered.deleted:
         return False
     low, high = selection.key_bounds()
-    row = conn.execute(
-        "SELECT count(*) FROM (SELECT 1 FROM opportunity_records WHERE day = %s "
-        "AND opportunity_key >= %s AND opportunity_key < %s LIMIT %s) AS probe",
-        (day, low, high, INLINE_MAX + 1),
-    ).fetchone()
-    return row is not None and int(row[0]) <= INLINE_MAX
+    return count_opportunities(conn, day, low, high, INLINE_MAX + 1) <= INLINE_MAX
 
 
 def _check_config_version(conn: psycopg.Connection, request: ReplayRequest) -> None:
@@ -99,7 +114,7 @@ def _replay_or_enqueue(
     with connect(settings.database_url, autocommit=True) as conn:
         _check_config_version(conn, request)
         if _fits_inline(conn, request.selection):
-            store = open_cold_store(settings.cold_storage_url, settings.aws_endpoint_url)
+            store = cold_store_for(settings)
             output = CollectedOutput()
             replay_id, digest, _ = run_replay(conn, store, request, output, requested_by=_ACTOR)
             return {
@@ -110,13 +125,13 @@ def _replay_or_enqueue(
                 "results": output.results,
             }
         with conn.transaction():
-            # One at a time, so that concurrent requests cannot overfill the queue.
-            conn.execute("LOCK TABLE replay_records IN SHARE ROW EXCLUSIVE MODE")
-            row = conn.execute(
-                "SELECT count(*) FROM replay_records WHERE status IN ('queued', 'running')"
-            ).fetchone()
-            if row and row[0] >= MAX_OPEN_JOBS:
-                raise _QueueFullError
+            if lock_and_count_open_replays(conn) >= MAX_OPEN_JOBS:
+                raise ApiRefusalError(
+                    429,
+                    "replay_queue_full",
+                    f"{MAX_OPEN_JOBS} replay jobs are already waiting or running; try again later",
+                    headers={"Retry-After": "30"},
+                )
             replay_id = enqueue(conn, request, _ACTOR, output_format)
         return {"replay_id": replay_id, "status": "queued"}
 
@@ -124,37 +139,21 @@ def _replay_or_enqueue(
 @admin_route
 async def post_replay(request: Request, ctx: GatewayContext) -> Response:
     if not ctx.rate_limiter.allow("_admin", "replay", ctx.settings.replay_requests_per_s):
-        return error_response(
+        raise ApiRefusalError(
             429,
             "replay_throttled",
             f"at most {ctx.settings.replay_requests_per_s} replay requests per second",
             headers={"Retry-After": "1"},
         )
     body = await small_json_object(request)
-    if isinstance(body, Response):
-        return body
     output_format = body.get("format", "jsonl")
     if output_format not in JOB_FORMATS:
-        return error_response(
+        raise ApiRefusalError(
             422, "invalid_replay_request", f"format must be one of {', '.join(JOB_FORMATS)}"
         )
-    try:
+    with translated(_REPLAY_ERRORS):
         replay_request = parse_request(body)
         answer = await asyncio.to_thread(_replay_or_enqueue, ctx, replay_request, output_format)
-    except ReplayRequestError as exc:
-        return error_response(422, "invalid_replay_request", str(exc))
-    except (ColdStoreError, TieringError) as exc:  # the replay record says failed, with why
-        return error_response(
-            503, "cold_storage_unavailable", f"cold storage cannot be read: {exc}",
-            headers={"Retry-After": "30"},
-        )  # fmt: skip
-    except _QueueFullError:
-        return error_response(
-            429,
-            "replay_queue_full",
-            f"{MAX_OPEN_JOBS} replay jobs are already waiting or running; try again later",
-            headers={"Retry-After": "30"},
-        )
     if answer["status"] == "queued":
         location = f"/v1/replay/{answer['replay_id']}"
         return json_response({**answer, "location": location}, 202, {"Location": location})
@@ -166,7 +165,7 @@ async def get_replay(request: Request, ctx: GatewayContext) -> Response:
     text = request.path_params["replay_id"]
     replay_id = decimal_int(text, 18)
     if replay_id is None:
-        return error_response(404, "unknown_replay", "no such replay")
+        raise ApiRefusalError(404, "unknown_replay", "no such replay")
 
     def read() -> dict[str, Any] | None:
         with connect(ctx.settings.database_url, autocommit=True) as conn:
@@ -174,5 +173,5 @@ async def get_replay(request: Request, ctx: GatewayContext) -> Response:
 
     state = await asyncio.to_thread(read)
     if state is None:
-        return error_response(404, "unknown_replay", f"no replay {text}")
+        raise ApiRefusalError(404, "unknown_replay", f"no replay {text}")
     return json_response(state)

@@ -25,7 +25,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from .http import error_body
+from .errors import error_body
 
 __all__ = ["MAX_HEADER_BYTES", "MAX_URL_BYTES", "LimitedHttpToolsProtocol"]
 

@@ -10,13 +10,21 @@ from starlette.responses import Response
 from mediation.rules.identity import device_hash, rollout_bucket
 from mediation.rules.model import Opportunity, WaterfallEntry
 from mediation.rules.ulid import encode_ulid
-from mediation.rules.validation import RequestInvalidError, SyncRequest, validate_sync_request
+from mediation.rules.validation import SyncRequest, validate_sync_request
 from mediation.rules.waterfall import RuntimeConfig, choose_waterfall
 from mediation.wire import encode_opportunity
 
 from .context import GatewayContext, context_of
-from .guards import authenticate, rate_limited
-from .http import error_response, json_response, read_json_body
+from .errors import (
+    REQUEST_REFUSALS,
+    ApiError,
+    ApiRefusalError,
+    ApiUnavailableError,
+    Translation,
+    translated,
+)
+from .guards import authenticate, check_rate_limit
+from .http import json_response, read_json_body
 from .idempotency import InvalidIdempotencyKeyError, check_idempotency_key
 from .ids import random_bytes
 from .producer import ProduceFailedError, ProduceTimeoutError
@@ -28,20 +36,30 @@ MAX_REQUEST_BODY_BYTES = 16 * 1024
 DELIVERY_TTL_MS = 5 * 60 * 1000
 
 
+def _unusable_idempotency_key(exc: InvalidIdempotencyKeyError) -> ApiError:
+    return ApiRefusalError(400, "invalid_idempotency_key", str(exc))
+
+
+def _not_recorded(exc: ProduceTimeoutError | ProduceFailedError) -> ApiError:
+    return ApiUnavailableError(
+        503,
+        "broker_unavailable",
+        f"request not recorded, retry: {exc}",
+        headers={"Retry-After": "1"},
+    )
+
+
+_IDEMPOTENCY_KEY_REFUSALS: Translation = {InvalidIdempotencyKeyError: _unusable_idempotency_key}
+
+
 async def post_request(request: Request) -> Response:
     ctx = context_of(request)
     app_id = await authenticate(ctx, request)
-    if isinstance(app_id, Response):
-        return app_id
     idempotency_key = request.headers.get("idempotency-key")
     if idempotency_key is not None:
-        try:
+        with translated(_IDEMPOTENCY_KEY_REFUSALS):
             check_idempotency_key(idempotency_key)
-        except InvalidIdempotencyKeyError as exc:
-            return error_response(400, "invalid_idempotency_key", str(exc))
-    body, raw, problem = await read_json_body(request, MAX_REQUEST_BODY_BYTES)
-    if problem is not None:
-        return problem
+    body, raw = await read_json_body(request, MAX_REQUEST_BODY_BYTES)
     if idempotency_key is None:
         return await _answer(ctx, app_id, body)
 
@@ -55,37 +73,35 @@ async def post_request(request: Request) -> Response:
             claim.response, media_type="application/json", headers={"Idempotent-Replayed": "true"}
         )
     if claim.kind == "conflict":
-        return error_response(
+        raise ApiRefusalError(
             422, "idempotency_key_reused", "this Idempotency-Key was used with a different body"
         )
     if claim.kind == "in_flight":
-        return error_response(
+        raise ApiRefusalError(
             409,
             "request_in_flight",
             "a request with this Idempotency-Key is still being processed",
             headers={"Retry-After": "1"},
         )
     if claim.kind == "unavailable" or claim.lease is None:
-        return _idempotency_unavailable(ctx, "the Idempotency-Key store did not answer in time")
+        raise _idempotency_unavailable(ctx, "the Idempotency-Key store did not answer in time")
     lease = claim.lease
     try:
         response = await _answer(ctx, app_id, body)
     except BaseException:
+        # Refused or failed: the key is free again, so the retry runs for real.
         await lease.release()
         raise
-    if response.status_code != 200:
-        await lease.release()
-        return response
     # Served only once recorded: an answer the store does not hold could be
     # minted a second time by the retry.
     if not await lease.finish(bytes(response.body)):
-        return _idempotency_unavailable(ctx, "the answer could not be recorded under its key")
+        raise _idempotency_unavailable(ctx, "the answer could not be recorded under its key")
     return response
 
 
-def _idempotency_unavailable(ctx: GatewayContext, why: str) -> Response:
+def _idempotency_unavailable(ctx: GatewayContext, why: str) -> ApiError:
     ctx.metrics.idempotency_unavailable.inc()
-    return error_response(
+    return ApiUnavailableError(
         503,
         "idempotency_unavailable",
         f"{why}; request not served, retry with the same Idempotency-Key",
@@ -94,25 +110,21 @@ def _idempotency_unavailable(ctx: GatewayContext, why: str) -> Response:
 
 
 async def _answer(ctx: GatewayContext, app_id: str, body: object) -> Response:
-    """Rate limit, validate, choose the waterfall, then decide."""
-    limited = rate_limited(ctx, app_id, "requests")
-    if limited is not None:
-        return limited
-    try:
+    """Rate limit, validate, choose the waterfall, then decide: the 200 answer, or raise."""
+    check_rate_limit(ctx, app_id, "requests")
+    with translated(REQUEST_REFUSALS):
         sync = validate_sync_request(body)
-    except RequestInvalidError as exc:
-        return error_response(422, exc.code, exc.message, exc.details)
     bucket = rollout_bucket(sync.device_id)
     published = ctx.catalog.config_for(app_id, bucket)
     if published is None:
-        return error_response(
+        raise ApiRefusalError(
             409, "no_published_config", f"app {app_id} has no published config yet"
         )
     config = published.runtime
     waterfall = choose_waterfall(config, sync.placement_id, sync.context)
     if waterfall is None:
         ctx.cohorts.request(app_id, config.version, error=True)
-        return error_response(
+        raise ApiRefusalError(
             422,
             "unknown_placement",
             f"placement {sync.placement_id!r} is not in config v{config.version}",
@@ -161,12 +173,7 @@ async def _decide(
         )
     except (ProduceTimeoutError, ProduceFailedError) as exc:
         ctx.cohorts.request(app_id, config.version, error=True)
-        return error_response(
-            503,
-            "broker_unavailable",
-            f"request not recorded, retry: {exc}",
-            headers={"Retry-After": "1"},
-        )
+        raise _not_recorded(exc) from exc
     ctx.metrics.confirm_opportunities.observe((ctx.clock_ms() - received_ms) / 1000)
     ctx.metrics.count_opportunity(status)
     ctx.cohorts.request(app_id, config.version, no_fill=status == "no_fill")
@@ -194,17 +201,15 @@ async def _decide(
 async def get_config(request: Request) -> Response:
     ctx = context_of(request)
     app_id = await authenticate(ctx, request)
-    if isinstance(app_id, Response):
-        return app_id
     device_id = request.query_params.get("device_id")
     if device_id is not None and not 1 <= len(device_id) <= 128:
-        return error_response(422, "invalid_device_id", "device_id must be 1..128 chars")
+        raise ApiRefusalError(422, "invalid_device_id", "device_id must be 1..128 chars")
     # The device's rollout bucket decides between the new and the previous
     # version while a rollout is under way; without a device id: the stable one.
     bucket = rollout_bucket(device_id) if device_id is not None else None
     published = ctx.catalog.config_for(app_id, bucket)
     if published is None:
-        return error_response(
+        raise ApiRefusalError(
             404, "no_published_config", f"app {app_id} has no published config yet"
         )
     etag = f'"{published.checksum}"'
