@@ -3,9 +3,12 @@
 #   docker build -t mediation:local .
 #   docker run --rm mediation:local --help
 #
-# The project is installed in editable mode from /app, so the packages stay
-# next to /app/sql, where storage/migrate.py finds the schema migrations
-# (<repo root>/sql relative to the storage package).
+# The image installs what production needs: the project without extras
+# (`local` and `reports` are for the dev stack and the peak report's charts).
+# It is installed in editable mode from /app: the package data (the schema
+# migrations in sql/, the alerting files in deploy/ and the runbook
+# docs/operations.md, which the gate checks) is read through the links in
+# mediation/resources/, which point at those folders next to the packages.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -16,8 +19,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY sql ./sql
+COPY deploy ./deploy
+COPY docs/operations.md ./docs/operations.md
 COPY mediation ./mediation
 COPY gateway ./gateway
 COPY dataflows ./dataflows

@@ -44,6 +44,8 @@ if [ ! -f "$stamp" ]; then
   echo "bootstrap: creating .venv and installing the project (first run takes a minute)"
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
+  # dev includes the extras `local` (the broker and S3 server of `mediation
+  # dev up`, the demo and the tests) and `reports` (the peak report's charts).
   .venv/bin/python -m pip install -q -e '.[dev]'
   rm -f .venv/.installed-*
   touch "$stamp"

@@ -1,23 +1,28 @@
 """Ordered, idempotent schema migrations from ``sql/``.
 
-Each file ``sql/NNNN_name.sql`` is applied in its own transaction that
-first takes a transaction-scoped advisory lock, so two processes racing to
-migrate serialise, and the lock never outlives the transaction (which is
-what a transaction-mode pooler requires). Applied files are recorded with
-their checksum; an applied file whose text later changed is an error,
-because the database no longer matches the repository.
+The migrations are package data (``mediation.resources.SQL``): the
+repository's ``sql/`` in a checkout, the copy inside the installed package
+otherwise. Each file ``sql/NNNN_name.sql`` is applied in its own
+transaction that first takes a transaction-scoped advisory lock, so two
+processes racing to migrate serialise, and the lock never outlives the
+transaction (which is what a transaction-mode pooler requires). Applied
+files are recorded with their checksum; an applied file whose text later
+changed is an error, because the database no longer matches the
+repository.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
-from pathlib import Path
+from importlib.resources.abc import Traversable
 
 import psycopg
 
 from mediation.errors import ServiceError
+from mediation.resources import SQL
 
 from .db import connect
 
@@ -25,7 +30,8 @@ __all__ = ["SQL_DIR", "Migration", "MigrationError", "applied_versions", "migrat
 
 log = logging.getLogger(__name__)
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+SQL_DIR: Traversable = SQL
+_MIGRATION_NAME = re.compile(r"[0-9]{4}_.*\.sql")
 # Any constant shared by all processes of this project; "medi" in ASCII.
 _ADVISORY_LOCK_KEY = 0x6D656469
 
@@ -47,7 +53,7 @@ class MigrationError(ServiceError):
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: str
-    path: Path
+    path: Traversable
     sql: str
 
     @property
@@ -55,10 +61,13 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
-def load_migrations(sql_dir: Path = SQL_DIR) -> list[Migration]:
+def load_migrations(sql_dir: Traversable = SQL_DIR) -> list[Migration]:
     migrations = []
-    for path in sorted(sql_dir.glob("[0-9][0-9][0-9][0-9]_*.sql")):
-        migrations.append(Migration(path.stem, path, path.read_text(encoding="utf-8")))
+    found = sql_dir.iterdir() if sql_dir.is_dir() else iter(())
+    paths = [p for p in found if _MIGRATION_NAME.fullmatch(p.name)]
+    for path in sorted(paths, key=lambda p: p.name):
+        version = path.name.removesuffix(".sql")
+        migrations.append(Migration(version, path, path.read_text(encoding="utf-8")))
     if not migrations:
         raise MigrationError(f"no migrations found in {sql_dir}")
     return migrations
@@ -73,13 +82,13 @@ def applied_versions(conn: psycopg.Connection) -> dict[str, str]:
     return {version: checksum for version, checksum in rows}
 
 
-def pending(database_url: str, sql_dir: Path = SQL_DIR) -> list[Migration]:
+def pending(database_url: str, sql_dir: Traversable = SQL_DIR) -> list[Migration]:
     with connect(database_url) as conn:
         applied = applied_versions(conn)
     return [m for m in load_migrations(sql_dir) if m.version not in applied]
 
 
-def migrate(database_url: str, sql_dir: Path = SQL_DIR) -> list[str]:
+def migrate(database_url: str, sql_dir: Traversable = SQL_DIR) -> list[str]:
     """Apply every pending migration; return the versions applied now."""
     applied_now: list[str] = []
     with connect(database_url) as conn:

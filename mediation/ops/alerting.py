@@ -7,29 +7,33 @@
   and Alertmanager files fit together.
 - ``routing_problems``: P0 and P1 alerts reach a receiver that is not a
   placeholder (the on-call tool's webhook has been put in).
+
+The files and the runbook (``docs/operations.md``) are package data
+(``mediation.resources``), so the installed command checks the copies it
+ships with.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
+from importlib.resources.abc import Traversable
 from typing import Any
 
 import yaml
 
+from mediation.resources import DEPLOY, OPERATIONS_DOC
 from mediation.rules.triggers import TRIGGERS
 
 __all__ = ["DEPLOY_DIR", "exported_samples", "routing_problems", "rule_problems"]
 
-DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy"
-_OPERATIONS_DOC = DEPLOY_DIR.parent / "docs" / "operations.md"
+DEPLOY_DIR: Traversable = DEPLOY
 _METRIC = re.compile(r"\b(mediation_[a-z_]+)")
 _DURATION = re.compile(r"^\d+[smh]$")
 _PLACEHOLDER = "example.invalid"
 
 
-def _yaml(path: Path) -> Any:
+def _yaml(path: Traversable) -> Any:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
 
 
@@ -47,7 +51,7 @@ def exported_samples() -> frozenset[str]:
     return frozenset(names)
 
 
-def _anchors(markdown: Path) -> set[str]:
+def _anchors(markdown: Traversable) -> set[str]:
     headings = re.findall(r"^#+ (.+)$", markdown.read_text(encoding="utf-8"), re.M)
     return {re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-") for h in headings}
 
@@ -84,7 +88,7 @@ def _rule_shape(rule: dict[str, Any], anchors: set[str]) -> list[str]:
     return problems
 
 
-def rule_problems(deploy: Path = DEPLOY_DIR) -> list[str]:
+def rule_problems(deploy: Traversable = DEPLOY_DIR) -> list[str]:
     """What is wrong with the alert rules, the dashboard and their wiring; empty when nothing."""
     try:
         rules = [
@@ -92,12 +96,14 @@ def rule_problems(deploy: Path = DEPLOY_DIR) -> list[str]:
         ]
         prometheus = _yaml(deploy / "prometheus" / "prometheus.yml")
         alertmanager = _yaml(deploy / "alertmanager" / "alertmanager.yml")
-        dashboard = json.loads((deploy / "grafana" / "dashboards" / "mediation.json").read_text())
+        dashboard = json.loads(
+            (deploy / "grafana" / "dashboards" / "mediation.json").read_text(encoding="utf-8")
+        )
         datasources = _yaml(deploy / "grafana" / "provisioning" / "datasources" / "prometheus.yml")
     except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError) as exc:
         return [f"cannot read the deploy files: {exc}"]
     problems: list[str] = []
-    anchors = _anchors(_OPERATIONS_DOC)
+    anchors = _anchors(OPERATIONS_DOC)
     names = [rule.get("alert") for rule in rules]
     if len(names) != len(set(names)):
         problems.append("alert names repeat")
@@ -143,7 +149,7 @@ def rule_problems(deploy: Path = DEPLOY_DIR) -> list[str]:
     return problems
 
 
-def routing_problems(alertmanager_file: Path) -> list[str]:
+def routing_problems(alertmanager_file: Traversable) -> list[str]:
     """Whether P0 and P1 alerts reach a real receiver; empty when they do."""
     try:
         config = _yaml(alertmanager_file)

@@ -21,6 +21,7 @@ import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import psycopg
@@ -122,7 +123,7 @@ def _peak(results: Path, max_age_days: float, now: dt.datetime) -> GateCheck:
     return GateCheck(item, True, f"{where}: every check passed")
 
 
-def _alerting(alertmanager_file: Path) -> GateCheck:
+def _alerting(alertmanager_file: Traversable) -> GateCheck:
     item = "4. alerting + on-call routing for P0/P1"
     problems = rule_problems() + routing_problems(alertmanager_file)
     if problems:
@@ -155,7 +156,7 @@ def run_gate(
     settings: Settings,
     *,
     results: Path,
-    alertmanager_file: Path = DEPLOY_DIR / "alertmanager" / "alertmanager.yml",
+    alertmanager_file: Traversable = DEPLOY_DIR / "alertmanager" / "alertmanager.yml",
     max_peak_age_days: float = 7.0,
     now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
 ) -> list[GateCheck]:

