@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
@@ -45,15 +46,11 @@ class HighWatermarkPoller:
         self._highs: dict[PartitionKey, int] = {}
         self._lows: dict[PartitionKey, int] = {}
         self._polled_at_ms: int | None = None
-        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="high-watermarks", daemon=True)
 
     def start(self) -> HighWatermarkPoller:
         self._thread.start()
         return self
-
-    def stop(self) -> None:
-        self._stop.set()
 
     def highs(self) -> dict[PartitionKey, int]:
         return self._highs  # replaced whole, never mutated: safe to read from any thread
@@ -86,9 +83,9 @@ class HighWatermarkPoller:
         self._polled_at_ms = started
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while True:  # a daemon thread: it ends with the process
             try:
                 self.poll_once()
             except KafkaException as exc:
                 log.warning("high watermark poll failed (keeping the last values): %s", exc)
-            self._stop.wait(self._interval_s)
+            time.sleep(self._interval_s)

@@ -36,8 +36,9 @@ from prometheus_client.registry import Collector
 from mediation.clock import now_ms
 from mediation.errors import ServiceError
 from mediation.rules.model import ClosedOpportunity, LateEvent, OrphanEvents
+from mediation.wire import DeadLetterRecord
 from sinks.postgres import WriteCounters
-from sinks.records import DeadLetterRecord, SinkItem
+from sinks.records import SinkItem
 
 from .closing import StateCounts
 from .watermark import PartitionKey
@@ -124,12 +125,11 @@ class WorkerMetrics:
     def __init__(
         self,
         watermark_ms: Callable[[], int],
-        registry: CollectorRegistry | None = None,
         positions: Callable[[], Mapping[PartitionKey, int]] | None = None,
         highs: Callable[[], Mapping[PartitionKey, int]] | None = None,
         owned: tuple[int, int] | None = None,
     ):
-        self.registry = registry or CollectorRegistry()
+        self.registry = CollectorRegistry()
         # process_resident_memory_bytes and friends: the soak checks memory with them.
         ProcessCollector(registry=self.registry)
         self.messages = Counter(
