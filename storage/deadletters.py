@@ -10,17 +10,20 @@ which carry the bytes that arrived (re-send those only once their cause is
 gone, or the rules refuse them again). Letters without one (``unwritable``,
 refusals by the sink, letters from before rule refusals had positions) are
 listed but skipped.
+
+Discarding marks pending letters ``discarded`` (their cause is known and
+they are not to be sent again): re-drive passes them by, like re-driven ones.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .db import connect
 
-__all__ = ["DeadLetterRow", "list_dead_letters", "redrive"]
+__all__ = ["DeadLetterRow", "discard", "get_dead_letter", "list_dead_letters", "redrive"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,11 +42,24 @@ class DeadLetterRow:
     payload: bytes
 
 
+_COLUMNS = (
+    "day, id, reason, detail, app_id, opportunity_key, source_topic, "
+    "source_partition, source_offset, redrive_status, created_at, payload"
+)
+
+
 def _where(
-    reason: str | None, app_id: str | None, since: dt.datetime | None, status: str | None
+    reason: str | None,
+    app_id: str | None,
+    since: dt.datetime | None,
+    status: str | None,
+    ids: Sequence[str] = (),
 ) -> tuple[str, list[object]]:
     clauses: list[str] = ["true"]
     params: list[object] = []
+    if ids:
+        clauses.append("id = ANY(%s)")
+        params.append(list(ids))
     if reason:
         clauses.append("reason = %s")
         params.append(reason)
@@ -71,12 +87,47 @@ def list_dead_letters(
     where, params = _where(reason, app_id, since, status)
     with connect(database_url) as conn:
         rows = conn.execute(
-            "SELECT day, id, reason, detail, app_id, opportunity_key, source_topic, "
-            "source_partition, source_offset, redrive_status, created_at, payload "
-            f"FROM dead_letters WHERE {where} ORDER BY created_at DESC LIMIT %s",
+            f"SELECT {_COLUMNS} FROM dead_letters WHERE {where} ORDER BY created_at DESC LIMIT %s",
             [*params, limit],
         ).fetchall()
     return [DeadLetterRow(*row) for row in rows]
+
+
+def get_dead_letter(database_url: str, letter_id: str) -> DeadLetterRow | None:
+    """The dead letter ``letter_id`` (ids are unique across days), or None."""
+    with connect(database_url) as conn:
+        row = conn.execute(
+            f"SELECT {_COLUMNS} FROM dead_letters WHERE id = %s ORDER BY day DESC LIMIT 1",
+            (letter_id,),
+        ).fetchone()
+    return DeadLetterRow(*row) if row else None
+
+
+def discard(
+    database_url: str,
+    *,
+    reason: str | None = None,
+    app_id: str | None = None,
+    since: dt.datetime | None = None,
+    ids: Sequence[str] = (),
+    dry_run: bool = True,
+) -> int:
+    """Mark the pending letters that match ``discarded``; return how many (would be) marked.
+
+    Letters already re-driven or discarded are left as they are.
+    """
+    where, params = _where(reason, app_id, since, "pending", ids)
+    with connect(database_url) as conn:
+        if dry_run:
+            row = conn.execute(
+                f"SELECT count(*) FROM dead_letters WHERE {where}", params
+            ).fetchone()
+            return int(row[0]) if row else 0
+        with conn.transaction():
+            marked = conn.execute(
+                f"UPDATE dead_letters SET redrive_status = 'discarded' WHERE {where}", params
+            ).rowcount
+    return int(marked)
 
 
 def redrive(

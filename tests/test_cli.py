@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mediation.cli.app import build_parser, main
+from mediation.cli import main
+from mediation.cli.parser import build_parser
 from mediation.sim.processes import free_port, mediation_command
 
 COMMANDS = [
@@ -19,13 +20,18 @@ COMMANDS = [
     "partitions",
     "tier",
     "replay",
+    "replay-jobs",
     "seed",
     "keys",
+    "status",
     "dlq",
+    "config",
+    "publish-worker",
     "api",
     "ingest",
     "worker",
     "simulate",
+    "gate",
     "demo",
 ]
 
@@ -216,7 +222,10 @@ def test_every_known_failure_becomes_one_line_with_its_exit_code(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The one mechanism in main(): a multi-line message is folded onto one line."""
-    from mediation.cli import app as cli
+    import httpx
+    import psycopg
+
+    from mediation.cli.commands import migrate
     from mediation.settings import SettingsError
     from storage.cold import ColdStoreError
     from storage.db import DatabaseUnavailableError
@@ -231,13 +240,29 @@ def test_every_known_failure_becomes_one_line_with_its_exit_code(
         ),
         (ColdStoreError("s3://b: timeout"), 1, "mediation migrate: cold storage: s3://b: timeout"),
         (TieringError("t 2026-01-01: no manifest"), 1, "mediation migrate: cold storage: t 2026-01-01: no manifest"),  # noqa: E501
+        (
+            psycopg.errors.UndefinedTable('relation "apps" does not exist'),
+            1,
+            'mediation migrate: the database has no schema yet (relation "apps" does not exist); '
+            "run `mediation migrate`",
+        ),
+        (
+            psycopg.OperationalError("server closed the connection\nunexpectedly"),
+            1,
+            "mediation migrate: Postgres: server closed the connection unexpectedly",
+        ),
+        (
+            httpx.ConnectError("[Errno 111] Connection refused"),
+            1,
+            "mediation migrate: HTTP request failed: [Errno 111] Connection refused",
+        ),
     ]  # fmt: skip
     for error, code, line in cases:
 
         def fail(_args: object, error: Exception = error) -> int:
             raise error
 
-        monkeypatch.setattr(cli, "cmd_migrate", fail)
+        monkeypatch.setattr(migrate, "run", fail)
         assert main(["migrate"]) == code
         assert capsys.readouterr().err.splitlines() == [line]
 
@@ -246,12 +271,12 @@ def test_an_unexpected_failure_is_one_line_too(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A bug is still one line and exit 1; the traceback is for -v."""
-    from mediation.cli import app as cli
+    from mediation.cli.commands import migrate
 
     def fail(_args: object) -> int:
         raise KeyError("boom")
 
-    monkeypatch.setattr(cli, "cmd_migrate", fail)
+    monkeypatch.setattr(migrate, "run", fail)
     assert main(["migrate"]) == 1
     captured = capsys.readouterr()
     assert captured.err.splitlines() == [

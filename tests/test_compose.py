@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from mediation.cli.app import build_parser
+from mediation.cli.parser import build_parser
 from mediation.settings import Settings, Topics
 
 ROOT = Path(__file__).resolve().parent.parent
