@@ -14,10 +14,13 @@ them; third-party errors are translated at the edge where they are met)::
     │   ├── ReplayRequestError       mediation.rules.replay     replay_request_invalid
     │   ├── RequestInvalidError      mediation.rules.validation request_invalid
     │   ├── InvalidUlidError         mediation.rules.ulid       ulid_invalid
-    │   ├── InputFileError           mediation.cli.config       input_file_invalid
+    │   ├── InputFileError           mediation.cli.errors       input_file_invalid
+    │   ├── UsageError               mediation.cli.errors       usage_invalid
+    │   ├── NotFoundError            mediation.cli.errors       not_found
     │   ├── KeyOperationError        storage.keys               key_operation_refused
     │   ├── PublishError             storage.configs            publish_refused
     │   ├── InvalidIdempotencyKeyError gateway.idempotency      idempotency_key_invalid
+    │   ├── ApiRefusalError          gateway.errors             api_request_refused
     │   └── BodyError                gateway.http               invalid_body
     │       ├── BodyTooLargeError                               body_too_large
     │       ├── UnsupportedEncodingError                        unsupported_encoding
@@ -29,11 +32,14 @@ them; third-party errors are translated at the edge where they are met)::
         ├── TieringError             storage.tiering            tiering_failed
         ├── TopicSetupError          mediation.topics           topic_setup_failed
         │   └── TopicLayoutError                                topics_not_copartitioned
+        ├── ApiUnavailableError      gateway.errors             api_unavailable
         ├── ProduceFailedError       gateway.producer           produce_failed
         ├── ProduceTimeoutError      gateway.producer           produce_timeout
         ├── MetricsPortInUseError    dataflows.metrics          metrics_port_in_use
         ├── CohortsUnavailableError  mediation.ops.publish_worker cohorts_unavailable
-        └── DevStackError            mediation.sim.devstack     dev_stack_failed
+        ├── RedriveUnconfirmedError  mediation.cli.errors       redrive_unconfirmed
+        ├── DevStackError            mediation.sim.devstack     dev_stack_failed
+        └── ExtraNotInstalledError   mediation.extras           extra_not_installed
 
 ``InputError`` and ``ServiceError`` keep the built-in bases the code caught
 before (``ValueError``, ``RuntimeError``), so an ``except ValueError`` that

@@ -55,3 +55,15 @@ def test_each_error_class_has_its_own_stable_code() -> None:
 def test_the_families_keep_the_builtin_bases_older_code_catches() -> None:
     assert issubclass(InputError, ValueError)
     assert issubclass(ServiceError, RuntimeError)
+
+
+def test_the_tree_in_the_root_docstring_names_every_error() -> None:
+    import mediation.errors
+
+    tree = mediation.errors.__doc__ or ""
+    missing = [
+        error.__qualname__
+        for error in ERRORS
+        if f" {error.__qualname__} " not in tree or f" {error.code}" not in tree
+    ]
+    assert missing == []

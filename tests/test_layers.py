@@ -24,6 +24,8 @@ KERNEL = (
     "mediation.membership",
     "mediation.text_table",
     "mediation.errors",
+    "mediation.extras",
+    "mediation.resources",
 )
 
 
