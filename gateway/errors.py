@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeAlias
+from typing import Any, ClassVar, TypeAlias
 
 import orjson
 from starlette.exceptions import HTTPException
@@ -57,50 +57,46 @@ __all__ = [
 INTERNAL_ERROR_MESSAGE = "unexpected error; quote the X-Request-Id to support"
 
 
-class ApiRefusalError(InputError):
+class _ApiAnswerError(Exception):
+    """What an API error carries to the handler: status, error code, message, details, headers.
+
+    Mixed into one class per family of the error tree, so a refusal is an
+    ``InputError`` and an outage a ``ServiceError`` while both render alike.
+    """
+
+    statuses: ClassVar[range]
+
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        details: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ):
+        if status_code not in self.statuses:
+            family = f"{self.statuses.start // 100}xx"
+            raise ValueError(f"{type(self).__name__} is a {family}, not {status_code}")
+        super().__init__(message)
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.details = dict(details or {})
+        self.headers = dict(headers or {})
+
+
+class ApiRefusalError(_ApiAnswerError, InputError):
     """A request the API refuses with a 4xx: change it, or wait (``Retry-After``)."""
 
     code = "api_request_refused"
-
-    def __init__(
-        self,
-        status_code: int,
-        code: str,
-        message: str,
-        details: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ):
-        if not 400 <= status_code <= 499:
-            raise ValueError(f"a refusal is a 4xx, not {status_code}")
-        super().__init__(message)
-        self.status_code = status_code
-        self.code = code
-        self.message = message
-        self.details = dict(details or {})
-        self.headers = dict(headers or {})
+    statuses = range(400, 500)
 
 
-class ApiUnavailableError(ServiceError):
+class ApiUnavailableError(_ApiAnswerError, ServiceError):
     """A request the API cannot serve now: a 5xx (503: retry after ``Retry-After``)."""
 
     code = "api_unavailable"
-
-    def __init__(
-        self,
-        status_code: int,
-        code: str,
-        message: str,
-        details: Mapping[str, Any] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ):
-        if not 500 <= status_code <= 599:
-            raise ValueError(f"an unavailable service is a 5xx, not {status_code}")
-        super().__init__(message)
-        self.status_code = status_code
-        self.code = code
-        self.message = message
-        self.details = dict(details or {})
-        self.headers = dict(headers or {})
+    statuses = range(500, 600)
 
 
 ApiError: TypeAlias = ApiRefusalError | ApiUnavailableError
