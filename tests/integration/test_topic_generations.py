@@ -64,7 +64,10 @@ def test_a_new_generation_takes_new_opportunities_while_the_previous_drains(
         "MEDIATION_DEFAULT_CLOSURE_WINDOW_MS": str(CLOSURE_WINDOW_MS),
         "MEDIATION_DEFAULT_GRACE_MS": str(GRACE_MS),
     }
-    cutover_ms = int(time.time() * 1000) + 4_000  # T: inside the traffic below
+    # T: far enough ahead for two workers and the gateway to start on a busy
+    # machine; the traffic below then runs from readiness to 4 s past T, so it
+    # spans T however long the start took.
+    cutover_ms = int(time.time() * 1000) + 15_000
     gateway_env = {
         **new.child_env(),
         **knobs,
@@ -89,13 +92,15 @@ def test_a_new_generation_takes_new_opportunities_while_the_previous_drains(
                     logs / "gateway.log")
         )  # fmt: skip
         gateway.wait_http(f"http://127.0.0.1:{port}/readyz", timeout_s=60)
+        before_cutover_s = cutover_ms / 1000 - time.time()
+        assert before_cutover_s > 1, "the gateway was ready only after the cutover"
         report = asyncio.run(
             run_simulation(
                 SimulationConfig(
                     base_url=f"http://127.0.0.1:{port}",
                     app_key=app_key,
                     rate_rps=20,
-                    duration_s=8,
+                    duration_s=before_cutover_s + 4,
                     seed=21,
                     resend_share=0.2,
                 )
