@@ -14,6 +14,7 @@ them; third-party errors are translated at the edge where they are met)::
     │   ├── ReplayRequestError       mediation.rules.replay     replay_request_invalid
     │   ├── RequestInvalidError      mediation.rules.validation request_invalid
     │   ├── InvalidUlidError         mediation.rules.ulid       ulid_invalid
+    │   ├── RulesBuildError          mediation.native           rules_build_invalid
     │   ├── InputFileError           mediation.cli.errors       input_file_invalid
     │   ├── UsageError               mediation.cli.errors       usage_invalid
     │   ├── NotFoundError            mediation.cli.errors       not_found

@@ -195,6 +195,10 @@ class Settings:
     previous_topics_until_ms: int = 0
     # The level of the root logger of gateway and worker processes.
     log_level: str = "INFO"
+    # Which build of the rules runs (auto, compiled, interpreted). It acts when
+    # ``mediation`` is first imported (mediation/native.py reads it there,
+    # before settings exist); read here too so a bad value is one settings error.
+    rules_build: str = "interpreted"  # mediation.native.DEFAULT_BUILD
     # What this gateway process serves (set by ``mediation api --role``).
     gateway_roles: frozenset[str] = GATEWAY_ROLES
     # S3 storage class of the cold tier (the default of ``mediation tier --cold-storage-class``).
@@ -323,6 +327,7 @@ class Settings:
             previous_topic_prefix=previous_prefix,
             previous_topics_until_ms=previous_until,
             log_level=_log_level(env.get("MEDIATION_LOG_LEVEL", "INFO")),
+            rules_build=_rules_build(env.get("MEDIATION_RULES_BUILD") or "interpreted"),
             gateway_roles=_gateway_roles(env.get("MEDIATION_GATEWAY_ROLES") or "all"),
             cold_storage_class=_cold_storage_class(
                 env.get("MEDIATION_COLD_STORAGE_CLASS") or "STANDARD_IA"
@@ -393,6 +398,18 @@ def _log_level(raw: str) -> str:
     if raw not in names:
         raise SettingsError(
             f"MEDIATION_LOG_LEVEL: expected one of {', '.join(sorted(names))}, got {raw!r}"
+        )
+    return raw
+
+
+# mediation/native.py's BUILDS (tests/rules/test_compiled_build.py holds them equal).
+RULES_BUILDS = ("auto", "compiled", "interpreted")
+
+
+def _rules_build(raw: str) -> str:
+    if raw not in RULES_BUILDS:
+        raise SettingsError(
+            f"MEDIATION_RULES_BUILD: expected one of {', '.join(RULES_BUILDS)}, got {raw!r}"
         )
     return raw
 

@@ -12,14 +12,13 @@ replay both read them back this way.
 from __future__ import annotations
 
 import functools
-from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from mediation.rules.model import ArchiveRecord, Event, Opportunity, WaterfallEntry
+from mediation.rules.records import record
 from mediation.tables import DELIVERY_RECORDS
 
 __all__ = [
@@ -34,7 +33,7 @@ __all__ = [
 Row = Mapping[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StoredInputs:
     opportunity: Opportunity
     # Every stored event that was not late: what the worker had at close.
@@ -60,58 +59,75 @@ def _small_json(text: str) -> Any:
     return _json(text)
 
 
-def _currency(value: str | None) -> str | None:
-    return value.strip() if value else None
+# The records are built positionally, in their fields' order (named
+# arguments, or a dict of them, cost more per row; a range replay builds
+# millions). tests/storage and tests/rules/test_compiled_equivalence.py
+# compare what they give with the records that were stored.
 
 
-# Columns stored under the record's field name, with the same value.
-_OPPORTUNITY_AS_IS = (
-    "opportunity_key", "app_id", "placement_id", "device_hash", "config_version",
-    "rollout_bucket", "delivery_id", "status", "closure_window_ms", "grace_ms",
-    "skew_tolerance_ms",
-)  # fmt: skip
-_EVENT_AS_IS = ("event_id", "app_id", "opportunity_key", "type", "source_id", "revenue_micros")
-_ARCHIVE_AS_IS = (
-    "opportunity_key", "app_id", "placement_id", "close_reason", "outcome", "rewarded",
-    "credited_source_id", "revenue_micros", "counted_events", "excluded_events",
-    "config_version", "rule_version", "inputs_hash",
-)  # fmt: skip
-
-
-def _as_is(row: Row, names: tuple[str, ...]) -> dict[str, Any]:
-    return {name: row[name] for name in names}
+def _opportunity(row: Row, delivery: Row) -> Opportunity:
+    return Opportunity(
+        row["opportunity_key"],
+        row["app_id"],
+        row["placement_id"],
+        row["device_hash"],
+        row["ts"],  # ts_ms
+        row["client_ts"],  # client_ts_ms
+        row["config_version"],
+        row["rollout_bucket"],
+        _small_json(row["context"]),  # context
+        delivery["delivery_id"],
+        delivery["status"],
+        _waterfall(delivery["waterfall"]),
+        delivery["expires_at"],  # expires_at_ms
+        row["closure_window_ms"],
+        row["grace_ms"],
+        row["skew_tolerance_ms"],
+    )
 
 
 def opportunity_of(row: Row) -> Opportunity:
     """From an ``opportunity_records`` row joined with its ``delivery_records`` row."""
-    return Opportunity(
-        **_as_is(row, _OPPORTUNITY_AS_IS),
-        ts_ms=row["ts"],
-        client_ts_ms=row["client_ts"],
-        context=_small_json(row["context"]),
-        waterfall=_waterfall(row["waterfall"]),
-        expires_at_ms=row["expires_at"],
-    )
+    return _opportunity(row, row)
 
 
 def event_of(row: Row) -> Event:
+    currency = row["currency"]
     return Event(
-        **_as_is(row, _EVENT_AS_IS),
-        ts_ms=row["ts"],
-        server_ts_ms=row["server_ts"],
-        received_at_ms=row["received_at"],
-        currency=_currency(row["currency"]),
-        attrs=_small_json(row["attrs"]),
+        row["event_id"],
+        row["app_id"],
+        row["opportunity_key"],
+        row["type"],
+        row["ts"],  # ts_ms
+        row["server_ts"],  # server_ts_ms
+        row["received_at"],  # received_at_ms
+        row["source_id"],
+        row["revenue_micros"],
+        currency.strip() if currency else None,
+        _small_json(row["attrs"]),  # attrs
     )
 
 
 def archive_of(row: Row) -> ArchiveRecord:
+    currency = row["currency"]
     return ArchiveRecord(
-        **_as_is(row, _ARCHIVE_AS_IS),
-        opened_at_ms=row["opened_at"],
-        closed_at_ms=row["closed_at"],
-        currency=_currency(row["currency"]),
-        counts=_json(row["counts"]),
+        row["opportunity_key"],
+        row["app_id"],
+        row["placement_id"],
+        row["opened_at"],  # opened_at_ms
+        row["closed_at"],  # closed_at_ms
+        row["close_reason"],
+        row["outcome"],
+        row["rewarded"],
+        row["credited_source_id"],
+        row["revenue_micros"],
+        currency.strip() if currency else None,
+        _json(row["counts"]),  # counts
+        row["counted_events"],
+        row["excluded_events"],
+        row["config_version"],
+        row["rule_version"],
+        row["inputs_hash"],
     )
 
 
@@ -135,20 +151,29 @@ def inputs_from_rows(
     Postgres would.
     """
     delivery_of = {row["opportunity_key"]: row for row in deliveries}
-    on_time: dict[tuple[str, str], list[Event]] = defaultdict(list)
-    late: dict[tuple[str, str], list[Event]] = defaultdict(list)
+    on_time: dict[tuple[str, str], list[Event]] = {}
+    late: dict[tuple[str, str], list[Event]] = {}
     for row in events:
         owner = (row["opportunity_key"], row["app_id"])
-        (late if row["late"] else on_time)[owner].append(event_of(row))
-    inputs = {}
+        held = late if row["late"] else on_time
+        event = event_of(row)
+        kept = held.get(owner)
+        if kept is None:
+            held[owner] = [event]
+        else:
+            kept.append(event)
+    inputs: dict[str, StoredInputs] = {}
     for row in opportunities:
         key = row["opportunity_key"]
         delivery = delivery_of.get(key)
         if delivery is None:
             continue
-        joined = {**row, **{column: delivery[column] for column in DELIVERY_COLUMNS}}
         owner = (key, row["app_id"])
+        on_time_events = on_time.get(owner)
+        late_events = late.get(owner)
         inputs[key] = StoredInputs(
-            opportunity_of(joined), tuple(on_time.get(owner, ())), tuple(late.get(owner, ()))
+            _opportunity(row, delivery),
+            tuple(on_time_events) if on_time_events else (),
+            tuple(late_events) if late_events else (),
         )
     return inputs

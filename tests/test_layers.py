@@ -25,6 +25,7 @@ KERNEL = (
     "mediation.text_table",
     "mediation.errors",
     "mediation.extras",
+    "mediation.native",
     "mediation.resources",
 )
 

@@ -15,9 +15,9 @@ counts, so every gateway process reaches the same decision.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from .model import ClosedOpportunity, WaterfallEntry
+from .records import record
 
 __all__ = [
     "BreakerPolicy",
@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BreakerPolicy:
     window_minutes: int = 2
     min_attempts: int = 20
@@ -42,7 +42,7 @@ class BreakerPolicy:
     min_failures_without_success: int = 3
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SourceHealth:
     attempts: int = 0
     failures: int = 0

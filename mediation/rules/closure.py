@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Final
 
 from .model import (
     EVENT_TYPES,
@@ -43,6 +45,12 @@ EXCLUDED_UNKNOWN_OPPORTUNITY = "unknown_opportunity"
 EXCLUDED_CLICK_WITHOUT_IMPRESSION = "click_without_impression"
 
 _OUTCOME_RANK = {name: rank for rank, name in enumerate(OUTCOMES)}
+_RANK_LOAD_FAILED: Final = _OUTCOME_RANK["load_failed"]
+_RANK_LOADED: Final = _OUTCOME_RANK["loaded"]
+_RANK_IMPRESSED: Final = _OUTCOME_RANK["impressed"]
+_RANK_CLICKED: Final = _OUTCOME_RANK["clicked"]
+# event_order as a C key function (sorting calls it once per event).
+_EVENT_ORDER: Final = operator.attrgetter("server_ts_ms", "event_id")
 
 
 def event_order(event: Event) -> tuple[int, str]:
@@ -120,62 +128,67 @@ def close_opportunity(
     impressed_sources: set[str | None] = set()
     revenue_micros = 0
     currency: str | None = None
+    # In event_order: the inputs hash takes them in that order too.
     counted: list[Event] = []
     stored: list[StoredEvent] = []
 
-    for event in sorted(events, key=event_order):
-        if not window_start <= event.server_ts_ms <= closed_at:
-            stored.append(StoredEvent(event, excluded_reason=EXCLUDED_OUT_OF_WINDOW))
+    for event in sorted(events, key=_EVENT_ORDER) if len(events) > 1 else events:
+        kind = event.type
+        server_ts = event.server_ts_ms
+        if not window_start <= server_ts <= closed_at:
+            stored.append(StoredEvent(event, False, EXCLUDED_OUT_OF_WINDOW))
             continue
-        if event.type == "click" and event.source_id not in impressed_sources:
-            stored.append(StoredEvent(event, excluded_reason=EXCLUDED_CLICK_WITHOUT_IMPRESSION))
+        if kind == "click" and event.source_id not in impressed_sources:
+            stored.append(StoredEvent(event, False, EXCLUDED_CLICK_WITHOUT_IMPRESSION))
             continue
         stored.append(StoredEvent(event))
         counted.append(event)
-        counts[event.type] += 1
-        if event.type == "load_failed":
-            outcome_rank = max(outcome_rank, _OUTCOME_RANK["load_failed"])
-        elif event.type == "loaded":
-            outcome_rank = max(outcome_rank, _OUTCOME_RANK["loaded"])
+        counts[kind] += 1
+        if kind == "load_failed":
+            outcome_rank = max(outcome_rank, _RANK_LOAD_FAILED)
+        elif kind == "loaded":
+            outcome_rank = max(outcome_rank, _RANK_LOADED)
             if first_loaded_source is None:
                 first_loaded_source = event.source_id
-        elif event.type == "impression":
-            outcome_rank = max(outcome_rank, _OUTCOME_RANK["impressed"])
+        elif kind == "impression":
+            outcome_rank = max(outcome_rank, _RANK_IMPRESSED)
             impressed_sources.add(event.source_id)
             if first_impression_source is None:
                 first_impression_source = event.source_id
-            if event.revenue_micros:
-                revenue_micros += event.revenue_micros
+            revenue = event.revenue_micros
+            if revenue:
+                revenue_micros += revenue
                 if currency is None:
                     currency = event.currency
-        elif event.type == "click":
-            outcome_rank = max(outcome_rank, _OUTCOME_RANK["clicked"])
-        elif event.type == "reward":
+        elif kind == "click":
+            outcome_rank = max(outcome_rank, _RANK_CLICKED)
+        elif kind == "reward":
             rewarded = True
 
     credited = (
-        first_impression_source if first_impression_source is not None else (first_loaded_source)
+        first_impression_source if first_impression_source is not None else first_loaded_source
     )
+    # Positional, in ArchiveRecord's field order (keywords cost more on every close).
     archive = ArchiveRecord(
-        opportunity_key=opportunity.opportunity_key,
-        app_id=opportunity.app_id,
-        placement_id=opportunity.placement_id,
-        opened_at_ms=opportunity.ts_ms,
-        closed_at_ms=closed_at,
-        close_reason=close_reason,
-        outcome=OUTCOMES[outcome_rank],
-        rewarded=rewarded,
-        credited_source_id=credited,
-        revenue_micros=revenue_micros,
-        currency=currency,
-        counts={name: n for name, n in counts.items() if n},
-        counted_events=len(counted),
-        excluded_events=len(stored) - len(counted),
-        config_version=opportunity.config_version,
-        rule_version=rule_version,
-        inputs_hash=inputs_hash(opportunity, counted),
+        opportunity.opportunity_key,
+        opportunity.app_id,
+        opportunity.placement_id,
+        opportunity.ts_ms,  # opened_at_ms
+        closed_at,
+        close_reason,
+        OUTCOMES[outcome_rank],
+        rewarded,
+        credited,  # credited_source_id
+        revenue_micros,
+        currency,
+        {name: n for name, n in counts.items() if n},  # counts
+        len(counted),  # counted_events
+        len(stored) - len(counted),  # excluded_events
+        opportunity.config_version,
+        rule_version,
+        _hash_in_order(opportunity, counted),  # inputs_hash
     )
-    return ClosedOpportunity(opportunity=opportunity, events=tuple(stored), archive=archive)
+    return ClosedOpportunity(opportunity, tuple(stored), archive)
 
 
 # The canonical form is json.dumps(document, sort_keys=True, separators=(",",
@@ -185,6 +198,9 @@ def close_opportunity(
 # times more). tests/rules/test_closure.py checks it byte for byte against
 # json.dumps of the document.
 _quote = json.encoder.encode_basestring  # what json.dumps uses with ensure_ascii=False
+# What json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# builds on every call: made once (an encoder holds no state between calls).
+_ATTRS_ENCODER: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def _json_scalar(value: str | int | None) -> str:
@@ -198,33 +214,73 @@ def _json_scalar(value: str | int | None) -> str:
 def _canonical_attrs(attrs: Mapping[str, object]) -> str:
     if not attrs:
         return "{}"
-    return json.dumps(dict(attrs), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _ATTRS_ENCODER.encode(dict(attrs))
 
 
 def _canonical_event(event: Event) -> str:
-    return (
-        f'{{"attrs":{_canonical_attrs(event.attrs)},"currency":{_json_scalar(event.currency)},'
-        f'"event_id":{_quote(event.event_id)},'
-        f'"revenue_micros":{_json_scalar(event.revenue_micros)},'
-        f'"server_ts_ms":{event.server_ts_ms!r},"source_id":{_json_scalar(event.source_id)},'
-        f'"ts_ms":{event.ts_ms!r},"type":{_quote(event.type)}}}'
+    revenue = event.revenue_micros
+    return "".join(
+        (
+            '{"attrs":',
+            _canonical_attrs(event.attrs),
+            ',"currency":',
+            "null" if event.currency is None else _quote(event.currency),
+            ',"event_id":',
+            _quote(event.event_id),
+            ',"revenue_micros":',
+            "null" if revenue is None else int.__repr__(revenue),
+            ',"server_ts_ms":',
+            repr(event.server_ts_ms),
+            ',"source_id":',
+            "null" if event.source_id is None else _quote(event.source_id),
+            ',"ts_ms":',
+            repr(event.ts_ms),
+            ',"type":',
+            _quote(event.type),
+            "}",
+        )
+    )
+
+
+def _canonical_in_order(opportunity: Opportunity, ordered: Sequence[Event]) -> str:
+    """The canonical inputs of events already in ``event_order``."""
+    waterfall = ",".join(
+        [
+            f"[{_quote(e.source_id)},{e.floor_micros!r},{e.timeout_ms!r}]"
+            for e in opportunity.waterfall
+        ]
+    )
+    events = ",".join([_canonical_event(event) for event in ordered])
+    return "".join(
+        (
+            '{"events":[',
+            events,
+            '],"opportunity":{"app_id":',
+            _quote(opportunity.app_id),
+            ',"config_version":',
+            repr(opportunity.config_version),
+            ',"opportunity_key":',
+            _quote(opportunity.opportunity_key),
+            ',"placement_id":',
+            _quote(opportunity.placement_id),
+            ',"status":',
+            _quote(opportunity.status),
+            ',"ts_ms":',
+            repr(opportunity.ts_ms),
+            ',"waterfall":[',
+            waterfall,
+            "]}}",
+        )
     )
 
 
 def canonical_inputs(opportunity: Opportunity, counted: Iterable[Event]) -> str:
     """The canonical JSON ``inputs_hash`` is taken over (see above)."""
-    waterfall = ",".join(
-        f"[{_quote(e.source_id)},{e.floor_micros!r},{e.timeout_ms!r}]"
-        for e in opportunity.waterfall
-    )
-    events = ",".join(_canonical_event(event) for event in sorted(counted, key=event_order))
-    return (
-        f'{{"events":[{events}],"opportunity":{{"app_id":{_quote(opportunity.app_id)},'
-        f'"config_version":{opportunity.config_version!r},'
-        f'"opportunity_key":{_quote(opportunity.opportunity_key)},'
-        f'"placement_id":{_quote(opportunity.placement_id)},"status":{_quote(opportunity.status)},'
-        f'"ts_ms":{opportunity.ts_ms!r},"waterfall":[{waterfall}]}}}}'
-    )
+    return _canonical_in_order(opportunity, sorted(counted, key=event_order))
+
+
+def _hash_in_order(opportunity: Opportunity, ordered: Sequence[Event]) -> str:
+    return hashlib.sha256(_canonical_in_order(opportunity, ordered).encode("utf-8")).hexdigest()
 
 
 def inputs_hash(opportunity: Opportunity, counted: Iterable[Event]) -> str:
@@ -234,4 +290,4 @@ def inputs_hash(opportunity: Opportunity, counted: Iterable[Event]) -> str:
     ``received_at`` is left out on purpose: it is when *a copy* arrived,
     and the surviving copy must not change the hash.
     """
-    return hashlib.sha256(canonical_inputs(opportunity, counted).encode("utf-8")).hexdigest()
+    return _hash_in_order(opportunity, sorted(counted, key=event_order))

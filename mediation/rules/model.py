@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Literal
+
+from .records import record
 
 __all__ = [
     "CLOSE_REASONS",
@@ -45,14 +47,14 @@ CLOSE_REASONS: tuple[str, ...] = ("closed_event", "all_sources_failed", "window_
 DeliveryStatus = Literal["fill", "no_fill"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class WaterfallEntry:
     source_id: str
     floor_micros: int
     timeout_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Opportunity:
     """One sync request and the delivery the gateway answered with."""
 
@@ -80,7 +82,7 @@ class Opportunity:
     source_offset: int | None = field(default=None, compare=False, repr=False)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Event:
     """One normalised SDK event (app resolved, clock skew corrected)."""
 
@@ -151,7 +153,7 @@ def event_as_dict(event: Event) -> dict[str, object]:
     }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Policy:
     """Worker-wide settings the rules need besides each opportunity's own.
 
@@ -181,7 +183,7 @@ class Policy:
     max_orphan_keys_per_app: int = 50_000
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StoredEvent:
     """An event as it is written to ``event_records``."""
 
@@ -190,7 +192,7 @@ class StoredEvent:
     excluded_reason: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ArchiveRecord:
     """The one closing record of an opportunity."""
 
@@ -213,7 +215,7 @@ class ArchiveRecord:
     inputs_hash: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ClosedOpportunity:
     """Everything written when an opportunity closes: one transaction's worth."""
 
@@ -222,14 +224,14 @@ class ClosedOpportunity:
     archive: ArchiveRecord
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LateEvent:
     """An event that arrived after its opportunity was archived."""
 
     stored: StoredEvent
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OrphanEvents:
     """Events whose opportunity never arrived within its window."""
 
@@ -237,7 +239,7 @@ class OrphanEvents:
     events: tuple[StoredEvent, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DeadLetter:
     """A record the rules refuse, with a stable reason code."""
 

@@ -21,9 +21,9 @@ a worker killed at any point resumes from what is stored.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from ..errors import InputError
+from .records import python_class, record
 
 __all__ = [
     "ACTIVE_STATES",
@@ -87,13 +87,14 @@ _MAX_STAGES = 10
 _MAX_DWELL_MS = 7 * 24 * 3600 * 1000
 
 
+@python_class
 class PlanError(InputError):
     """A rollout plan is invalid; the message lists every problem."""
 
     code = "plan_invalid"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Stage:
     percent: int  # rollout buckets 0..percent-1 get the new version
     dwell_ms: int  # how long the stage is watched before the next one
@@ -167,7 +168,7 @@ def served_percent(state: str, percent: int) -> int:
     return 0  # not yet rolling, failed, or rolled (or rolling) back: the previous version
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Operation:
     """What the state machine needs to know about a stored publish operation."""
 
@@ -177,7 +178,7 @@ class Operation:
     stage_started_ms: int  # when the operation entered its current (state, stage)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Step:
     """One transition to apply: the new (state, stage, percent) and why."""
 
@@ -187,7 +188,7 @@ class Step:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CohortHealth:
     """Live signals of the devices served one config version, over the same period."""
 
@@ -241,7 +242,7 @@ def cohort_health(fields: Mapping[str, int], since_ms: int, until_ms: int) -> Co
     return CohortHealth(**sums)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class HealthThresholds:
     """How much worse than the previous version's cohort the new one may be."""
 

@@ -11,7 +11,8 @@ decide it; the line's rise over that span must stay within an allowance.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+from .records import record_unslotted
 
 __all__ = ["ALLOWED_RISE_MIB", "ALLOWED_RISE_SHARE", "MemoryRise", "memory_rise"]
 
@@ -20,7 +21,7 @@ ALLOWED_RISE_MIB = 16.0
 ALLOWED_RISE_SHARE = 0.10  # of the memory at the start of the measured span
 
 
-@dataclass(frozen=True)
+@record_unslotted
 class MemoryRise:
     start_mib: float  # the line's value where the measured span starts
     rise_mib: float  # the line's rise over the span

@@ -18,7 +18,7 @@ Lifecycle of one ``opportunity_key``:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from .closure import EXCLUDED_UNKNOWN_OPPORTUNITY, close_at_ms, close_opportunity
 from .model import (
@@ -32,6 +32,7 @@ from .model import (
     StoredEvent,
     event_as_dict,
 )
+from .records import record
 from .ulid import ulid_time_ms
 
 __all__ = [
@@ -63,7 +64,7 @@ _EMPTY: tuple[Output, ...] = ()
 EventKey = tuple[str, str]  # (app_id, event_id): event ids are unique per app
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Open:
     opportunity_key: str
     opportunity: Opportunity | None
@@ -91,7 +92,7 @@ class Open:
         return tuple(best.values())
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Archived:
     opportunity_key: str
     archived_at_ms: int

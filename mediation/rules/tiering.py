@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+
+from .records import record
 
 __all__ = [
     "DEFAULT_HOT_DAYS",
@@ -39,7 +40,7 @@ DEFAULT_WARM_DAYS = 180
 DEFAULT_RETAIN_DAYS = 365
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CatalogDay:
     """A tiered day as ``tiering_catalog`` knows it."""
 

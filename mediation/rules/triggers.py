@@ -9,12 +9,13 @@ read is a point in time; an alert needs the condition to hold).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+from .records import record
 
 __all__ = ["TRIGGERS", "Trigger", "TriggerState", "evaluate", "histogram_quantile"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Trigger:
     name: str
     what: str
@@ -82,7 +83,7 @@ TRIGGERS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TriggerState:
     trigger: Trigger
     value: float | None

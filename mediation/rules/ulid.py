@@ -12,6 +12,7 @@ import re
 from typing import TypeGuard
 
 from ..errors import InputError
+from .records import python_class
 
 __all__ = [
     "ULID_PATTERN",
@@ -34,6 +35,7 @@ _MS_PER_DAY = 86_400_000
 _EPOCH_DAY = _dt.date(1970, 1, 1)
 
 
+@python_class
 class InvalidUlidError(InputError):
     """The text is not a canonical (upper-case Crockford) ULID."""
 

@@ -10,11 +10,11 @@ import functools
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TypeGuard
 
 from ..errors import InputError
 from .model import EVENT_TYPES, Event
+from .records import python_class, record
 from .ulid import is_ulid, ulid_time_ms_unchecked
 from .waterfall import DEFAULT_SKEW_TOLERANCE_MS
 
@@ -62,12 +62,13 @@ _CURRENCY = re.compile(r"^[A-Z]{3}\Z")
 _CONTEXT_KEYS = frozenset({"country", "os", "app_version", "os_version", "device_type", "locale"})
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Rejection:
     code: str
     message: str
 
 
+@python_class
 class RequestInvalidError(InputError):
     """A whole request is invalid (not one item of a batch)."""
 
@@ -80,7 +81,7 @@ class RequestInvalidError(InputError):
         self.details = dict(details or {})
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SyncRequest:
     placement_id: str
     device_id: str
@@ -88,7 +89,7 @@ class SyncRequest:
     context: Mapping[str, str]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class BatchEnvelope:
     sent_at_ms: int
     sdk: str

@@ -25,10 +25,11 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 
 from ..errors import InputError
 from .model import EVENT_TYPES, WaterfallEntry
+from .records import python_class, record
 
 __all__ = [
     "SAMPLEABLE_EVENT_TYPES",
@@ -55,6 +56,7 @@ DEFAULT_REQUESTS_PER_S = 5000
 DEFAULT_EVENT_BATCHES_PER_S = 2000
 
 
+@python_class
 class ConfigError(InputError):
     """A config snapshot body is invalid; ``errors`` lists every problem."""
 
@@ -65,14 +67,14 @@ class ConfigError(InputError):
         self.errors = errors
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _TargetedEntry:
     entry: WaterfallEntry
     countries: frozenset[str] | None
     os: frozenset[str] | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PlacementConfig:
     entries: tuple[_TargetedEntry, ...]
 
@@ -83,7 +85,7 @@ SAMPLEABLE_EVENT_TYPES = ("closed", "error")
 _PROFILE_NAME = re.compile(r"[a-z0-9_-]{1,32}\Z")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DegradationProfile:
     """Overrides of a config while an operator has the profile switched on."""
 
@@ -93,7 +95,7 @@ class DegradationProfile:
     sample_event_types: Mapping[str, float] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RuntimeConfig:
     """A parsed config snapshot, ready for the request path."""
 

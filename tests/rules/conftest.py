@@ -8,6 +8,7 @@ is two seconds after the default opportunity's ``ts``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -123,3 +124,19 @@ def make_raw_event() -> Callable[..., dict[str, Any]]:
 def drop() -> object:
     """Sentinel: ``make_raw_event(currency=drop)`` leaves ``currency`` out."""
     return _DROP
+
+
+def require_compiled_build() -> None:
+    """Skip (with the reason) when the compiled build is not built; under CI, fail.
+
+    CI builds it (scripts/bootstrap.sh), so a CI run without it has lost the
+    test of the compiled build, not skipped it.
+    """
+    from mediation import native
+
+    try:
+        native.decide("compiled")
+    except native.RulesBuildError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI without the compiled build: {exc}")
+        pytest.skip(f"no compiled build ({exc}); python -m mediation.compile builds it")
