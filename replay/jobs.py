@@ -6,7 +6,8 @@ reading what they select: that is unbounded work, a range over years
 touches millions of days). A runner (``mediation replay-jobs``, a process
 of its own) ``claim``s the oldest one with a lease, sizes it (how many
 opportunities each day of a range holds, ``replay.cold``) and replays it
-chunk by chunk, renews the lease as results stream, writes the output to
+chunk by chunk (across ``--jobs`` worker processes: ``replay/parallel.py``),
+renews the lease as results stream, writes the output to
 a local file, uploads it to ``replays/<id>.<format>`` in cold storage, and
 marks the row ``done`` with the result hash, the summary and the location
 (or ``failed`` with the reason). A job whose runner died (lease run out)
@@ -35,7 +36,7 @@ from storage.replay_jobs import claim_job, read_replay, release_job, renew_lease
 
 from .digest import ResultDigest
 from .output import JsonlOutput, Output, ParquetOutput
-from .run import run_replay, start_record
+from .run import ReplaySources, run_replay, start_record
 
 __all__ = [
     "JOB_FORMATS",
@@ -94,6 +95,13 @@ class _Leased:
 
     def write(self, result: dict[str, Any], line: bytes) -> None:
         self._output.write(result, line)
+        self._renew()
+
+    def write_block(self, lines: bytes) -> None:
+        self._output.write_block(lines)
+        self._renew()
+
+    def _renew(self) -> None:
         if time.monotonic() - self._renewed > _RENEW_EVERY_S:
             renew_lease(self._conn, self._id, LEASE_S)
             self._renewed = time.monotonic()
@@ -105,8 +113,18 @@ class _Leased:
         self._output.abort()
 
 
-def run_job(conn: psycopg.Connection, store: ColdStore, job: Job) -> ResultDigest:
-    """Replay the job into a file, upload it to cold storage, and record where it is."""
+def run_job(
+    conn: psycopg.Connection,
+    store: ColdStore,
+    job: Job,
+    *,
+    jobs: int = 1,
+    sources: ReplaySources | None = None,
+) -> ResultDigest:
+    """Replay the job into a file, upload it to cold storage, and record where it is.
+
+    ``jobs`` above 1: across that many worker processes, which open ``sources``.
+    """
     key = f"replays/{job.replay_id}.{job.output_format}"
     with tempfile.TemporaryDirectory(prefix="mediation-replay-") as scratch:
         path = Path(scratch) / f"result.{job.output_format}"
@@ -120,12 +138,16 @@ def run_job(conn: psycopg.Connection, store: ColdStore, job: Job) -> ResultDiges
             requested_by="",
             replay_id=job.replay_id,
             publish=lambda _local: _upload(store, path, key),
+            jobs=jobs,
+            sources=sources,
         )
     log.info(
-        "replay job %d done: %d records in %.1f s",
+        "replay job %d done: %d records in %.1f s (%d process%s)",
         job.replay_id,
         digest.records,
         time.monotonic() - started,
+        jobs,
+        "" if jobs == 1 else "es",
     )
     return digest
 
@@ -136,13 +158,23 @@ def release(conn: psycopg.Connection, replay_id: int) -> None:
 
 
 def serve_jobs(
-    database_url: str, store: ColdStore, *, once: bool = False, poll_s: float = 2.0
+    database_url: str,
+    store: ColdStore,
+    *,
+    once: bool = False,
+    poll_s: float = 2.0,
+    jobs: int = 1,
+    sources: ReplaySources | None = None,
 ) -> int:
     """Run jobs as they come (``mediation replay-jobs``); how many ran.
 
     SIGINT or SIGTERM mid-job gives the job back to the queue and returns.
-    ``once``: return when the queue is empty.
+    ``once``: return when the queue is empty. ``jobs``: the worker processes
+    each job is replayed across (the runner's setting, not the job's: the
+    runner's machine decides what it can spend), opening ``sources``.
     """
+    if jobs > 1 and sources is None:
+        raise ValueError("a replay across processes needs the sources its workers open")
     ran = 0
     with connect(database_url, autocommit=True) as conn:
         while True:
@@ -153,7 +185,7 @@ def serve_jobs(
                 time.sleep(poll_s)
                 continue
             try:
-                run_job(conn, store, job)
+                run_job(conn, store, job, jobs=jobs, sources=sources)
             except KeyboardInterrupt:
                 release(conn, job.replay_id)
                 log.info("replay job %d given back to the queue", job.replay_id)

@@ -5,6 +5,10 @@ Every output takes each result with its canonical line, in key order, and
 A file is written under a ``.partial`` name and renamed when complete;
 ``abort`` removes it, so a failed replay never leaves a file that looks
 whole.
+``write_block`` takes consecutive results as their canonical lines (a
+parallel replay's unit, ``replay/parallel.py``): JSONL writes the bytes as
+they are; the other outputs decode each line and take it as ``write``
+does, so the output is the same either way.
 JSONL is the canonical form itself: ``sha256sum`` of the file is the
 result hash. Parquet has one row per result, with the changed fields and
 the headline values as columns and the whole result as canonical JSON, so
@@ -17,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -38,6 +43,8 @@ FORMATS = ("table", "jsonl", "parquet")
 class Output(Protocol):
     def write(self, result: dict[str, Any], line: bytes) -> None: ...
 
+    def write_block(self, lines: bytes) -> None: ...
+
     def close(self) -> str | None: ...
 
     def abort(self) -> None: ...
@@ -45,6 +52,18 @@ class Output(Protocol):
 
 def _partial(path: Path) -> Path:
     return path.with_name(path.name + ".partial")
+
+
+class _LineByLine:
+    """``write_block`` for the outputs that need each result: decoded from its line."""
+
+    def write(self, result: dict[str, Any], line: bytes) -> None:
+        raise NotImplementedError
+
+    def write_block(self, lines: bytes) -> None:
+        # Canonical lines hold no raw line breaks (JSON escapes them).
+        for line in lines.splitlines(keepends=True):
+            self.write(orjson.loads(line), line)
 
 
 class JsonlOutput:
@@ -59,6 +78,9 @@ class JsonlOutput:
 
     def write(self, result: dict[str, Any], line: bytes) -> None:
         self._stream.write(line)
+
+    def write_block(self, lines: bytes) -> None:
+        self._stream.write(lines)
 
     def close(self) -> str | None:
         self._stream.flush()
@@ -92,7 +114,7 @@ PARQUET_SCHEMA = pa.schema(
 )
 
 
-class ParquetOutput:
+class ParquetOutput(_LineByLine):
     _BATCH = 20_000
 
     def __init__(self, path: Path):
@@ -138,7 +160,7 @@ class ParquetOutput:
         _partial(self._path).unlink(missing_ok=True)
 
 
-class CollectedOutput:
+class CollectedOutput(_LineByLine):
     """The results in memory (the replay API's inline answers: small selections only)."""
 
     def __init__(self) -> None:
@@ -154,7 +176,7 @@ class CollectedOutput:
         self.results = []
 
 
-class TableOutput:
+class TableOutput(_LineByLine):
     """The first ``limit`` results as a table for a person; the summary says the rest."""
 
     def __init__(self, title: str, print_line: Callable[[str], None], limit: int = 50):

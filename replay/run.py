@@ -1,12 +1,14 @@
 """Running a replay: a selection in, results out in key order, recorded in ``replay_records``.
 
-``replay_results`` streams results chunk by chunk (a time window of about
-``CHUNK_ROWS`` opportunities, or a thousand keys, at a time) so a long
-range never holds more than one chunk in memory. ``run_replay`` records
-the request, feeds every result to an output (``replay/output.py``) and
-to a ``ResultDigest`` (hash and summary), and records the outcome: the
-CLI and the API's inline answers and jobs all go through it (the rows are
-``storage/replay_jobs.py``'s). ``recompute`` is the closing record the
+``replay_results`` streams results unit by unit (``replay/unit.py``: a
+time window of about ``CHUNK_ROWS`` opportunities, or a thousand keys, at
+a time) so a long range never holds more than one unit in memory; with
+``jobs`` above 1, ``run_replay`` spreads the units over worker processes
+(``replay/parallel.py``) and writes their results in the same order.
+``run_replay`` records the request, feeds every result to an output
+(``replay/output.py``) and to a ``ResultDigest`` (hash and summary), and
+records the outcome: the CLI and the API's inline answers and jobs all go
+through it (the rows are ``storage/replay_jobs.py``'s). ``recompute`` is the closing record the
 rules give for an opportunity's stored inputs.
 """
 
@@ -19,26 +21,18 @@ import psycopg
 
 from mediation.rules.closure import RULE_VERSION, close_opportunity
 from mediation.rules.model import ArchiveRecord
-from mediation.rules.replay import (
-    CHUNK_ROWS,
-    ReplayRequest,
-    ReplayRequestError,
-    WindowOverride,
-    missing_result,
-    recompute_result,
-    snapshot_result,
-)
-from mediation.rules.waterfall import ConfigError, parse_config
+from mediation.rules.replay import CHUNK_ROWS, ReplayRequest
 from storage.cold import ColdStore
-from storage.configs import get_snapshot
 from storage.replay_jobs import finish_replay, start_replay
 from storage.stored_records import StoredInputs
 
-from . import cold
 from .digest import ResultDigest
 from .output import Output
+from .parallel import ReplaySources, plan_units, replay_blocks
+from .unit import unit_results, window_overrides
 
 __all__ = [
+    "ReplaySources",
     "finish_record",
     "recompute",
     "replay_results",
@@ -47,66 +41,20 @@ __all__ = [
 ]
 
 
-class _WindowOverrides:
-    """The named config snapshot of each app, read once per app."""
-
-    def __init__(self, conn: psycopg.Connection, version: int):
-        self._conn, self._version = conn, version
-        self._of_app: dict[str, WindowOverride] = {}
-
-    def __call__(self, app_id: str) -> WindowOverride:
-        if app_id not in self._of_app:
-            snapshot = get_snapshot(self._conn, app_id, self._version)
-            if snapshot is None:
-                raise ReplayRequestError(f"app {app_id} has no config version {self._version}")
-            try:
-                config = parse_config(self._version, snapshot.body)
-            except ConfigError as exc:
-                raise ReplayRequestError(f"app {app_id} config {self._version}: {exc}") from exc
-            self._of_app[app_id] = WindowOverride(
-                self._version, config.closure_window_ms, config.grace_ms, config.skew_tolerance_ms
-            )
-        return self._of_app[app_id]
-
-
 def replay_results(
     conn: psycopg.Connection,
     store: ColdStore,
     request: ReplayRequest,
     chunk_rows: int = CHUNK_ROWS,
 ) -> Iterator[dict[str, Any]]:
-    """One result per selected opportunity, in key order.
+    """One result per selected opportunity, in key order, replayed in this process.
 
     A key selection answers every key, those without records with what is
     missing; a range answers the opportunities it finds.
     """
-    mode = request.mode
-    overrides = _WindowOverrides(conn, request.config_version) if request.config_version else None
-    selection = request.selection
-    day_rows = cold.opportunities_per_day(conn, store, selection) if selection.is_range else None
-    for chunk in selection.chunks(day_rows, chunk_rows):
-        loaded = cold.load(conn, store, chunk)
-        inputs, archives = loaded.inputs, loaded.archives
-        keys = chunk.keys if not chunk.is_range else sorted(inputs.keys() | archives.keys())
-        deleted = {day.isoformat() for day in loaded.deleted_days}
-        for key in keys:
-            stored, archive = inputs.get(key), archives.get(key)
-            if stored is None or archive is None:
-                missing = "archive record" if archive is None else "opportunity record"
-                if deleted:
-                    missing += f" (deleted by retention: {', '.join(sorted(deleted))})"
-                yield missing_result(key, mode, missing)
-            elif mode == "snapshot":
-                yield snapshot_result(stored.opportunity, stored.events, archive)
-            else:
-                yield recompute_result(
-                    stored.opportunity,
-                    stored.events,
-                    stored.late_events,
-                    archive,
-                    request.rule_version,
-                    overrides(archive.app_id) if overrides else None,
-                )
+    overrides = window_overrides(conn, request)
+    for unit in plan_units(conn, store, request.selection, chunk_rows):
+        yield from unit_results(conn, store, request, unit, overrides)
 
 
 def start_record(
@@ -165,20 +113,34 @@ def run_replay(
     replay_id: int | None = None,
     chunk_rows: int = CHUNK_ROWS,
     publish: Callable[[str | None], str | None] | None = None,
+    jobs: int = 1,
+    sources: ReplaySources | None = None,
 ) -> tuple[int, ResultDigest, str | None]:
     """Replay into ``output`` and record it; the record's id, the digest and the output's location.
 
     ``publish`` takes the closed output's location and returns where it is
     kept (a job uploads its file to cold storage). ``conn`` must be in
     autocommit mode: the record is visible while the replay runs, and says
-    ``failed`` (with the reason) if it does not finish.
+    ``failed`` (with the reason) if it does not finish. ``jobs`` above 1
+    replays the units in that many worker processes, which open
+    ``sources`` (``replay/parallel.py``); the output, hash, summary and
+    record are the same as with ``jobs=1``, which replays in this process.
     """
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    if jobs > 1 and sources is None:
+        raise ValueError("a replay across processes needs the sources its workers open")
     if replay_id is None:
         replay_id = start_record(conn, requested_by, request)
     digest = ResultDigest()
     try:
-        for result in replay_results(conn, store, request, chunk_rows):
-            output.write(result, digest.add(result))
+        if sources is None or jobs == 1:
+            for result in replay_results(conn, store, request, chunk_rows):
+                output.write(result, digest.add(result))
+        else:
+            for lines, tally in replay_blocks(conn, store, request, sources, jobs, chunk_rows):
+                digest.add_block(lines, tally)
+                output.write_block(lines)
         location = output.close()
         if publish is not None:
             location = publish(location)

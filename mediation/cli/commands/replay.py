@@ -34,16 +34,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output", type=Path, help="write JSONL or Parquet here (JSONL default: stdout)"
     )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="replay the range's days and chunks across N processes (default 1; at most the "
+        "CPUs this process may use); the output and hash are those of one process",
+    )
     add_json_flag(parser, "print the summary as one JSON document (a table goes to stderr)")
+
+
+def replay_processes(jobs: int) -> int:
+    """``--jobs`` checked (>= 1) and capped at the CPUs this process may use, with a note."""
+    import os
+
+    if jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {jobs}")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cpus and jobs > cpus:
+        # The work is CPU-bound: more processes than CPUs only add memory.
+        print(f"replay: --jobs {jobs} capped at the {cpus} CPU(s) available", file=sys.stderr)
+        return cpus
+    return jobs
 
 
 def run(args: argparse.Namespace) -> int:
     from mediation.rules.replay import ReplayRequest, ReplayRequestError, Selection, instant_ms
     from replay.output import open_output
-    from replay.run import run_replay
+    from replay.run import ReplaySources, run_replay
     from storage.cold import cold_store_for
     from storage.db import connect
 
+    jobs = replay_processes(args.jobs)
     current = settings()
     if args.json and args.format == "jsonl" and args.output is None:
         raise UsageError("--json prints the summary on stdout: give --output for the JSONL")
@@ -70,7 +92,13 @@ def run(args: argparse.Namespace) -> int:
         )
         with connect(current.database_url, autocommit=True) as conn:
             replay_id, digest, location = run_replay(
-                conn, store, request, output, requested_by=user()
+                conn,
+                store,
+                request,
+                output,
+                requested_by=user(),
+                jobs=jobs,
+                sources=ReplaySources.of(current),
             )
     except ValueError as exc:  # a bad time, format or request
         if isinstance(exc, InputError):
