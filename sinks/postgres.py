@@ -28,7 +28,14 @@ from mediation.rules.amendment import archive_changes
 from mediation.rules.closure import EXCLUDED_UNKNOWN_OPPORTUNITY, close_opportunity
 from mediation.rules.model import DeadLetter, Event, event_as_dict
 from mediation.rules.state import OPPORTUNITY_APP_MISMATCH
-from mediation.tables import AMENDMENT_RECORDS
+from mediation.tables import (
+    AMENDMENT_RECORDS,
+    DEAD_LETTERS,
+    JSONB,
+    TEXT,
+    TIMESTAMPTZ,
+    record_table,
+)
 from storage.cold import ColdStore
 from storage.cold_owners import cold_archive_owners
 from storage.db import DatabaseUnavailableError, connect
@@ -45,6 +52,7 @@ from .rows import (
     TableRows,
     dead_letter_row,
     event_conflict_row,
+    json_text,
     json_value,
     rows_for,
 )
@@ -66,11 +74,65 @@ def _insert_sql(table: str, columns: tuple[str, ...]) -> sql.Composed:
     )
 
 
+# Every table's, though only dead letters go in this way: tests/sinks/test_json_rows.py
+# and bench/writer_bench.py write the other tables the former way too, to compare.
 _INSERTS = {table: _insert_sql(table, columns) for table, columns in COLUMNS.items()}
-# Below this many rows a table's rows go in as one pipelined executemany;
-# from here on COPY into a transaction-scoped staging table and one
-# INSERT ... SELECT ... ON CONFLICT DO NOTHING is several times faster.
-# (Staging tables are created per transaction: safe behind a transaction-mode pooler.)
+
+
+def _json_value_sql(table: str, column: str, position: int) -> str:
+    """Element ``position`` of a row array as the column's type.
+
+    ``->>`` yields the element as text (JSON null: SQL NULL), which the
+    cast parses with the type's input function, the one COPY's text format
+    uses. Character columns take the text by assignment instead: an
+    explicit cast to ``character(n)`` would truncate a too-long value
+    silently, where an assignment refuses it as COPY does. ``jsonb``
+    values and timestamps (epoch ms) are the exceptions below.
+    """
+    kind = record_table(table).column(column).type
+    value = f"(row_->>{position})"
+    if kind == TIMESTAMPTZ:
+        # Epoch milliseconds, several times cheaper than parsing text. In two
+        # parts: an interval times a number multiplies in float8, exact only
+        # while the product in microseconds stays below 2**53 (both parts do
+        # for every year Python can write); whatever the session's time zone.
+        ms = f"{value}::bigint"
+        return (
+            f"(timestamptz 'epoch' + ({ms} / 1000) * interval '1 second'"
+            f" + mod({ms}, 1000) * interval '1 millisecond')"
+        )
+    if kind == JSONB:  # a JSON value inside the document: taken as it is
+        return f"(row_->{position})"
+    if kind == TEXT or kind.startswith("character"):
+        return value
+    return f"{value}::{kind}"
+
+
+def _json_insert_sql(table: str, columns: tuple[str, ...]) -> sql.Composed:
+    """Insert the rows of one JSON document (an array of row arrays), skipping stored ones."""
+    values = ", ".join(_json_value_sql(table, name, i) for i, name in enumerate(columns))
+    return sql.SQL(
+        "INSERT INTO {} ({}) SELECT {} FROM jsonb_array_elements(%s::jsonb) AS row_ "
+        "ON CONFLICT DO NOTHING"
+    ).format(sql.Identifier(table), _names(columns), sql.SQL(values))
+
+
+# The record tables' rows go in as one JSON document a table a batch, which
+# Postgres expands into one INSERT ... SELECT: one C call (orjson) builds the
+# statement's only parameter, with no per-value formatting in Python, no
+# staging table and one round trip whatever the batch's size (see
+# docs/benchmarks.md, "Writer"). Dead letters (a bytea payload, and rare)
+# keep the executemany / COPY path below.
+_JSON_INSERTS = {
+    table: _json_insert_sql(table, columns)
+    for table, columns in COLUMNS.items()
+    if table != DEAD_LETTERS.name
+}
+# Dead letters: below this many rows they go in as one pipelined
+# executemany; from here on COPY into a transaction-scoped staging table and
+# one INSERT ... SELECT ... ON CONFLICT DO NOTHING is several times faster.
+# (Staging tables are created per transaction: safe behind a transaction-mode
+# pooler.) Their rows hold bytes and text only: no timestamps, no jsonb.
 COPY_THRESHOLD = 200
 
 
@@ -91,10 +153,10 @@ def _stage_sql(table: str, columns: tuple[str, ...]) -> tuple[sql.Composed, ...]
 
 
 _STAGE_SQL = {table: _stage_sql(table, columns) for table, columns in COLUMNS.items()}
-# ``day`` and ``ts`` as the text the rows carry (``sinks.rows``), to compare.
+# ``day`` and ``ts`` as the rows carry them (``sinks.rows``: ISO text, epoch ms), to compare.
 _STORED_EVENTS = """
 SELECT to_char(day, 'YYYY-MM-DD'), event_id, app_id, opportunity_key, type,
-       to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.MS') || '+00',
+       (extract(epoch FROM ts) * 1000)::bigint,
        source_id, revenue_micros, currency, attrs, late
 FROM event_records WHERE day = ANY(%s::date[]) AND event_id = ANY(%s) AND app_id = ANY(%s)
 """
@@ -267,6 +329,10 @@ def _insert(
     cur: psycopg.Cursor[tuple[object, ...]], table: str, rows: list[tuple[object, ...]]
 ) -> int:
     """Insert ``rows`` (duplicates of stored rows are skipped); how many were new."""
+    statement = _JSON_INSERTS.get(table)
+    if statement is not None:
+        cur.execute(statement, (_json_document(rows),))
+        return cur.rowcount
     if len(rows) < COPY_THRESHOLD:
         cur.executemany(_INSERTS[table], rows)
         return cur.rowcount
@@ -279,6 +345,15 @@ def _insert(
     inserted = cur.rowcount
     cur.execute(drop)  # the same table may be staged again in this transaction
     return inserted
+
+
+def _json_document(rows: list[tuple[object, ...]]) -> str:
+    """Rows as one JSON array of arrays (``jsonb`` values nested as they are).
+
+    What orjson refuses (an integer beyond 64 bits) the json module writes,
+    and Postgres then judges the value as it would in any other format.
+    """
+    return json_text(rows)
 
 
 def _insert_events(

@@ -1,13 +1,17 @@
 """Turning sink items into table rows (plain tuples in column order).
 
-Values are mostly text already: days, timestamps and ``jsonb`` columns are
-written as the text Postgres parses for the column's type. psycopg dumps a
-``datetime`` or ``date`` several times slower than a ``str`` (about 1 µs a
-value), and a closed opportunity has a dozen of them.
+The writer sends each table's rows to Postgres as one JSON document
+(``sinks/postgres.py``), so a row holds only what JSON carries as is, and
+no value is formatted for Postgres in Python: timestamps are epoch
+milliseconds (the statement turns them into ``timestamptz`` exactly),
+days are ISO text (a batch shares a few: cached), ``jsonb`` columns hold
+the value itself (a dict, the waterfall's dataclasses: orjson writes them
+inside the document), everything else is the record's own value.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -26,7 +30,7 @@ from mediation.rules.model import (
     StoredEvent,
 )
 from mediation.rules.ulid import ulid_day
-from mediation.tables import TABLES
+from mediation.tables import TABLES, TIMESTAMPTZ
 from mediation.wire import DeadLetterRecord
 
 from .records import SinkItem
@@ -38,6 +42,7 @@ __all__ = [
     "TableRows",
     "dead_letter_row",
     "event_conflict_row",
+    "json_text",
     "json_value",
     "rows_for",
     "timestamp_text",
@@ -56,32 +61,33 @@ SINK_TABLES = (
 COLUMNS: dict[str, tuple[str, ...]] = {name: TABLES[name].written_columns for name in SINK_TABLES}
 
 
-def _json_text(value: object) -> str:
-    """A ``jsonb`` column's value as JSON text.
+def json_text(value: object) -> str:
+    """A JSON value as text: orjson, or the json module for what orjson refuses.
 
-    Text, not psycopg's ``Jsonb`` wrapper: COPY and the server parse it by
-    the column's type, and the writer's hot path skips a Python dumper call
-    per value. orjson is several times faster than the json module; it
-    refuses integers beyond 64 bits, which json still writes.
+    orjson is several times faster than the json module; it refuses
+    integers beyond 64 bits, which json still writes (and a dataclass,
+    which orjson writes as an object of its fields, is one here too).
     """
     try:
         return orjson.dumps(value).decode()
     except TypeError:
-        return json.dumps(value)
+        return json.dumps(value, default=_fields)
 
 
-_EMPTY_OBJECT = "{}"
+def _fields(value: object) -> object:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-def _json_object(value: Mapping[str, object]) -> str:
-    if not value:
-        return _EMPTY_OBJECT
-    return _json_text(value if isinstance(value, dict) else dict(value))
+def _json_object(value: Mapping[str, object]) -> dict[str, object]:
+    """A ``jsonb`` object column's value: the mapping itself, as a dict for orjson."""
+    return value if type(value) is dict else dict(value)
 
 
-def json_value(text: object) -> object:
-    """A ``jsonb`` value of a row built here, as Python data (to compare with a stored one)."""
-    return orjson.loads(text) if isinstance(text, str) else text
+def json_value(value: object) -> object:
+    """A ``jsonb`` value of a row built here, as the stored one reads back (to compare)."""
+    return orjson.loads(json_text(value))
 
 
 # Text of recent seconds and days: the rows of one batch share a few of each.
@@ -136,8 +142,8 @@ def _opportunity_rows(opp: Opportunity, day: str, rows: TableRows) -> None:
             opp.app_id,
             opp.placement_id,
             opp.device_hash,
-            timestamp_text(opp.ts_ms),
-            timestamp_text(opp.client_ts_ms),
+            opp.ts_ms,
+            opp.client_ts_ms,
             opp.config_version,
             opp.rollout_bucket,
             _json_object(opp.context),
@@ -146,16 +152,16 @@ def _opportunity_rows(opp: Opportunity, day: str, rows: TableRows) -> None:
             opp.skew_tolerance_ms,
         )
     )
-    # orjson writes each WaterfallEntry (a dataclass) as {source_id, floor_micros, timeout_ms}.
-    waterfall = orjson.dumps(opp.waterfall).decode()
     rows.by_table["delivery_records"].append(
         (
             day,
             opp.opportunity_key,
             opp.delivery_id,
             opp.status,
-            waterfall,
-            timestamp_text(opp.expires_at_ms),
+            # orjson writes each WaterfallEntry (a dataclass) as
+            # {source_id, floor_micros, timeout_ms}.
+            opp.waterfall,
+            opp.expires_at_ms,
         )
     )
 
@@ -168,9 +174,9 @@ def _event_row(stored: StoredEvent, day: str) -> tuple[object, ...]:
         e.app_id,
         e.opportunity_key,
         e.type,
-        timestamp_text(e.ts_ms),
-        timestamp_text(e.server_ts_ms),
-        timestamp_text(e.received_at_ms),
+        e.ts_ms,
+        e.server_ts_ms,
+        e.received_at_ms,
         e.source_id,
         e.revenue_micros,
         e.currency,
@@ -203,8 +209,8 @@ def rows_for(items: Iterable[SinkItem]) -> TableRows:
                     a.opportunity_key,
                     a.app_id,
                     a.placement_id,
-                    timestamp_text(a.opened_at_ms),
-                    timestamp_text(a.closed_at_ms),
+                    a.opened_at_ms,
+                    a.closed_at_ms,
                     a.close_reason,
                     a.outcome,
                     a.rewarded,
@@ -255,10 +261,7 @@ def dead_letter_row(item: DeadLetterRecord) -> tuple[object, ...]:
 def event_conflict_row(row: tuple[object, ...], stored: tuple[object, ...]) -> tuple[object, ...]:
     """A ``dead_letters`` row for an event whose id is stored with other content."""
     names = COLUMNS["event_records"]
-    payload = {
-        name: (json_value(value) if name == "attrs" else value)
-        for name, value in zip(names, row, strict=True)
-    }
+    payload = {name: _as_written(name, value) for name, value in zip(names, row, strict=True)}
     body = orjson.dumps(payload, default=str, option=orjson.OPT_SORT_KEYS)
     digest = hashlib.sha256(body).hexdigest()[:32]
     return (
@@ -274,3 +277,15 @@ def event_conflict_row(row: tuple[object, ...], stored: tuple[object, ...]) -> t
         None,
         body,
     )
+
+
+_EVENT_TIMESTAMPS = TABLES["event_records"].names_of_type(TIMESTAMPTZ)
+
+
+def _as_written(name: str, value: object) -> object:
+    """An event row's value as a conflict letter's payload shows it (its id hashes this)."""
+    if name == "attrs":
+        return json_value(value)
+    if name in _EVENT_TIMESTAMPS and isinstance(value, int):
+        return timestamp_text(value)
+    return value

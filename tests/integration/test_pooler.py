@@ -56,7 +56,8 @@ def test_a_session_prepared_statement_breaks_behind_it(direct_database_url: str)
 def test_concurrent_batches_through_it_are_all_visible_directly(
     direct_database_url: str,
 ) -> None:
-    writers, batches, per_batch = 4, 6, COPY_THRESHOLD + 5  # COPY + staging path
+    # Large batches: one JSON document a table.
+    writers, batches, per_batch = 4, 6, COPY_THRESHOLD + 5
     errors: list[BaseException] = []
 
     def write(worker: int) -> None:

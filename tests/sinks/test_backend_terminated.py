@@ -1,7 +1,7 @@
 """Fault: the sink's Postgres backend is terminated in the middle of a batch.
 
-The batch (over the COPY threshold: staged with COPY, then moved into the
-record tables) is held inside its transaction by a lock another session
+The batch (hundreds of rows a table, each table's rows one JSON document
+expanded by Postgres) is held inside its transaction by a lock another session
 takes on the event partition, its backend is terminated with
 ``pg_terminate_backend``, and the lock is released. The writer must
 reconnect and write the batch again, and Postgres must hold every row
@@ -40,7 +40,7 @@ def test_a_batch_whose_backend_is_terminated_is_written_again_exactly_once(
     database_url: str,
 ) -> None:
     day = ulid_day(encode_ulid(T0, bytes(10)))
-    items = _items(COPY_THRESHOLD)  # 200 opportunities: 600 event rows, COPYed
+    items = _items(COPY_THRESHOLD)  # 200 opportunities: 600 event rows
     retries: list[int] = []
     writer = PostgresWriter(database_url, max_backoff_s=0.2,
                             counters=WriteCounters(retried=lambda: retries.append(1)))  # fmt: skip
