@@ -16,6 +16,15 @@ target was set where the bare endpoint does ~20,000; the share keeps the load
 comparable on slower machines), and each server's peak RSS. Prints one JSON line
 with every figure and the machine, then a table. Needs the local services (``mediation dev up``).
 
+``--servers`` starts one gateway per HTTP server (``mediation api --server``),
+all in the same run, interleaved: the two SDK routes and the fixed-rate
+latency are measured on each (``servers``). ``requests_vs_uvicorn`` and
+``events50_vs_uvicorn`` compare the ``candidate`` (the first server listed
+that is not uvicorn) with uvicorn, and ``fixed_rate_candidate`` is its
+latency at ``--rate``. The top-level figures (``median``, ``ratios``,
+``fixed_rate_requests``, ``peak_rss``) are those of ``server``, the one
+``mediation api`` starts by default.
+
     python bench/gateway_bench.py --runs 3 --duration 8
 
 ``--replay-load N`` measures something else instead: ``/v1/requests`` latency
@@ -55,9 +64,10 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import current_rss_mib, machine, median, peak_rss_mib, private_broker, py_spy
+from mediation.cli.commands.api import DEFAULT_SERVER, SERVERS
 from mediation.rules.ulid import encode_ulid
 from mediation.settings import Settings
-from mediation.sim.processes import free_port, mediation_command, running
+from mediation.sim.processes import ChildProcess, free_port, mediation_command, running
 from mediation.sim.seed import demo_config, new_app_key, seed_app
 from mediation.text_table import render_table
 from mediation.topics import ensure_topics
@@ -141,6 +151,27 @@ def _hey(
         "p95_ms": pct(95),
         "p99_ms": pct(99),
     }
+
+
+def _serving_pid(gateway: ChildProcess, server: str) -> int:
+    """The process that serves requests: uvicorn's only process, or Granian's one worker."""
+    if server == "uvicorn":
+        return gateway.pid
+    children = Path(f"/proc/{gateway.pid}/task/{gateway.pid}/children").read_text().split()
+    workers = [
+        int(pid)
+        for pid in children
+        if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    return workers[0]
+
+
+def _server_list(text: str) -> list[str]:
+    servers = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = sorted(set(servers) - set(SERVERS))
+    if unknown or not servers:
+        raise argparse.ArgumentTypeError(f"servers are some of {', '.join(SERVERS)}")
+    return list(dict.fromkeys(servers))
 
 
 def _profiled(load: Callable[[], object], pid: int, out: Path) -> None:
@@ -340,7 +371,17 @@ def main() -> int:
     parser.add_argument(
         "--replay-load-rate", type=int, default=500, help="offered req/s in --replay-load runs"
     )
+    parser.add_argument(
+        "--servers",
+        type=_server_list,
+        default=list(SERVERS),
+        help="comma-separated HTTP servers to measure the gateway on, in the same run "
+        f"(default {','.join(SERVERS)}); {DEFAULT_SERVER} (mediation api's default, or "
+        "else the first listed) gives the top-level figures",
+    )
     args = parser.parse_args()
+    chosen = DEFAULT_SERVER if DEFAULT_SERVER in args.servers else args.servers[0]
+    candidate = next((server for server in args.servers if server != "uvicorn"), None)
 
     with contextlib.ExitStack() as stack:
         broker_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
@@ -410,50 +451,64 @@ def main() -> int:
             ):
                 files[name] = Path(scratch) / f"{name}.json"
                 files[name].write_bytes(body)
-            base_port, gw_port = free_port(), free_port()
+            base_port = free_port()
+            gw_ports = {server: free_port() for server in args.servers}
             logs = Path(scratch)
-            with (
-                running(
-                    "baseline",
-                    [
-                        sys.executable,
-                        "-m",
-                        "uvicorn",
-                        "--factory",
-                        "bench.baseline_app:create",
-                        "--port",
-                        str(base_port),
-                        "--loop",
-                        "uvloop",
-                        "--http",
-                        "httptools",
-                        "--log-level",
-                        "warning",
-                        "--no-access-log",
-                    ],
-                    env,
-                    logs / "baseline.log",
-                ) as baseline,
-                running(
-                    "gateway",
-                    mediation_command("api", "--port", str(gw_port)),
-                    env,
-                    logs / "gateway.log",
-                ) as gateway,
-            ):
-                gateway.wait_http(f"http://127.0.0.1:{gw_port}/readyz")
+            with contextlib.ExitStack() as servers:
+                baseline = servers.enter_context(
+                    running(
+                        "baseline",
+                        [
+                            sys.executable,
+                            "-m",
+                            "uvicorn",
+                            "--factory",
+                            "bench.baseline_app:create",
+                            "--port",
+                            str(base_port),
+                            "--loop",
+                            "uvloop",
+                            "--http",
+                            "httptools",
+                            "--log-level",
+                            "warning",
+                            "--no-access-log",
+                        ],
+                        env,
+                        logs / "baseline.log",
+                    )
+                )
+                gateways = {
+                    server: servers.enter_context(
+                        running(
+                            f"gateway ({server})",
+                            mediation_command(
+                                "api", "--port", str(gw_ports[server]), "--server", server
+                            ),
+                            env,
+                            logs / f"gateway-{server}.log",
+                        )
+                    )
+                    for server in args.servers
+                }
+                for server, gateway in gateways.items():
+                    gateway.wait_http(f"http://127.0.0.1:{gw_ports[server]}/readyz")
                 baseline.wait_http(f"http://127.0.0.1:{base_port}/healthz")
                 baseline_url = f"http://127.0.0.1:{base_port}"
-                gateway_url = f"http://127.0.0.1:{gw_port}"
+                gateway_urls = {s: f"http://127.0.0.1:{port}" for s, port in gw_ports.items()}
+                serving = {server: _serving_pid(gw, server) for server, gw in gateways.items()}
+                gateway_url = gateway_urls[chosen]
                 auth = {"X-App-Key": app_key}
                 if args.replay_load:
                     replay_result = _replay_load(
-                        args, gateway_url, files["request"], auth, gateway.pid, base.database_url
-                    )
+                        args, gateway_url, files["request"], auth, serving[chosen],
+                        base.database_url,
+                    )  # fmt: skip
                     print(json.dumps({"bench": "gateway_replay_load", "machine": machine(),
-                                      **replay_result}))  # fmt: skip
+                                      "server": chosen, **replay_result}))  # fmt: skip
                     _print_replay_load(replay_result)
                     return 0
+                # name -> (url, body, headers, items per request); the SDK routes per server.
                 targets = {
                     "bare": (f"{baseline_url}/bare", files["small"], {}, 1),
                     "produce1": (f"{baseline_url}/produce1", files["small"], {}, 1),
@@ -461,6 +516,13 @@ def main() -> int:
                     "produce50": (f"{baseline_url}/produce50", files["events"], {}, 50),
                     "events50": (f"{gateway_url}/v1/events", files["events"], auth, 50),
                 }
+                for server in args.servers:
+                    if server != chosen:
+                        url = gateway_urls[server]
+                        targets[f"{server}:requests"] = (
+                            f"{url}/v1/requests", files["request"], auth, 1)  # fmt: skip
+                        targets[f"{server}:events50"] = (
+                            f"{url}/v1/events", files["events"], auth, 50)  # fmt: skip
                 for url, body_file, headers, _n in targets.values():  # warm up
                     _wrk(url, body_file, headers, 2, args.connections)
                 samples: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
@@ -476,25 +538,31 @@ def main() -> int:
                             functools.partial(
                                 _wrk, url, body_file, headers, args.duration, args.connections
                             ),
-                            gateway.pid,
+                            serving[chosen],
                             args.profile / f"{name}.collapsed",
                         )
                 bare_rps = median([r["rps"] for r in samples["bare"]])
-                fixed = [
-                    _hey(
-                        f"{gateway_url}/v1/requests",
-                        files["request"],
-                        auth,
-                        rate,
-                        args.rate_duration,
-                    )
-                    for rate in (args.rate, round(bare_rps * args.rate_share))
-                ]
+                rates = (args.rate, round(bare_rps * args.rate_share))
+                fixed_by_server = {
+                    server: [
+                        _hey(
+                            f"{gateway_urls[server]}/v1/requests",
+                            files["request"],
+                            auth,
+                            rate,
+                            args.rate_duration,
+                        )
+                        for rate in rates
+                    ]
+                    for server in args.servers
+                }
+                fixed = fixed_by_server[chosen]
                 rss = {
-                    "gateway_mib": peak_rss_mib(gateway.pid),
+                    "gateway_mib": peak_rss_mib(serving[chosen]),
                     "baseline_mib": peak_rss_mib(baseline.pid),
                     "broker_mib": peak_rss_mib(broker.pid),
                 }
+                gateway_rss = {server: peak_rss_mib(pid) for server, pid in serving.items()}
 
         figures: dict[str, dict[str, float]] = {}
         for name, runs in samples.items():
@@ -504,26 +572,55 @@ def main() -> int:
                 for metric in ("rps", "p50_ms", "p95_ms", "p99_ms", "non_2xx", "errors")
             }
             figures[name]["items_per_s"] = figures[name]["rps"] * per_item
+        per_server = {
+            server: {
+                route: figures[route if server == chosen else f"{server}:{route}"]
+                for route in ("requests", "events50")
+            }
+            for server in args.servers
+        }
         ratios = {
             "requests_vs_bare": figures["requests"]["rps"] / figures["bare"]["rps"],
             "requests_vs_produce1": figures["requests"]["rps"] / figures["produce1"]["rps"],
             "events50_vs_produce50": figures["events50"]["rps"] / figures["produce50"]["rps"],
         }
-        result = {
+        result: dict[str, object] = {
             "bench": "gateway",
             "machine": machine(),
             "runs": args.runs,
             "duration_s": args.duration,
             "connections": args.connections,
-            "median": figures,
+            "median": {name: f for name, f in figures.items() if ":" not in name},
             "ratios": ratios,
             "fixed_rate_requests": fixed,
             "peak_rss": rss,
+            "server": chosen,
+            "servers": {
+                server: {
+                    **per_server[server],
+                    "fixed_rate_requests": fixed_by_server[server],
+                    "peak_rss_mib": gateway_rss[server],
+                }
+                for server in args.servers
+            },
         }
+        if candidate is not None:
+            at_rate = fixed_by_server[candidate][0]
+            # The candidate at the --rate offered req/s (the target: p99 <= 25 ms at 5,000).
+            result["candidate"] = candidate
+            result["fixed_rate_candidate"] = {
+                "server": candidate,
+                **{k: at_rate[k] for k in ("offered_rps", "achieved_rps", "p95_ms", "p99_ms")},
+            }
+            if "uvicorn" in per_server:
+                for route in ("requests", "events50"):
+                    result[f"{route}_vs_uvicorn"] = (
+                        per_server[candidate][route]["rps"] / per_server["uvicorn"][route]["rps"]
+                    )
         print(json.dumps(result))
         rows = [
             [
-                name,
+                name if ":" in name or name not in ("requests", "events50") else f"{chosen}:{name}",
                 f["rps"],
                 f["items_per_s"],
                 f["p50_ms"],
@@ -542,32 +639,30 @@ def main() -> int:
             ),
             file=sys.stderr,
         )
+        shown = dict(ratios)
+        for key in ("requests_vs_uvicorn", "events50_vs_uvicorn"):
+            if key in result:
+                shown[f"{key} ({candidate})"] = float(result[key])  # type: ignore[arg-type]
         print(
-            render_table(
-                "ratios", ["ratio", "value"], [[k, f"{v:.2f}"] for k, v in ratios.items()]
-            ),
+            render_table("ratios", ["ratio", "value"], [[k, f"{v:.2f}"] for k, v in shown.items()]),
             file=sys.stderr,
         )
         print(
             render_table(
                 "POST /v1/requests at a fixed offered rate (hey, 50 workers)",
-                ["offered req/s", "achieved req/s", "ok ratio", "p50 ms", "p95 ms", "p99 ms"],
+                ["server", "offered req/s", "achieved req/s", "ok ratio", "p50 ms", "p95 ms",
+                 "p99 ms"],
                 [
-                    [
-                        run["offered_rps"],
-                        run["achieved_rps"],
-                        f"{run['ok_ratio']:.4f}",
-                        run["p50_ms"],
-                        run["p95_ms"],
-                        run["p99_ms"],
-                    ]
-                    for run in fixed
+                    [server, run["offered_rps"], run["achieved_rps"], f"{run['ok_ratio']:.4f}",
+                     run["p50_ms"], run["p95_ms"], run["p99_ms"]]
+                    for server, runs in fixed_by_server.items()
+                    for run in runs
                 ],
             ),
             file=sys.stderr,
-        )
+        )  # fmt: skip
         print(
-            f"peak RSS: gateway {rss['gateway_mib']:.0f} MiB, "
+            f"peak RSS: gateway ({chosen}) {rss['gateway_mib']:.0f} MiB, "
             f"baseline {rss['baseline_mib']:.0f} MiB, broker {rss['broker_mib']:.0f} MiB",
             file=sys.stderr,
         )

@@ -16,7 +16,8 @@ Counted as it arrives: the URL as the parser hands it over; each header
 when complete; and, for a head still incomplete, every further chunk
 the socket delivers, so one endless header costs at most the limit plus
 one read. Served with ``uvicorn --http gateway.server_protocol:LimitedHttpToolsProtocol``
-(``mediation api`` does so).
+(``mediation api`` does so); under Granian, ``granian_head.py`` gives the
+same answers.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from .errors import error_body
 
-__all__ = ["MAX_HEADER_BYTES", "MAX_URL_BYTES", "LimitedHttpToolsProtocol"]
+__all__ = ["MAX_HEADER_BYTES", "MAX_URL_BYTES", "LimitedHttpToolsProtocol", "refusal_body"]
 
 MAX_URL_BYTES = 8 * 1024
 # Header names and values, with each line's ": " and CRLF.
@@ -37,19 +38,23 @@ _REQUEST_LINE_SLACK = 64
 _LINGER_S = 2.0
 
 
-def _refusal(status: int) -> bytes:
+def refusal_body(status: int) -> bytes:
+    """The error-shape body of a refused head: 414 ``url_too_long`` or 431 ``headers_too_large``."""
     if status == 414:
-        body = error_body(
+        return error_body(
             "url_too_long",
             f"the request URL exceeds {MAX_URL_BYTES} bytes",
             {"limit_bytes": MAX_URL_BYTES},
         )
-    else:
-        body = error_body(
-            "headers_too_large",
-            f"the request headers exceed {MAX_HEADER_BYTES} bytes",
-            {"limit_bytes": MAX_HEADER_BYTES},
-        )
+    return error_body(
+        "headers_too_large",
+        f"the request headers exceed {MAX_HEADER_BYTES} bytes",
+        {"limit_bytes": MAX_HEADER_BYTES},
+    )
+
+
+def _refusal(status: int) -> bytes:
+    body = refusal_body(status)
     return b"".join(
         [
             STATUS_LINE[status],
