@@ -1,5 +1,8 @@
 """Gateway throughput and latency against same-run baselines.
 
+(One module of about 670 lines on purpose: a benchmark read top to bottom,
+its runs, baselines and report in one place, with stable flags and JSON keys.)
+
 Measures, with ``wrk`` on the same machine (interleaved runs, medians):
 
 - ``bare``: a bare Starlette POST endpoint (uvicorn, uvloop, httptools, one process);

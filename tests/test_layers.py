@@ -8,6 +8,8 @@ and under TYPE_CHECKING), so a lazy import cannot hide a dependency.
 from __future__ import annotations
 
 import ast
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -118,3 +120,43 @@ def test_no_modules_import_each_other_in_a_circle() -> None:
         if module not in state:
             visit(module)
     assert cycles == []
+
+
+# Statements, not words: a docstring may name them; a string the code runs may not.
+_SQL = re.compile(
+    r"\b(SELECT|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|LOCK\s+TABLE|CREATE\s+\w+)\b"
+)
+# Where SQL may live: storage/ (every read and maintenance statement) and
+# sinks/ (the worker's write path, its statements built from mediation/tables.py).
+SQL_PACKAGES = ("storage", "sinks")
+
+
+def _strings_but_docstrings(tree: ast.AST) -> Iterator[ast.Constant]:
+    documented = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, documented)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and id(node) not in docstrings
+        ):
+            yield node
+
+
+def test_sql_lives_in_storage_and_the_sink_only() -> None:
+    found = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for package in PACKAGES
+        if package not in SQL_PACKAGES
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for node in _strings_but_docstrings(ast.parse(path.read_text()))
+        if _SQL.search(str(node.value))
+    ]
+    assert found == [], "queries belong in storage/"

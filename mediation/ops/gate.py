@@ -30,6 +30,7 @@ import redis
 from mediation.ops.alerting import DEPLOY_DIR, routing_problems, rule_problems
 from mediation.settings import Settings
 from storage.db import DatabaseUnavailableError, connect
+from storage.run_reads import rolled_back_operations
 
 __all__ = ["GateCheck", "newest_peak_report", "run_gate"]
 
@@ -135,13 +136,9 @@ def _rollback(settings: Settings) -> GateCheck:
     item = "5. rollback playbook run at least once"
     try:
         with connect(settings.database_url) as conn:
-            row = conn.execute(
-                "SELECT count(*), max(updated_at) FROM publish_operations "
-                "WHERE state = 'rolled_back'"
-            ).fetchone()
+            count, last = rolled_back_operations(conn)
     except (DatabaseUnavailableError, psycopg.Error) as exc:
         return GateCheck(item, False, f"cannot read publish_operations: {str(exc).strip()[:200]}")
-    count, last = row if row else (0, None)
     if not count:
         return GateCheck(
             item,

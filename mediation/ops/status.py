@@ -32,6 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from mediation.rules.triggers import TRIGGERS, TriggerState, evaluate, histogram_quantile
 from mediation.text_table import render_table
 from storage.db import DatabaseUnavailableError, connect
+from storage.run_reads import active_client_backends
 
 __all__ = [
     "GatewaySample",
@@ -196,13 +197,9 @@ def _p95_ms(buckets: dict[float, float]) -> float | None:
 def _db_active_backends(database_url: str) -> float | None:
     try:
         with connect(database_url, timeout_s=3) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-                "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
-            ).fetchone()
+            return float(active_client_backends(conn))
     except (DatabaseUnavailableError, psycopg.Error):
         return None
-    return float(row[0]) if row else None
 
 
 def _redis_memory_percent(redis_url: str) -> tuple[float | None, str]:

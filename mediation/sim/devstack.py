@@ -36,13 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import psycopg
-from psycopg import sql
-
 from mediation.errors import ServiceError
 from mediation.extras import import_extra, installed, missing_extra
 from mediation.settings import LOOPBACK_HOSTS, Settings
 from mediation.topics import ensure_topics
+from storage.db import ensure_database
 
 __all__ = [
     "DEFAULT_S3_ENDPOINT",
@@ -186,11 +184,8 @@ def _postgres(settings: Settings, runtime: _Runtime) -> ServiceStatus:
         state = "started"
     dbname = (url.path or "/").lstrip("/") or "postgres"
     admin_url = url._replace(path="/postgres").geturl()
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
-            return ServiceStatus("postgres", address, state, f"created database {dbname}")
+    if ensure_database(admin_url, dbname):
+        return ServiceStatus("postgres", address, state, f"created database {dbname}")
     return ServiceStatus("postgres", address, state, f"database {dbname}")
 
 

@@ -10,6 +10,13 @@ import psycopg
 from mediation.sim.simulate import SimulationReport
 from mediation.sim.verify import Reconciliation
 from mediation.text_table import render_table
+from storage.run_reads import (
+    archive_close_reasons,
+    archive_lags_ms,
+    archive_outcomes,
+    dead_letter_counts,
+    event_counts,
+)
 
 __all__ = ["percentile", "render_summary"]
 
@@ -75,16 +82,8 @@ def render_summary(
         )
     )
 
-    stored = conn.execute(
-        "SELECT count(*), count(*) FILTER (WHERE late), count(*) FILTER (WHERE excluded_reason "
-        "IS NOT NULL) FROM event_records WHERE day >= %s AND received_at >= %s",
-        (day_from, since),
-    ).fetchone() or (0, 0, 0)
-    letters = conn.execute(
-        "SELECT reason, count(*) FROM dead_letters WHERE day >= %s AND created_at >= %s "
-        "GROUP BY reason ORDER BY reason",
-        (day_from, since),
-    ).fetchall()
+    stored = event_counts(conn, day_from, since)
+    letters = dead_letter_counts(conn, day_from, since)
     conflicts = sum(n for reason, n in letters if reason == "duplicate_conflict")
     absorbed = report.events_accepted - stored[0] - conflicts
     sections.append(
@@ -100,24 +99,15 @@ def render_summary(
         )
     )
 
-    outcomes = conn.execute(
-        "SELECT outcome, count(*), count(*) FILTER (WHERE rewarded), sum(revenue_micros)::bigint "
-        "FROM archive_records WHERE day >= %s AND opened_at >= %s GROUP BY outcome "
-        "ORDER BY outcome",
-        (day_from, since),
-    ).fetchall()
+    outcomes = archive_outcomes(conn, day_from, since)
     sections.append(
         render_table(
             "Archive records by outcome",
             ["outcome", "records", "rewarded", "revenue (USD)"],
-            [[o, n, r, f"{(rev or 0) / 1e6:,.4f}"] for o, n, r, rev in outcomes],
+            [[o, n, r, f"{rev / 1e6:,.4f}"] for o, n, r, rev in outcomes],
         )
     )
-    reasons = conn.execute(
-        "SELECT close_reason, count(*) FROM archive_records WHERE day >= %s AND opened_at >= %s "
-        "GROUP BY close_reason ORDER BY close_reason",
-        (day_from, since),
-    ).fetchall()
+    reasons = archive_close_reasons(conn, day_from, since)
     sections.append(
         render_table(
             "Archive records by close reason",
@@ -127,14 +117,9 @@ def render_summary(
     )
     sections.append(render_table("Dead letters", ["reason", "count"], [list(r) for r in letters]))
 
-    lags = conn.execute(
-        "SELECT extract(epoch FROM archived_at - closed_at) * 1000, "
-        "extract(epoch FROM archived_at - opened_at) * 1000 FROM archive_records "
-        "WHERE day >= %s AND opened_at >= %s",
-        (day_from, since),
-    ).fetchall()
-    after_close = [float(a) for a, _ in lags]
-    after_request = [float(b) for _, b in lags]
+    lags = archive_lags_ms(conn, day_from, since)
+    after_close = [a for a, _ in lags]
+    after_request = [b for _, b in lags]
     sections.append(
         render_table(
             "End-to-end lag (ms)",

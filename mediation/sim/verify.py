@@ -19,6 +19,7 @@ import psycopg
 from mediation.sim.simulate import SimulationReport
 from replay.run import recompute
 from storage.hot_records import load_archives, load_inputs
+from storage.run_reads import orphans_stored
 
 __all__ = ["Reconciliation", "reconcile"]
 
@@ -99,10 +100,5 @@ def reconcile(conn: psycopg.Connection, report: SimulationReport) -> Reconciliat
                 result.missing_event_ids.append(event_id)
     result.orphans_expected = len(report.orphan_event_ids)
     if report.orphan_event_ids:
-        row = conn.execute(
-            "SELECT count(*) FROM event_records WHERE event_id = ANY(%s) "
-            "AND excluded_reason = 'unknown_opportunity'",
-            (sorted(report.orphan_event_ids),),
-        ).fetchone()
-        result.orphans_stored = int(row[0]) if row else 0
+        result.orphans_stored = orphans_stored(conn, report.orphan_event_ids)
     return result
