@@ -39,6 +39,31 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
+# promtool (Debian's prometheus package) unit-tests the alert rules and
+# checks the scrape config (tests/test_promtool.py; under CI a missing
+# promtool fails the tests). Only the tool is wanted: no recommended
+# node exporter, and no Prometheus service left listening on :9090 (a
+# temporary policy-rc.d refuses the start where none is in place already).
+if ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing prometheus (Debian package) for promtool"
+    own_policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+      chmod 755 /usr/sbin/policy-rc.d
+      own_policy=yes
+    fi
+    status=0
+    { apt-get update -qq \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; } \
+      || status=$?
+    [ -z "$own_policy" ] || rm -f /usr/sbin/policy-rc.d
+    [ "$status" = 0 ] || exit "$status"
+  else
+    echo "bootstrap: no promtool; the alert rule tests need it (apt-get install prometheus)" >&2
+  fi
+fi
+
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   echo "bootstrap: creating .venv and installing the project (first run takes a minute)"
