@@ -8,9 +8,15 @@ of its own) ``claim``s the oldest one with a lease, sizes it (how many
 opportunities each day of a range holds, ``replay.cold``) and replays it
 chunk by chunk (across ``--jobs`` worker processes: ``replay/parallel.py``),
 renews the lease as results stream, writes the output to
-a local file, uploads it to ``replays/<id>.<format>`` in cold storage, and
+a local file, uploads it to ``_replays/<id>.<format>`` in cold storage, and
 marks the row ``done`` with the result hash, the summary and the location
-(or ``failed`` with the reason). A job whose runner died (lease run out)
+(or ``failed`` with the reason). The ``_`` keeps the outputs apart from the
+tables (``docs/contracts.md`` section 7): not a table's directory, skipped
+by dataset discovery of the store's root (pyarrow, pandas), and one level
+above the files of a table (``<table>/day=.../part-N.parquet``), so a glob
+over the tables' days never matches it. Outputs of older releases stay
+where they were written (``replays/<id>.<format>``): the row holds the
+location, so they are still found. A job whose runner died (lease run out)
 is claimed again and replayed from the start: replay is deterministic, so
 the result is the same. The rows are read and written by
 ``storage/replay_jobs.py``.
@@ -41,10 +47,12 @@ from .run import ReplaySources, run_replay, start_record
 __all__ = [
     "JOB_FORMATS",
     "LEASE_S",
+    "OUTPUT_PREFIX",
     "Job",
     "claim",
     "enqueue",
     "job_state",
+    "output_key",
     "release",
     "run_job",
     "serve_jobs",
@@ -53,6 +61,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 JOB_FORMATS = ("jsonl", "parquet")
+# The cold store's tree for job outputs (a sibling of the tables and of _manifests).
+OUTPUT_PREFIX = "_replays"
 LEASE_S = 120
 _RENEW_EVERY_S = 20
 
@@ -125,7 +135,7 @@ def run_job(
 
     ``jobs`` above 1: across that many worker processes, which open ``sources``.
     """
-    key = f"replays/{job.replay_id}.{job.output_format}"
+    key = output_key(job.replay_id, job.output_format)
     with tempfile.TemporaryDirectory(prefix="mediation-replay-") as scratch:
         path = Path(scratch) / f"result.{job.output_format}"
         output = JsonlOutput(path=path) if job.output_format == "jsonl" else ParquetOutput(path)
@@ -150,6 +160,11 @@ def run_job(
         "" if jobs == 1 else "es",
     )
     return digest
+
+
+def output_key(replay_id: int, output_format: str) -> str:
+    """Where a job's output goes in cold storage, relative to its root."""
+    return f"{OUTPUT_PREFIX}/{replay_id}.{output_format}"
 
 
 def release(conn: psycopg.Connection, replay_id: int) -> None:

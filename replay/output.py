@@ -12,7 +12,9 @@ does, so the output is the same either way.
 JSONL is the canonical form itself: ``sha256sum`` of the file is the
 result hash. Parquet has one row per result, with the changed fields and
 the headline values as columns and the whole result as canonical JSON, so
-analysts can filter in Arrow, pandas or DuckDB without parsing first.
+analysts can filter in Arrow, pandas or DuckDB without parsing first; its
+columns are read from the result itself, so the canonical line (and the
+hash) is the same whatever the Parquet carries.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mediation.rules.ulid import day_of_ms, is_ulid, ulid_time_ms_unchecked
 from mediation.text_table import render_table
 
 __all__ = [
     "FORMATS",
+    "PARQUET_SCHEMA",
     "CollectedOutput",
     "JsonlOutput",
     "Output",
@@ -110,6 +114,12 @@ PARQUET_SCHEMA = pa.schema(
         ("recomputed_credited_source_id", pa.string()),
         ("inputs_hash_matches", pa.bool_()),
         ("result_json", pa.string()),
+        # Added after result_json (columns are only ever appended): what an
+        # analyst groups by without parsing result_json.
+        ("app_id", pa.string()),
+        ("placement_id", pa.string()),
+        ("day", pa.date32()),
+        ("currency", pa.string()),
     ]
 )
 
@@ -125,9 +135,10 @@ class ParquetOutput(_LineByLine):
     def write(self, result: dict[str, Any], line: bytes) -> None:
         archive = result.get("archive") or {}
         recomputed = result.get("recomputed") or {}
+        key = result["opportunity_key"]
         self._rows.append(
             {
-                "opportunity_key": result["opportunity_key"],
+                "opportunity_key": key,
                 "mode": result["mode"],
                 "missing": result.get("missing"),
                 "changed_fields": sorted(result.get("changes") or ()),
@@ -139,6 +150,11 @@ class ParquetOutput(_LineByLine):
                 "recomputed_credited_source_id": recomputed.get("credited_source_id"),
                 "inputs_hash_matches": result.get("inputs_hash_matches"),
                 "result_json": line.rstrip(b"\n").decode(),
+                "app_id": archive.get("app_id"),
+                "placement_id": archive.get("placement_id"),
+                # The key's time is the opportunity's (the day its records are kept under).
+                "day": day_of_ms(ulid_time_ms_unchecked(key)) if is_ulid(key) else None,
+                "currency": archive.get("currency") or recomputed.get("currency"),
             }
         )
         if len(self._rows) >= self._BATCH:

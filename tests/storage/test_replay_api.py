@@ -20,7 +20,7 @@ from mediation.settings import Settings
 from mediation.sim.seed import demo_config, new_app_key, seed_app
 from replay import cold
 from replay.digest import result_hash
-from replay.jobs import claim, enqueue, job_state, release, serve_jobs
+from replay.jobs import claim, enqueue, job_state, output_key, release, serve_jobs
 from storage.cold import FileColdStore, open_cold_store
 from storage.db import connect
 from storage.tier_job import run_tiering
@@ -122,9 +122,11 @@ def test_a_large_range_runs_as_a_job_whose_result_lands_in_cold_storage(
     assert states[0]["result_hash"] == states[1]["result_hash"]  # the format does not matter
     assert states[0]["records"] == 12
     assert isinstance(store, FileColdStore)
-    jsonl = store.get_bytes(f"replays/{states[0]['replay_id']}.jsonl")
+    key = output_key(states[0]["replay_id"], "jsonl")
+    assert key == f"_replays/{states[0]['replay_id']}.jsonl"
+    jsonl = store.get_bytes(key)
     assert hashlib.sha256(jsonl).hexdigest() == states[0]["result_hash"]
-    assert states[0]["result_location"] == store.location(f"replays/{states[0]['replay_id']}.jsonl")
+    assert states[0]["result_location"] == store.location(key)
     assert states[1]["result_location"].endswith(".parquet")
 
 

@@ -12,14 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 import pytest
 from builders import T0
 from tiering_data import DAY, fill_day
 
 from mediation.cli import main
 from mediation.rules.replay import ReplayRequest, ReplayRequestError, Selection
+from mediation.rules.ulid import ulid_day
 from mediation.settings import Settings
-from replay.jobs import enqueue, job_state, serve_jobs
+from mediation.tables import TABLES
+from replay.jobs import enqueue, job_state, output_key, serve_jobs
 from replay.output import CollectedOutput, JsonlOutput, ParquetOutput
 from replay.run import ReplaySources, run_replay
 from storage.cold import ColdStore, FileColdStore
@@ -35,10 +40,13 @@ DAY_MS = 86_400_000
 FOUR_DAYS = Selection.of_range(T0, T0 + 4 * DAY_MS)
 
 
+FOUR_DAY_COUNTS = (40, 25, 30, 10)
+
+
 def _fill_four_days(database_url: str) -> list[str]:
     """Opportunities a minute apart on DAY and the three days after it; apps a/b."""
     keys = []
-    for offset, count in enumerate((40, 25, 30, 10)):
+    for offset, count in enumerate(FOUR_DAY_COUNTS):
         keys += fill_day(database_url, count, T0 + offset * DAY_MS, step_ms=MINUTE,
                          apps=("a", "b"), placements=("p", "q"))  # fmt: skip
     return keys
@@ -236,7 +244,7 @@ def test_the_cli_replays_across_processes_with_the_bytes_of_one(
 def test_the_job_runner_replays_each_job_across_processes_with_the_bytes_of_one(
     database_url: str, file_store: FileColdStore, services: Settings
 ) -> None:
-    _fill_four_days(database_url)
+    keys = _fill_four_days(database_url)
     sources = _sources(database_url, file_store, services)
     request = ReplayRequest(FOUR_DAYS, "recompute")
     stored: dict[int, list[bytes]] = {}
@@ -247,8 +255,53 @@ def test_the_job_runner_replays_each_job_across_processes_with_the_bytes_of_one(
             assert serve_jobs(database_url, file_store, once=True, jobs=jobs, sources=sources) == 2
             states = [job_state(conn, replay_id) for replay_id in ids]
             assert [state and state["status"] for state in states] == ["done", "done"]
-            stored[jobs] = [
-                file_store.get_bytes(f"replays/{replay_id}.{fmt}")
+            keys_of_outputs = [
+                output_key(replay_id, fmt)
                 for replay_id, fmt in zip(ids, ("jsonl", "parquet"), strict=True)
             ]
+            assert [state and state["result_location"] for state in states] == [
+                file_store.location(key) for key in keys_of_outputs
+            ]
+            stored[jobs] = [file_store.get_bytes(key) for key in keys_of_outputs]
     assert stored[2] == stored[1]
+    # The Parquet's appended columns over a cold day, a split one and hot ones.
+    table = pq.read_table(pa.BufferReader(stored[1][1]))
+    assert table.column("opportunity_key").to_pylist() == keys
+    assert table.select(["app_id", "placement_id", "day", "currency"]).to_pylist() == [
+        {"app_id": app, "placement_id": placement, "day": ulid_day(key), "currency": None}
+        for key, app, placement in zip(keys, *_apps_and_placements(), strict=True)
+    ]
+
+
+def _apps_and_placements() -> tuple[list[str], list[str]]:
+    """The app and placement of each opportunity ``_fill_four_days`` writes, in key order."""
+    apps, placements = [], []
+    for count in FOUR_DAY_COUNTS:
+        apps += [("a", "b")[n % 2] for n in range(count)]
+        placements += [("p", "q")[n % 2] for n in range(count)]
+    return apps, placements
+
+
+def test_job_outputs_stay_out_of_every_glob_and_dataset_of_the_cold_tables(
+    database_url: str, file_store: FileColdStore
+) -> None:
+    _fill_four_days(database_url)
+    with connect(database_url, autocommit=True) as conn:
+        _tier_cold_split_hot(conn, file_store)
+        tiered = sorted(str(path) for path in file_store.root.glob("*/day=*/*.parquet"))
+        for fmt in ("jsonl", "parquet"):
+            enqueue(conn, ReplayRequest(FOUR_DAYS, "recompute"), "t", fmt)
+        assert serve_jobs(database_url, file_store, once=True) == 2
+    root = file_store.root
+    outputs = sorted(path.relative_to(root).as_posix() for path in root.glob("_replays/*"))
+    assert [Path(name).suffix for name in outputs] == [".jsonl", ".parquet"]
+    # The globs an analyst writes over the tables' days find the tables' files only.
+    for pattern in ("*/day=*/*.parquet", "*/*/*.parquet"):
+        found = sorted(str(path) for path in root.glob(pattern))
+        assert found == tiered, pattern
+    # The root's directories are the tables, and the _-prefixed trees beside them.
+    tables = {path.name for path in root.iterdir() if not path.name.startswith(("_", "."))}
+    assert tables <= set(TABLES), tables
+    # Dataset discovery of the whole root (pyarrow, pandas) skips the outputs.
+    discovered = ds.dataset(str(root), format="parquet", partitioning="hive").files
+    assert sorted(discovered) == tiered
