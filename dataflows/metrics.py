@@ -11,6 +11,11 @@ answers ``/healthz`` (the process is alive and serving: 200
 ``{"status": "ok"}``; it checks no dependency). A port already taken stops
 the worker at start (``MetricsPortInUseError``): otherwise another process
 would answer the scrapes in its name.
+
+The business counters (archives by outcome, revenue, impressions) carry the
+app and the credited source as labels; ``LabelCap`` bounds them per process
+(``MAX_APP_LABELS`` apps, ``MAX_SOURCE_LABELS`` sources, the rest counted as
+``other``) and a currency that is not three capital letters is ``other``.
 """
 
 from __future__ import annotations
@@ -35,7 +40,14 @@ from prometheus_client.registry import Collector
 
 from mediation.clock import now_ms
 from mediation.errors import ServiceError
-from mediation.rules.model import ClosedOpportunity, LateEvent, OrphanEvents
+from mediation.label_cap import OTHER, LabelCap, currency_label
+from mediation.rules.model import (
+    OUTCOMES,
+    ArchiveRecord,
+    ClosedOpportunity,
+    LateEvent,
+    OrphanEvents,
+)
 from mediation.wire import DeadLetterRecord
 from sinks.postgres import WriteCounters
 from sinks.records import SinkItem
@@ -43,7 +55,11 @@ from sinks.records import SinkItem
 from .closing import StateCounts
 from .watermark import PartitionKey
 
-__all__ = ["MetricsPortInUseError", "WorkerMetrics"]
+__all__ = ["MAX_APP_LABELS", "MAX_SOURCE_LABELS", "MetricsPortInUseError", "WorkerMetrics"]
+
+# Distinct label values one process tracks; later ones are counted as "other".
+MAX_APP_LABELS = 100
+MAX_SOURCE_LABELS = 50
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +157,28 @@ class WorkerMetrics:
         self.archives = Counter(
             "mediation_worker_archives", "Archive records emitted", registry=self.registry
         )
+        self.archive_outcomes = Counter(
+            "mediation_worker_archives_by_outcome",
+            "Archive records emitted, by app and outcome (apps capped per process)",
+            ["app", "outcome"],
+            registry=self.registry,
+        )
+        self.revenue_micros = Counter(
+            "mediation_worker_revenue_micros",
+            "Revenue of archived opportunities in micros of the currency, by app, "
+            "credited source and currency (never add across currencies)",
+            ["app", "source", "currency"],
+            registry=self.registry,
+        )
+        self.impressions = Counter(
+            "mediation_worker_impressions",
+            "Counted impressions of archived opportunities, by app and credited source",
+            ["app", "source"],
+            registry=self.registry,
+        )
+        self._app_label = LabelCap(MAX_APP_LABELS)
+        self._source_label = LabelCap(MAX_SOURCE_LABELS)
+        self._business: dict[tuple[str, ...], Any] = {}
         self.late_events = Counter(
             "mediation_worker_late_events",
             "Events that arrived after their archive record",
@@ -227,12 +265,35 @@ class WorkerMetrics:
     def observe_output(self, item: SinkItem) -> None:
         if isinstance(item, ClosedOpportunity):
             self.archives.inc()
+            self._observe_archive(item.archive)
         elif isinstance(item, LateEvent):
             self.late_events.inc()
         elif isinstance(item, OrphanEvents):
             self.orphan_events.inc(len(item.events))
         elif isinstance(item, DeadLetterRecord):
             self.dead_letters.labels(item.reason).inc()
+
+    def _child(self, counter: Counter, labels: tuple[str, ...]) -> Any:
+        # Label children cached: labels() takes a lock, and this runs on every close.
+        key = (str(id(counter)), *labels)
+        child = self._business.get(key)
+        if child is None:
+            child = self._business[key] = counter.labels(*labels)
+        return child
+
+    def _observe_archive(self, archive: ArchiveRecord) -> None:
+        app = self._app_label(archive.app_id)
+        outcome = archive.outcome if archive.outcome in OUTCOMES else OTHER
+        self._child(self.archive_outcomes, (app, outcome)).inc()
+        impressions = archive.counts.get("impression", 0)
+        if not impressions and not archive.revenue_micros:
+            return
+        source = self._source_label(archive.credited_source_id or "none")
+        if impressions:
+            self._child(self.impressions, (app, source)).inc(impressions)
+        if archive.revenue_micros:
+            currency = currency_label(archive.currency)
+            self._child(self.revenue_micros, (app, source, currency)).inc(archive.revenue_micros)
 
     def serve(self, port: int, host: str = "127.0.0.1") -> ThreadingWSGIServer | None:
         """Serve ``/metrics`` and ``/healthz`` in a thread; ``port`` 0: nothing.

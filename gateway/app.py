@@ -210,6 +210,7 @@ def create_app(settings: Settings, roles: frozenset[str] = ROLES) -> GatewayApp:
         producer = AsyncProducer(settings.kafka_bootstrap_servers)
         catalog = Catalog(pool, degradation_gauge=gateway_metrics.degradation_active)
         await catalog.start()
+        gateway_metrics.watch_rollouts(catalog.rollout_positions)
         rate_limiter = RateLimiter(
             redis_client, settings.topic_prefix, gateway_metrics.ratelimit_degraded
         )

@@ -181,6 +181,10 @@ class Catalog:
         """Apps with something to serve."""
         return sorted(self._rollouts)
 
+    def rollout_positions(self) -> dict[str, tuple[int, int]]:
+        """Per app: the version its latest operation rolls out and the percent served (metrics)."""
+        return {app_id: (r.new.version, r.percent) for app_id, r in self._rollouts.items()}
+
     def config_for(self, app_id: str, bucket: int | None = None) -> PublishedConfig | None:
         """The config a device in rollout ``bucket`` gets (``None``: the stable one).
 

@@ -2,18 +2,64 @@
 
 Each app gets its own ``CollectorRegistry`` so tests can build several apps
 in one process without "duplicated timeseries" errors.
+
+``mediation_gateway_sync_answers_total{app, placement, result}`` bounds its
+labels per process with ``LabelCap`` (``MAX_APP_LABELS`` apps,
+``MAX_PLACEMENT_LABELS`` placements; the rest are counted as ``other``): the
+values come from requests, which a bug or a caller could vary without end.
+``mediation_config_version`` and ``mediation_config_rollout_percent`` are
+read from the catalog at scrape time (``watch_rollouts``): the dashboard
+marks publishes and rollbacks where they change.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
-__all__ = ["GatewayMetrics"]
+from mediation.label_cap import LabelCap
+
+__all__ = ["MAX_APP_LABELS", "MAX_PLACEMENT_LABELS", "ConfigRollouts", "GatewayMetrics"]
+
+# Distinct label values one process tracks; later ones are counted as "other".
+MAX_APP_LABELS = 100
+MAX_PLACEMENT_LABELS = 200
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.3, 0.5, 1.0, 2.5, 5.0)
+
+
+class ConfigRollouts(Collector):
+    """Per app, the version its latest publish operation rolls out and the share served.
+
+    ``source`` answers ``{app_id: (version, percent)}``; the gateway points it
+    at its catalog (``GatewayMetrics.watch_rollouts``). A rollback drops the
+    percent to 0; a publish raises the version.
+    """
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Mapping[str, tuple[int, int]]] = dict
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        version = GaugeMetricFamily(
+            "mediation_config_version",
+            "Version of the app's latest publish operation, as this gateway's catalog holds it",
+            labels=["app_id"],
+        )
+        percent = GaugeMetricFamily(
+            "mediation_config_rollout_percent",
+            "Share of rollout buckets served that version (100 published, 0 rolled back)",
+            labels=["app_id"],
+        )
+        for app_id, (served, share) in sorted(self.source().items()):
+            version.add_metric([app_id], served)
+            percent.add_metric([app_id], share)
+        yield version
+        yield percent
 
 
 @dataclass(frozen=True)
@@ -39,6 +85,11 @@ class GatewayMetrics:
     event_batches_acked: Counter
     auth_failures: Counter
     auth_throttled: Counter
+    sync_answers: Counter
+    config_rollouts: ConfigRollouts
+    _app_label: LabelCap = field(default_factory=lambda: LabelCap(MAX_APP_LABELS))
+    _placement_label: LabelCap = field(default_factory=lambda: LabelCap(MAX_PLACEMENT_LABELS))
+    _answers: dict[tuple[str, str, str], Any] = field(default_factory=dict)
     _children: dict[tuple[str, int], tuple[Any, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -65,12 +116,38 @@ class GatewayMetrics:
         fill, no_fill = self._children[("opportunities", 0)]
         (fill if status == "fill" else no_fill).inc()
 
+    def count_sync_answer(self, app_id: str, placement_id: str, status: str) -> None:
+        """One sync answer by app, placement and fill (labels capped per process)."""
+        key = (
+            self._app_label(app_id),
+            self._placement_label(placement_id),
+            "fill" if status == "fill" else "no_fill",
+        )
+        child = self._answers.get(key)
+        if child is None:
+            child = self._answers[key] = self.sync_answers.labels(*key)
+        child.inc()
+
+    def watch_rollouts(self, source: Callable[[], Mapping[str, tuple[int, int]]]) -> None:
+        """Export ``source()`` (the catalog's rollouts) as the config version gauges."""
+        self.config_rollouts.source = source
+
     @classmethod
     def create(cls) -> GatewayMetrics:
         registry = CollectorRegistry()
         # process_resident_memory_bytes and friends: the soak checks memory with them.
         ProcessCollector(registry=registry)
+        rollouts = ConfigRollouts()
+        registry.register(rollouts)
         return cls(
+            sync_answers=Counter(
+                "mediation_gateway_sync_answers",
+                "Sync requests answered (broker-confirmed), by app, placement and "
+                "result (fill, no_fill); apps and placements capped per process",
+                ["app", "placement", "result"],
+                registry=registry,
+            ),
+            config_rollouts=rollouts,
             registry=registry,
             http_requests=Counter(
                 "mediation_http_requests",

@@ -176,6 +176,7 @@ async def _decide(
         raise _not_recorded(exc) from exc
     ctx.metrics.confirm_opportunities.observe((ctx.clock_ms() - received_ms) / 1000)
     ctx.metrics.count_opportunity(status)
+    ctx.metrics.count_sync_answer(app_id, sync.placement_id, status)
     ctx.cohorts.request(app_id, config.version, no_fill=status == "no_fill")
     return json_response(
         {

@@ -28,6 +28,7 @@ KERNEL = (
     "mediation.errors",
     "mediation.extras",
     "mediation.native",
+    "mediation.label_cap",
     "mediation.resources",
 )
 

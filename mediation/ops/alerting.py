@@ -31,6 +31,8 @@ DEPLOY_DIR: Traversable = DEPLOY
 _METRIC = re.compile(r"\b(mediation_[a-z_]+)")
 _DURATION = re.compile(r"^\d+[smh]$")
 _PLACEHOLDER = "example.invalid"
+# Panels choose their Prometheus through the dashboard's variable, not a fixed uid.
+_DATASOURCE = "${datasource}"
 
 
 def _yaml(path: Traversable) -> Any:
@@ -121,9 +123,11 @@ def rule_problems(deploy: Traversable = DEPLOY_DIR) -> list[str]:
                 problems.append(f"{rule['alert']}: expr lacks the threshold '{threshold}'")
             if rule.get("for") != duration:
                 problems.append(f"{rule['alert']}: for must be {duration}")
-    expressions = [str(rule.get("expr", "")) for rule in rules] + [
-        target["expr"] for panel in dashboard["panels"] for target in panel["targets"]
-    ]
+    expressions = (
+        [str(rule.get("expr", "")) for rule in rules]
+        + [target["expr"] for panel in dashboard["panels"] for target in panel.get("targets", [])]
+        + [a["expr"] for a in dashboard.get("annotations", {}).get("list", []) if "expr" in a]
+    )
     unknown = {n for e in expressions for n in _METRIC.findall(e)} - exported_samples()
     if unknown:
         problems.append(f"metrics no service exports: {', '.join(sorted(unknown))}")
@@ -139,13 +143,21 @@ def rule_problems(deploy: Traversable = DEPLOY_DIR) -> list[str]:
     routes = route.get("routes", [])
     if not {r["receiver"] for r in routes} | {route.get("receiver")} <= receivers:
         problems.append("alertmanager routes name receivers that do not exist")
-    uid = datasources["datasources"][0]["uid"]
+    if datasources["datasources"][0].get("type") != "prometheus":
+        problems.append("the provisioned datasource is not Prometheus")
+    variables = {v.get("name"): v for v in dashboard.get("templating", {}).get("list", [])}
+    chosen = variables.get("datasource", {})
+    if (chosen.get("type"), chosen.get("query")) != ("datasource", "prometheus"):
+        problems.append("the dashboard has no Prometheus ${datasource} variable")
     ids = [panel["id"] for panel in dashboard["panels"]]
     if len(ids) != len(set(ids)):
         problems.append("dashboard panel ids repeat")
     for panel in dashboard["panels"]:
-        if not panel["targets"] or {t["datasource"]["uid"] for t in panel["targets"]} != {uid}:
-            problems.append(f"panel {panel['title']!r}: no targets or another datasource")
+        if panel.get("type") == "row":
+            continue
+        uids = {t["datasource"]["uid"] for t in panel.get("targets", [])}
+        if uids != {_DATASOURCE} or panel["datasource"]["uid"] != _DATASOURCE:
+            problems.append(f"panel {panel['title']!r}: no targets or not ${{datasource}}")
     return problems
 
 
