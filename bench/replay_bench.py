@@ -49,10 +49,11 @@ import psycopg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import bench_store, fresh_database, machine, median, peak_rss_mib
+from bench.traffic import HOUR_MS, HOUR_START_MS, hour_of_traffic
 from mediation.rules.closure import close_opportunity
-from mediation.rules.model import ClosedOpportunity, Event, Opportunity, WaterfallEntry
+from mediation.rules.model import ClosedOpportunity
 from mediation.rules.replay import ReplayRequest, Selection
-from mediation.rules.ulid import day_of_ms, encode_ulid
+from mediation.rules.ulid import day_of_ms
 from mediation.settings import Settings
 from mediation.sim.summary import percentile
 from mediation.tables import REPLAYED_TABLES as RECORD_TABLES
@@ -63,43 +64,10 @@ from sinks.postgres import PostgresWriter
 from storage.cold import ColdStore
 from storage.tier_job import tier_day
 
-HOUR_START_MS = 1_768_478_400_000  # 2026-01-15 12:00 UTC
-HOUR_MS = 3_600_000
-WATERFALL = tuple(WaterfallEntry(f"net_{n}", 100 * (6 - n), 1_500) for n in range(4))
-
 
 def _traffic(opportunities: int, rng: random.Random) -> list[object]:
     """Closed opportunities spread over the hour: ~1.8 events each, the seed's mix."""
-    items: list[object] = []
-    for n in range(opportunities):
-        ts = HOUR_START_MS + n * HOUR_MS // opportunities
-        key = encode_ulid(ts, rng.randbytes(10))
-        app = f"app{n % 20}"
-        opportunity = Opportunity(
-            opportunity_key=key, app_id=app, placement_id=f"pl{n % 5}", device_hash=f"d{n}",
-            ts_ms=ts, client_ts_ms=ts - 40, config_version=3, rollout_bucket=n % 100,
-            context={"country": "US", "os": "android"}, delivery_id=f"del{n}", status="fill",
-            waterfall=WATERFALL, expires_at_ms=ts + 60_000, closure_window_ms=1_800_000,
-            grace_ms=30_000, skew_tolerance_ms=300_000,
-        )  # fmt: skip
-        source = f"net_{n % 4}"
-        events = []
-        for offset, kind, share in ((900, "loaded", 0.85), (2_500, "impression", 0.6),
-                                    (9_000, "closed", 0.3), (4_000, "click", 0.05)):  # fmt: skip
-            if rng.random() < share:
-                at = ts + offset + rng.randrange(500)
-                impression = kind == "impression"
-                events.append(
-                    Event(
-                        event_id=f"{key}-{kind}", app_id=app, opportunity_key=key, type=kind,
-                        ts_ms=at - 30, server_ts_ms=at, received_at_ms=at + 200,
-                        source_id=source, revenue_micros=1_250 if impression else None,
-                        currency="USD" if impression else None,
-                        attrs={"attempt": 1} if kind == "loaded" else {},
-                    )
-                )  # fmt: skip
-        items.append(close_opportunity(opportunity, events))
-    return items
+    return [close_opportunity(o, events) for o, events in hour_of_traffic(opportunities, rng)]
 
 
 def _fill(url: str, opportunities: int) -> int:

@@ -43,53 +43,24 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-HOUR_START_MS = 1_768_478_400_000  # 2026-01-15 12:00 UTC
-HOUR_MS = 3_600_000
 STAGES = ("rows", "close", "recompute", "replay", "worker")
 
 
 def _rows(opportunities: int, seed: int) -> dict[str, list[dict[str, Any]]]:
     """The replay benchmark's traffic, closed, as the stored rows of each table."""
+    from bench.traffic import hour_of_traffic, waterfall
     from mediation.rules.closure import close_opportunity
-    from mediation.rules.model import Event, Opportunity, WaterfallEntry
-    from mediation.rules.ulid import encode_ulid
 
     rng = random.Random(seed)
-    waterfall = tuple(WaterfallEntry(f"net_{n}", 100 * (6 - n), 1_500) for n in range(4))
     waterfall_text = orjson.dumps(
         [{"source_id": e.source_id, "floor_micros": e.floor_micros, "timeout_ms": e.timeout_ms}
-         for e in waterfall]
+         for e in waterfall()]
     ).decode()  # fmt: skip
     tables: dict[str, list[dict[str, Any]]] = {
         "opportunities": [], "deliveries": [], "events": [], "archives": []
     }  # fmt: skip
-    for n in range(opportunities):
-        ts = HOUR_START_MS + n * HOUR_MS // opportunities
-        key = encode_ulid(ts, rng.randbytes(10))
-        app = f"app{n % 20}"
-        opportunity = Opportunity(
-            opportunity_key=key, app_id=app, placement_id=f"pl{n % 5}", device_hash=f"d{n}",
-            ts_ms=ts, client_ts_ms=ts - 40, config_version=3, rollout_bucket=n % 100,
-            context={"country": "US", "os": "android"}, delivery_id=f"del{n}", status="fill",
-            waterfall=waterfall, expires_at_ms=ts + 60_000, closure_window_ms=1_800_000,
-            grace_ms=30_000, skew_tolerance_ms=300_000,
-        )  # fmt: skip
-        source = f"net_{n % 4}"
-        events = []
-        for offset, kind, share in ((900, "loaded", 0.85), (2_500, "impression", 0.6),
-                                    (9_000, "closed", 0.3), (4_000, "click", 0.05)):  # fmt: skip
-            if rng.random() < share:
-                at = ts + offset + rng.randrange(500)
-                impression = kind == "impression"
-                events.append(
-                    Event(
-                        event_id=f"{key}-{kind}", app_id=app, opportunity_key=key, type=kind,
-                        ts_ms=at - 30, server_ts_ms=at, received_at_ms=at + 200,
-                        source_id=source, revenue_micros=1_250 if impression else None,
-                        currency="USD" if impression else None,
-                        attrs={"attempt": 1} if kind == "loaded" else {},
-                    )
-                )  # fmt: skip
+    for n, (opportunity, events) in enumerate(hour_of_traffic(opportunities, rng)):
+        key, app, ts = opportunity.opportunity_key, opportunity.app_id, opportunity.ts_ms
         archive = close_opportunity(opportunity, events).archive
         tables["opportunities"].append(
             {"opportunity_key": key, "app_id": app, "placement_id": opportunity.placement_id,
