@@ -56,6 +56,11 @@ COMMANDS: dict[str, CommandInfo] = {
             "Run queued replay jobs (the replay API's large ranges); results go to cold storage",
         ),
         (
+            "export",
+            "Export one row per counted impression (revenue, source, country, os, config) of a "
+            "range of days, hot and cold alike, as CSV, JSONL or Parquet",
+        ),
+        (
             "dlq",
             "List or show dead letters, re-drive them to their source topic, or discard them",
         ),
