@@ -12,14 +12,15 @@ them; third-party errors are translated at the edge where they are met)::
     │   ├── ConfigError              mediation.rules.waterfall  config_invalid
     │   ├── PlanError                mediation.rules.publish    plan_invalid
     │   ├── ReplayRequestError       mediation.rules.replay     replay_request_invalid
-    │   ├── RequestInvalidError      mediation.rules.validation request_invalid
+    │   ├── RefusedError             mediation.errors           refused
+    │   │   ├── RequestInvalidError  mediation.rules.validation request_invalid
+    │   │   ├── KeyOperationError    storage.keys               key_operation_refused
+    │   │   └── PublishError         storage.configs            publish_refused
     │   ├── InvalidUlidError         mediation.rules.ulid       ulid_invalid
     │   ├── RulesBuildError          mediation.native           rules_build_invalid
     │   ├── InputFileError           mediation.cli.errors       input_file_invalid
     │   ├── UsageError               mediation.cli.errors       usage_invalid
     │   ├── NotFoundError            mediation.cli.errors       not_found
-    │   ├── KeyOperationError        storage.keys               key_operation_refused
-    │   ├── PublishError             storage.configs            publish_refused
     │   ├── InvalidIdempotencyKeyError gateway.idempotency      idempotency_key_invalid
     │   ├── ApiRefusalError          gateway.errors             api_request_refused
     │   └── BodyError                gateway.http               invalid_body
@@ -53,7 +54,7 @@ Standard library only: the rules import it.
 
 from __future__ import annotations
 
-__all__ = ["InputError", "MediationError", "ServiceError"]
+__all__ = ["InputError", "MediationError", "RefusedError", "ServiceError"]
 
 
 class MediationError(Exception):
@@ -72,3 +73,15 @@ class ServiceError(MediationError, RuntimeError):
     """A service the project depends on, or a step it runs, failed."""
 
     code = "service_failed"
+
+
+class RefusedError(InputError):
+    """A request refused for a stated reason: the instance's ``code`` is that reason
+    (``unknown_app``, ``already_published``, ...), the class keeps its own."""
+
+    code = "refused"
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.code = reason
+        self.message = message

@@ -25,7 +25,7 @@ import orjson
 import psycopg
 from psycopg.types.json import Jsonb
 
-from mediation.errors import InputError
+from mediation.errors import RefusedError
 from mediation.rules.publish import (
     ACTIVE_STATES,
     PENDING,
@@ -65,14 +65,10 @@ __all__ = [
 ]
 
 
-class PublishError(InputError):
+class PublishError(RefusedError):
     """A config or publish request that cannot be carried out; ``code`` says why."""
 
     code = "publish_refused"
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True, slots=True)

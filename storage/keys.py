@@ -13,7 +13,7 @@ import datetime as dt
 import secrets
 from dataclasses import dataclass
 
-from mediation.errors import InputError
+from mediation.errors import RefusedError
 from mediation.rules.identity import hash_app_key
 from storage.audit import record_audit
 from storage.db import connect
@@ -33,14 +33,10 @@ MAX_ACTIVE_KEYS = 2
 KEY_PREFIX_CHARS = 12
 
 
-class KeyOperationError(InputError):
+class KeyOperationError(RefusedError):
     """A key operation was refused; ``code`` is a stable reason."""
 
     code = "key_operation_refused"
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import TypeGuard
 
-from ..errors import InputError
+from ..errors import RefusedError
 from .model import EVENT_TYPES, Event
 from .records import python_class, record
 from .ulid import is_ulid, ulid_time_ms_unchecked
@@ -69,15 +69,13 @@ class Rejection:
 
 
 @python_class
-class RequestInvalidError(InputError):
+class RequestInvalidError(RefusedError):
     """A whole request is invalid (not one item of a batch)."""
 
     code = "request_invalid"
 
     def __init__(self, code: str, message: str, details: Mapping[str, object] | None = None):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+        super().__init__(code, message)
         self.details = dict(details or {})
 
 
