@@ -178,7 +178,7 @@ class WorkerMetrics:
         )
         self._app_label = LabelCap(MAX_APP_LABELS)
         self._source_label = LabelCap(MAX_SOURCE_LABELS)
-        self._business: dict[tuple[str, ...], Any] = {}
+        self._business: dict[tuple[object, ...], Any] = {}
         self.late_events = Counter(
             "mediation_worker_late_events",
             "Events that arrived after their archive record",
@@ -275,7 +275,7 @@ class WorkerMetrics:
 
     def _child(self, counter: Counter, labels: tuple[str, ...]) -> Any:
         # Label children cached: labels() takes a lock, and this runs on every close.
-        key = (str(id(counter)), *labels)
+        key = (counter, *labels)
         child = self._business.get(key)
         if child is None:
             child = self._business[key] = counter.labels(*labels)

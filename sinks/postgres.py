@@ -331,7 +331,10 @@ def _insert(
     """Insert ``rows`` (duplicates of stored rows are skipped); how many were new."""
     statement = _JSON_INSERTS.get(table)
     if statement is not None:
-        cur.execute(statement, (_json_document(rows),))
+        # One JSON array of row arrays (jsonb values nested as they are); what
+        # orjson refuses (an integer beyond 64 bits) json_text writes, and
+        # Postgres then judges the value as in any other format.
+        cur.execute(statement, (json_text(rows),))
         return cur.rowcount
     if len(rows) < COPY_THRESHOLD:
         cur.executemany(_INSERTS[table], rows)
@@ -345,15 +348,6 @@ def _insert(
     inserted = cur.rowcount
     cur.execute(drop)  # the same table may be staged again in this transaction
     return inserted
-
-
-def _json_document(rows: list[tuple[object, ...]]) -> str:
-    """Rows as one JSON array of arrays (``jsonb`` values nested as they are).
-
-    What orjson refuses (an integer beyond 64 bits) the json module writes,
-    and Postgres then judges the value as it would in any other format.
-    """
-    return json_text(rows)
 
 
 def _insert_events(
