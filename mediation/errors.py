@@ -12,6 +12,7 @@ them; third-party errors are translated at the edge where they are met)::
     │   ├── ConfigError              mediation.rules.waterfall  config_invalid
     │   ├── PlanError                mediation.rules.publish    plan_invalid
     │   ├── ReplayRequestError       mediation.rules.replay     replay_request_invalid
+    │   ├── ReportError              mediation.report           report_invalid
     │   ├── RefusedError             mediation.errors           refused
     │   │   ├── RequestInvalidError  mediation.rules.validation request_invalid
     │   │   ├── KeyOperationError    storage.keys               key_operation_refused

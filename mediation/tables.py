@@ -29,6 +29,7 @@ __all__ = [
     "OPPORTUNITY_RECORDS",
     "PARTITIONED_TABLES",
     "REPLAYED_TABLES",
+    "REPORT_ROLLUPS",
     "TABLES",
     "TIMESTAMPTZ",
     "Column",
@@ -258,6 +259,35 @@ DEAD_LETTERS = RecordTable(
     key=("day", "id"),
 )
 
+REPORT_ROLLUPS = RecordTable(
+    "report_rollups",
+    (
+        Column("day", DATE),
+        Column("id", BIGINT, written=False),
+        Column("app_id", TEXT),
+        Column("placement_id", TEXT),
+        Column("source_id", TEXT, nullable=True),
+        Column("country", TEXT, nullable=True),
+        Column("os", TEXT, nullable=True),
+        Column("currency", CURRENCY, nullable=True),
+        *(
+            Column(name, BIGINT)
+            for name in (
+                "requests",
+                "fills",
+                "no_fills",
+                "load_failures",
+                "impressions",
+                "clicks",
+                "rewarded",
+                "revenue_micros",
+            )
+        ),
+    ),
+    key=("day", "id"),
+    cold_sort_first=("app_id", "placement_id", "id"),
+)
+
 # In this order: partition maintenance and tiering go table by table in it.
 TABLES: dict[str, RecordTable] = {
     table.name: table
@@ -269,6 +299,7 @@ TABLES: dict[str, RecordTable] = {
         AMENDMENT_RECORDS,
         AUDIT_RECORDS,
         DEAD_LETTERS,
+        REPORT_ROLLUPS,
     )
 }
 PARTITIONED_TABLES: tuple[str, ...] = tuple(TABLES)  # every record table: one partition a day

@@ -30,6 +30,7 @@ from mediation.rules.model import DeadLetter, Event, event_as_dict
 from mediation.rules.state import OPPORTUNITY_APP_MISMATCH
 from mediation.tables import (
     AMENDMENT_RECORDS,
+    ARCHIVE_RECORDS,
     DEAD_LETTERS,
     JSONB,
     TEXT,
@@ -41,6 +42,7 @@ from storage.cold_owners import cold_archive_owners
 from storage.db import DatabaseUnavailableError, connect
 from storage.hot_records import load_archives, load_inputs
 from storage.partitions import ensure_partitions
+from storage.rollups import rollup_statement
 from storage.tiering import TieringError
 
 from .positions import PositionMark, record_positions
@@ -128,6 +130,9 @@ _JSON_INSERTS = {
     for table, columns in COLUMNS.items()
     if table != DEAD_LETTERS.name
 }
+# The archives' statement adds the report rollups of the records it inserted
+# (storage/rollups.py): in the archive's transaction, exactly once.
+_JSON_INSERTS[ARCHIVE_RECORDS.name] = rollup_statement(_JSON_INSERTS[ARCHIVE_RECORDS.name])
 # Dead letters: below this many rows they go in as one pipelined
 # executemany; from here on COPY into a transaction-scoped staging table and
 # one INSERT ... SELECT ... ON CONFLICT DO NOTHING is several times faster.
@@ -328,7 +333,8 @@ def _retryable(exc: Exception) -> bool:
 def _insert(
     cur: psycopg.Cursor[tuple[object, ...]], table: str, rows: list[tuple[object, ...]]
 ) -> int:
-    """Insert ``rows`` (duplicates of stored rows are skipped); how many were new."""
+    """Insert ``rows`` (duplicates of stored rows are skipped); how many were new
+    (for the archives: how many rollup rows their statement added)."""
     statement = _JSON_INSERTS.get(table)
     if statement is not None:
         # One JSON array of row arrays (jsonb values nested as they are); what

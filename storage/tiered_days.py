@@ -21,7 +21,10 @@ __all__ = ["TieredDays"]
 
 @dataclass(frozen=True)
 class TieredDays:
-    """Per (table, day), from ``tiering_catalog``: dropped from Postgres, or deleted for good."""
+    """Per (table, day), from ``tiering_catalog``: dropped from Postgres, or deleted for good.
+
+    Of the replayed tables unless told which (the report reads its rollups').
+    """
 
     dropped: frozenset[tuple[str, dt.date]]
     deleted: frozenset[tuple[str, dt.date]]
@@ -31,16 +34,28 @@ class TieredDays:
         return cls._of(conn, "day = ANY(%s)", (list(days),))
 
     @classmethod
-    def between(cls, conn: psycopg.Connection, first: dt.date, last: dt.date) -> TieredDays:
+    def between(
+        cls,
+        conn: psycopg.Connection,
+        first: dt.date,
+        last: dt.date,
+        tables: Iterable[str] = REPLAYED_TABLES,
+    ) -> TieredDays:
         """The days from ``first`` to ``last``: a range over centuries is one index scan."""
-        return cls._of(conn, "day BETWEEN %s AND %s", (first, last))
+        return cls._of(conn, "day BETWEEN %s AND %s", (first, last), tables)
 
     @classmethod
-    def _of(cls, conn: psycopg.Connection, days: str, params: tuple[object, ...]) -> TieredDays:
+    def _of(
+        cls,
+        conn: psycopg.Connection,
+        days: str,
+        params: tuple[object, ...],
+        tables: Iterable[str] = REPLAYED_TABLES,
+    ) -> TieredDays:
         rows = conn.execute(
             "SELECT table_name, day, deleted_at IS NOT NULL FROM tiering_catalog "
             f"WHERE dropped_at IS NOT NULL AND table_name = ANY(%s) AND {days}",
-            (list(REPLAYED_TABLES), *params),
+            (list(tables), *params),
         ).fetchall()
         return cls(
             frozenset((str(table), day) for table, day, deleted in rows if not deleted),

@@ -9,7 +9,9 @@ import json
 import math
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
+
+from mediation.cli.errors import UsageError
 
 if TYPE_CHECKING:
     import argparse
@@ -18,6 +20,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "add_json_flag",
+    "day_flag",
+    "day_range",
     "json_ready",
     "print_json",
     "printable",
@@ -69,15 +73,32 @@ def json_ready(value: object) -> Any:
     return value
 
 
+def day_flag(text: str, flag: str) -> dt.date:
+    """A ``--from``/``--to`` day (``YYYY-MM-DD``, UTC), or the usage error naming ``flag``."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{flag} must be a day, YYYY-MM-DD; got {text!r}") from None
+
+
+def day_range(first: str, last: str) -> tuple[dt.date, dt.date]:
+    """``--from`` and ``--to`` as days, the second not before the first."""
+    start, end = day_flag(first, "--from"), day_flag(last, "--to")
+    if end < start:
+        raise UsageError(f"--to {end} is before --from {start}")
+    return start, end
+
+
 def printable(text: str) -> str:
     """``text`` safe for a terminal: control characters (and newlines) escaped."""
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
 
 
-def print_json(document: object) -> None:
-    """One JSON document on stdout (keys sorted, so the output is stable)."""
-    json.dump(json_ready(document), sys.stdout, indent=2, sort_keys=True, allow_nan=False)
-    sys.stdout.write("\n")
+def print_json(document: object, stream: IO[str] | None = None) -> None:
+    """One JSON document on stdout, or ``stream`` (keys sorted, so the output is stable)."""
+    out = sys.stdout if stream is None else stream
+    json.dump(json_ready(document), out, indent=2, sort_keys=True, allow_nan=False)
+    out.write("\n")
 
 
 def short(value: object, width: int = 48) -> str:

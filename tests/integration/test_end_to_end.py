@@ -7,7 +7,9 @@ comes from the simulated SDK (duplicates, reordering, clock skew, malformed
 events, orphans, conflicting copies) plus one malformed message written
 straight to the events topic. Afterwards every opportunity must have
 exactly one archive record that equals what the pure rules compute from
-the stored inputs.
+the stored inputs; and the report and the impression export of those
+records say what the archive records say, before and after their day is
+tiered.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import orjson
@@ -28,7 +32,10 @@ from mediation.sim.seed import demo_config, new_app_key, seed_app
 from mediation.sim.simulate import SimulationConfig, run_simulation
 from mediation.sim.verify import count_archived, reconcile
 from mediation.topics import producer_config
+from storage.cold import FileColdStore
 from storage.db import connect
+from storage.partitions import PARTITIONED_TABLES
+from storage.tier_job import tier_day
 
 pytestmark = pytest.mark.integration
 
@@ -79,9 +86,74 @@ def _read_topic(settings: Settings, topic: str) -> list[dict[str, object]]:
     return values
 
 
+def _cli_json(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        mediation_command(*args),
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _report_and_export_equal_the_archives(
+    settings: Settings, child_env: dict[str, str], cold: Path
+) -> None:
+    """The main job's records, reported and exported, before and after tiering their days."""
+    env = {**child_env, "COLD_STORAGE_URL": cold.as_uri()}
+    with connect(settings.database_url, autocommit=True) as conn:
+        days = [row[0] for row in conn.execute("SELECT DISTINCT day FROM archive_records")]
+        counts = {
+            (app, source): (int(requests), int(fills), int(impressions))
+            for app, source, requests, fills, impressions in conn.execute(
+                "SELECT app_id, credited_source_id, count(*), count(*) FILTER (WHERE outcome "
+                "IN ('loaded', 'impressed', 'clicked')), "
+                "sum(coalesce((counts->>'impression')::int, 0)) FROM archive_records GROUP BY 1, 2"
+            )
+        }
+        revenue = {
+            (app, source, currency.strip()): int(micros)
+            for app, source, currency, micros in conn.execute(
+                "SELECT app_id, credited_source_id, currency, sum(revenue_micros) "
+                "FROM archive_records WHERE revenue_micros > 0 GROUP BY 1, 2, 3"
+            )
+        }
+    span = ("--from", min(days).isoformat(), "--to", max(days).isoformat())
+    hot_report = _cli_json(env, "report", *span, "--by", "app,source", "--json")
+    rows = orjson.loads(hot_report)["rows"]
+    assert {
+        (row["app_id"], row["source_id"]): (row["requests"], row["fills"], row["impressions"])
+        for row in rows
+    } == counts
+    assert {
+        (row["app_id"], row["source_id"], row["currency"]): row["revenue_micros"]
+        for row in rows
+        if row["revenue_micros"]
+    } == revenue
+    hot_export = _cli_json(env, "export", "impressions", *span, "--format", "jsonl")
+    impressions = [orjson.loads(line) for line in hot_export.splitlines()]
+    assert len(impressions) == sum(impressions for _r, _f, impressions in counts.values())
+    assert sum(row["revenue_micros"] or 0 for row in impressions) == sum(revenue.values())
+
+    with connect(settings.database_url, autocommit=True) as conn:
+        store = FileColdStore(cold)
+        for day in days:
+            for table in PARTITIONED_TABLES:
+                tier_day(conn, store, table, day)
+        assert conn.execute("SELECT count(*) FROM archive_records").fetchone() == (0,)
+    assert (
+        orjson.loads(_cli_json(env, "report", *span, "--by", "app,source", "--json"))["rows"]
+        == rows
+    )
+    assert _cli_json(env, "export", "impressions", *span, "--format", "jsonl") == hot_export
+
+
 @pytest.mark.parametrize("members", [1, 2], ids=["one worker", "two members"])
 def test_every_opportunity_closes_into_one_archive_record_equal_to_the_rules(
-    settings: Settings, child_env: dict[str, str], members: int
+    settings: Settings, child_env: dict[str, str], members: int, tmp_path: Path
 ) -> None:
     app_key = new_app_key()
     seed_app(settings.database_url, "demo", demo_config(CLOSURE_WINDOW_MS, GRACE_MS), app_key)
@@ -212,3 +284,6 @@ def test_every_opportunity_closes_into_one_archive_record_equal_to_the_rules(
     reasons = sorted(str(letter["reason"]) for letter in letters)
     assert "invalid_json" in reasons
     assert reasons.count("duplicate_conflict") == report.conflicts_sent
+
+    if members == 1:
+        _report_and_export_equal_the_archives(settings, child_env, tmp_path / "cold")

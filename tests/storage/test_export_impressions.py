@@ -6,18 +6,13 @@ import csv
 import datetime as dt
 import io
 import json
-import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from builders import T0, event, opportunity
+from report_data import fill_days, write_items
 
 from mediation.cli import main
-from mediation.rules.closure import close_opportunity
-from mediation.rules.model import LateEvent, StoredEvent
-from mediation.rules.ulid import encode_ulid, ulid_day
-from sinks.postgres import PostgresWriter
 from storage.cold import FileColdStore
 from storage.db import connect
 from storage.tier_job import tier_day
@@ -28,71 +23,9 @@ DAY_MS = 86_400_000
 REPLAYED = ("opportunity_records", "delivery_records", "event_records", "archive_records")
 
 
-def _write(database_url: str, items: list[object]) -> None:
-    writer = PostgresWriter(database_url)
-    writer.write(items)  # type: ignore[arg-type]
-    writer.close()
-
-
-def _fill(
-    database_url: str, days: int = 3, per_day: int = 4
-) -> tuple[list[dt.date], list[list[object]]]:
-    """``per_day`` closed opportunities a day, of two apps, with counted and uncounted events."""
-    written: list[list[object]] = []
-    filled = []
-    for d in range(days):
-        start = T0 + d * DAY_MS
-        filled.append(ulid_day(encode_ulid(start, bytes(10))))
-        items: list[object] = []
-        written.append(items)
-        for n in range(per_day):
-            ts = start + n * 1000
-            key = encode_ulid(ts, os.urandom(10))
-            app, shift = ("app", "other")[n % 2], ts - T0
-            events = [
-                event(key, f"{key}-l", "loaded", shift + 10, app_id=app),
-                event(key, f"{key}-i1", "impression", shift + 20, app_id=app),
-                # Same time as i1: the event id orders them.
-                event(
-                    key,
-                    f"{key}-i0",
-                    "impression",
-                    shift + 20,
-                    app_id=app,
-                    source_id="net_b",
-                    revenue_micros=700 + n,
-                    currency="EUR",
-                ),
-                # After the window closed: stored, excluded, never counted.
-                event(key, f"{key}-out", "impression", shift + 60_000, app_id=app),
-            ]
-            if n == 3:
-                events = events[:1]  # loaded, no impression
-            context = {"country": ("US", "DE")[n % 2], "os": "ios"} if n != 1 else {}
-            items.append(
-                close_opportunity(
-                    opportunity(
-                        key,
-                        ts_ms=ts,
-                        app_id=app,
-                        placement_id=f"p{n}",
-                        context=context,
-                        config_version=2 + n,
-                        rollout_bucket=10 + n,
-                    ),
-                    events,
-                )
-            )
-            if n == 0:  # arrived after the close: never counted
-                late = event(key, f"{key}-late", "impression", shift + 90_000, app_id=app)
-                items.append(LateEvent(StoredEvent(late, late=True)))
-        _write(database_url, items)
-    return filled, written
-
-
 @pytest.fixture
 def filled(database_url: str) -> tuple[list[dt.date], list[list[object]]]:
-    return _fill(database_url)
+    return fill_days(database_url)
 
 
 @pytest.fixture
@@ -230,7 +163,7 @@ def test_rows_written_again_after_tiering_count_once(
     code, before, _ = _export(capsys, *span)
     _tier(database_url, file_store, days)
     # Very late writes recreate a cold day's partitions: the same rows, hot again.
-    _write(database_url, written[1] + written[2])
+    write_items(database_url, written[1] + written[2])
     with connect(database_url) as conn:
         hot_again = conn.execute(
             "SELECT count(*) FROM event_records WHERE day = %s", (days[1],)

@@ -61,6 +61,16 @@ COMMANDS: dict[str, CommandInfo] = {
             "range of days, hot and cold alike, as CSV, JSONL or Parquet",
         ),
         (
+            "report",
+            "Requests, fills, fill rate, impressions, clicks, revenue per currency and eCPM of a "
+            "range of days by day, app, placement, source, country or os, hot and cold alike",
+        ),
+        (
+            "rollups",
+            "Compact the daily report rollups (schedule it), or rebuild a day's from its "
+            "archive records",
+        ),
+        (
             "dlq",
             "List or show dead letters, re-drive them to their source topic, or discard them",
         ),

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from mediation.cli.common import settings
+from mediation.cli.common import day_range, settings
 from mediation.cli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -63,13 +63,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--output", type=Path, help="write here (parquet: required; csv and jsonl: stdout)"
     )
     impressions.set_defaults(handler=run_impressions)
-
-
-def _day(text: str, flag: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"{flag} must be a day, YYYY-MM-DD; got {text!r}") from None
 
 
 def _values(row: Impression) -> dict[str, Any]:
@@ -142,9 +135,7 @@ def run_impressions(args: argparse.Namespace) -> int:
     from storage.impressions import day_impressions, stored_days
     from storage.tiered_days import TieredDays
 
-    first, last = _day(args.first, "--from"), _day(args.last, "--to")
-    if last < first:
-        raise UsageError(f"--to {last} is before --from {first}")
+    first, last = day_range(args.first, args.last)
     if args.format == "parquet" and args.output is None:
         raise UsageError("--format parquet needs --output FILE")
     current = settings()
