@@ -17,7 +17,7 @@ currency: the same range and dimensions give the same rows byte for byte.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .errors import InputError
@@ -26,6 +26,8 @@ __all__ = [
     "COUNTS",
     "DIMENSIONS",
     "FIELDS",
+    "SUMS",
+    "Part",
     "ReportError",
     "ReportRow",
     "parse_dimensions",
@@ -58,6 +60,10 @@ COUNTS: tuple[str, ...] = (
     "clicks",
     "rewarded",
 )
+# The rollups' sums in the order the report takes them (``report_rollups``'s columns).
+SUMS: tuple[str, ...] = (*COUNTS, "revenue_micros")
+# One part of a report: (dimension values, currency, the sums in SUMS order).
+Part = tuple[tuple[object, ...], str | None, Sequence[int]]
 # Every row's fields after its dimensions, in this order (docs/reporting.md).
 FIELDS: tuple[str, ...] = (
     "currency",
@@ -135,14 +141,13 @@ def _ecpm(revenue_micros: int, impressions: int) -> int | None:
     return (revenue_micros * 2000 + impressions) // (2 * impressions)
 
 
-def _order(value: object) -> tuple[bool, object]:
-    return (value is None, "" if value is None else value)
+def _group_order(dimensions: tuple[object, ...]) -> tuple[tuple[bool, object], ...]:
+    """By each value in turn, an empty (null) value after every other."""
+    return tuple([(True, "") if value is None else (False, value) for value in dimensions])
 
 
-def report_rows(
-    sums: Iterable[tuple[tuple[object, ...], str | None, Mapping[str, int]]],
-) -> list[ReportRow]:
-    """Report rows from rollup sums, each ``(dimensions, currency, {sum name: value})``.
+def report_rows(sums: Iterable[Part]) -> list[ReportRow]:
+    """Report rows from rollup sums, each ``(dimensions, currency, values in SUMS order)``.
 
     ``sums`` may hold a group and currency more than once (parts read from
     different places): they are added. Currency text is stripped (``char(3)``).
@@ -150,20 +155,28 @@ def report_rows(
     groups: dict[tuple[object, ...], list[int]] = {}
     revenue: dict[tuple[object, ...], dict[str | None, int]] = {}
     for dimensions, currency, values in sums:
-        counts = groups.setdefault(dimensions, [0] * len(COUNTS))
-        for index, name in enumerate(COUNTS):
-            counts[index] += int(values[name])
         code = currency.strip() if currency is not None else None
-        by_currency = revenue.setdefault(dimensions, {})
-        by_currency[code] = by_currency.get(code, 0) + int(values["revenue_micros"])
+        counts = groups.get(dimensions)
+        if counts is None:
+            groups[dimensions] = [int(value) for value in values[:-1]]
+            revenue[dimensions] = {code: int(values[-1])}
+            continue
+        for index, value in enumerate(values[:-1]):
+            counts[index] += int(value)
+        by_currency = revenue[dimensions]
+        by_currency[code] = by_currency.get(code, 0) + int(values[-1])
     rows: list[ReportRow] = []
-    for dimensions in sorted(groups, key=lambda values: tuple(map(_order, values))):
+    for dimensions in sorted(groups, key=_group_order):
         group_counts = tuple(groups[dimensions])
         currencies = revenue[dimensions]
+        if len(currencies) == 1:  # the usual case: one currency, or no revenue
+            ((code, micros),) = currencies.items()
+            rows.append(ReportRow(dimensions, code, group_counts, micros))
+            continue
         shown: list[str | None] = [*sorted(code for code in currencies if code is not None)]
         # Revenue the SDK sent without a currency has a row of its own, and
         # a group with no revenue at all has one row without a currency.
-        if currencies.get(None) or not shown:
+        if currencies.get(None):
             shown.append(None)
         rows.extend(
             ReportRow(dimensions, code, group_counts, currencies.get(code, 0)) for code in shown

@@ -24,18 +24,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from mediation.report import SUMS, Part
 from mediation.tables import ARCHIVE_RECORDS, REPORT_ROLLUPS
 
 from .cold import ColdStore
-from .rollups import GROUP, SUMS
+from .rollups import GROUP
 from .tier_job import partition_days
 from .tiered_days import TieredDays
 from .tiering import TieringError, read_manifest
 
 __all__ = ["RangeSums", "range_sums"]
 
-# One part of the report: (dimension values, currency, {sum: value}).
-Part = tuple[tuple[object, ...], str | None, dict[str, int]]
 _TABLES = (REPORT_ROLLUPS.name, ARCHIVE_RECORDS.name)
 
 
@@ -44,7 +43,7 @@ class RangeSums:
     """What a range's rollups hold, and which of its days they could not speak for."""
 
     parts: list[Part] = field(default_factory=list)
-    hot_days: int = 0
+    hot_days: int = 0  # days with rollups in Postgres
     cold_days: list[dt.date] = field(default_factory=list)
     # Archive records without rollups (hot: rebuild them; cold: tiered before rollups existed).
     unrolled_hot: list[dt.date] = field(default_factory=list)
@@ -81,7 +80,7 @@ def _hot(
     query = f"SELECT {group}, {_sums_sql()} FROM report_rollups WHERE {where} GROUP BY {group}"
     width = len(by)
     for row in conn.execute(query, params):
-        yield tuple(row[:width]), row[width], dict(zip(SUMS, row[width + 1 :], strict=True))
+        yield tuple(row[:width]), row[width], row[width + 1 :]
 
 
 def _cold_table(
@@ -131,22 +130,23 @@ def _cold(
     keys = [name for name in (*by, "currency") if name != "day"]
     summed = table.group_by(keys, use_threads=False).aggregate([(name, "sum") for name in SUMS])
     for row in summed.to_pylist():
-        values = {name: int(row[f"{name}_sum"] or 0) for name in SUMS}
+        values = [int(row[f"{name}_sum"] or 0) for name in SUMS]
         dimensions = tuple(day if name == "day" else row[name] for name in by)
         yield dimensions, row["currency"], values
 
 
-def _unrolled(conn: psycopg.Connection, days: list[dt.date]) -> list[dt.date]:
-    """Of ``days`` (hot), those with archive records and no rollup row."""
+def _hot_days(conn: psycopg.Connection, days: list[dt.date]) -> tuple[int, list[dt.date]]:
+    """Of ``days`` (hot): how many have rollups, and those with archive records but none."""
     if not days:
-        return []
+        return 0, []
     rows = conn.execute(
-        "SELECT d FROM unnest(%s::date[]) AS d "
-        "WHERE EXISTS (SELECT 1 FROM archive_records a WHERE a.day = d) "
-        "AND NOT EXISTS (SELECT 1 FROM report_rollups r WHERE r.day = d) ORDER BY d",
+        "SELECT d, EXISTS (SELECT 1 FROM report_rollups r WHERE r.day = d), "
+        "EXISTS (SELECT 1 FROM archive_records a WHERE a.day = d) "
+        "FROM unnest(%s::date[]) AS d ORDER BY d",
         (days,),
     ).fetchall()
-    return [row[0] for row in rows]
+    rolled = sum(1 for _day, has_rollups, _archived in rows if has_rollups)
+    return rolled, [day for day, has_rollups, archived in rows if archived and not has_rollups]
 
 
 def range_sums(
@@ -174,13 +174,12 @@ def range_sums(
         result.parts.extend(_cold(conn, store, day, dimensions, wanted))
         if progress is not None:
             progress(day, done, len(result.cold_days))
-    hot_days = [
-        day
-        for day in partition_days(conn, ARCHIVE_RECORDS.name)
-        if first <= day <= last and day not in result.cold_days
-    ]
-    result.hot_days = len(hot_days)
-    result.unrolled_hot = _unrolled(conn, hot_days)
+    partitioned = set(partition_days(conn, ARCHIVE_RECORDS.name))
+    partitioned |= set(partition_days(conn, REPORT_ROLLUPS.name))
+    hot_days = sorted(
+        day for day in partitioned if first <= day <= last and day not in result.cold_days
+    )
+    result.hot_days, result.unrolled_hot = _hot_days(conn, hot_days)
     archived_cold = {day for table, day in tiered.dropped if table == ARCHIVE_RECORDS.name}
     maybe = sorted(archived_cold - set(result.cold_days))
     if maybe:

@@ -35,6 +35,7 @@ import datetime as dt
 import psycopg
 from psycopg import sql
 
+from mediation.report import SUMS
 from mediation.rules.model import OUTCOMES
 from mediation.tables import ARCHIVE_RECORDS, REPORT_ROLLUPS
 
@@ -43,22 +44,12 @@ __all__ = [
     "SUMS",
     "compact_day",
     "rebuild_day",
-    "rollup_days",
     "rollup_statement",
 ]
 
-# A rollup row's group (with ``day``) and its sums, as the table declares them.
+# A rollup row's group (with ``day``) and its sums (the report's, in its order), as the
+# table declares them.
 GROUP: tuple[str, ...] = ("app_id", "placement_id", "source_id", "country", "os", "currency")
-SUMS: tuple[str, ...] = (
-    "requests",
-    "fills",
-    "no_fills",
-    "load_failures",
-    "impressions",
-    "clicks",
-    "rewarded",
-    "revenue_micros",
-)
 assert REPORT_ROLLUPS.written_columns == ("day", *GROUP, *SUMS)
 
 # A source delivered an ad: the outcomes from ``loaded`` up.
@@ -161,12 +152,3 @@ def rebuild_day(conn: psycopg.Connection, day: dt.date) -> int:
             (day,),
         )
         return cursor.rowcount
-
-
-def rollup_days(conn: psycopg.Connection, first: dt.date, last: dt.date) -> list[dt.date]:
-    """The days from ``first`` to ``last`` with rollup rows in Postgres."""
-    rows = conn.execute(
-        "SELECT DISTINCT day FROM report_rollups WHERE day BETWEEN %s AND %s ORDER BY day",
-        (first, last),
-    ).fetchall()
-    return [row[0] for row in rows]

@@ -10,10 +10,11 @@ extra: importing this module without it stops with one line naming it.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 
 from mediation.extras import missing_extra
+from mediation.report import SUMS, Part
 
 try:
     import matplotlib
@@ -21,11 +22,10 @@ except ImportError:
     raise missing_extra("the report's chart", "reports") from None
 
 matplotlib.use("Agg")  # files only, no display
+import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 
 __all__ = ["draw"]
-
-Part = tuple[tuple[object, ...], str | None, Mapping[str, int]]
 
 
 def draw(path: Path, first: dt.date, last: dt.date, parts: Iterable[Part]) -> None:
@@ -35,11 +35,12 @@ def draw(path: Path, first: dt.date, last: dt.date, parts: Iterable[Part]) -> No
     fills: dict[dt.date, int] = {}
     for (day, source), currency, values in parts:
         assert isinstance(day, dt.date)
-        requests[day] = requests.get(day, 0) + values["requests"]
-        fills[day] = fills.get(day, 0) + values["fills"]
-        if values["revenue_micros"]:
+        sums = dict(zip(SUMS, values, strict=True))
+        requests[day] = requests.get(day, 0) + sums["requests"]
+        fills[day] = fills.get(day, 0) + sums["fills"]
+        if sums["revenue_micros"]:
             line = revenue.setdefault((str(source or "-"), (currency or "-").strip()), {})
-            line[day] = line.get(day, 0.0) + values["revenue_micros"] / 1_000_000
+            line[day] = line.get(day, 0.0) + sums["revenue_micros"] / 1_000_000
     days = [first + dt.timedelta(days=n) for n in range((last - first).days + 1)]
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
     for (source, currency), by_day in sorted(revenue.items()):
@@ -58,6 +59,9 @@ def draw(path: Path, first: dt.date, last: dt.date, parts: Iterable[Part]) -> No
     bottom.set_ylim(0, 100)
     bottom.set_title("Fill rate, all sources")
     bottom.grid(alpha=0.3)
+    every = max(1, len(days) // 10)
+    bottom.xaxis.set_major_locator(mdates.DayLocator(interval=every))  # type: ignore[no-untyped-call]
+    bottom.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))  # type: ignore[no-untyped-call]
     figure.autofmt_xdate()
     figure.tight_layout()
     figure.savefig(path, dpi=100)

@@ -255,6 +255,11 @@ def _run(settings: Settings, options: DemoOptions) -> PipelineRun:
             _say("\n== 6. summary (from Postgres)\n")
             summary = render_summary(conn, report, reconciliation)
             _say(summary)
+            today = dt.datetime.now(dt.UTC).date()
+            _say(
+                f"\nThe business report of the day (every run of it; docs/reporting.md): "
+                f"mediation report --from {today} --to {today} --by app,source"
+            )
     return PipelineRun(report, reconciliation, summary)
 
 

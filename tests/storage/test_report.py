@@ -263,3 +263,54 @@ def test_days_without_rollups_are_named(
     capsys.readouterr()
     code, _out, err = _report(capsys, *span)
     assert "rebuild" not in err
+
+
+def test_cold_rollups_read_with_duckdb_pandas_and_polars_as_the_docs_say(
+    database_url: str, days: list[dt.date], file_store: FileColdStore
+) -> None:
+    import duckdb
+    import pandas as pd
+    import polars as pl
+
+    with connect(database_url, autocommit=True) as conn:
+        expected = conn.execute(
+            "SELECT app_id, sum(requests)::int8, sum(revenue_micros)::int8 FROM report_rollups "
+            "GROUP BY 1 ORDER BY 1"
+        ).fetchall()
+        for day in days:
+            for table in RECORD_TABLES:
+                tier_day(conn, file_store, table, day)
+    root = file_store.root
+    # docs/reporting.md, "Reading cold Parquet with DuckDB, pandas or polars"
+    found = duckdb.sql(
+        f"SELECT app_id, sum(requests), sum(revenue_micros) FROM read_parquet("
+        f"'{root}/report_rollups/*/*.parquet', hive_partitioning = true) GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+    assert [tuple(int(v) if not isinstance(v, str) else v for v in row) for row in found] == [
+        tuple(row) for row in expected
+    ]
+    archives = pd.read_parquet(root / "archive_records")
+    assert len(archives) == sum(row[1] for row in expected)
+    events = pl.scan_parquet(f"{root}/event_records/**/*.parquet", hive_partitioning=True)
+    counted = (
+        events.filter(
+            pl.col("type") == "impression", pl.col("excluded_reason").is_null(), ~pl.col("late")
+        )
+        .group_by("app_id", "source_id", "currency")
+        .agg(pl.len().alias("impressions"), pl.col("revenue_micros").sum())
+        .collect()
+    )
+    assert counted["impressions"].sum() == int(archives["counts"].map(
+        lambda text: json.loads(text).get("impression", 0)
+    ).sum())  # fmt: skip
+
+
+def test_the_chart_is_a_png(
+    days: list[dt.date], cli_env: None, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    chart = tmp_path / "r.png"
+    span = ["--from", days[0].isoformat(), "--to", days[-1].isoformat()]
+    code, _out, err = _report(capsys, *span, "--by", "source", "--chart", str(chart))
+    assert code == 0, err
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"chart written to {chart}" in err
