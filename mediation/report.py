@@ -21,6 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .errors import InputError
+from .tables import ROLLUP_SUMS
 
 __all__ = [
     "COUNTS",
@@ -50,18 +51,9 @@ DIMENSIONS: dict[str, str] = {
     "country": "country",
     "os": "os",
 }
-# The rollups' sums, in report order (``revenue_micros`` comes apart: per currency).
-COUNTS: tuple[str, ...] = (
-    "requests",
-    "fills",
-    "no_fills",
-    "load_failures",
-    "impressions",
-    "clicks",
-    "rewarded",
-)
-# The rollups' sums in the order the report takes them (``report_rollups``'s columns).
-SUMS: tuple[str, ...] = (*COUNTS, "revenue_micros")
+# The rollups' sums, in report order: the counts, then the revenue (apart: per currency).
+SUMS: tuple[str, ...] = ROLLUP_SUMS
+COUNTS: tuple[str, ...] = SUMS[:-1]
 # One part of a report: (dimension values, currency, the sums in SUMS order).
 Part = tuple[tuple[object, ...], str | None, Sequence[int]]
 # Every row's fields after its dimensions, in this order (docs/reporting.md).

@@ -30,6 +30,7 @@ __all__ = [
     "PARTITIONED_TABLES",
     "REPLAYED_TABLES",
     "REPORT_ROLLUPS",
+    "ROLLUP_SUMS",
     "TABLES",
     "TIMESTAMPTZ",
     "Column",
@@ -259,6 +260,18 @@ DEAD_LETTERS = RecordTable(
     key=("day", "id"),
 )
 
+# What a report rollup row sums (in the report's order: mediation/report.py).
+ROLLUP_SUMS: tuple[str, ...] = (
+    "requests",
+    "fills",
+    "no_fills",
+    "load_failures",
+    "impressions",
+    "clicks",
+    "rewarded",
+    "revenue_micros",
+)
+
 REPORT_ROLLUPS = RecordTable(
     "report_rollups",
     (
@@ -270,19 +283,7 @@ REPORT_ROLLUPS = RecordTable(
         Column("country", TEXT, nullable=True),
         Column("os", TEXT, nullable=True),
         Column("currency", CURRENCY, nullable=True),
-        *(
-            Column(name, BIGINT)
-            for name in (
-                "requests",
-                "fills",
-                "no_fills",
-                "load_failures",
-                "impressions",
-                "clicks",
-                "rewarded",
-                "revenue_micros",
-            )
-        ),
+        *(Column(name, BIGINT) for name in ROLLUP_SUMS),
     ),
     key=("day", "id"),
     cold_sort_first=("app_id", "placement_id", "id"),
