@@ -118,4 +118,17 @@ def assert_stored_exactly(conn: psycopg.Connection, data: Dataset) -> None:
     assert count_rows(conn, "event_records") == len(data.events)
     assert count_rows(conn, "dead_letters") == 0
     expected = data.expected_archives()
-    assert load_archives(conn, expected) == expected
+    stored = load_archives(conn, expected)
+    if stored != expected:
+        # Say which, and whether their events came after the close (a worker
+        # starved of CPU long enough for its watermark to pass them).
+        differing = sorted(key for key in expected if stored.get(key) != expected[key])
+        late = conn.execute(
+            "SELECT opportunity_key, event_id FROM event_records WHERE late ORDER BY 1, 2"
+        ).fetchall()
+        first = differing[0]
+        raise AssertionError(
+            f"{len(differing)} archive(s) differ from the rules; late events: {late[:5]} "
+            f"({len(late)}); first: {first}\nstored:   {stored.get(first)}\n"
+            f"expected: {expected[first]}"
+        )
