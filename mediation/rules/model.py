@@ -7,11 +7,11 @@ dataflow decoding, replay readers); the rules never see bytes or rows.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from dataclasses import field
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Literal
 
-from .records import record
+from .records import mypyc_attr, record, record_state, set_record_state
 
 __all__ = [
     "CLOSE_REASONS",
@@ -46,15 +46,35 @@ CLOSE_REASONS: tuple[str, ...] = ("closed_event", "all_sources_failed", "window_
 
 DeliveryStatus = Literal["fill", "no_fill"]
 
+# The records below are native records (mediation/rules/records.py): in the
+# compiled build mypyc makes them native classes, which the compiled rules
+# build and read without Python's attribute machinery. Each ``__init__`` is
+# the one ``dataclass`` would generate (the fields in order, their
+# defaults); ``__getstate__``/``__setstate__`` are a frozen slotted
+# dataclass's (pickles of either build, and of older code, load in both).
 
-@record
+
+@mypyc_attr(allow_interpreted_subclasses=True)
+@dataclass(frozen=True, slots=True)
 class WaterfallEntry:
     source_id: str
     floor_micros: int
     timeout_ms: int
 
+    def __init__(self, source_id: str, floor_micros: int, timeout_ms: int) -> None:
+        object.__setattr__(self, "source_id", source_id)
+        object.__setattr__(self, "floor_micros", floor_micros)
+        object.__setattr__(self, "timeout_ms", timeout_ms)
 
-@record
+    def __getstate__(self) -> list[object]:
+        return record_state(self)
+
+    def __setstate__(self, state: Sequence[object]) -> None:
+        set_record_state(self, state)
+
+
+@mypyc_attr(allow_interpreted_subclasses=True)
+@dataclass(frozen=True, slots=True)
 class Opportunity:
     """One sync request and the delivery the gateway answered with."""
 
@@ -81,8 +101,60 @@ class Opportunity:
     source_partition: int | None = field(default=None, compare=False, repr=False)
     source_offset: int | None = field(default=None, compare=False, repr=False)
 
+    def __init__(
+        self,
+        opportunity_key: str,
+        app_id: str,
+        placement_id: str,
+        device_hash: str,
+        ts_ms: int,
+        client_ts_ms: int,
+        config_version: int,
+        rollout_bucket: int,
+        context: Mapping[str, str],
+        delivery_id: str,
+        status: DeliveryStatus,
+        waterfall: tuple[WaterfallEntry, ...],
+        expires_at_ms: int,
+        closure_window_ms: int,
+        grace_ms: int,
+        skew_tolerance_ms: int,
+        source_partition: int | None = None,
+        source_offset: int | None = None,
+    ) -> None:
+        object.__setattr__(self, "opportunity_key", opportunity_key)
+        object.__setattr__(self, "app_id", app_id)
+        object.__setattr__(self, "placement_id", placement_id)
+        object.__setattr__(self, "device_hash", device_hash)
+        object.__setattr__(self, "ts_ms", ts_ms)
+        object.__setattr__(self, "client_ts_ms", client_ts_ms)
+        object.__setattr__(self, "config_version", config_version)
+        object.__setattr__(self, "rollout_bucket", rollout_bucket)
+        object.__setattr__(self, "context", context)
+        object.__setattr__(self, "delivery_id", delivery_id)
+        object.__setattr__(self, "status", status)
+        object.__setattr__(self, "waterfall", waterfall)
+        object.__setattr__(self, "expires_at_ms", expires_at_ms)
+        object.__setattr__(self, "closure_window_ms", closure_window_ms)
+        object.__setattr__(self, "grace_ms", grace_ms)
+        object.__setattr__(self, "skew_tolerance_ms", skew_tolerance_ms)
+        object.__setattr__(self, "source_partition", source_partition)
+        object.__setattr__(self, "source_offset", source_offset)
 
-@record
+    def __getstate__(self) -> list[object]:
+        return record_state(self)
+
+    def __setstate__(self, state: Sequence[object]) -> None:
+        set_record_state(self, state)
+
+
+# Event's attrs default: a new empty dict per event, as ``default_factory=dict``
+# gives (this object only marks "not given"; it is never stored).
+_NEW_ATTRS: Final[dict[str, object]] = {}
+
+
+@mypyc_attr(allow_interpreted_subclasses=True)
+@dataclass(frozen=True, slots=True)
 class Event:
     """One normalised SDK event (app resolved, clock skew corrected)."""
 
@@ -106,6 +178,44 @@ class Event:
     source_partition: int | None = field(default=None, compare=False, repr=False)
     source_offset: int | None = field(default=None, compare=False, repr=False)
     source_bytes: bytes | None = field(default=None, compare=False, repr=False)
+
+    def __init__(
+        self,
+        event_id: str,
+        app_id: str,
+        opportunity_key: str,
+        type: str,
+        ts_ms: int,
+        server_ts_ms: int,
+        received_at_ms: int,
+        source_id: str | None = None,
+        revenue_micros: int | None = None,
+        currency: str | None = None,
+        attrs: Mapping[str, object] = _NEW_ATTRS,
+        source_partition: int | None = None,
+        source_offset: int | None = None,
+        source_bytes: bytes | None = None,
+    ) -> None:
+        object.__setattr__(self, "event_id", event_id)
+        object.__setattr__(self, "app_id", app_id)
+        object.__setattr__(self, "opportunity_key", opportunity_key)
+        object.__setattr__(self, "type", type)
+        object.__setattr__(self, "ts_ms", ts_ms)
+        object.__setattr__(self, "server_ts_ms", server_ts_ms)
+        object.__setattr__(self, "received_at_ms", received_at_ms)
+        object.__setattr__(self, "source_id", source_id)
+        object.__setattr__(self, "revenue_micros", revenue_micros)
+        object.__setattr__(self, "currency", currency)
+        object.__setattr__(self, "attrs", {} if attrs is _NEW_ATTRS else attrs)
+        object.__setattr__(self, "source_partition", source_partition)
+        object.__setattr__(self, "source_offset", source_offset)
+        object.__setattr__(self, "source_bytes", source_bytes)
+
+    def __getstate__(self) -> list[object]:
+        return record_state(self)
+
+    def __setstate__(self, state: Sequence[object]) -> None:
+        set_record_state(self, state)
 
     def client_fields(self) -> tuple[object, ...]:
         """What the SDK sent, without server-side times.
@@ -153,7 +263,8 @@ def event_as_dict(event: Event) -> dict[str, object]:
     }
 
 
-@record
+@mypyc_attr(allow_interpreted_subclasses=True)
+@dataclass(frozen=True, slots=True)
 class Policy:
     """Worker-wide settings the rules need besides each opportunity's own.
 
@@ -182,8 +293,33 @@ class Policy:
     # events that overtake their opportunity on the way in.
     max_orphan_keys_per_app: int = 50_000
 
+    def __init__(
+        self,
+        default_closure_window_ms: int = 30 * 60 * 1000,
+        default_grace_ms: int = 30 * 1000,
+        default_skew_tolerance_ms: int = 5 * 60 * 1000,
+        allowed_lateness_ms: int = 5 * 1000,
+        tombstone_ttl_ms: int = 60 * 60 * 1000,
+        max_events_per_opportunity: int = 500,
+        max_orphan_keys_per_app: int = 50_000,
+    ) -> None:
+        object.__setattr__(self, "default_closure_window_ms", default_closure_window_ms)
+        object.__setattr__(self, "default_grace_ms", default_grace_ms)
+        object.__setattr__(self, "default_skew_tolerance_ms", default_skew_tolerance_ms)
+        object.__setattr__(self, "allowed_lateness_ms", allowed_lateness_ms)
+        object.__setattr__(self, "tombstone_ttl_ms", tombstone_ttl_ms)
+        object.__setattr__(self, "max_events_per_opportunity", max_events_per_opportunity)
+        object.__setattr__(self, "max_orphan_keys_per_app", max_orphan_keys_per_app)
 
-@record
+    def __getstate__(self) -> list[object]:
+        return record_state(self)
+
+    def __setstate__(self, state: Sequence[object]) -> None:
+        set_record_state(self, state)
+
+
+@mypyc_attr(allow_interpreted_subclasses=True)
+@dataclass(frozen=True, slots=True)
 class StoredEvent:
     """An event as it is written to ``event_records``."""
 
@@ -191,8 +327,22 @@ class StoredEvent:
     late: bool = False
     excluded_reason: str | None = None
 
+    def __init__(
+        self, event: Event, late: bool = False, excluded_reason: str | None = None
+    ) -> None:
+        object.__setattr__(self, "event", event)
+        object.__setattr__(self, "late", late)
+        object.__setattr__(self, "excluded_reason", excluded_reason)
 
-@record
+    def __getstate__(self) -> list[object]:
+        return record_state(self)
+
+    def __setstate__(self, state: Sequence[object]) -> None:
+        set_record_state(self, state)
+
+
+@mypyc_attr(allow_interpreted_subclasses=True)
+@dataclass(frozen=True, slots=True)
 class ArchiveRecord:
     """The one closing record of an opportunity."""
 
@@ -214,14 +364,72 @@ class ArchiveRecord:
     rule_version: str
     inputs_hash: str
 
+    def __init__(
+        self,
+        opportunity_key: str,
+        app_id: str,
+        placement_id: str,
+        opened_at_ms: int,
+        closed_at_ms: int,
+        close_reason: str,
+        outcome: str,
+        rewarded: bool,
+        credited_source_id: str | None,
+        revenue_micros: int,
+        currency: str | None,
+        counts: Mapping[str, int],
+        counted_events: int,
+        excluded_events: int,
+        config_version: int,
+        rule_version: str,
+        inputs_hash: str,
+    ) -> None:
+        object.__setattr__(self, "opportunity_key", opportunity_key)
+        object.__setattr__(self, "app_id", app_id)
+        object.__setattr__(self, "placement_id", placement_id)
+        object.__setattr__(self, "opened_at_ms", opened_at_ms)
+        object.__setattr__(self, "closed_at_ms", closed_at_ms)
+        object.__setattr__(self, "close_reason", close_reason)
+        object.__setattr__(self, "outcome", outcome)
+        object.__setattr__(self, "rewarded", rewarded)
+        object.__setattr__(self, "credited_source_id", credited_source_id)
+        object.__setattr__(self, "revenue_micros", revenue_micros)
+        object.__setattr__(self, "currency", currency)
+        object.__setattr__(self, "counts", counts)
+        object.__setattr__(self, "counted_events", counted_events)
+        object.__setattr__(self, "excluded_events", excluded_events)
+        object.__setattr__(self, "config_version", config_version)
+        object.__setattr__(self, "rule_version", rule_version)
+        object.__setattr__(self, "inputs_hash", inputs_hash)
 
-@record
+    def __getstate__(self) -> list[object]:
+        return record_state(self)
+
+    def __setstate__(self, state: Sequence[object]) -> None:
+        set_record_state(self, state)
+
+
+@mypyc_attr(allow_interpreted_subclasses=True)
+@dataclass(frozen=True, slots=True)
 class ClosedOpportunity:
     """Everything written when an opportunity closes: one transaction's worth."""
 
     opportunity: Opportunity
     events: tuple[StoredEvent, ...]
     archive: ArchiveRecord
+
+    def __init__(
+        self, opportunity: Opportunity, events: tuple[StoredEvent, ...], archive: ArchiveRecord
+    ) -> None:
+        object.__setattr__(self, "opportunity", opportunity)
+        object.__setattr__(self, "events", events)
+        object.__setattr__(self, "archive", archive)
+
+    def __getstate__(self) -> list[object]:
+        return record_state(self)
+
+    def __setstate__(self, state: Sequence[object]) -> None:
+        set_record_state(self, state)
 
 
 @record

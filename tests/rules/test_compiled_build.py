@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib
+import inspect
 import json
 import os
 import pickle
@@ -177,17 +179,75 @@ def test_the_default_is_the_interpreted_build_even_when_the_compiled_one_is_curr
 # -- what keeps the builds alike ------------------------------------------------------
 
 
-@pytest.mark.parametrize("module", native.COMPILED_MODULES)
-def test_compiled_modules_declare_records_with_record_never_dataclass(module: str):
-    """mypyc makes an @dataclass class native: frozen, its pickles cannot be loaded."""
+_NATIVE_RECORD = [
+    "mypyc_attr(allow_interpreted_subclasses=True)",
+    "dataclass(frozen=True, slots=True)",
+]
+
+
+def _native_records(module: str) -> list[ast.ClassDef]:
     tree = ast.parse(native.source_path(module).read_text(encoding="utf-8"))
-    decorators = [
-        ast.unparse(decorator)
+    return [
+        node
         for node in ast.walk(tree)
         if isinstance(node, ast.ClassDef)
-        for decorator in node.decorator_list
+        and any("dataclass" in ast.unparse(d) for d in node.decorator_list)
     ]
-    assert not [d for d in decorators if "dataclass" in d]
+
+
+@pytest.mark.parametrize("module", native.COMPILED_MODULES)
+def test_compiled_modules_declare_dataclasses_only_as_native_records(module: str):
+    """A dataclass in a compiled module is a native record (mediation/rules/records.py).
+
+    Anything else mypyc makes native too, but with the dataclass's
+    interpreted ``__init__`` and mypyc's pickling (which a frozen class refuses).
+    """
+    for cls in _native_records(module):
+        assert [ast.unparse(d) for d in cls.decorator_list] == _NATIVE_RECORD, cls.name
+        methods = {node.name: node for node in cls.body if isinstance(node, ast.FunctionDef)}
+        assert ast.unparse(methods["__getstate__"].body[-1]) == "return record_state(self)"
+        assert ast.unparse(methods["__setstate__"].body[-1]) == "set_record_state(self, state)"
+        # __init__: each field, in order, stored once, as the dataclass's own would.
+        fields = [
+            node.target.id
+            for node in cls.body
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+        ]
+        init = methods["__init__"]
+        assert [a.arg for a in init.args.args] == ["self", *fields], cls.name
+        stored = [
+            node.value.args[1].value
+            for node in init.body
+            if isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Call)
+            and ast.unparse(node.value.func) == "object.__setattr__"
+        ]
+        assert stored == fields, cls.name
+
+
+def _native_record_classes() -> list[type]:
+    return [
+        getattr(importlib.import_module(module), cls.name)
+        for module in native.COMPILED_MODULES
+        for cls in _native_records(module)
+    ]
+
+
+@pytest.mark.parametrize("cls", _native_record_classes(), ids=lambda cls: cls.__name__)
+def test_native_records_init_as_their_dataclass_would(cls: type):
+    """The written ``__init__``: the defaults of the fields, and frozen afterwards."""
+    fields = dataclasses.fields(cls)
+    assert cls.__match_args__ == tuple(f.name for f in fields)
+    if native.install().build == "interpreted":  # a compiled __init__ has no signature
+        parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+        assert [p.name for p in parameters] == [f.name for f in fields]
+        for parameter, field in zip(parameters, fields, strict=True):
+            if field.default is not dataclasses.MISSING:
+                assert parameter.default == field.default, field.name
+            elif field.default_factory is dataclasses.MISSING:
+                assert parameter.default is inspect.Parameter.empty, field.name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(cls.__new__(cls), fields[0].name, None)
 
 
 def test_states_and_records_survive_pickling_in_this_build():

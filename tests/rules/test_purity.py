@@ -126,6 +126,11 @@ def test_importing_the_rules_loads_no_third_party_module():
 @pytest.mark.parametrize("path", RULES_FILES, ids=lambda p: p.name)
 def test_rules_source_imports_only_allowed_standard_modules(path: Path):
     tree = ast.parse(path.read_text(encoding="utf-8"))
+    # What only the type checker (and mypyc) reads never runs: records.py
+    # names mypyc's class decorator there.
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            node.body = []
     imported: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
