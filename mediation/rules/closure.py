@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import operator
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Final
 
 from .model import (
@@ -22,6 +22,7 @@ from .model import (
     Event,
     Opportunity,
     StoredEvent,
+    WaterfallEntry,
 )
 
 __all__ = [
@@ -201,6 +202,23 @@ _quote = json.encoder.encode_basestring  # what json.dumps uses with ensure_asci
 # What json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 # builds on every call: made once (an encoder holds no state between calls).
 _ATTRS_ENCODER: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+# The C encoder that encoder's encode() makes on every call, made once too
+# (half of encode()'s time was making it), with the same arguments
+# (json/encoder.py, JSONEncoder.iterencode); None where the C
+# accelerator is missing. ``_ATTRS_MARKERS`` is its circular-reference
+# check: empty after each encode, emptied after a failed one (which leaves
+# the containers it was inside of), as encode()'s new dict is.
+_ATTRS_MARKERS: Final[dict[int, object]] = {}
+_make_c_encoder: Callable[..., Callable[[object, int], list[str]]] | None = getattr(
+    json.encoder, "c_make_encoder", None
+)
+_ATTRS_C_ENCODER: Final = (
+    None
+    if _make_c_encoder is None
+    else _make_c_encoder(
+        _ATTRS_MARKERS, _ATTRS_ENCODER.default, _quote, None, ":", ",", True, False, True
+    )
+)
 
 
 def _json_scalar(value: str | int | None) -> str:
@@ -214,7 +232,13 @@ def _json_scalar(value: str | int | None) -> str:
 def _canonical_attrs(attrs: Mapping[str, object]) -> str:
     if not attrs:
         return "{}"
-    return _ATTRS_ENCODER.encode(dict(attrs))
+    if _ATTRS_C_ENCODER is None:
+        return _ATTRS_ENCODER.encode(dict(attrs))
+    try:
+        return "".join(_ATTRS_C_ENCODER(dict(attrs), 0))
+    except BaseException:
+        _ATTRS_MARKERS.clear()
+        raise
 
 
 def _canonical_event(event: Event) -> str:
@@ -242,14 +266,30 @@ def _canonical_event(event: Event) -> str:
     )
 
 
+# The canonical text of recently seen waterfalls, by the tuple's identity
+# (the tuple is kept in the value, so its id cannot be reused while cached):
+# the readers and the worker share one tuple per distinct waterfall, which
+# every opportunity of a config repeats.
+_WATERFALL_TEXTS: Final[dict[int, tuple[tuple[WaterfallEntry, ...], str]]] = {}
+_MAX_WATERFALL_TEXTS: Final = 256
+
+
+def _canonical_waterfall(waterfall: tuple[WaterfallEntry, ...]) -> str:
+    cached = _WATERFALL_TEXTS.get(id(waterfall))
+    if cached is not None and cached[0] is waterfall:
+        return cached[1]
+    text = ",".join(
+        [f"[{_quote(e.source_id)},{e.floor_micros!r},{e.timeout_ms!r}]" for e in waterfall]
+    )
+    if len(_WATERFALL_TEXTS) >= _MAX_WATERFALL_TEXTS:
+        _WATERFALL_TEXTS.clear()
+    _WATERFALL_TEXTS[id(waterfall)] = (waterfall, text)
+    return text
+
+
 def _canonical_in_order(opportunity: Opportunity, ordered: Sequence[Event]) -> str:
     """The canonical inputs of events already in ``event_order``."""
-    waterfall = ",".join(
-        [
-            f"[{_quote(e.source_id)},{e.floor_micros!r},{e.timeout_ms!r}]"
-            for e in opportunity.waterfall
-        ]
-    )
+    waterfall = _canonical_waterfall(opportunity.waterfall)
     events = ",".join([_canonical_event(event) for event in ordered])
     return "".join(
         (
