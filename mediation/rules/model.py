@@ -54,7 +54,7 @@ DeliveryStatus = Literal["fill", "no_fill"]
 # dataclass's (pickles of either build, and of older code, load in both).
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
+@mypyc_attr(allow_interpreted_subclasses=True, acyclic=True)
 @dataclass(frozen=True, slots=True)
 class WaterfallEntry:
     source_id: str
@@ -73,7 +73,7 @@ class WaterfallEntry:
         set_record_state(self, state)
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
+@mypyc_attr(allow_interpreted_subclasses=True, acyclic=True)
 @dataclass(frozen=True, slots=True)
 class Opportunity:
     """One sync request and the delivery the gateway answered with."""
@@ -153,7 +153,7 @@ class Opportunity:
 _NEW_ATTRS: Final[dict[str, object]] = {}
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
+@mypyc_attr(allow_interpreted_subclasses=True, acyclic=True)
 @dataclass(frozen=True, slots=True)
 class Event:
     """One normalised SDK event (app resolved, clock skew corrected)."""
@@ -263,7 +263,7 @@ def event_as_dict(event: Event) -> dict[str, object]:
     }
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
+@mypyc_attr(allow_interpreted_subclasses=True, acyclic=True)
 @dataclass(frozen=True, slots=True)
 class Policy:
     """Worker-wide settings the rules need besides each opportunity's own.
@@ -318,7 +318,7 @@ class Policy:
         set_record_state(self, state)
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
+@mypyc_attr(allow_interpreted_subclasses=True, acyclic=True)
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
     """An event as it is written to ``event_records``."""
@@ -341,7 +341,7 @@ class StoredEvent:
         set_record_state(self, state)
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
+@mypyc_attr(allow_interpreted_subclasses=True, acyclic=True)
 @dataclass(frozen=True, slots=True)
 class ArchiveRecord:
     """The one closing record of an opportunity."""
@@ -409,7 +409,7 @@ class ArchiveRecord:
         set_record_state(self, state)
 
 
-@mypyc_attr(allow_interpreted_subclasses=True)
+@mypyc_attr(allow_interpreted_subclasses=True, acyclic=True)
 @dataclass(frozen=True, slots=True)
 class ClosedOpportunity:
     """Everything written when an opportunity closes: one transaction's worth."""

@@ -180,7 +180,7 @@ def test_the_default_is_the_interpreted_build_even_when_the_compiled_one_is_curr
 
 
 _NATIVE_RECORD = [
-    "mypyc_attr(allow_interpreted_subclasses=True)",
+    "mypyc_attr(allow_interpreted_subclasses=True, acyclic=True)",
     "dataclass(frozen=True, slots=True)",
 ]
 
