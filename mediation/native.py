@@ -90,6 +90,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "mediation.rules.ulid",
     "mediation.rules.validation",
     "mediation.rules.waterfall",
+    "storage.stored_records",
 )
 # The compile writes it next to this module once the build succeeded.
 STAMP_NAME = "native_build.json"

@@ -12,13 +12,14 @@ replay both read them back this way.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from mediation.rules.model import ArchiveRecord, Event, Opportunity, WaterfallEntry
-from mediation.rules.records import record
+from mediation.rules.records import mypyc_attr, record_state, set_record_state
 from mediation.tables import DELIVERY_RECORDS
 
 __all__ = [
@@ -33,12 +34,28 @@ __all__ = [
 Row = Mapping[str, Any]
 
 
-@record
+@mypyc_attr(allow_interpreted_subclasses=True, acyclic=True)
+@dataclass(frozen=True, slots=True)
 class StoredInputs:
+    """A native record (mediation/rules/records.py)."""
+
     opportunity: Opportunity
     # Every stored event that was not late: what the worker had at close.
     events: tuple[Event, ...]
     late_events: tuple[Event, ...]
+
+    def __init__(
+        self, opportunity: Opportunity, events: tuple[Event, ...], late_events: tuple[Event, ...]
+    ) -> None:
+        object.__setattr__(self, "opportunity", opportunity)
+        object.__setattr__(self, "events", events)
+        object.__setattr__(self, "late_events", late_events)
+
+    def __getstate__(self) -> list[object]:
+        return record_state(self)
+
+    def __setstate__(self, state: Sequence[object]) -> None:
+        set_record_state(self, state)
 
 
 _json = orjson.loads
