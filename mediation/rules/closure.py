@@ -198,7 +198,7 @@ def close_opportunity(
 # every opportunity computes it; building dicts for json.dumps cost several
 # times more). tests/rules/test_closure.py checks it byte for byte against
 # json.dumps of the document.
-_quote = json.encoder.encode_basestring  # what json.dumps uses with ensure_ascii=False
+_quote: Final = json.encoder.encode_basestring  # what json.dumps uses with ensure_ascii=False
 # What json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 # builds on every call: made once (an encoder holds no state between calls).
 _ATTRS_ENCODER: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
