@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from ..errors import InputError
 from .amendment import AMENDABLE_FIELDS
@@ -48,7 +48,7 @@ MODES = ("snapshot", "recompute")
 RULE_VERSIONS = (RULE_VERSION,)
 # What a dispute compares: the amendable fields, and which rules and config
 # produced the record.
-DIFF_FIELDS = (*AMENDABLE_FIELDS, "config_version", "rule_version")
+DIFF_FIELDS: Final = (*AMENDABLE_FIELDS, "config_version", "rule_version")
 MAX_KEYS = 10_000
 MAX_KEYS_PER_CHUNK = 1_000
 # Opportunities replayed at a time: bounds memory (~100 MB) while keeping
