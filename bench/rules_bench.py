@@ -7,7 +7,7 @@ as Postgres returns them, then each build, in its own child process
 opportunity:
 
 - ``rows``: rows back into records (``storage.stored_records``:
-  ``inputs_from_rows``, ``archive_of``; interpreted in both builds);
+  ``inputs_from_rows``, ``archive_of``; compiled in the compiled build);
 - ``close``: ``close_opportunity`` with its ``inputs_hash``;
 - ``recompute``: ``recompute_result`` (close + diff against the archive);
 - ``replay``: the three as a range recompute runs them, plus each result's

@@ -15,12 +15,12 @@ decides once per process whether that may happen:
   they are now, else the ``.py`` files (stale: with a one-line warning on
   stderr; never built: silently).
 
-The default (``DEFAULT_BUILD``) is ``interpreted``: measured, the compiled
-build is no faster yet (replay 0.9x, worker 1.04x of the interpreted build;
-docs/benchmarks.md, "The compiled build"). It is still built by the
-bootstrap and held byte-identical to the interpreted one by the tests, so
-the step that makes it pay (native record classes) starts from a checked
-build.
+The default (``DEFAULT_BUILD``) is ``interpreted``. With native records
+(mediation/rules/records.py) the compiled build is faster (a range
+replay about 2.6x, the worker 1.25x; docs/benchmarks.md, "Rules, compiled
+and interpreted"); making it the default is a decision of its own, not
+taken yet. It is built by the bootstrap and held byte-identical to the
+interpreted one by the tests.
 
 A stale build is never loaded: a source edited after the compile would
 otherwise run as its old compiled self. The check hashes the sources
@@ -65,14 +65,16 @@ __all__ = [
 
 ENV_VARIABLE = "MEDIATION_RULES_BUILD"
 BUILDS = ("auto", "compiled", "interpreted")
-DEFAULT_BUILD = "interpreted"  # until the compiled build is faster (see the docstring)
+DEFAULT_BUILD = "interpreted"  # see the docstring
 
 # The modules mypyc compiles, in one place (the compile, the switch, the
 # tests and the benchmarks read it). Every module of mediation/rules except
-# the package's __init__ (re-exports only) and records.py (see there).
-# Only modules under mediation/: importing them runs mediation/__init__.py,
-# and so this switch, first. (storage/stored_records.py, compiled, gained
-# nothing measurable and would load before the switch when imported first.)
+# the package's __init__ (re-exports only) and records.py (see there), and
+# the replay's rows-into-records readers (storage/stored_records.py).
+# Importing a module of mediation/ runs mediation/__init__.py, and so this
+# switch, first; storage/__init__.py imports mediation for the same reason.
+# A module of another package must too, or it would load compiled whatever
+# the switch said.
 # mediation/errors.py stays interpreted (mypyc does not compile its classes:
 # they inherit from builtin exception types); compiled modules import it.
 COMPILED_MODULES: tuple[str, ...] = (

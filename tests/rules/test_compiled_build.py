@@ -166,7 +166,7 @@ def test_a_stale_build_is_never_loaded(tmp_path: Path):
 
 
 def test_the_default_is_the_interpreted_build_even_when_the_compiled_one_is_current():
-    """Until the compiled build is faster (docs/benchmarks.md), nobody runs it unasked."""
+    """Nobody runs the compiled build unasked until it is made the default (mediation/native.py)."""
     require_compiled_build()
     done = _probe(None, cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr
