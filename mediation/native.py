@@ -15,12 +15,14 @@ decides once per process whether that may happen:
   they are now, else the ``.py`` files (stale: with a one-line warning on
   stderr; never built: silently).
 
-The default (``DEFAULT_BUILD``) is ``interpreted``. With native records
-(mediation/rules/records.py) the compiled build is faster (a range
-replay about 2.6x, the worker 1.25x; docs/benchmarks.md, "Rules, compiled
-and interpreted"); making it the default is a decision of its own, not
-taken yet. It is built by the bootstrap and held byte-identical to the
-interpreted one by the tests.
+The default (``DEFAULT_BUILD``) is ``auto``: with native records
+(mediation/rules/records.py) the compiled build is faster (measured in
+one session: a range replay 2.55x in the rules benchmark and 1.63x end to
+end with Postgres reads, the worker about 14% less CPU per message;
+docs/benchmarks.md, "Rules, compiled and interpreted"), so it runs
+wherever the bootstrap built it; ``interpreted`` switches it off (for
+debugging: tracebacks and profilers see the ``.py`` files). The tests
+hold the two builds byte-identical.
 
 A stale build is never loaded: a source edited after the compile would
 otherwise run as its old compiled self. The check hashes the sources
@@ -65,7 +67,7 @@ __all__ = [
 
 ENV_VARIABLE = "MEDIATION_RULES_BUILD"
 BUILDS = ("auto", "compiled", "interpreted")
-DEFAULT_BUILD = "interpreted"  # see the docstring
+DEFAULT_BUILD = "auto"  # see the docstring
 
 # The modules mypyc compiles, in one place (the compile, the switch, the
 # tests and the benchmarks read it). Every module of mediation/rules except

@@ -198,7 +198,7 @@ class Settings:
     # Which build of the rules runs (auto, compiled, interpreted). It acts when
     # ``mediation`` is first imported (mediation/native.py reads it there,
     # before settings exist); read here too so a bad value is one settings error.
-    rules_build: str = "interpreted"  # mediation.native.DEFAULT_BUILD
+    rules_build: str = "auto"  # mediation.native.DEFAULT_BUILD
     # What this gateway process serves (set by ``mediation api --role``).
     gateway_roles: frozenset[str] = GATEWAY_ROLES
     # S3 storage class of the cold tier (the default of ``mediation tier --cold-storage-class``).

@@ -165,14 +165,14 @@ def test_a_stale_build_is_never_loaded(tmp_path: Path):
     assert _probe("compiled", cwd=tmp_path).returncode != 0
 
 
-def test_the_default_is_the_interpreted_build_even_when_the_compiled_one_is_current():
-    """Nobody runs the compiled build unasked until it is made the default (mediation/native.py)."""
+def test_the_default_runs_the_compiled_build_when_it_is_current():
+    """``auto`` is the default (mediation/native.py): the bootstrap's build runs, silently."""
     require_compiled_build()
     done = _probe(None, cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["info"]["build"] == "interpreted"
-    assert all(path.endswith(".py") for path in report["files"].values())
+    assert report["info"]["build"] == "compiled"
+    assert not any(path.endswith(".py") for path in report["files"].values())
     assert done.stderr == ""
 
 
