@@ -96,9 +96,6 @@ class ReportRow:
     counts: tuple[int, ...]  # in COUNTS order
     revenue_micros: int
 
-    def count(self, name: str) -> int:
-        return self.counts[COUNTS.index(name)]
-
     def values(self) -> tuple[object, ...]:
         """The fields after the dimensions, in ``FIELDS`` order."""
         requests, fills, no_fills, load_failures, impressions, clicks, rewarded = self.counts

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "add_json_flag",
-    "day_flag",
     "day_range",
     "json_ready",
     "print_json",
@@ -73,7 +72,7 @@ def json_ready(value: object) -> Any:
     return value
 
 
-def day_flag(text: str, flag: str) -> dt.date:
+def _day_flag(text: str, flag: str) -> dt.date:
     """A ``--from``/``--to`` day (``YYYY-MM-DD``, UTC), or the usage error naming ``flag``."""
     try:
         return dt.date.fromisoformat(text)
@@ -83,7 +82,7 @@ def day_flag(text: str, flag: str) -> dt.date:
 
 def day_range(first: str, last: str) -> tuple[dt.date, dt.date]:
     """``--from`` and ``--to`` as days, the second not before the first."""
-    start, end = day_flag(first, "--from"), day_flag(last, "--to")
+    start, end = _day_flag(first, "--from"), _day_flag(last, "--to")
     if end < start:
         raise UsageError(f"--to {end} is before --from {start}")
     return start, end
