@@ -167,18 +167,7 @@ def _same_rows(batch: list[SinkItem]) -> None:
 
 
 def _former_insert(cur: Cursor, table: str, rows: list[tuple[object, ...]]) -> int:
-    if len(rows) < _FORMER_THRESHOLD:
-        cur.executemany(writer_module._INSERTS[table], rows)
-        return cur.rowcount
-    create, copy_in, insert, drop = writer_module._STAGE_SQL[table]
-    cur.execute(create)
-    with cur.copy(copy_in) as copy:
-        for row in rows:
-            copy.write_row(row)
-    cur.execute(insert)
-    inserted = cur.rowcount
-    cur.execute(drop)
-    return inserted
+    return writer_module.insert_rows(cur, table, rows, _FORMER_THRESHOLD)
 
 
 _BINARY_TYPES = {"integer": "int4", "smallint": "int2", "bigint": "int8", "boolean": "bool"}

@@ -59,7 +59,7 @@ from .rows import (
     rows_for,
 )
 
-__all__ = ["PostgresWriter", "WriteCounters"]
+__all__ = ["PostgresWriter", "WriteCounters", "insert_rows"]
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +342,20 @@ def _insert(
         # Postgres then judges the value as in any other format.
         cur.execute(statement, (json_text(rows),))
         return cur.rowcount
-    if len(rows) < COPY_THRESHOLD:
+    return insert_rows(cur, table, rows)
+
+
+def insert_rows(
+    cur: psycopg.Cursor[tuple[object, ...]],
+    table: str,
+    rows: list[tuple[object, ...]],
+    copy_threshold: int = COPY_THRESHOLD,
+) -> int:
+    """The row-by-row way (dead letters; every table's way before the JSON document):
+    one pipelined executemany, or from ``copy_threshold`` rows COPY into a staging
+    table and one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``; how many were new.
+    """
+    if len(rows) < copy_threshold:
         cur.executemany(_INSERTS[table], rows)
         return cur.rowcount
     create, copy_in, insert, drop = _STAGE_SQL[table]

@@ -53,19 +53,7 @@ def _former_insert(
     Its rows carried timestamps as the text Postgres reads (``timestamp_text``)
     and ``jsonb`` values as JSON text.
     """
-    rows = [_as_text(table, row) for row in rows]
-    if len(rows) < writer_module.COPY_THRESHOLD:
-        cur.executemany(writer_module._INSERTS[table], rows)
-        return cur.rowcount
-    create, copy_in, insert, drop = writer_module._STAGE_SQL[table]
-    cur.execute(create)
-    with cur.copy(copy_in) as copy:
-        for row in rows:
-            copy.write_row(row)
-    cur.execute(insert)
-    inserted = cur.rowcount
-    cur.execute(drop)
-    return inserted
+    return writer_module.insert_rows(cur, table, [_as_text(table, row) for row in rows])
 
 
 def _items(huge: bool) -> list[SinkItem]:

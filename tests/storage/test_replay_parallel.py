@@ -17,7 +17,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 from builders import T0
-from tiering_data import DAY, fill_day
+from tiering_data import DAY, fill_day, push_two_config_versions
 
 from mediation.cli import main
 from mediation.rules.replay import ReplayRequest, ReplayRequestError, Selection
@@ -28,7 +28,6 @@ from replay.jobs import enqueue, job_state, output_key, serve_jobs
 from replay.output import CollectedOutput, JsonlOutput, ParquetOutput
 from replay.run import ReplaySources, run_replay
 from storage.cold import ColdStore, FileColdStore
-from storage.configs import push_config
 from storage.db import connect
 from storage.tier_job import run_tiering
 from storage.tiering import manifest_key
@@ -119,12 +118,7 @@ def test_workers_recompute_under_a_named_config_snapshot_as_one_process_does(
     _fill_four_days(database_url)
     sources = _sources(database_url, file_store, services)
     with connect(database_url, autocommit=True) as conn:
-        placements = {"p": {"waterfall": [{"source_id": "net_a", "floor_micros": 0,
-                                           "timeout_ms": 5}]}}  # fmt: skip
-        for app in ("a", "b"):
-            conn.execute("INSERT INTO apps (app_id, name) VALUES (%s, %s)", (app, app))
-            push_config(conn, app, {"placements": placements}, "test")
-            push_config(conn, app, {"closure_window_ms": 15, "placements": placements}, "test")
+        push_two_config_versions(conn)
         request = ReplayRequest(FOUR_DAYS, "recompute", config_version=2)
         answers = []
         for jobs in (1, 2):

@@ -11,7 +11,7 @@ import psycopg
 import pyarrow.parquet as pq
 import pytest
 from builders import T0, event
-from tiering_data import DAY, fill_day
+from tiering_data import DAY, fill_day, push_two_config_versions
 
 from mediation.cli import main
 from mediation.rules.model import LateEvent, StoredEvent
@@ -21,7 +21,6 @@ from replay.digest import ResultDigest
 from replay.run import replay_results
 from sinks.postgres import PostgresWriter
 from storage.cold import ColdStore, FileColdStore
-from storage.configs import push_config
 from storage.db import connect
 from storage.tier_job import run_tiering
 
@@ -126,14 +125,7 @@ def test_rows_written_for_a_day_after_it_was_tiered_are_read_once(
 def test_recompute_under_a_named_config_snapshot(database_url: str, store: ColdStore) -> None:
     keys = _fill(database_url)
     with connect(database_url, autocommit=True) as conn:
-        placements = {"p": {"waterfall": [{"source_id": "net_a", "floor_micros": 0,
-                                           "timeout_ms": 5}]}}  # fmt: skip
-        for app in ("a", "b"):
-            conn.execute("INSERT INTO apps (app_id, name) VALUES (%s, %s)", (app, app))
-            # Version 1 was active; version 2's 15 ms window closes before
-            # the click (events come 10 and 20 ms after the opportunity).
-            push_config(conn, app, {"placements": placements}, "test")
-            push_config(conn, app, {"closure_window_ms": 15, "placements": placements}, "test")
+        push_two_config_versions(conn)
         request = ReplayRequest(_range(T0, T0 + 4 * MINUTE), "recompute", config_version=2)
         results, _ = _replay(conn, store, request)
     assert [r["opportunity_key"] for r in results] == keys[:4]

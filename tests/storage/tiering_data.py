@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import psycopg
 from builders import T0, event, opportunity
 
 from mediation.rules.closure import close_opportunity
@@ -11,6 +12,7 @@ from mediation.rules.model import LateEvent, StoredEvent
 from mediation.rules.ulid import encode_ulid, ulid_day
 from mediation.wire import DeadLetterRecord
 from sinks.postgres import PostgresWriter
+from storage.configs import push_config
 
 DAY = ulid_day(encode_ulid(T0, bytes(10)))
 
@@ -79,3 +81,15 @@ def fill_day(
     writer.write(items)  # type: ignore[arg-type]
     writer.close()
     return keys
+
+
+def push_two_config_versions(conn: psycopg.Connection) -> None:
+    """Apps ``a`` and ``b``, each with config version 1 (the one that ran) and version 2,
+    whose 15 ms window closes before the clicks (events come 10 and 20 ms after their
+    opportunity): a recompute under version 2 changes archives."""
+    placements = {"p": {"waterfall": [{"source_id": "net_a", "floor_micros": 0,
+                                       "timeout_ms": 5}]}}  # fmt: skip
+    for app in ("a", "b"):
+        conn.execute("INSERT INTO apps (app_id, name) VALUES (%s, %s)", (app, app))
+        push_config(conn, app, {"placements": placements}, "test")
+        push_config(conn, app, {"closure_window_ms": 15, "placements": placements}, "test")
