@@ -17,8 +17,8 @@ decides once per process whether that may happen:
 
 The default (``DEFAULT_BUILD``) is ``auto``: with native records
 (mediation/rules/records.py) the compiled build is faster (measured in
-one session: a range replay 2.55x in the rules benchmark and 1.63x end to
-end with Postgres reads, the worker about 14% less CPU per message;
+one session: a range replay 2.55x in the rules benchmark and 1.5-1.6x end to
+end with Postgres reads, the worker 7-14% less CPU per message;
 docs/benchmarks.md, "Rules, compiled and interpreted"), so it runs
 wherever the bootstrap built it; ``interpreted`` switches it off (for
 debugging: tracebacks and profilers see the ``.py`` files). The tests
